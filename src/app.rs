@@ -1,0 +1,301 @@
+//! `AppState` — the one place where the store, hub, presence, limits and
+//! secrets are wired — plus the server's lifecycle: bind, serve, background
+//! sweeper, graceful shutdown (stop accepting, end SSE streams, flush).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chat::presence::{Connect, Presence};
+use crate::config::{Config, Secret};
+use crate::events::{Hub, frame};
+use crate::store::Store;
+
+/// How long a participant whose last stream closed still counts as present.
+pub const LEAVE_GRACE: Duration = Duration::from_secs(3);
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub hub: Arc<Hub>,
+    // std Mutex: held for short, non-async critical sections only.
+    pub presence: Mutex<Presence>,
+    pub admin_password: Secret,
+    /// Key for server-signed tokens and URLs (from `COOKIE_SECRET` or generated).
+    pub url_key: Secret,
+    /// Single-use SSE stream tokens: token → (session id, expiry ms).
+    pub stream_tokens: Mutex<HashMap<String, (String, i64)>>,
+    pub limits: crate::http::middleware::RateLimits,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    pub heartbeat: Duration,
+    /// Serializes joins so a display name cannot be claimed twice concurrently.
+    pub join_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
+        self.presence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a live stream; announces `peer-join` for a newly present user.
+    /// The returned guard announces `peer-leave` after the grace period once the
+    /// user's last stream is gone.
+    pub fn presence_connect(self: &Arc<Self>, conv: &str, user: &str, name: &str) -> PresenceGuard {
+        if self.presence().connect(conv, user, name) == Connect::Joined {
+            let data = serde_json::json!({ "userId": user, "displayName": name });
+            self.hub.publish(
+                conv,
+                frame::encode_value("peer-join", Some(user), None, &data, None),
+            );
+        }
+        PresenceGuard {
+            state: Arc::clone(self),
+            conv: conv.to_string(),
+            user: user.to_string(),
+        }
+    }
+
+    /// Announces that `user` left now (explicit leave).
+    pub fn announce_leave(&self, conv: &str, user: &str) {
+        self.presence().remove(conv, user);
+        self.hub.publish(
+            conv,
+            frame::encode_value("peer-leave", Some(user), None, &serde_json::json!({}), None),
+        );
+    }
+
+    pub fn room_state_frame(&self, conv: &str, me: &str) -> bytes::Bytes {
+        let participants: Vec<_> = self
+            .presence()
+            .participants(conv)
+            .into_iter()
+            .map(|(u, n)| serde_json::json!({ "userId": u, "displayName": n, "isMe": u == me }))
+            .collect();
+        frame::encode_value(
+            "room-state",
+            None,
+            None,
+            &serde_json::json!({ "participants": participants }),
+            None,
+        )
+        .bytes
+    }
+
+    fn sweep(&self) {
+        let now = crate::clock::now_ms();
+        let cutoff = now - self.config.session_ttl_secs * 1000;
+        match self.store.sweep_sessions(cutoff) {
+            Ok(n) if n > 0 => tracing::info!(count = n, "expired sessions swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+        if let Err(e) = self.store.sweep_nonces(now) {
+            tracing::warn!(error = %e, "nonce sweep failed");
+        }
+        self.stream_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, exp)| *exp > now);
+        self.limits.prune();
+    }
+}
+
+pub struct PresenceGuard {
+    state: Arc<AppState>,
+    conv: String,
+    user: String,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let Some(generation) = self.state.presence().disconnect(&self.conv, &self.user) else {
+            return;
+        };
+        let state = Arc::clone(&self.state);
+        let (conv, user) = (
+            std::mem::take(&mut self.conv),
+            std::mem::take(&mut self.user),
+        );
+        let task = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(LEAVE_GRACE) => {}
+                _ = state.shutdown.cancelled() => return,
+            }
+            if state.presence().expire(&conv, &user, generation) {
+                state.hub.publish(
+                    &conv,
+                    frame::encode_value(
+                        "peer-leave",
+                        Some(&user),
+                        None,
+                        &serde_json::json!({}),
+                        None,
+                    ),
+                );
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.state.tasks.spawn(task);
+        }
+    }
+}
+
+/// Reads a secret from `path`, or generates and stores one (mode 0600).
+/// Returns the secret and whether it was generated now.
+fn load_or_create_secret(path: &Path, len: usize) -> anyhow::Result<(Secret, bool)> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok((Secret::new(s), false));
+        }
+    }
+    use rand::Rng;
+    let s: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect();
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("while creating {}", tmp.display()))?;
+        f.write_all(s.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("while writing {}", path.display()))?;
+    Ok((Secret::new(s), true))
+}
+
+/// A built server: state wired, store open, listener bound, not yet serving.
+pub struct App {
+    state: Arc<AppState>,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "while creating data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let admin_password = match &config.admin_password {
+            Some(p) => p.clone(),
+            None => {
+                let path = config.data_dir.join("admin-password");
+                let (p, created) = load_or_create_secret(&path, 24)?;
+                if created {
+                    eprintln!(
+                        "chats3: generated admin password: {}\nchats3: it is stored in {} (set ADMIN_PASSWORD to choose your own)",
+                        p.expose(),
+                        path.display()
+                    );
+                } else {
+                    tracing::info!(path = %path.display(), "admin password loaded from the data directory");
+                }
+                p
+            }
+        };
+        let url_key = match &config.cookie_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&config.data_dir.join("secret-key"), 48)?.0,
+        };
+        let hub = Arc::new(Hub::default());
+        let store = Arc::new(Store::open(&config.data_dir, hub.clone()).with_context(|| {
+            format!("while opening the store in {}", config.data_dir.display())
+        })?);
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("while binding {addr}"))?;
+        let state = Arc::new(AppState {
+            limits: crate::http::middleware::RateLimits::new(
+                config.rate_limit_per_min,
+                config.admin_rate_limit_per_min,
+            ),
+            config,
+            store,
+            hub,
+            presence: Mutex::new(Presence::default()),
+            admin_password,
+            url_key,
+            stream_tokens: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            heartbeat: Duration::from_secs(15),
+            join_lock: tokio::sync::Mutex::new(()),
+        });
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TcpListener always has a local address.
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn run(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let sweeper = {
+            let state = Arc::clone(&state);
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => state.sweep(),
+                        _ = state.shutdown.cancelled() => break,
+                    }
+                }
+            }
+        };
+        state.tasks.spawn(sweeper);
+        let router = crate::http::router(Arc::clone(&state));
+        let shutdown = state.shutdown.clone();
+        let on_signal = async move {
+            signal.await;
+            tracing::info!("shutting down: closing event streams and flushing the store");
+            shutdown.cancel();
+        };
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(on_signal)
+        .await
+        .context("while serving")?;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        state.shutdown.cancel();
+        state.tasks.close();
+        state.tasks.wait().await;
+        let store = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await
+            .ok();
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! Embed tickets: parsing and verification, pure (the clock is passed in).
+//!
+//! The integrator signs the exact ticket bytes with HMAC-SHA256 and sends
+//! `{ticket, signature}`. We verify those bytes, never a re-serialization.
+//! The single-use nonce check needs storage and is done by the caller after
+//! [`verify`] succeeds.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{origin::origin_allowed, sign::verify_b64url};
+use crate::config::Integrator;
+
+/// A verified ticket's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub integrator_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub role: String,
+    pub origin: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub nonce: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TicketError {
+    #[error("Ticket is not valid JSON")]
+    Malformed,
+    #[error("Ticket is missing field {0}")]
+    MissingField(&'static str),
+    #[error("Ticket field {0} has the wrong type or format")]
+    BadField(&'static str),
+    #[error("Unknown integrator")]
+    UnknownIntegrator,
+    #[error("Invalid signature")]
+    BadSignature,
+    #[error("Ticket expired")]
+    Expired,
+    #[error("Ticket issued too long ago or in the future")]
+    Stale,
+    #[error("Origin not allowed")]
+    OriginNotAllowed,
+    #[error("Ticket already used")]
+    Replayed,
+}
+
+/// Time-window policy for tickets.
+#[derive(Debug, Clone, Copy)]
+pub struct TicketPolicy {
+    pub max_age_ms: i64,
+    pub clock_skew_ms: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTicket {
+    integrator_id: Option<Value>,
+    conversation_id: Option<Value>,
+    user_id: Option<Value>,
+    display_name: Option<Value>,
+    avatar_url: Option<Value>,
+    role: Option<Value>,
+    origin: Option<Value>,
+    issued_at: Option<Value>,
+    expires_at: Option<Value>,
+    nonce: Option<Value>,
+}
+
+fn req_str(v: Option<Value>, name: &'static str) -> Result<String, TicketError> {
+    match v {
+        None | Some(Value::Null) => Err(TicketError::MissingField(name)),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(TicketError::MissingField(name)),
+        Some(_) => Err(TicketError::BadField(name)),
+    }
+}
+
+/// Timestamps are accepted as epoch milliseconds (the original's `Date.now()`),
+/// epoch seconds (values below 10^11) or RFC 3339 strings.
+pub fn parse_timestamp_ms(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            if !f.is_finite() || f < 0.0 {
+                return None;
+            }
+            Some(if f < 1e11 {
+                (f * 1000.0) as i64
+            } else {
+                f as i64
+            })
+        }
+        Value::String(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+            Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+        }
+        _ => None,
+    }
+}
+
+fn req_time(v: Option<Value>, name: &'static str) -> Result<i64, TicketError> {
+    match v {
+        None | Some(Value::Null) => Err(TicketError::MissingField(name)),
+        Some(v) => parse_timestamp_ms(&v).ok_or(TicketError::BadField(name)),
+    }
+}
+
+/// Parses the ticket JSON and checks every field is present.
+pub fn parse(ticket: &str) -> Result<Ticket, TicketError> {
+    let raw: RawTicket = serde_json::from_str(ticket).map_err(|_| TicketError::Malformed)?;
+    let avatar_url = match raw.avatar_url {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(TicketError::BadField("avatarUrl")),
+    };
+    Ok(Ticket {
+        integrator_id: req_str(raw.integrator_id, "integratorId")?,
+        conversation_id: req_str(raw.conversation_id, "conversationId")?,
+        user_id: req_str(raw.user_id, "userId")?,
+        display_name: req_str(raw.display_name, "displayName")?,
+        avatar_url,
+        role: req_str(raw.role, "role")?,
+        origin: req_str(raw.origin, "origin")?,
+        issued_at_ms: req_time(raw.issued_at, "issuedAt")?,
+        expires_at_ms: req_time(raw.expires_at, "expiresAt")?,
+        nonce: req_str(raw.nonce, "nonce")?,
+    })
+}
+
+/// Verifies everything but the nonce: fields, integrator, signature over the
+/// exact bytes (constant time), expiry, age, and origin allow-list.
+pub fn verify<'a>(
+    ticket: &str,
+    signature: &str,
+    integrators: impl Fn(&str) -> Option<&'a Integrator>,
+    now_ms: i64,
+    policy: TicketPolicy,
+) -> Result<Ticket, TicketError> {
+    let t = parse(ticket)?;
+    let integ = integrators(&t.integrator_id).ok_or(TicketError::UnknownIntegrator)?;
+    if !verify_b64url(
+        integ.secret.expose().as_bytes(),
+        ticket.as_bytes(),
+        signature,
+    ) {
+        return Err(TicketError::BadSignature);
+    }
+    if now_ms >= t.expires_at_ms + policy.clock_skew_ms {
+        return Err(TicketError::Expired);
+    }
+    let age = now_ms - t.issued_at_ms;
+    if age > policy.max_age_ms + policy.clock_skew_ms || age < -policy.clock_skew_ms {
+        return Err(TicketError::Stale);
+    }
+    if !origin_allowed(&integ.allowed_origins, &t.origin) {
+        return Err(TicketError::OriginNotAllowed);
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::sign::sign_b64url;
+    use crate::config::Secret;
+
+    const NOW: i64 = 1_700_000_000_000;
+    const POLICY: TicketPolicy = TicketPolicy {
+        max_age_ms: 60_000,
+        clock_skew_ms: 30_000,
+    };
+
+    fn integ() -> Integrator {
+        Integrator {
+            id: "acme".into(),
+            secret: Secret::new("acme-secret-0123456789"),
+            allowed_origins: vec!["https://*.acme.com".into(), "https://acme.com".into()],
+            webhook_url: None,
+        }
+    }
+
+    fn ticket(issued: i64, expires: i64, origin: &str) -> String {
+        serde_json::json!({
+            "integratorId": "acme", "conversationId": "c1", "userId": "u1",
+            "displayName": "Ann", "role": "participant", "origin": origin,
+            "issuedAt": issued, "expiresAt": expires, "nonce": "n1"
+        })
+        .to_string()
+    }
+
+    fn check(t: &str, sig: &str, now: i64) -> Result<Ticket, TicketError> {
+        let i = integ();
+        verify(t, sig, |id| (id == "acme").then_some(&i), now, POLICY)
+    }
+
+    fn signed(t: &str) -> String {
+        sign_b64url(b"acme-secret-0123456789", t.as_bytes())
+    }
+
+    #[test]
+    fn valid_ticket_is_accepted() {
+        let t = ticket(NOW - 1000, NOW + 60_000, "https://app.acme.com");
+        let v = check(&t, &signed(&t), NOW).unwrap();
+        assert_eq!(v.user_id, "u1");
+        assert_eq!(v.nonce, "n1");
+    }
+
+    #[test]
+    fn tampered_ticket_is_refused() {
+        let t = ticket(NOW, NOW + 60_000, "https://acme.com");
+        let sig = signed(&t);
+        let t2 = t.replace("\"u1\"", "\"admin\"");
+        assert_eq!(check(&t2, &sig, NOW), Err(TicketError::BadSignature));
+    }
+
+    #[test]
+    fn expired_ticket_is_refused() {
+        let t = ticket(NOW - 50_000, NOW - 31_000, "https://acme.com");
+        assert_eq!(check(&t, &signed(&t), NOW), Err(TicketError::Expired));
+    }
+
+    #[test]
+    fn old_or_future_issue_time_is_refused_beyond_skew() {
+        let t = ticket(NOW - 91_000, NOW + 60_000, "https://acme.com");
+        assert_eq!(check(&t, &signed(&t), NOW), Err(TicketError::Stale));
+        let t = ticket(NOW + 31_000, NOW + 90_000, "https://acme.com");
+        assert_eq!(check(&t, &signed(&t), NOW), Err(TicketError::Stale));
+        let t = ticket(NOW + 20_000, NOW + 90_000, "https://acme.com");
+        assert!(check(&t, &signed(&t), NOW).is_ok());
+    }
+
+    #[test]
+    fn origin_outside_allow_list_is_refused() {
+        let t = ticket(NOW, NOW + 60_000, "https://evil.com");
+        assert_eq!(
+            check(&t, &signed(&t), NOW),
+            Err(TicketError::OriginNotAllowed)
+        );
+    }
+
+    #[test]
+    fn unknown_integrator_and_missing_fields() {
+        let t = ticket(NOW, NOW + 60_000, "https://acme.com").replace("\"acme\"", "\"other\"");
+        assert_eq!(
+            check(&t, &signed(&t), NOW),
+            Err(TicketError::UnknownIntegrator)
+        );
+        let t = r#"{"integratorId":"acme"}"#;
+        assert_eq!(
+            check(t, &signed(t), NOW),
+            Err(TicketError::MissingField("conversationId"))
+        );
+        assert_eq!(check("nope", "x", NOW), Err(TicketError::Malformed));
+    }
+
+    #[test]
+    fn seconds_and_rfc3339_timestamps_are_understood() {
+        assert_eq!(
+            parse_timestamp_ms(&serde_json::json!(1_700_000_000)),
+            Some(NOW)
+        );
+        assert_eq!(parse_timestamp_ms(&serde_json::json!(NOW)), Some(NOW));
+        assert_eq!(
+            parse_timestamp_ms(&serde_json::json!("2023-11-14T22:13:20Z")),
+            Some(NOW)
+        );
+        assert_eq!(parse_timestamp_ms(&serde_json::json!(true)), None);
+    }
+}

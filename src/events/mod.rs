@@ -1,0 +1,10 @@
+//! Live events: the per-conversation hub that fans out pre-serialized SSE
+//! frames, the frame encoding, and the subscriber stream with resume from the
+//! store. Knows nothing of HTTP requests or sessions beyond a user id.
+
+pub mod frame;
+pub mod hub;
+pub mod stream;
+
+pub use frame::Frame;
+pub use hub::Hub;

@@ -1,0 +1,183 @@
+//! Cross-cutting HTTP layers: client IP resolution (trusting `X-Forwarded-For`
+//! only from configured proxies), per-IP rate limits (governor), and security
+//! headers (CSP without `unsafe-inline`, nosniff, referrer policy, HSTS in
+//! production).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+
+use super::error::ApiError;
+use crate::app::AppState;
+
+/// The default policy for everything but the frameable room page.
+pub const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
+
+/// CSP with the given `frame-ancestors` sources (`'none'` when empty).
+pub fn csp_with_ancestors(ancestors: &[String]) -> String {
+    let fa = if ancestors.is_empty() {
+        "'none'".to_string()
+    } else {
+        ancestors.join(" ")
+    };
+    format!("{CSP_BASE}; frame-ancestors {fa}")
+}
+
+pub struct RateLimits {
+    global: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    admin: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl RateLimits {
+    pub fn new(per_min: u32, admin_per_min: u32) -> Self {
+        let mk = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        Self {
+            global: mk(per_min),
+            admin: mk(admin_per_min),
+        }
+    }
+
+    /// Forgets idle keys so the limiter's memory stays bounded.
+    pub fn prune(&self) {
+        for l in [&self.global, &self.admin].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// The client address: the peer, or the right-most untrusted `X-Forwarded-For`
+/// hop when the peer is a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|n| n.contains(*ip)))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+fn exempt(path: &str) -> bool {
+    path == "/health" || path.starts_with("/static/") || path == "/favicon.ico"
+}
+
+pub async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if exempt(path) {
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    let limits = &state.limits;
+    if let Some(l) = &limits.global
+        && l.check_key(&ip).is_err()
+    {
+        return limited();
+    }
+    if path.starts_with("/api/v1/admin/")
+        && let Some(l) = &limits.admin
+        && l.check_key(&ip).is_err()
+    {
+        return limited();
+    }
+    next.run(req).await
+}
+
+fn limited() -> Response {
+    let mut r = ApiError::too_many().into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
+pub async fn security_headers(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self)"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp_with_ancestors(&[]))
+                .unwrap_or(HeaderValue::from_static("default-src 'self'")),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    if state.config.production {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.0.0.2"),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        let stranger: IpAddr = "5.6.7.8".parse().unwrap();
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn limiter_refuses_after_quota() {
+        let l = RateLimits::new(2, 0);
+        let ip: IpAddr = "1.1.1.1".parse().unwrap();
+        let g = l.global.as_ref().unwrap();
+        assert!(g.check_key(&ip).is_ok());
+        assert!(g.check_key(&ip).is_ok());
+        assert!(g.check_key(&ip).is_err());
+        assert!(l.admin.is_none());
+    }
+}

@@ -1,0 +1,63 @@
+//! HTTP: the router, the envelope and error mapping, extractors, middleware,
+//! and one file per route group. Handlers validate input, call the chat rules,
+//! the store and the hub, and shape the answer; nothing below this module
+//! knows about HTTP.
+
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use routes::{admin, embed, health, join, messages, pages, signaling};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/join", post(join::join))
+        .route("/leave", post(join::leave))
+        .route("/session", get(join::session))
+        .route("/conversation", get(join::conversation))
+        .route("/embed", post(embed::embed_api))
+        .route("/messages", get(messages::history).post(messages::send))
+        .route("/reactions", get(messages::reactions).post(messages::react))
+        .route("/system-message", post(messages::system_message))
+        .route("/signaling", get(signaling::stream).post(signaling::relay))
+        .route("/signaling/token", post(signaling::token))
+        .route("/client-config", get(signaling::client_config))
+        .route("/admin/conversations", post(admin::create))
+        .route("/admin/conversations/{id}", post(admin::details))
+        .route("/admin/conversations/{id}/close", post(admin::close))
+        .fallback(routes::api_not_found);
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(health::health))
+        .route("/", get(pages::index))
+        .route("/join", get(pages::join_page))
+        .route("/room/{id}", get(pages::room_page))
+        .route("/admin", get(pages::admin_page))
+        .route("/embed", get(embed::embed_page))
+        .route("/static/{*path}", get(pages::asset))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            routes::panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,128 @@
+//! Admin operations, authorized by the admin password in the body (compared in
+//! constant time): create, inspect and close conversations.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::join::system_draft;
+use crate::app::AppState;
+use crate::auth::sign::ct_eq_str;
+use crate::chat::join::new_join_code;
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::events::frame;
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::model::{Conversation, ConversationStatus, valid_conversation_id};
+use crate::store::StoreError;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminBody {
+    admin_password: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+fn authorize(state: &AppState, given: &str) -> Result<(), ApiError> {
+    if ct_eq_str(state.admin_password.expose(), given) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("Invalid admin password"))
+    }
+}
+
+fn load(state: &AppState, id: &str) -> Result<Conversation, ApiError> {
+    if !valid_conversation_id(id) {
+        return Err(ApiError::not_found("Conversation not found"));
+    }
+    state
+        .store
+        .conversation(id)?
+        .ok_or_else(|| ApiError::not_found("Conversation not found"))
+}
+
+/// # `POST /api/v1/admin/conversations`
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<AdminBody>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &b.admin_password)?;
+    let id = match b.conversation_id.as_deref().map(str::trim) {
+        None | Some("") => uuid::Uuid::new_v4().to_string(),
+        Some(id) if valid_conversation_id(id) => id.to_string(),
+        Some(_) => {
+            return Err(ApiError::field(
+                "conversationId",
+                "must be 1-64 characters of A-Z a-z 0-9 - _",
+            ));
+        }
+    };
+    let c = Conversation {
+        conversation_id: id,
+        join_code: new_join_code(),
+        status: ConversationStatus::Active,
+        created_at: rfc3339_ms(now_ms()),
+        closed_at: None,
+    };
+    match state.store.create_conversation(&c).await {
+        Ok(()) => Ok(envelope::ok("Conversation created", c)),
+        Err(StoreError::Exists) => Err(ApiError::conflict("Conversation already exists")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordBody {
+    admin_password: String,
+}
+
+/// # `POST /api/v1/admin/conversations/{id}`
+pub async fn details(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PasswordBody>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &b.admin_password)?;
+    let c = load(&state, &id)?;
+    let mut v = serde_json::to_value(&c).unwrap_or_default();
+    v["activeParticipants"] = state.presence().count(&c.conversation_id).into();
+    v["messageCount"] = state.store.last_seq(&c.conversation_id)?.into();
+    Ok(envelope::ok("Conversation", v))
+}
+
+/// # `POST /api/v1/admin/conversations/{id}/close`
+pub async fn close(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PasswordBody>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &b.admin_password)?;
+    let mut c = load(&state, &id)?;
+    if c.status == ConversationStatus::Active {
+        c.status = ConversationStatus::Closed;
+        c.closed_at = Some(rfc3339_ms(now_ms()));
+        state.store.put_conversation(&c).await?;
+        state
+            .store
+            .append(system_draft(
+                &c.conversation_id,
+                "The conversation was closed".into(),
+            ))
+            .await?;
+        let data =
+            serde_json::json!({ "conversationId": c.conversation_id, "closedAt": c.closed_at });
+        state.hub.publish(
+            &c.conversation_id,
+            frame::encode_value("conversation-closed", None, None, &data, None),
+        );
+    }
+    Ok(envelope::ok(
+        "Conversation closed",
+        serde_json::json!({ "conversationId": c.conversation_id, "status": c.status, "closedAt": c.closed_at }),
+    ))
+}

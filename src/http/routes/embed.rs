@@ -1,0 +1,168 @@
+//! The embed handshake: an integrator-signed ticket is traded for a session,
+//! by API (`POST /api/v1/embed`) or by navigation (`GET /embed`, which sets the
+//! cookie and redirects to the room without putting the session in the URL).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::join::{find_conversation, new_session_id, session_cookie, system_draft, with_cookie};
+use crate::app::AppState;
+use crate::auth::ticket::{self, Ticket, TicketError, TicketPolicy};
+use crate::chat::{join::new_join_code, validate};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::model::{Conversation, ConversationStatus, Session, valid_conversation_id};
+
+#[derive(Deserialize)]
+pub struct EmbedBody {
+    ticket: String,
+    signature: String,
+}
+
+/// Verifies a ticket (including its single-use nonce) and creates the session.
+async fn handshake(
+    state: &Arc<AppState>,
+    ticket_str: &str,
+    signature: &str,
+) -> Result<Session, ApiError> {
+    let now = now_ms();
+    let policy = TicketPolicy {
+        max_age_ms: state.config.ticket_max_age_secs * 1000,
+        clock_skew_ms: state.config.ticket_clock_skew_secs * 1000,
+    };
+    let t: Ticket = ticket::verify(
+        ticket_str,
+        signature,
+        |id| state.config.integrator(id),
+        now,
+        policy,
+    )?;
+    if !valid_conversation_id(&t.conversation_id) {
+        return Err(ApiError::field(
+            "conversationId",
+            "must be 1-64 characters of A-Z a-z 0-9 - _",
+        ));
+    }
+    let name = validate::display_name(&t.display_name, state.config.max_display_name_chars)?;
+    let avatar_url = validate::avatar_url(t.avatar_url.as_deref())?;
+    // Keep the nonce at least as long as the ticket could still be accepted.
+    let keep_until =
+        t.expires_at_ms.max(t.issued_at_ms + policy.max_age_ms) + policy.clock_skew_ms + 60_000;
+    if !state
+        .store
+        .use_nonce(&t.integrator_id, &t.nonce, keep_until)
+        .await?
+    {
+        return Err(TicketError::Replayed.into());
+    }
+    let conv = match find_conversation(state, &t.conversation_id)? {
+        Some(c) => c,
+        None => {
+            // Integrators address conversations by their own ids: create on first use.
+            let c = Conversation {
+                conversation_id: t.conversation_id.clone(),
+                join_code: new_join_code(),
+                status: ConversationStatus::Active,
+                created_at: rfc3339_ms(now),
+                closed_at: None,
+            };
+            match state.store.create_conversation(&c).await {
+                Ok(()) => c,
+                Err(crate::store::StoreError::Exists) => state
+                    .store
+                    .conversation(&t.conversation_id)?
+                    .ok_or_else(|| ApiError::not_found("Conversation not found"))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if conv.status == ConversationStatus::Closed {
+        return Err(ApiError::forbidden("Conversation is closed"));
+    }
+    {
+        let p = state.presence();
+        if !p.is_active(&conv.conversation_id, &t.user_id)
+            && p.count(&conv.conversation_id) >= state.config.max_participants
+        {
+            return Err(ApiError::forbidden("Conversation is full"));
+        }
+    }
+    let session = Session {
+        session_id: new_session_id(),
+        user_id: t.user_id,
+        display_name: name.clone(),
+        avatar_url,
+        role: t.role,
+        conversation_id: conv.conversation_id.clone(),
+        created_at_ms: now,
+        last_active_at_ms: now,
+        integrator_id: Some(t.integrator_id),
+    };
+    state.store.put_session(&session).await?;
+    state
+        .store
+        .append(system_draft(
+            &session.conversation_id,
+            format!("{name} joined the conversation"),
+        ))
+        .await?;
+    Ok(session)
+}
+
+/// # `POST /api/v1/embed`
+pub async fn embed_api(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<EmbedBody>,
+) -> Result<Response, ApiError> {
+    let s = handshake(&state, &b.ticket, &b.signature).await?;
+    let res = envelope::ok(
+        "Embed handshake complete",
+        json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id }),
+    );
+    Ok(with_cookie(
+        res,
+        session_cookie(&state, &s.session_id, state.config.session_ttl_secs),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct EmbedQuery {
+    ticket: Option<String>,
+    signature: Option<String>,
+}
+
+/// # `GET /embed?ticket=…&signature=…`
+pub async fn embed_page(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<EmbedQuery>,
+) -> Result<Response, ApiError> {
+    let ticket = q
+        .ticket
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::field("ticket", "is required"))?;
+    let signature = q
+        .signature
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::field("signature", "is required"))?;
+    let s = handshake(&state, &ticket, &signature).await?;
+    let mut res = StatusCode::FOUND.into_response();
+    let location = format!("/room/{}", s.conversation_id);
+    // Conversation ids are URL-safe by construction.
+    res.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/join")),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(with_cookie(
+        res,
+        session_cookie(&state, &s.session_id, state.config.session_ttl_secs),
+    ))
+}

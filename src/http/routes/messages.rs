@@ -1,0 +1,296 @@
+//! Messages (send, history pages), reactions, and the integrator-signed
+//! system-message endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::join::system_draft;
+use crate::app::AppState;
+use crate::auth::{sign, ticket::parse_timestamp_ms};
+use crate::chat::validate;
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::events::frame;
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Authed};
+use crate::model::{ConversationStatus, Message, MessageType, Session};
+
+/// Default and maximum history page sizes.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 500;
+
+/// The session's conversation, refusing writes when it is closed.
+fn writable_conversation(state: &AppState, s: &Session) -> Result<(), ApiError> {
+    match state.store.conversation(&s.conversation_id)? {
+        None => Err(ApiError::not_found("Conversation not found")),
+        Some(c) if c.status == ConversationStatus::Closed => {
+            Err(ApiError::forbidden("Conversation is closed"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendBody {
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: MessageType,
+    body: String,
+    #[serde(default)]
+    client_timestamp: Option<Value>,
+    #[serde(default)]
+    attachment_id: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    mimetype: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn client_timestamp(v: Option<Value>, now: i64) -> Result<Value, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(json!(rfc3339_ms(now))),
+        Some(Value::String(s)) if s.len() <= 64 => Ok(Value::String(s)),
+        Some(n @ Value::Number(_)) => Ok(n),
+        Some(_) => Err(ApiError::field(
+            "clientTimestamp",
+            "must be an ISO 8601 string or epoch milliseconds",
+        )),
+    }
+}
+
+/// # `POST /api/v1/messages`
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    ApiJson(b): ApiJson<SendBody>,
+) -> Result<Response, ApiError> {
+    writable_conversation(&state, &s)?;
+    let body = validate::body(&b.body, b.kind, state.config.max_message_chars)?;
+    let message_id = match b.message_id.as_deref() {
+        Some(id) => validate::message_id(id)?,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let url = validate::short_text("url", b.url.as_deref(), 2048)?;
+    if let Some(u) = &url
+        && !(u.starts_with("https://") || u.starts_with("http://") || u.starts_with('/'))
+    {
+        return Err(ApiError::field("url", "must be an http(s) URL or a path"));
+    }
+    let attachment_id = match b.attachment_id.as_deref() {
+        Some(a) => Some(
+            validate::message_id(a)
+                .map_err(|_| ApiError::field("attachmentId", "is not a valid id"))?,
+        ),
+        None => None,
+    };
+    if b.kind == MessageType::File && attachment_id.is_none() && url.is_none() {
+        return Err(ApiError::field(
+            "attachmentId",
+            "is required for file messages",
+        ));
+    }
+    let now = now_ms();
+    let draft = Message {
+        message_id,
+        conversation_id: s.conversation_id.clone(),
+        sender_user_id: s.user_id.clone(),
+        sender_display_name: s.display_name.clone(),
+        sender_avatar_url: s.avatar_url.clone(),
+        sender_role: s.role.clone(),
+        kind: b.kind,
+        body,
+        client_timestamp: client_timestamp(b.client_timestamp, now)?,
+        server_received_at: rfc3339_ms(now),
+        attachment_id,
+        filename: validate::short_text("filename", b.filename.as_deref(), 255)?,
+        mimetype: validate::short_text("mimetype", b.mimetype.as_deref(), 128)?,
+        url,
+        seq: 0,
+    };
+    let appended = state.store.append(draft).await?;
+    if appended.duplicate && appended.message.sender_user_id != s.user_id {
+        return Err(ApiError::conflict("messageId is already used"));
+    }
+    Ok(envelope::ok("Message sent", &*appended.message))
+}
+
+/// # `GET /api/v1/messages?before=<messageId|seq>&limit=<1..500>`
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = match q.get("limit").map(String::as_str) {
+        None | Some("") => DEFAULT_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_PAGE}"),
+                ));
+            }
+        },
+    };
+    let before = match q.get("before").map(String::as_str) {
+        None | Some("") => None,
+        Some(b) => match b.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => Some(state.store.seq_of(&s.conversation_id, b)?.ok_or_else(|| {
+                ApiError::field("before", "is not a message of this conversation")
+            })?),
+        },
+    };
+    let (messages, has_more) = state.store.page(&s.conversation_id, before, limit)?;
+    let page =
+        json!({ "hasMore": has_more, "before": messages.first().map(|m| m.seq), "limit": limit });
+    Ok(envelope::ok_paged("Messages", messages, page))
+}
+
+/// # `GET /api/v1/reactions`
+pub async fn reactions(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+) -> Result<Response, ApiError> {
+    Ok(envelope::ok(
+        "Reactions",
+        state.store.reactions(&s.conversation_id)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactBody {
+    message_id: String,
+    emoji: String,
+    added: bool,
+}
+
+/// # `POST /api/v1/reactions`
+pub async fn react(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    ApiJson(b): ApiJson<ReactBody>,
+) -> Result<Response, ApiError> {
+    writable_conversation(&state, &s)?;
+    let emoji = validate::emoji(&b.emoji)?;
+    let mid = validate::message_id(&b.message_id)?;
+    if state.store.seq_of(&s.conversation_id, &mid)?.is_none() {
+        return Err(ApiError::not_found("Message not found"));
+    }
+    state
+        .store
+        .set_reaction(&s.conversation_id, &mid, &emoji, &s.user_id, b.added)
+        .await?;
+    let data = json!({ "messageId": mid, "emoji": emoji, "added": b.added, "userId": s.user_id });
+    state.hub.publish(
+        &s.conversation_id,
+        frame::encode_value("reaction", Some(&s.user_id), None, &data, None),
+    );
+    Ok(envelope::ok("Reaction saved", data))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemMessageBody {
+    integrator_id: String,
+    conversation_id: String,
+    body: String,
+    timestamp: Value,
+    signature: String,
+}
+
+/// The exact string the integrator signs: `JSON.stringify({integratorId,
+/// conversationId, body, timestamp})` in that key order.
+pub fn system_message_signing_string(
+    integrator_id: &str,
+    conversation_id: &str,
+    body: &str,
+    timestamp: &Value,
+) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "{{\"integratorId\":{},\"conversationId\":{},\"body\":{},\"timestamp\":{}}}",
+        q(integrator_id),
+        q(conversation_id),
+        q(body),
+        timestamp
+    )
+}
+
+/// # `POST /api/v1/system-message` — signed by an integrator.
+pub async fn system_message(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<SystemMessageBody>,
+) -> Result<Response, ApiError> {
+    let integ = state
+        .config
+        .integrator(&b.integrator_id)
+        .ok_or_else(|| ApiError::forbidden("Unknown integrator"))?;
+    let signed =
+        system_message_signing_string(&b.integrator_id, &b.conversation_id, &b.body, &b.timestamp);
+    if !sign::verify_b64url(
+        integ.secret.expose().as_bytes(),
+        signed.as_bytes(),
+        &b.signature,
+    ) {
+        return Err(ApiError::forbidden("Invalid signature"));
+    }
+    let ts = parse_timestamp_ms(&b.timestamp)
+        .ok_or_else(|| ApiError::field("timestamp", "must be epoch milliseconds"))?;
+    let now = now_ms();
+    if (now - ts).abs() > 60_000 {
+        return Err(ApiError::forbidden("Timestamp outside the allowed window"));
+    }
+    let body = validate::body(&b.body, MessageType::System, state.config.max_message_chars)?;
+    let conv = super::join::find_conversation(&state, &b.conversation_id)?
+        .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
+    if conv.status == ConversationStatus::Closed {
+        return Err(ApiError::forbidden("Conversation is closed"));
+    }
+    // A signature is valid for its whole window: make each one single-use.
+    if !state
+        .store
+        .use_nonce(
+            &format!("sysmsg:{}", b.integrator_id),
+            &b.signature,
+            now + 180_000,
+        )
+        .await?
+    {
+        return Err(ApiError::forbidden("Request already processed"));
+    }
+    let appended = state
+        .store
+        .append(system_draft(&conv.conversation_id, body))
+        .await?;
+    Ok(envelope::ok("System message posted", &*appended.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_string_matches_json_stringify() {
+        // JSON.stringify({integratorId:"acme",conversationId:"c1",body:"Hi \"there\"\n",timestamp:1700000000000})
+        assert_eq!(
+            system_message_signing_string(
+                "acme",
+                "c1",
+                "Hi \"there\"\n",
+                &json!(1_700_000_000_000i64)
+            ),
+            r#"{"integratorId":"acme","conversationId":"c1","body":"Hi \"there\"\n","timestamp":1700000000000}"#
+        );
+    }
+}

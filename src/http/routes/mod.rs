@@ -1,0 +1,26 @@
+//! Route handlers, one file per group, plus the shared 404 and panic answers.
+
+pub mod admin;
+pub mod embed;
+pub mod health;
+pub mod join;
+pub mod messages;
+pub mod pages;
+pub mod signaling;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+pub async fn api_not_found() -> ApiError {
+    ApiError::not_found("Route not found")
+}
+
+pub async fn not_found() -> Response {
+    ApiError::not_found("Not found").into_response()
+}
+
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+}

@@ -1,0 +1,101 @@
+//! HTML pages (rendered by `ui` from sailfish templates) and the static assets
+//! embedded from `static/`, served with ETags.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::middleware::csp_with_ancestors;
+use crate::model::valid_conversation_id;
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "static/"]
+struct Assets;
+
+fn page(html: String, csp: String) -> Response {
+    let mut res = Html(html).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}
+
+/// # `GET /`
+pub async fn index() -> Redirect {
+    Redirect::to("/join")
+}
+
+/// # `GET /join?c=<conversationId>`
+pub async fn join_page(Query(q): Query<HashMap<String, String>>) -> Response {
+    let prefill = q
+        .get("c")
+        .map(String::as_str)
+        .filter(|c| valid_conversation_id(c));
+    page(crate::ui::join_page(prefill), csp_with_ancestors(&[]))
+}
+
+/// # `GET /room/{id}` — frameable by the configured integrators' origins only.
+pub async fn room_page(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !valid_conversation_id(&id) {
+        return Err(ApiError::not_found("Conversation not found"));
+    }
+    let mut ancestors: Vec<String> = Vec::new();
+    for o in state
+        .config
+        .integrators
+        .iter()
+        .flat_map(|i| &i.allowed_origins)
+    {
+        if let Ok(p) = crate::auth::origin::OriginPattern::parse(o) {
+            ancestors.push(p.to_string());
+        }
+    }
+    if !ancestors.is_empty() {
+        ancestors.insert(0, "'self'".into());
+    }
+    Ok(page(
+        crate::ui::room_page(&id),
+        csp_with_ancestors(&ancestors),
+    ))
+}
+
+/// # `GET /admin`
+pub async fn admin_page() -> Response {
+    page(crate::ui::admin_page(), csp_with_ancestors(&[]))
+}
+
+/// # `GET /static/{path}` — embedded assets with strong ETags; revalidated on every load.
+pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some(file) = Assets::get(&path) else {
+        return ApiError::not_found("Not found").into_response();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut res = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, file.data.into_owned()).into_response()
+    };
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(file.metadata.mimetype()) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}

@@ -1,0 +1,202 @@
+//! The event stream (`GET /api/v1/signaling`, SSE), client-relayed events
+//! (`POST /api/v1/signaling`), single-use stream tokens for clients that
+//! cannot send cookies, and the client configuration (ICE servers).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::events::frame;
+use crate::events::stream::{StreamCtx, Subscriber, sse_stream};
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Authed, load_session, session_id_of};
+use crate::model::Session;
+
+/// Lifetime of a stream token.
+const TOKEN_TTL_MS: i64 = 60_000;
+
+/// Event types only the server may emit.
+const RESERVED: &[&str] = &[
+    "system",
+    "room-state",
+    "peer-join",
+    "peer-leave",
+    "new-message",
+    "conversation-closed",
+];
+
+fn valid_event_type(t: &str) -> bool {
+    (1..=32).contains(&t.len())
+        && t.as_bytes()[0].is_ascii_lowercase()
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !RESERVED.contains(&t)
+}
+
+/// # `POST /api/v1/signaling/token` — a single-use, 60 s token for `?token=`.
+pub async fn token(State(state): State<Arc<AppState>>, Authed(s): Authed) -> Response {
+    let bytes: [u8; 24] = rand::random();
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    state
+        .stream_tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token.clone(), (s.session_id, now_ms() + TOKEN_TTL_MS));
+    envelope::ok(
+        "Stream token",
+        json!({ "token": token, "expiresInMs": TOKEN_TTL_MS }),
+    )
+}
+
+fn session_for_stream(
+    state: &AppState,
+    q: &HashMap<String, String>,
+    parts: &axum::http::request::Parts,
+) -> Result<Session, ApiError> {
+    if let Some(t) = q.get("token") {
+        let entry = state
+            .stream_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(t);
+        return match entry {
+            Some((sid, exp)) if exp > now_ms() => load_session(state, &sid),
+            _ => Err(ApiError::unauthorized("Invalid or expired stream token")),
+        };
+    }
+    let id = session_id_of(parts).ok_or_else(|| ApiError::unauthorized("Session required"))?;
+    load_session(state, &id)
+}
+
+fn cursor_of(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            q.get("cursor")
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        });
+    match raw {
+        None => Ok(None),
+        Some(r) => r
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::field("cursor", "must be a non-negative integer event id")),
+    }
+}
+
+/// # `GET /api/v1/signaling` — the SSE stream; resumes after `Last-Event-ID` / `?cursor=`.
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    let s = session_for_stream(&state, &q, &parts)?;
+    let cursor = cursor_of(&q, &parts.headers)?;
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Service is shutting down",
+        ));
+    }
+    let connected = frame::encode_value("system", None, None, &"connected", None).bytes;
+    let guard = state.presence_connect(&s.conversation_id, &s.user_id, &s.display_name);
+    let room_state = state.room_state_frame(&s.conversation_id, &s.user_id);
+    let ctx = StreamCtx {
+        store: state.store.clone(),
+        hub: state.hub.clone(),
+        shutdown: state.shutdown.clone(),
+        heartbeat: state.heartbeat,
+    };
+    let sub = Subscriber {
+        conversation_id: s.conversation_id,
+        user_id: s.user_id,
+        cursor,
+        opening: vec![connected, room_state],
+        guard: Box::new(guard),
+    };
+    let mut res = Response::new(Body::from_stream(sse_stream(ctx, sub)));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    to_user_id: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+/// # `POST /api/v1/signaling` — relays an event to the conversation (or to `toUserId`).
+pub async fn relay(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    ApiJson(b): ApiJson<RelayBody>,
+) -> Result<Response, ApiError> {
+    if !valid_event_type(&b.kind) {
+        return Err(ApiError::field(
+            "type",
+            "must be a lowercase event type (a-z, 0-9, -) that is not server-owned",
+        ));
+    }
+    let to = match b.to_user_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) if t.len() > 128 => return Err(ApiError::field("toUserId", "is too long")),
+        Some(t) => Some(t),
+    };
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let f = frame::encode_value(&b.kind, Some(&s.user_id), to, &b.data, Some(&event_id));
+    state.hub.publish(&s.conversation_id, f);
+    Ok(envelope::ok("Event sent", json!({ "eventId": event_id })))
+}
+
+/// # `GET /api/v1/client-config` — what the browser needs to place calls.
+pub async fn client_config(State(state): State<Arc<AppState>>, Authed(_): Authed) -> Response {
+    envelope::ok(
+        "Client configuration",
+        json!({
+            "iceServers": state.config.ice_servers,
+            "meshMax": state.config.mesh_max,
+            "maxUploadBytes": state.config.max_upload_bytes,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_are_checked() {
+        assert!(valid_event_type("offer"));
+        assert!(valid_event_type("ice-candidate"));
+        assert!(!valid_event_type("new-message"));
+        assert!(!valid_event_type("Offer"));
+        assert!(!valid_event_type(""));
+        assert!(!valid_event_type("-x"));
+    }
+}

@@ -1,0 +1,27 @@
+//! chats3 — a self-hosted, embeddable real-time chat service.
+//!
+//! Module map (dependencies point down):
+//! - [`http`]: router, envelope, `ApiError` mapping, extractors, middleware, routes
+//! - [`app`]: `AppState` wiring, lifecycle, background sweeper, graceful shutdown
+//! - [`auth`]: embed tickets, origin patterns, HMAC helpers (pure)
+//! - [`chat`]: sanitizing, validation, join rules, presence (pure)
+//! - [`events`]: the per-conversation hub, SSE frames, subscriber streams with resume
+//! - [`store`]: sled trees, key encoding, group commit
+//! - [`ui`]: sailfish page templates
+//! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod model;
+pub mod store;
+pub mod ui;
+
+pub use app::{App, AppState};
+pub use config::Config;

@@ -1,0 +1,443 @@
+//! The durable store: sled on local disk, the source of truth.
+//!
+//! Trees: `conversations` (id → JSON), `messages` (conv + seq → JSON, plus a
+//! messageId index; written only by the group-commit [`writer`]), `sessions`
+//! (id → JSON) with `conv_sessions` (conv + session id) as index, `nonces`
+//! (integrator + nonce → expiry), `reactions` (conv + message + emoji + user),
+//! `meta` (format version, counters). Knows nothing of HTTP or SSE; committed
+//! messages are announced through [`CommitListener`].
+
+pub mod keys;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Conversation, Message, Session};
+pub use writer::Appended;
+
+/// Version of the on-disk layout, checked at open.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Db(String),
+    #[error("corrupt {0}")]
+    Corrupt(&'static str),
+    #[error("store is shutting down")]
+    Closed,
+    #[error("data directory has format {found}, newer than this binary's {supported}")]
+    TooNew { found: u32, supported: u32 },
+    #[error("already exists")]
+    Exists,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// Told about every newly committed message, in sequence order, after it is durable.
+pub trait CommitListener: Send + Sync {
+    fn committed(&self, message: &Arc<Message>, json: &bytes::Bytes);
+}
+
+pub struct Store {
+    db: sled::Db,
+    conversations: sled::Tree,
+    messages: sled::Tree,
+    sessions: sled::Tree,
+    conv_sessions: sled::Tree,
+    nonces: sled::Tree,
+    reactions: sled::Tree,
+    meta: sled::Tree,
+    writer_tx: mpsc::Sender<writer::Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8], what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|_| StoreError::Corrupt(what))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Our records are plain structs of strings and numbers: serialization cannot fail.
+    serde_json::to_vec(v).expect("record serializes")
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir` and starts the commit writer.
+    pub fn open(dir: &Path, listener: Arc<dyn CommitListener>) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.join("store"))
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("format version"))?,
+                );
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::TooNew {
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+            }
+        }
+        let messages = db.open_tree("messages")?;
+        let (writer_tx, rx) = mpsc::channel(16 * 1024);
+        let w = writer::Writer {
+            db: db.clone(),
+            messages: messages.clone(),
+            listener,
+            next_seq: Default::default(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(Self {
+            conversations: db.open_tree("conversations")?,
+            sessions: db.open_tree("sessions")?,
+            conv_sessions: db.open_tree("conv_sessions")?,
+            nonces: db.open_tree("nonces")?,
+            reactions: db.open_tree("reactions")?,
+            messages,
+            meta,
+            db,
+            writer_tx,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Stops the writer after it commits what is queued, then flushes.
+    pub fn shutdown(&self) {
+        let _ = self.writer_tx.try_send(writer::Request::Shutdown);
+        // A poisoned lock only means another thread panicked while holding it; the handle is still valid.
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let _ = self.db.flush();
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    // ---- messages -------------------------------------------------------
+
+    /// Appends a message (its `seq` is assigned here) and resolves once it is durable.
+    /// Sending the same `messageId` again returns the stored message with `duplicate = true`.
+    pub async fn append(&self, draft: Message) -> Result<Appended, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer_tx
+            .send(writer::Request::Append { draft, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Up to `limit` messages with `seq < before` (all when `None`), oldest first,
+    /// and whether older ones exist.
+    pub fn page(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        let start = keys::msg_key(conv, 0);
+        let end = keys::msg_key(conv, before.unwrap_or(u64::MAX));
+        let mut out = Vec::with_capacity(limit.min(512));
+        let mut more = false;
+        for item in self.messages.range(start..end).rev() {
+            let (_, v) = item?;
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(decode::<Message>(&v, "message record")?);
+        }
+        out.reverse();
+        Ok((out, more))
+    }
+
+    /// Messages with `seq > after`, oldest first, at most `limit`, as stored JSON.
+    pub fn after(
+        &self,
+        conv: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, bytes::Bytes)>, StoreError> {
+        let start = keys::msg_key(conv, after.saturating_add(1));
+        let end = keys::msg_key(conv, u64::MAX);
+        self.messages
+            .range(start..=end)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                let seq = keys::seq_of_msg_key(&k).ok_or(StoreError::Corrupt("message key"))?;
+                Ok((seq, bytes::Bytes::copy_from_slice(&v)))
+            })
+            .collect()
+    }
+
+    /// Sequence number of a message by id.
+    pub fn seq_of(&self, conv: &str, message_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(
+            match self.messages.get(keys::msg_id_key(conv, message_id))? {
+                Some(v) => Some(u64::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("message index"))?,
+                )),
+                None => None,
+            },
+        )
+    }
+
+    pub fn message(&self, conv: &str, message_id: &str) -> Result<Option<Message>, StoreError> {
+        match self.seq_of(conv, message_id)? {
+            Some(seq) => match self.messages.get(keys::msg_key(conv, seq))? {
+                Some(v) => Ok(Some(decode(&v, "message record")?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    pub fn last_seq(&self, conv: &str) -> Result<u64, StoreError> {
+        writer::last_seq(&self.messages, conv)
+    }
+
+    // ---- conversations --------------------------------------------------
+
+    pub async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        let res = self.conversations.compare_and_swap(
+            c.conversation_id.as_bytes(),
+            None as Option<&[u8]>,
+            Some(encode(c)),
+        )?;
+        if res.is_err() {
+            return Err(StoreError::Exists);
+        }
+        self.flush().await
+    }
+
+    pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        self.conversations
+            .insert(c.conversation_id.as_bytes(), encode(c))?;
+        self.flush().await
+    }
+
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
+        self.conversations
+            .get(id.as_bytes())?
+            .map(|v| decode(&v, "conversation record"))
+            .transpose()
+    }
+
+    pub fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {
+        self.conversations
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "conversation record"))
+            .collect()
+    }
+
+    // ---- sessions -------------------------------------------------------
+
+    pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
+        self.conv_sessions
+            .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+        self.flush().await
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.sessions
+            .get(id.as_bytes())?
+            .map(|v| decode(&v, "session record"))
+            .transpose()
+    }
+
+    /// Records activity without forcing a flush: losing a refresh on a crash is harmless.
+    pub fn touch_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
+        Ok(())
+    }
+
+    /// Removes a session without waiting for a flush (used for expiry).
+    pub fn forget_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.sessions.remove(s.session_id.as_bytes())?;
+        self.conv_sessions
+            .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.sessions.remove(s.session_id.as_bytes())?;
+        self.conv_sessions
+            .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+        self.flush().await
+    }
+
+    pub fn sessions_of(&self, conv: &str) -> Result<Vec<Session>, StoreError> {
+        let mut out = Vec::new();
+        for k in self
+            .conv_sessions
+            .scan_prefix(keys::first_part_prefix(conv))
+            .keys()
+        {
+            let k = k?;
+            let sid = &k[conv.len() + 1..];
+            if let Some(v) = self.sessions.get(sid)? {
+                out.push(decode(&v, "session record")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes sessions idle since before `cutoff_ms`; returns how many.
+    pub fn sweep_sessions(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.sessions.iter() {
+            let (k, v) = item?;
+            let s: Session = match decode(&v, "session record") {
+                Ok(s) => s,
+                Err(_) => {
+                    self.sessions.remove(k)?;
+                    continue;
+                }
+            };
+            if s.last_active_at_ms < cutoff_ms {
+                self.sessions.remove(&k)?;
+                self.conv_sessions
+                    .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- nonces ---------------------------------------------------------
+
+    /// Records a nonce as used until `expires_ms`. Returns false when it was
+    /// already used. Durable before returning true.
+    pub async fn use_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = keys::joined(&[scope, nonce]);
+        let fresh = self
+            .nonces
+            .compare_and_swap(
+                key,
+                None as Option<&[u8]>,
+                Some(&expires_ms.to_be_bytes()[..]),
+            )?
+            .is_ok();
+        if fresh {
+            self.flush().await?;
+        }
+        Ok(fresh)
+    }
+
+    pub fn sweep_nonces(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.nonces.iter() {
+            let (k, v) = item?;
+            let exp = v.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(0);
+            if exp < now_ms {
+                self.nonces.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- reactions ------------------------------------------------------
+
+    pub async fn set_reaction(
+        &self,
+        conv: &str,
+        message_id: &str,
+        emoji: &str,
+        user: &str,
+        added: bool,
+    ) -> Result<(), StoreError> {
+        let key = keys::joined(&[conv, message_id, emoji, user]);
+        if added {
+            self.reactions.insert(key, &[])?;
+        } else {
+            self.reactions.remove(key)?;
+        }
+        self.flush().await
+    }
+
+    /// `messageId → emoji → [userId]` for a conversation.
+    pub fn reactions(
+        &self,
+        conv: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        use serde_json::{Map, Value};
+        let mut out: Map<String, Value> = Map::new();
+        for k in self
+            .reactions
+            .scan_prefix(keys::first_part_prefix(conv))
+            .keys()
+        {
+            let k = k?;
+            let rest = &k[conv.len() + 1..];
+            let mut parts = rest.split(|b| *b == keys::SEP);
+            let (Some(m), Some(e), Some(u)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let (m, e, u) = (
+                String::from_utf8_lossy(m),
+                String::from_utf8_lossy(e),
+                String::from_utf8_lossy(u),
+            );
+            let by_emoji = out
+                .entry(m.into_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(by_emoji) = by_emoji
+                && let Value::Array(users) = by_emoji
+                    .entry(e.into_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                users.push(Value::String(u.into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A small persistent value in the `meta` tree.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+}
