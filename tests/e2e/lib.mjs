@@ -1,0 +1,225 @@
+// Shared helpers for the e2e suite: start/stop/restart the real chats3 binary, launch Chromium
+// with fake media devices, create conversations, join through the UI, save screenshots.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { deflateSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const ROOT = resolve(here, '../..');
+export const ARTIFACTS = join(here, 'artifacts');
+export const ADMIN_PASSWORD = 'e2e-admin-pw';
+mkdirSync(ARTIFACTS, { recursive: true });
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+/** A chats3 server owned by the test: same port and data dir across restarts. */
+export class Server {
+  constructor({ port, dataDir, name }) {
+    this.port = port;
+    this.dataDir = dataDir;
+    this.name = name;
+    this.url = `http://127.0.0.1:${port}`;
+    this.proc = null;
+    this.starts = 0;
+  }
+
+  static async start(name = 'server') {
+    const s = new Server({ port: await freePort(), dataDir: mkdtempSync(join(tmpdir(), 'chats3-e2e-')), name });
+    await s.start();
+    return s;
+  }
+
+  async start() {
+    const bin = process.env.CHATS3_BIN || join(ROOT, 'target/debug/chats3');
+    this.starts += 1;
+    const log = createWriteStream(join(ARTIFACTS, `${this.name}-server-${this.starts}.log`));
+    this.proc = spawn(bin, [], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(this.port),
+        CHATS3_DATA_DIR: this.dataDir,
+        ADMIN_PASSWORD,
+        RATE_LIMIT_PER_MIN: '0',
+        ADMIN_RATE_LIMIT_PER_MIN: '0',
+        RUST_LOG: process.env.RUST_LOG || 'info,tower_http=warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc.stdout.pipe(log);
+    this.proc.stderr.pipe(log);
+    const exited = new Promise((res) => this.proc.once('exit', (code) => res(code)));
+    this.exited = exited;
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      const early = await Promise.race([exited, sleep(100).then(() => 'running')]);
+      if (early !== 'running') throw new Error(`chats3 exited with ${early} before /health answered; see artifacts/${this.name}-server-${this.starts}.log`);
+      try {
+        const res = await fetch(`${this.url}/health`);
+        if (res.ok) return;
+      } catch {
+        /* not listening yet */
+      }
+    }
+    throw new Error('chats3 did not answer /health within 30 s');
+  }
+
+  /** Kills the process by PID and waits for it to exit. */
+  async stop() {
+    if (!this.proc || this.proc.exitCode !== null) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+    this.proc = null;
+  }
+
+  async restart() {
+    await this.stop();
+    await this.start();
+  }
+
+  async dispose() {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  async api(method, path, body, sessionId) {
+    const headers = { 'content-type': 'application/json' };
+    if (sessionId) headers['x-session-id'] = sessionId;
+    const res = await fetch(this.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json = await res.json().catch(() => null);
+    if (!res.ok || !json || json.success === false) {
+      const err = new Error(`${method} ${path} -> ${res.status} ${json && json.message}`);
+      err.status = res.status;
+      throw err;
+    }
+    return json.details;
+  }
+
+  createConversation() {
+    return this.api('POST', '/api/v1/admin/conversations', { adminPassword: ADMIN_PASSWORD });
+  }
+}
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--auto-select-desktop-capture-source=Entire screen',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function launch() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** Opens a fresh context (a separate user) and collects console errors for diagnostics. */
+export async function newUser(browser, name, { viewport = { width: 1100, height: 760 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(`${name} console: ${m.text()}`);
+  });
+  page.userName = name;
+  return page;
+}
+
+/** Joins through the real join page (deep link pre-fills the id) and waits for the room. */
+export async function joinViaUi(page, server, conv, displayName) {
+  await page.goto(`${server.url}/join?c=${encodeURIComponent(conv.conversationId)}`);
+  await page.getByLabel('Join code').fill(conv.joinCode);
+  await page.getByLabel('Your name').fill(displayName);
+  await page.getByRole('button', { name: 'Join' }).click();
+  await page.waitForURL(`**/room/${conv.conversationId}`);
+  await waitReady(page);
+}
+
+export async function waitReady(page) {
+  await page.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
+}
+
+export async function send(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** Waits until a message with this exact body is rendered. */
+export function waitForMessage(page, text, timeout = 15000) {
+  return page.waitForFunction((t) => [...document.querySelectorAll('#message-list .msg-bubble')].some((b) => b.textContent === t), text, { timeout });
+}
+
+export function bodies(page) {
+  return page.$$eval('#message-list .msg:not(.system) .msg-bubble', (nodes) => nodes.map((n) => n.textContent));
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** A small valid PNG (gradient), for upload and paste tests. */
+export function makePng(width = 96, height = 64) {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y += 1) {
+    raw[y * (width * 3 + 1)] = 0;
+    for (let x = 0; x < width; x += 1) {
+      const o = y * (width * 3 + 1) + 1 + x * 3;
+      raw[o] = (x * 255) / width;
+      raw[o + 1] = (y * 255) / height;
+      raw[o + 2] = 180;
+    }
+  }
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
