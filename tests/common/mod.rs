@@ -228,7 +228,7 @@ impl Client {
         let res = r.send().await.unwrap();
         assert_eq!(res.status(), 200, "SSE refused");
         assert_eq!(res.headers()["content-type"], "text/event-stream");
-        Sse { stream: Box::pin(res.bytes_stream()), buf: String::new(), raw: String::new() }
+        Sse { stream: Box::pin(res.bytes_stream()), buf: String::new(), raw: String::new(), ended: false }
     }
 }
 
@@ -251,6 +251,8 @@ pub struct Sse {
     buf: String,
     /// Everything received, for assertions on comments and `retry:`.
     pub raw: String,
+    /// The server closed the stream.
+    pub ended: bool,
 }
 
 impl Sse {
@@ -280,7 +282,11 @@ impl Sse {
                     self.raw.push_str(&s);
                     self.buf.push_str(&s);
                 }
-                _ => return None,
+                Ok(_) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
     }

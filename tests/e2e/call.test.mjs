@@ -28,19 +28,23 @@ after(async () => {
 
 const stats = (page) => page.evaluate(() => window.chats3Debug.getStats());
 
-async function waitDecoding(page, n, timeout = 40000) {
-  try {
-    await page.waitForFunction(
-      async (count) => {
-        const s = Object.values(await window.chats3Debug.getStats());
-        return s.length === count && s.every((x) => x.framesDecoded > 0 && x.audioBytes > 0);
-      },
-      n,
-      { timeout, polling: 500 },
-    );
-  } catch (err) {
-    throw new Error(`${page.userName}: not decoding from ${n} peers: ${JSON.stringify(await stats(page))}`, { cause: err });
+/** Polls getStats() from node (an async waitForFunction predicate is not reliably awaited). */
+async function poll(page, fn, arg, { timeout = 40000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(fn, arg);
+    if (last && last.ok) return last;
+    await new Promise((r) => setTimeout(r, 400));
   }
+  throw new Error(`${page.userName}: timed out waiting for ${what}: ${JSON.stringify(last)}`);
+}
+
+function waitDecoding(page, n) {
+  return poll(page, async (count) => {
+    const s = Object.values(await window.chats3Debug.getStats());
+    return { ok: s.length === count && s.every((x) => x.framesDecoded > 0 && x.audioBytes > 0), s };
+  }, n, { what: `decoded video+audio from ${n} peers` });
 }
 
 test('three users start and join a mesh call and decode video from both others', async () => {
@@ -93,7 +97,10 @@ test('screen share replaces the outgoing video track and switching back restores
   await pages[0].locator(`#video-grid .tile[data-user-id="${ben}"][data-screen="on"]`).waitFor({ timeout: 10000 });
   // remote keeps decoding frames from the shared screen
   const f0 = (await stats(pages[0]))[ben].framesDecoded;
-  await pages[0].waitForFunction(async ([id, f]) => (await window.chats3Debug.getStats())[id].framesDecoded > f + 5, [ben, f0], { timeout: 15000 });
+  await poll(pages[0], async ([id, f]) => {
+    const s = (await window.chats3Debug.getStats())[id];
+    return { ok: s.framesDecoded > f + 5, s };
+  }, [ben, f0], { timeout: 15000, what: 'frames of the shared screen' });
   await page.getByRole('button', { name: 'Stop sharing' }).click();
   const after = Object.values(await stats(page));
   for (const s of after) assert.equal(s.sendingVideoId, cameraId, 'camera track is back');
