@@ -1,0 +1,85 @@
+//! Page templates (sailfish) for the browser app: the join, room and admin pages.
+//!
+//! This module only turns a few strings into HTML; it owns no state, does no I/O and
+//! knows nothing about sessions. The pages are shells: everything dynamic is done by the
+//! ES modules under `static/js/`, which receive their inputs through `data-` attributes
+//! (the CSP forbids inline scripts and styles). Values are HTML-escaped by `<%= %>`.
+
+use sailfish::TemplateSimple;
+
+#[derive(TemplateSimple)]
+#[template(path = "join.stpl")]
+struct JoinPage<'a> {
+    prefill: &'a str,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "room.stpl")]
+struct RoomPage<'a> {
+    conversation_id: &'a str,
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "admin.stpl")]
+struct AdminPage {}
+
+/// Renders a template; these templates only print escaped `&str`s, whose rendering
+/// cannot fail, so the error branch is unreachable in practice. It still answers with a
+/// minimal page instead of panicking.
+fn render(result: sailfish::RenderResult) -> String {
+    result.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "page template failed to render");
+        String::from("<!doctype html><title>chats3</title><p>Page unavailable.</p>")
+    })
+}
+
+/// `GET /join` — the join form; `prefill_conversation` comes from `?c=ID`.
+pub fn join_page(prefill_conversation: Option<&str>) -> String {
+    render(
+        JoinPage {
+            prefill: prefill_conversation.unwrap_or(""),
+        }
+        .render_once(),
+    )
+}
+
+/// `GET /room/:conversationId` — the chat and call page.
+pub fn room_page(conversation_id: &str) -> String {
+    render(RoomPage { conversation_id }.render_once())
+}
+
+/// `GET /admin` — create, inspect and close conversations.
+pub fn admin_page() -> String {
+    render(AdminPage {}.render_once())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_page_prefills_and_escapes_the_conversation_id() {
+        let html = join_page(Some("a\"><script>x</script>"));
+        assert!(html.contains("value=\"a&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""));
+        assert!(!html.contains("<script>x"));
+    }
+
+    #[test]
+    fn room_page_passes_the_id_as_a_data_attribute() {
+        let html = room_page("team-42");
+        assert!(html.contains("data-conversation-id=\"team-42\""));
+        assert!(html.contains("/static/js/room.js"));
+    }
+
+    #[test]
+    fn pages_have_no_inline_scripts_or_styles() {
+        for html in [join_page(None), room_page("x"), admin_page()] {
+            assert!(!html.contains("style="), "style attribute in page");
+            assert!(!html.contains("<style"), "style element in page");
+            for (i, _) in html.match_indices("<script") {
+                let tag_end = html[i..].find('>').map(|e| i + e).unwrap_or(html.len());
+                assert!(html[i..tag_end].contains("src="), "inline script in page");
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+// api.js — the only module that talks HTTP to /api/v1. Unwraps the JSON envelope,
+// carries the per-tab session id (x-session-id) and turns failures into ApiError.
+
+const SESSION_PREFIX = 'chats3.session.';
+
+export class ApiError extends Error {
+  constructor(status, message, details) {
+    super(message || `Request failed (${status})`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.details = details;
+  }
+  get isClosed() {
+    return this.status === 403 && /closed/i.test(this.message);
+  }
+}
+
+let sessionId = null;
+
+export function useSession(conversationId) {
+  try {
+    sessionId = sessionStorage.getItem(SESSION_PREFIX + conversationId);
+  } catch {
+    sessionId = null;
+  }
+  return sessionId;
+}
+
+export function saveSession(conversationId, id) {
+  sessionId = id;
+  try {
+    sessionStorage.setItem(SESSION_PREFIX + conversationId, id);
+  } catch {
+    /* storage disabled: the cookie still carries the session */
+  }
+}
+
+export function forgetSession(conversationId) {
+  sessionId = null;
+  try {
+    sessionStorage.removeItem(SESSION_PREFIX + conversationId);
+  } catch {
+    /* ignore */
+  }
+}
+
+export function authHeaders() {
+  return sessionId ? { 'x-session-id': sessionId } : {};
+}
+
+/** Calls the API; resolves to `{details, meta, message}` or throws ApiError. */
+export async function api(method, path, body, { keepalive = false, signal } = {}) {
+  const headers = { accept: 'application/json', ...authHeaders() };
+  const init = { method, headers, credentials: 'same-origin', keepalive, signal };
+  if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (err) {
+    if (err && err.name === 'AbortError') throw err;
+    throw new ApiError(0, 'Network error: the server cannot be reached');
+  }
+  let json = null;
+  try {
+    json = await res.json();
+  } catch {
+    /* non-JSON answer */
+  }
+  if (!res.ok || !json || json.success === false) {
+    throw new ApiError(res.status, json && json.message, json && json.details);
+  }
+  return { details: json.details, meta: json.meta || {}, message: json.message };
+}
+
+/** Multipart upload with progress (fetch has no upload progress). */
+export function upload(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', path);
+    xhr.withCredentials = true;
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    xhr.setRequestHeader('accept', 'application/json');
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total);
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'Network error during upload'));
+    xhr.onload = () => {
+      let json = null;
+      try {
+        json = JSON.parse(xhr.responseText);
+      } catch {
+        /* non-JSON */
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && json && json.success !== false) {
+        resolve(json.details);
+      } else {
+        reject(new ApiError(xhr.status, json && json.message, json && json.details));
+      }
+    };
+    const form = new FormData();
+    form.append('file', file, file.name || 'pasted-image.png');
+    xhr.send(form);
+  });
+}
+
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}

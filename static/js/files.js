@@ -1,0 +1,89 @@
+// files.js — file messages: upload button, drag-and-drop and pasted images, with progress.
+import { upload } from './api.js';
+import { el, $, formatBytes } from './dom.js';
+
+export class Files {
+  constructor(chat, { maxBytes = 10 * 1024 * 1024 } = {}) {
+    this.chat = chat;
+    this.maxBytes = maxBytes;
+    this.uploads = $('uploads');
+    const input = $('file-input');
+    $('attach-btn').addEventListener('click', () => input.click());
+    input.addEventListener('change', () => {
+      for (const f of input.files) this.send(f);
+      input.value = '';
+    });
+    const area = document.querySelector('.chat');
+    const hint = $('drop-hint');
+    let depth = 0;
+    const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+    area.addEventListener('dragenter', (e) => {
+      if (!hasFiles(e)) return;
+      depth += 1;
+      hint.hidden = false;
+    });
+    area.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) hint.hidden = true;
+    });
+    area.addEventListener('dragover', (e) => {
+      if (hasFiles(e)) e.preventDefault();
+    });
+    area.addEventListener('drop', (e) => {
+      depth = 0;
+      hint.hidden = true;
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      for (const f of e.dataTransfer.files) this.send(f);
+    });
+    $('composer-input').addEventListener('paste', (e) => {
+      const files = [...(e.clipboardData?.items || [])].filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter(Boolean);
+      if (!files.length) return;
+      e.preventDefault();
+      for (const f of files) this.send(f);
+    });
+  }
+
+  setMaxBytes(n) {
+    if (Number.isFinite(n) && n > 0) this.maxBytes = n;
+  }
+
+  /** Uploads one file, then posts a `file` message pointing at it. */
+  async send(file) {
+    if (!file.name || file.name === 'image.png') {
+      const ext = (file.type.split('/')[1] || 'bin').replace('jpeg', 'jpg');
+      file = new File([file], `pasted-${new Date().toISOString().replace(/[:.]/g, '-')}.${ext}`, { type: file.type });
+    }
+    const bar = el('progress', { max: '100', value: '0', 'aria-label': `Uploading ${file.name}` });
+    const label = el('span', { text: `${file.name} (${formatBytes(file.size)})` });
+    const row = el('div', { class: 'upload', role: 'status', dataset: { state: 'uploading' } }, label, bar);
+    this.uploads.append(row);
+    const fail = (message) => {
+      row.dataset.state = 'error';
+      bar.remove();
+      label.textContent = `${file.name}: ${message}`;
+      const dismiss = el('button', { type: 'button', class: 'btn btn-ghost btn-small', text: 'Dismiss' });
+      dismiss.addEventListener('click', () => row.remove());
+      row.append(dismiss);
+    };
+    if (file.size > this.maxBytes) return fail(`too large (max ${formatBytes(this.maxBytes)})`);
+    try {
+      const meta = await upload('/api/v1/attachments', file, (p) => {
+        bar.value = Math.round(p * 100);
+      });
+      bar.value = 100;
+      row.remove();
+      await this.chat.send({
+        type: 'file',
+        body: meta.originalFilename || file.name,
+        attachmentId: meta.attachmentId,
+        filename: meta.originalFilename || file.name,
+        mimetype: meta.mimeType || file.type,
+      });
+    } catch (err) {
+      if (err.status === 404) fail('file sharing is not available on this server');
+      else if (err.status === 413) fail('too large');
+      else fail(err.message || 'upload failed');
+    }
+  }
+}

@@ -1,0 +1,134 @@
+// peer.js — one RTCPeerConnection to one remote participant, using the "perfect negotiation"
+// pattern: both sides may offer at any time; on a collision the polite side rolls back and the
+// impolite side ignores the other's offer, so glare can never wedge the connection.
+import { signal } from './events.js';
+
+export class Peer {
+  /**
+   * @param {object} o
+   * @param {string} o.userId    remote user
+   * @param {boolean} o.polite
+   * @param {RTCIceServer[]} o.iceServers
+   * @param {(track: MediaStreamTrack, stream: MediaStream) => void} o.onTrack
+   * @param {(state: string) => void} o.onState
+   */
+  constructor({ userId, polite, iceServers, onTrack, onState }) {
+    this.userId = userId;
+    this.polite = polite;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.pendingCandidates = [];
+    this.closed = false;
+    this.pc = new RTCPeerConnection({ iceServers });
+    this.pc.onnegotiationneeded = () => this.negotiate();
+    this.pc.onicecandidate = ({ candidate }) => {
+      if (!candidate) return;
+      const c = candidate.toJSON();
+      signal('ice-candidate', { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }, userId).catch(() => {});
+    };
+    this.pc.ontrack = ({ track, streams }) => onTrack(track, streams[0] || new MediaStream([track]));
+    this.pc.onconnectionstatechange = () => {
+      onState(this.pc.connectionState);
+      if (this.pc.connectionState === 'failed' && !this.closed) this.pc.restartIce();
+    };
+    this.pc.oniceconnectionstatechange = () => {
+      if (this.pc.iceConnectionState === 'failed' && !this.closed) this.pc.restartIce();
+    };
+  }
+
+  /** Sends our tracks; kinds we have no track for are still received (recvonly). */
+  attach(stream) {
+    const kinds = new Set();
+    for (const track of stream ? stream.getTracks() : []) {
+      this.pc.addTrack(track, stream);
+      kinds.add(track.kind);
+    }
+    for (const kind of ['audio', 'video']) if (!kinds.has(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
+  }
+
+  async negotiate() {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      const d = this.pc.localDescription;
+      await signal('offer', { type: d.type, sdp: d.sdp }, this.userId);
+    } catch (err) {
+      console.warn('negotiation failed', this.userId, err);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  async onDescription(description) {
+    if (this.closed || !description || !description.type) return;
+    const collision = description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
+    this.ignoreOffer = !this.polite && collision;
+    if (this.ignoreOffer) return;
+    if (description.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return; // stale answer
+    await this.pc.setRemoteDescription(description); // rolls back our own offer if needed
+    if (description.type === 'offer') {
+      await this.pc.setLocalDescription();
+      const d = this.pc.localDescription;
+      await signal('answer', { type: d.type, sdp: d.sdp }, this.userId);
+    }
+    const queued = this.pendingCandidates.splice(0);
+    for (const c of queued) await this.addCandidate(c);
+  }
+
+  async onCandidate(candidate) {
+    if (this.closed || !candidate) return;
+    if (!this.pc.remoteDescription) {
+      this.pendingCandidates.push(candidate);
+      return;
+    }
+    await this.addCandidate(candidate);
+  }
+
+  async addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      if (!this.ignoreOffer) console.warn('addIceCandidate failed', err);
+    }
+  }
+
+  /** Replaces the outgoing track of one kind on every sender of that kind. */
+  async replace(kind, track) {
+    const sender = this.pc.getSenders().find((s) => (s.track ? s.track.kind === kind : false))
+      || this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind && t.sender && t.direction !== 'inactive')?.sender;
+    if (sender) {
+      await sender.replaceTrack(track);
+      const t = this.pc.getTransceivers().find((x) => x.sender === sender);
+      if (t && track && t.direction === 'recvonly') t.direction = 'sendrecv';
+    } else if (track) {
+      this.pc.addTrack(track);
+    }
+  }
+
+  async stats() {
+    const out = { userId: this.userId, conn: this.pc.connectionState, ice: this.pc.iceConnectionState, signaling: this.pc.signalingState,
+      framesDecoded: 0, videoBytes: 0, audioBytes: 0, frameWidth: 0, framesSent: 0, sendingVideoLabel: null };
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out.framesDecoded += s.framesDecoded || 0;
+        out.videoBytes += s.bytesReceived || 0;
+        out.frameWidth = Math.max(out.frameWidth, s.frameWidth || 0);
+      } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.audioBytes += s.bytesReceived || 0;
+      } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.framesSent += s.framesSent || 0;
+      }
+    });
+    const v = this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+    out.sendingVideoLabel = v ? v.track.label : null;
+    out.sendingVideoId = v ? v.track.id : null;
+    return out;
+  }
+
+  close() {
+    this.closed = true;
+    this.pc.close();
+  }
+}

@@ -1,0 +1,101 @@
+// recorder.js — client-side recording of the call: draws the video grid onto a canvas, mixes
+// every audio track with WebAudio, records both with MediaRecorder and downloads a .webm.
+export class Recorder {
+  constructor(grid, audioStreams, state) {
+    this.grid = grid;
+    this.audioStreams = audioStreams;
+    this.state = state;
+    this.active = false;
+    this.lastSize = 0;
+    this.lastName = null;
+  }
+
+  start() {
+    if (typeof MediaRecorder === 'undefined') throw new Error('MediaRecorder is not supported');
+    const canvas = document.createElement('canvas');
+    canvas.width = 1280;
+    canvas.height = 720;
+    const ctx = canvas.getContext('2d');
+    this.audio = new AudioContext();
+    this.dest = this.audio.createMediaStreamDestination();
+    this.mixed = new Set();
+    this.mixAudio();
+    const stream = new MediaStream([...canvas.captureStream(15).getVideoTracks(), ...this.dest.stream.getAudioTracks()]);
+    const type = ['video/webm;codecs=vp8,opus', 'video/webm;codecs=vp9,opus', 'video/webm'].find((t) => MediaRecorder.isTypeSupported(t));
+    this.chunks = [];
+    this.rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    this.rec.ondataavailable = (e) => {
+      if (e.data && e.data.size) this.chunks.push(e.data);
+    };
+    this.rec.onstop = () => this.save();
+    this.draw = () => {
+      this.paint(ctx, canvas);
+      this.mixAudio();
+    };
+    this.interval = setInterval(this.draw, 1000 / 15);
+    this.rec.start(1000);
+    this.active = true;
+  }
+
+  mixAudio() {
+    for (const stream of this.audioStreams()) {
+      for (const track of stream.getAudioTracks()) {
+        if (this.mixed.has(track.id)) continue;
+        this.mixed.add(track.id);
+        this.audio.createMediaStreamSource(new MediaStream([track])).connect(this.dest);
+      }
+    }
+  }
+
+  paint(ctx, canvas) {
+    const videos = [...this.grid.querySelectorAll('.tile')];
+    ctx.fillStyle = '#0d0f16';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    if (!videos.length) return;
+    const cols = Math.ceil(Math.sqrt(videos.length));
+    const rows = Math.ceil(videos.length / cols);
+    const w = canvas.width / cols;
+    const h = canvas.height / rows;
+    videos.forEach((tile, i) => {
+      const x = (i % cols) * w;
+      const y = Math.floor(i / cols) * h;
+      const video = tile.querySelector('video');
+      if (tile.dataset.video !== 'off' && video.videoWidth) {
+        const scale = Math.min(w / video.videoWidth, h / video.videoHeight);
+        const vw = video.videoWidth * scale;
+        const vh = video.videoHeight * scale;
+        ctx.drawImage(video, x + (w - vw) / 2, y + (h - vh) / 2, vw, vh);
+      }
+      const name = tile.querySelector('.name')?.textContent || '';
+      ctx.font = '20px system-ui, sans-serif';
+      ctx.fillStyle = 'rgba(0,0,0,.6)';
+      ctx.fillRect(x + 8, y + h - 36, ctx.measureText(name).width + 16, 28);
+      ctx.fillStyle = '#fff';
+      ctx.fillText(name, x + 16, y + h - 15);
+    });
+  }
+
+  stop() {
+    if (!this.active) return;
+    this.active = false;
+    clearInterval(this.interval);
+    if (this.rec.state !== 'inactive') this.rec.stop();
+  }
+
+  save() {
+    const blob = new Blob(this.chunks, { type: 'video/webm' });
+    this.chunks = [];
+    this.audio.close().catch(() => {});
+    this.lastSize = blob.size;
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+    this.lastName = `chats3-${this.state.conversationId}-${stamp}.webm`;
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = this.lastName;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+}

@@ -1,0 +1,327 @@
+// room.js — the room page: loads the session, wires chat, live events, presence and the call.
+import { api, useSession, forgetSession } from './api.js';
+import { EventStream, signal } from './events.js';
+import { $, el, avatar, copyText } from './dom.js';
+import { Chat } from './chat.js';
+import { Reactions } from './reactions.js';
+import { Typing } from './typing.js';
+import { Receipts } from './receipts.js';
+import { Files } from './files.js';
+import { Call } from './call.js';
+
+const conversationId = document.body.dataset.conversationId;
+const joinUrl = `/join?c=${encodeURIComponent(conversationId)}`;
+const state = { conversationId, me: null, names: new Map(), online: new Map(), closed: false, streamState: 'connecting', ready: false };
+const baseTitle = `${conversationId} · chats3`;
+let unread = 0;
+let chat, reactions, typing, receipts, files, call, stream;
+
+// ---- small UI helpers ----
+
+function banner(text, kind = 'warn') {
+  const b = $('banner');
+  b.textContent = text;
+  b.dataset.kind = kind;
+  b.hidden = false;
+}
+function clearBanner(kind) {
+  const b = $('banner');
+  if (!kind || b.dataset.kind === kind) b.hidden = true;
+}
+
+function setTitle() {
+  document.title = unread ? `(${unread}) ${baseTitle}` : baseTitle;
+}
+
+function away() {
+  return document.visibilityState !== 'visible' || !document.hasFocus();
+}
+
+function onStreamState(s, info) {
+  state.streamState = s;
+  const node = $('conn-status');
+  node.dataset.state = state.closed ? 'closed' : s;
+  if (state.closed) return;
+  if (s === 'open') {
+    node.textContent = 'Live';
+    clearBanner('reconnect');
+  } else if (s === 'reconnecting') {
+    node.textContent = 'Reconnecting…';
+    const secs = info && info.delay ? ` Retrying in ${Math.ceil(info.delay / 1000)} s.` : '';
+    banner(`Connection lost — reconnecting.${secs} Messages you send will be delivered when the connection is back.`, 'reconnect');
+  } else if (s === 'connecting') {
+    node.textContent = 'Connecting…';
+  }
+}
+
+function paintPeople() {
+  const list = $('people-list');
+  list.replaceChildren();
+  const inCall = call ? call.memberList() : new Set();
+  const people = [...state.online.entries()].sort((a, b) => (a[0] === state.me.userId ? -1 : b[0] === state.me.userId ? 1 : a[1].localeCompare(b[1])));
+  for (const [userId, name] of people) {
+    list.append(el('li', { class: 'person', dataset: { userId } },
+      avatar(userId, name),
+      el('span', { class: 'person-name', text: userId === state.me.userId ? `${name} (you)` : name }),
+      el('span', { class: 'dot', role: 'img', 'aria-label': 'online' }),
+      inCall.has(userId) ? el('span', { class: 'tag tag-call', text: 'in call' }) : null));
+  }
+  $('people-count').textContent = String(state.online.size);
+  const others = [...inCall].filter((u) => u !== state.me.userId).length;
+  const btn = $('call-btn');
+  if (call && call.inCall) {
+    btn.textContent = 'In call';
+    btn.disabled = true;
+  } else {
+    btn.disabled = state.closed;
+    btn.textContent = others ? `Join call (${others})` : 'Start call';
+  }
+}
+
+function closed() {
+  if (state.closed) return;
+  state.closed = true;
+  banner('This conversation has been closed. You can still read it, but nobody can post or call.', 'error');
+  $('conn-status').textContent = 'Closed';
+  $('conn-status').dataset.state = 'closed';
+  chat?.disable();
+  call?.leave();
+  stream?.stop();
+  $('call-btn').disabled = true;
+}
+
+function toJoin() {
+  forgetSession(conversationId);
+  location.replace(joinUrl);
+}
+
+// ---- live events ----
+
+const eventLog = []; // last events, for tests and bug reports (window.chats3Debug.events)
+
+function onEvent(event) {
+  eventLog.push(`${event.type}${event.fromUserId ? ` from ${event.fromUserId.slice(0, 8)}` : ''}${event.data && event.data.reply ? ' (reply)' : ''}`);
+  if (eventLog.length > 300) eventLog.shift();
+  const d = event.data || {};
+  const from = event.fromUserId;
+  switch (event.type) {
+    case 'system':
+      return;
+    case 'room-state': {
+      state.online.clear();
+      for (const p of d.participants || []) {
+        state.online.set(p.userId, p.displayName);
+        state.names.set(p.userId, p.displayName);
+      }
+      state.online.set(state.me.userId, state.me.displayName);
+      paintPeople();
+      // A fresh page is in no call; ask who is, so the call button can say "Join call".
+      if (!call.inCall) signal('call-query', {}).catch(() => {});
+      if (state.ready) reactions.load(); // catch up on reactions missed while disconnected
+      return;
+    }
+    case 'peer-join':
+      if (d.userId) {
+        state.online.set(d.userId, d.displayName || 'Guest');
+        state.names.set(d.userId, d.displayName || 'Guest');
+        if (call.inCall && d.userId !== state.me.userId) signal('call-join', { media: call.media, reply: true }, d.userId).catch(() => {});
+      }
+      paintPeople();
+      return;
+    case 'peer-leave': {
+      const who = from || d.userId;
+      if (who && who !== state.me.userId) state.online.delete(who);
+      typing.receive(who, false);
+      call.handle({ ...event, fromUserId: who });
+      paintPeople();
+      return;
+    }
+    case 'new-message':
+      if (chat.upsert(d, { live: true })) {
+        typing.receive(d.senderUserId, false);
+        receipts.maybeSend();
+        receipts.paint();
+      }
+      return;
+    case 'typing':
+      typing.receive(from, Boolean(d.isTyping));
+      return;
+    case 'reaction':
+      reactions.apply(d.messageId, d.emoji, d.userId || from, d.added !== false);
+      return;
+    case 'read-receipt':
+      receipts.receive(from, d.messageId);
+      return;
+    case 'conversation-closed':
+      closed();
+      return;
+    default:
+      call.handle(event);
+  }
+}
+
+// ---- composer ----
+
+function bindComposer() {
+  const input = $('composer-input');
+  const grow = () => {
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(input.scrollHeight + 2, 152)}px`;
+  };
+  input.addEventListener('input', () => {
+    grow();
+    typing.input(input.value.trim().length > 0);
+  });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('composer').requestSubmit();
+    }
+  });
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const body = input.value.trim();
+    if (!body || state.closed) return;
+    input.value = '';
+    grow();
+    typing.stop();
+    chat.send({ type: 'text', body }).catch(() => {});
+    input.focus();
+  });
+}
+
+function bindChrome() {
+  $('people-toggle').addEventListener('click', () => {
+    const open = $('people').classList.toggle('open');
+    $('people-toggle').setAttribute('aria-expanded', String(open));
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $('people').classList.contains('open')) {
+      $('people').classList.remove('open');
+      $('people-toggle').setAttribute('aria-expanded', 'false');
+      $('people-toggle').focus();
+    }
+  });
+  $('invite-btn').addEventListener('click', async () => {
+    const btn = $('invite-btn');
+    let text = `${location.origin}${joinUrl}`;
+    try {
+      const { details } = await api('GET', '/api/v1/conversation');
+      if (details.joinCode) text += `\nJoin code: ${details.joinCode}`;
+    } catch {
+      /* link alone is still useful */
+    }
+    btn.textContent = (await copyText(text)) ? 'Copied!' : 'Copy failed';
+    setTimeout(() => (btn.textContent = 'Invite'), 2000);
+  });
+  $('leave-btn').addEventListener('click', async () => {
+    call.leave();
+    stream?.stop();
+    try {
+      await api('POST', '/api/v1/leave?keepSession=false');
+    } catch {
+      /* leaving anyway */
+    }
+    toJoin();
+  });
+  $('call-btn').addEventListener('click', async () => {
+    await call.join();
+    paintPeople();
+  });
+  const seen = () => {
+    if (away()) return;
+    unread = 0;
+    setTitle();
+    receipts.maybeSend();
+  };
+  document.addEventListener('visibilitychange', seen);
+  window.addEventListener('focus', seen);
+  $('messages').addEventListener('scroll', () => {
+    if (chat.nearBottom()) receipts.maybeSend();
+  }, { passive: true });
+  window.addEventListener('online', () => stream?.kick());
+}
+
+// ---- start ----
+
+async function main() {
+  setTitle();
+  useSession(conversationId);
+  let session;
+  try {
+    session = (await api('GET', '/api/v1/session')).details;
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) return toJoin();
+    banner(`Could not load the conversation: ${err.message}. Reload the page to try again.`, 'error');
+    return;
+  }
+  if (session.conversationId && session.conversationId !== conversationId) return toJoin();
+  state.me = { userId: session.userId, displayName: session.displayName };
+  state.names.set(session.userId, session.displayName);
+  state.online.set(session.userId, session.displayName);
+
+  chat = new Chat(state, {
+    onRendered: (node, msg) => reactions.decorate(node, msg),
+    onIncoming: () => {
+      if (away()) {
+        unread += 1;
+        setTitle();
+      }
+    },
+    onSent: () => receipts.paint(),
+    onClosed: closed,
+    onUnauthorized: toJoin,
+    onError: (err) => banner(err.message, 'warn'),
+  });
+  reactions = new Reactions(state, chat);
+  typing = new Typing(state);
+  receipts = new Receipts(state, chat);
+  files = new Files(chat);
+  call = new Call(state, { onMembers: paintPeople, onBanner: banner, clearBanner });
+  bindComposer();
+  bindChrome();
+  paintPeople();
+
+  const [config, conv] = await Promise.all([
+    api('GET', '/api/v1/client-config').then((r) => r.details).catch(() => ({})),
+    api('GET', '/api/v1/conversation').then((r) => r.details).catch(() => ({})),
+  ]);
+  call.configure(config);
+  files.setMaxBytes(config.maxUploadBytes);
+
+  let cursor = null;
+  try {
+    cursor = await chat.loadInitial();
+  } catch (err) {
+    if (err.status === 401) return toJoin();
+    banner(`Could not load the history: ${err.message}`, 'warn');
+  }
+  await reactions.load();
+  receipts.maybeSend();
+  if (conv.status === 'closed') {
+    closed();
+  } else {
+    stream = new EventStream({ onEvent, onState: onStreamState, onFatal: (err) => (err.isClosed ? closed() : toJoin()) });
+    stream.start(cursor);
+  }
+  state.ready = true;
+  $('composer-input').focus();
+}
+
+window.chats3Debug = {
+  get state() {
+    return state;
+  },
+  get ready() {
+    return state.ready;
+  },
+  messages: () => (chat ? chat.messages() : []),
+  events: () => eventLog.slice(),
+  log: (line) => eventLog.push(line),
+  getStats: () => (call ? call.debugStats() : {}),
+  peers: () => (call ? [...call.peers.keys()] : []),
+  call: () => call,
+  recording: () => (call ? { active: call.recorder.active, size: call.recorder.lastSize, name: call.recorder.lastName } : null),
+};
+
+main();

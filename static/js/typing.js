@@ -1,0 +1,54 @@
+// typing.js — "X is typing…": sends throttled typing events and shows other people's.
+import { signal } from './events.js';
+import { $ } from './dom.js';
+
+const SEND_EVERY_MS = 2500;
+const IDLE_MS = 4000;
+const SHOW_MS = 6000;
+
+export class Typing {
+  constructor(state) {
+    this.state = state;
+    this.others = new Map(); // userId -> timeout
+    this.lastSent = 0;
+    this.idle = null;
+    this.node = $('typing');
+  }
+
+  /** Call on every keystroke in the composer. */
+  input(hasText) {
+    clearTimeout(this.idle);
+    if (!hasText) return this.stop();
+    const now = Date.now();
+    if (now - this.lastSent > SEND_EVERY_MS) {
+      this.lastSent = now;
+      signal('typing', { isTyping: true }).catch(() => {});
+    }
+    this.idle = setTimeout(() => this.stop(), IDLE_MS);
+  }
+
+  stop() {
+    clearTimeout(this.idle);
+    if (!this.lastSent) return;
+    this.lastSent = 0;
+    signal('typing', { isTyping: false }).catch(() => {});
+  }
+
+  /** A `typing` event from someone else. */
+  receive(userId, isTyping) {
+    if (!userId || userId === this.state.me.userId) return;
+    clearTimeout(this.others.get(userId));
+    if (isTyping) this.others.set(userId, setTimeout(() => this.receive(userId, false), SHOW_MS));
+    else this.others.delete(userId);
+    this.paint();
+  }
+
+  paint() {
+    const names = [...this.others.keys()].map((u) => this.state.names.get(u) || 'Someone');
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = 'Several people are typing…';
+    this.node.textContent = text;
+  }
+}
