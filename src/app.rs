@@ -223,6 +223,7 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("while binding {addr}"))?;
+        let heartbeat = Duration::from_secs(config.heartbeat_secs);
         let state = Arc::new(AppState {
             limits: crate::http::middleware::RateLimits::new(
                 config.rate_limit_per_min,
@@ -237,7 +238,7 @@ impl App {
             stream_tokens: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            heartbeat: Duration::from_secs(15),
+            heartbeat,
             join_lock: tokio::sync::Mutex::new(()),
         });
         Ok(Self { state, listener })

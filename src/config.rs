@@ -94,6 +94,8 @@ pub struct Config {
     pub session_ttl_secs: i64,
     pub ice_servers: serde_json::Value,
     pub mesh_max: usize,
+    /// Seconds between SSE heartbeat comments (at most 15).
+    pub heartbeat_secs: u64,
     pub s3: Option<S3Config>,
 }
 
@@ -120,6 +122,7 @@ impl Default for Config {
             session_ttl_secs: 24 * 3600,
             ice_servers: serde_json::Value::Array(Vec::new()),
             mesh_max: 4,
+            heartbeat_secs: 15,
             s3: None,
         }
     }
@@ -169,6 +172,7 @@ struct FileConfig {
     ticket_clock_skew_secs: Option<i64>,
     session_ttl_secs: Option<i64>,
     ice_servers: Option<serde_json::Value>,
+    heartbeat_secs: Option<u64>,
     media: Option<MediaFileConfig>,
     s3: Option<S3Config>,
 }
@@ -245,6 +249,7 @@ impl Config {
         set(&mut self.ticket_clock_skew_secs, fc.ticket_clock_skew_secs);
         set(&mut self.session_ttl_secs, fc.session_ttl_secs);
         set(&mut self.ice_servers, fc.ice_servers);
+        set(&mut self.heartbeat_secs, fc.heartbeat_secs);
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
         }
@@ -387,6 +392,9 @@ impl Config {
         }
         if !self.ice_servers.is_array() {
             return Err(invalid("ICE_SERVERS", "must be a JSON array"));
+        }
+        if !(1..=15).contains(&self.heartbeat_secs) {
+            return Err(invalid("heartbeat_secs", "must be between 1 and 15"));
         }
         if self.mesh_max < 2 {
             return Err(invalid("MESH_MAX", "must be at least 2"));

@@ -27,7 +27,11 @@ async fn every_acknowledged_message_survives_kill_9() {
             for i in 0.. {
                 let id = format!("w{w}-{i}");
                 let body = json!({"messageId": id, "type": "text", "body": id});
-                let req = ann.http.post(format!("{}/api/v1/messages", ann.base)).header("x-session-id", ann.session.as_ref().unwrap()).json(&body);
+                let req = ann
+                    .http
+                    .post(format!("{}/api/v1/messages", ann.base))
+                    .header("x-session-id", ann.session.as_ref().unwrap())
+                    .json(&body);
                 match req.send().await {
                     Ok(r) if r.status() == 200 => {
                         acked.lock().unwrap().insert(id);
@@ -43,16 +47,26 @@ async fn every_acknowledged_message_survives_kill_9() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "only {} writes acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged before the kill",
+        acked.len()
+    );
 
     let p = Proc::spawn(dir.path(), &[]).await;
     let ann = Client::new(&p.base).with_session(ann.session.as_deref().unwrap());
-    assert_eq!(ann.get("/api/v1/session").await.status, 200, "sessions survive a restart");
+    assert_eq!(
+        ann.get("/api/v1/session").await.status,
+        200,
+        "sessions survive a restart"
+    );
     let mut stored = HashSet::new();
     let mut seqs = Vec::new();
     let mut before = String::new();
     loop {
-        let r = ann.get(&format!("/api/v1/messages?limit=500{before}")).await;
+        let r = ann
+            .get(&format!("/api/v1/messages?limit=500{before}"))
+            .await;
         let page = r.details().as_array().unwrap().clone();
         for m in &page {
             stored.insert(m["messageId"].as_str().unwrap().to_string());
@@ -64,7 +78,12 @@ async fn every_acknowledged_message_survives_kill_9() {
         before = format!("&before={}", page[0]["seq"]);
     }
     let lost: Vec<_> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged messages lost, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
     seqs.sort();
     seqs.dedup();
     assert_eq!(seqs.len(), stored.len(), "sequence numbers are unique");
@@ -86,7 +105,10 @@ async fn sigterm_shuts_down_cleanly_and_nonces_stay_used() {
     let mut st = ann.sse("", &[]).await;
     st.next_of("room-state", SEC * 5).await.unwrap();
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let t = json!({"integratorId":"acme","conversationId":"c1","userId":"u","displayName":"U","role":"r",
         "origin":"https://acme.com","issuedAt":now,"expiresAt":now+60_000,"nonce":"restart-nonce"}).to_string();
     use base64::Engine;
@@ -94,7 +116,12 @@ async fn sigterm_shuts_down_cleanly_and_nonces_stay_used() {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"acme-secret-0123456789").unwrap();
     mac.update(t.as_bytes());
     let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    assert_eq!(c.post("/api/v1/embed", json!({"ticket": t, "signature": sig})).await.status, 200);
+    assert_eq!(
+        c.post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+            .await
+            .status,
+        200
+    );
 
     let status = p.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
@@ -103,21 +130,42 @@ async fn sigterm_shuts_down_cleanly_and_nonces_stay_used() {
 
     let p = Proc::spawn(dir.path(), &[("INTEGRATORS", integrators)]).await;
     let c = Client::new(&p.base);
-    let r = c.post("/api/v1/embed", json!({"ticket": t, "signature": sig})).await;
-    assert_eq!(r.status, 403, "a restart must not reopen replay: {}", r.body);
+    let r = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "a restart must not reopen replay: {}",
+        r.body
+    );
     p.sigterm().await;
 }
 
 #[tokio::test]
 async fn a_generated_admin_password_is_stored_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    Server::start_in(dir.path(), |c| c.admin_password = None).await.stop().await;
+    Server::start_in(dir.path(), |c| c.admin_password = None)
+        .await
+        .stop()
+        .await;
     let stored = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
     assert!(stored.trim().len() >= 20);
     let s = Server::start_in(dir.path(), |c| c.admin_password = None).await;
-    let r = s.client().post("/api/v1/admin/conversations", json!({"adminPassword": stored.trim()})).await;
+    let r = s
+        .client()
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": stored.trim()}),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    let r = s.client().post("/api/v1/admin/conversations", json!({"adminPassword": "admin"})).await;
+    let r = s
+        .client()
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": "admin"}),
+        )
+        .await;
     assert_eq!(r.status, 401);
     s.stop().await;
 }
@@ -133,6 +181,10 @@ async fn invalid_configuration_fails_at_start_naming_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PORT"), "{err}");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3")).arg("check-config").output().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"))
+        .arg("check-config")
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
 }

@@ -20,6 +20,7 @@ pub struct Hub {
     // A std Mutex is fine: it is held only to look up or insert a sender, never across an await.
     rooms: Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>,
     published: AtomicU64,
+    lag_recoveries: AtomicU64,
 }
 
 impl Hub {
@@ -54,6 +55,15 @@ impl Hub {
 
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// Counts a subscriber that fell behind and replayed from the store.
+    pub fn note_lag(&self) {
+        self.lag_recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn lag_recoveries(&self) -> u64 {
+        self.lag_recoveries.load(Ordering::Relaxed)
     }
 
     pub fn active_rooms(&self) -> usize {

@@ -123,6 +123,7 @@ pub fn sse_stream(
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::debug!(conv = %conv, skipped = n, "subscriber lagged; catching up from the store");
+                        ctx.hub.note_lag();
                         need_replay = true;
                     }
                     Err(RecvError::Closed) => break,

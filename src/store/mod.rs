@@ -149,7 +149,10 @@ impl Store {
     pub async fn append(&self, draft: Message) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer_tx
-            .send(writer::Request::Append { draft, reply })
+            .send(writer::Request::Append {
+                draft: Box::new(draft),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

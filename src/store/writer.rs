@@ -27,11 +27,10 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+pub(super) type Reply = oneshot::Sender<Result<Appended, StoreError>>;
+
 pub(super) enum Request {
-    Append {
-        draft: Message,
-        reply: oneshot::Sender<Result<Appended, StoreError>>,
-    },
+    Append { draft: Box<Message>, reply: Reply },
     Shutdown,
 }
 
@@ -68,10 +67,8 @@ impl Writer {
     fn commit(&mut self, group: &mut Vec<Request>) -> bool {
         let mut stop = false;
         let mut batch = sled::Batch::default();
-        let mut pending: Vec<(
-            oneshot::Sender<Result<Appended, StoreError>>,
-            Result<Appended, StoreError>,
-        )> = Vec::with_capacity(group.len());
+        let mut pending: Vec<(Reply, Result<Appended, StoreError>)> =
+            Vec::with_capacity(group.len());
         // messageIds assigned inside this group, for duplicates within it.
         let mut in_group: HashMap<(String, String), usize> = HashMap::new();
         let mut touched: Vec<String> = Vec::new();
@@ -96,7 +93,7 @@ impl Writer {
                 pending.push((reply, res));
                 continue;
             }
-            let res = self.prepare(draft, &mut batch, &mut touched);
+            let res = self.prepare(*draft, &mut batch, &mut touched);
             if matches!(&res, Ok(a) if !a.duplicate) {
                 in_group.insert(id_key, pending.len());
             }

@@ -21,14 +21,15 @@ pub struct Server {
 }
 
 pub fn test_config(dir: &Path) -> chats3::Config {
-    let mut c = chats3::Config::default();
-    c.host = "127.0.0.1".parse().unwrap();
-    c.port = 0;
-    c.data_dir = dir.to_path_buf();
-    c.admin_password = Some(chats3::config::Secret::new(ADMIN));
-    c.rate_limit_per_min = 0;
-    c.admin_rate_limit_per_min = 0;
-    c
+    chats3::Config {
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        data_dir: dir.to_path_buf(),
+        admin_password: Some(chats3::config::Secret::new(ADMIN)),
+        rate_limit_per_min: 0,
+        admin_rate_limit_per_min: 0,
+        ..Default::default()
+    }
 }
 
 impl Server {
@@ -54,7 +55,13 @@ impl Server {
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        Server { base, dir: dir.to_path_buf(), _tmp: None, stop: Some(tx), task: Some(task) }
+        Server {
+            base,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Graceful shutdown; waits until the store is closed.
@@ -124,12 +131,19 @@ impl Proc {
 
     pub async fn sigterm(mut self) -> std::process::ExitStatus {
         send_signal(self.pid(), 15);
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
     }
 }
 
 fn send_signal(pid: i32, sig: i32) {
-    let st = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let st = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -158,11 +172,18 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Client { base: base.to_string(), http, session: None }
+        Client {
+            base: base.to_string(),
+            http,
+            session: None,
+        }
     }
 
     pub fn with_session(&self, sid: &str) -> Client {
-        Client { session: Some(sid.to_string()), ..self.clone() }
+        Client {
+            session: Some(sid.to_string()),
+            ..self.clone()
+        }
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -179,7 +200,11 @@ impl Client {
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -187,15 +212,31 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send(self.req(reqwest::Method::POST, path).json(&body)).await
+        self.send(self.req(reqwest::Method::POST, path).json(&body))
+            .await
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Resp {
-        self.send(self.req(reqwest::Method::POST, path).header("content-type", content_type).body(body)).await
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
+        self.send(
+            self.req(reqwest::Method::POST, path)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
     }
 
     pub async fn create_conversation(&self, id: &str) -> Value {
-        let r = self.post("/api/v1/admin/conversations", json!({"adminPassword": ADMIN, "conversationId": id})).await;
+        let r = self
+            .post(
+                "/api/v1/admin/conversations",
+                json!({"adminPassword": ADMIN, "conversationId": id}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.details().clone()
     }
@@ -210,11 +251,19 @@ impl Client {
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let d = r.details();
-        (self.with_session(d["sessionId"].as_str().unwrap()), d["userId"].as_str().unwrap().to_string())
+        (
+            self.with_session(d["sessionId"].as_str().unwrap()),
+            d["userId"].as_str().unwrap().to_string(),
+        )
     }
 
     pub async fn say(&self, body: &str) -> Value {
-        let r = self.post("/api/v1/messages", json!({"type": "text", "body": body, "clientTimestamp": "2026-01-01T00:00:00Z"})).await;
+        let r = self
+            .post(
+                "/api/v1/messages",
+                json!({"type": "text", "body": body, "clientTimestamp": "2026-01-01T00:00:00Z"}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.details().clone()
     }
@@ -228,7 +277,12 @@ impl Client {
         let res = r.send().await.unwrap();
         assert_eq!(res.status(), 200, "SSE refused");
         assert_eq!(res.headers()["content-type"], "text/event-stream");
-        Sse { stream: Box::pin(res.bytes_stream()), buf: String::new(), raw: String::new(), ended: false }
+        Sse {
+            stream: Box::pin(res.bytes_stream()),
+            buf: String::new(),
+            raw: String::new(),
+            ended: false,
+        }
     }
 }
 
@@ -244,7 +298,8 @@ impl Event {
     }
 }
 
-type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 pub struct Sse {
     stream: ByteStream,

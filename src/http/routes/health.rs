@@ -16,6 +16,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
             "activeConversations": state.hub.active_rooms(),
             "presentUsers": state.presence().total_users(),
             "eventsPublished": state.hub.published(),
+            "lagRecoveries": state.hub.lag_recoveries(),
         }
     }))
 }
