@@ -35,7 +35,7 @@ export function hueOf(id) {
 
 export function avatar(userId, name) {
   const node = el('span', { class: 'avatar', 'aria-hidden': 'true', text: initials(name) });
-  node.style.background = `hsl(${hueOf(userId)} 55% 42%)`;
+  node.style.background = `hsl(${hueOf(userId)} 50% 30%)`;
   return node;
 }
 

@@ -63,6 +63,12 @@ test('three users start and join a mesh call and decode video from both others',
   await send(pages[0], 'We are all in the call');
   await pages[2].locator('#people-list .tag-call').nth(2).waitFor();
   await shot(pages[0], 'call-3-people');
+  await pages[2].setViewportSize({ width: 360, height: 740 });
+  await pages[2].waitForTimeout(300);
+  const overflow = await pages[2].evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `call page scrolls sideways at 360 px by ${overflow}px`);
+  await shot(pages[2], 'call-3-people-360');
+  await pages[2].setViewportSize({ width: 1000, height: 720 });
 });
 
 test('muting the microphone is reflected on the other pages', async () => {

@@ -170,3 +170,38 @@ test('an uploaded and a pasted image show a preview for the other user', async (
   await alice.locator('#messages').evaluate((n) => (n.scrollTop = n.scrollHeight));
 });
 
+
+test('camera denied: the call still starts receive-only with a clear message', async () => {
+  const carol = await newUser(browser, 'carol');
+  await carol.addInitScript(() => {
+    navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+  });
+  await joinViaUi(carol, server, conv, 'Carol');
+  await carol.getByRole('button', { name: 'Start call' }).click();
+  await carol.locator('#banner', { hasText: /Camera and microphone are unavailable \(permission denied\)/ }).waitFor();
+  assert.equal(await carol.getByRole('button', { name: 'Mute' }).isDisabled(), true);
+  await alice.getByRole('button', { name: 'Join call (1)' }).waitFor({ timeout: 10000 });
+  await carol.getByRole('button', { name: 'Leave call' }).click();
+  await alice.getByRole('button', { name: 'Start call' }).waitFor({ timeout: 10000 });
+  await carol.getByRole('button', { name: 'Leave', exact: true }).click();
+  await carol.waitForURL(/\/join\?c=/);
+  await alice.locator('#people-list .person', { hasText: 'Carol' }).waitFor({ state: 'detached', timeout: 15000 });
+  await carol.context().close();
+});
+
+test('closing the conversation from the admin page shows the closed state in the room', async () => {
+  const admin = await newUser(browser, 'admin');
+  admin.on('dialog', (d) => d.accept());
+  await admin.goto(`${server.url}/admin`);
+  await admin.getByLabel('Admin password').fill('e2e-admin-pw');
+  await admin.getByLabel(/Conversation ID/).fill(conv.conversationId);
+  await admin.getByRole('button', { name: 'Look up' }).click();
+  await admin.locator('#r-code', { hasText: conv.joinCode }).waitFor();
+  await admin.getByRole('button', { name: 'Close conversation' }).click();
+  await admin.locator('#r-status', { hasText: 'closed' }).waitFor();
+  for (const page of [alice, bob]) {
+    await page.locator('#banner', { hasText: /has been closed/ }).waitFor({ timeout: 10000 });
+    assert.equal(await page.getByLabel('Message', { exact: true }).isDisabled(), true);
+  }
+  await admin.context().close();
+});
