@@ -216,9 +216,11 @@ impl App {
             None => load_or_create_secret(&config.data_dir.join("secret-key"), 48)?.0,
         };
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(Store::open(&config.data_dir, hub.clone()).with_context(|| {
-            format!("while opening the store in {}", config.data_dir.display())
-        })?);
+        let store = Arc::new(
+            Store::open(&config.data_dir, hub.clone(), config.s3.is_some()).with_context(|| {
+                format!("while opening the store in {}", config.data_dir.display())
+            })?,
+        );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

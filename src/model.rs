@@ -66,6 +66,20 @@ pub struct Message {
     pub seq: u64,
 }
 
+/// Attachment metadata, as returned by `GET /api/v1/attachments/:id` and
+/// written to S3 as `attachments/{id}/meta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentMeta {
+    pub attachment_id: String,
+    pub conversation_id: String,
+    pub uploader_user_id: String,
+    pub original_filename: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub created_at: String,
+}
+
 /// A session as stored; times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

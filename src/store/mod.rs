@@ -8,6 +8,7 @@
 //! messages are announced through [`CommitListener`].
 
 pub mod keys;
+pub mod outbox;
 mod writer;
 
 use std::path::Path;
@@ -16,7 +17,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Conversation, Message, Session};
+use crate::model::{AttachmentMeta, Conversation, Message, Session};
+pub use outbox::{OutboxItem, Pending};
 pub use writer::Appended;
 
 /// Version of the on-disk layout, checked at open.
@@ -56,6 +58,11 @@ pub struct Store {
     nonces: sled::Tree,
     reactions: sled::Tree,
     meta: sled::Tree,
+    outbox: sled::Tree,
+    sync: sled::Tree,
+    attachments: sled::Tree,
+    /// Whether changes are recorded in the outbox (only when S3 sync is configured).
+    sync_enabled: bool,
     writer_tx: mpsc::Sender<writer::Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -71,7 +78,11 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 impl Store {
     /// Opens (or creates) the store under `dir` and starts the commit writer.
-    pub fn open(dir: &Path, listener: Arc<dyn CommitListener>) -> Result<Self, StoreError> {
+    pub fn open(
+        dir: &Path,
+        listener: Arc<dyn CommitListener>,
+        sync_enabled: bool,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("store"))
             .cache_capacity(256 * 1024 * 1024)
@@ -97,9 +108,11 @@ impl Store {
         }
         let messages = db.open_tree("messages")?;
         let (writer_tx, rx) = mpsc::channel(16 * 1024);
+        let outbox = db.open_tree("outbox")?;
         let w = writer::Writer {
             db: db.clone(),
             messages: messages.clone(),
+            outbox: sync_enabled.then(|| outbox.clone()),
             listener,
             next_seq: Default::default(),
         };
@@ -115,6 +128,10 @@ impl Store {
             reactions: db.open_tree("reactions")?,
             messages,
             meta,
+            outbox,
+            sync: db.open_tree("sync")?,
+            sync_enabled,
+            attachments: db.open_tree("attachments")?,
             db,
             writer_tx,
             writer: Mutex::new(Some(handle)),
@@ -241,6 +258,7 @@ impl Store {
         if res.is_err() {
             return Err(StoreError::Exists);
         }
+        self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
         self.flush().await
     }
 
@@ -394,6 +412,7 @@ impl Store {
         } else {
             self.reactions.remove(key)?;
         }
+        self.mark(&OutboxItem::Reactions(conv.to_string()))?;
         self.flush().await
     }
 
@@ -432,6 +451,33 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    // ---- attachments ----------------------------------------------------
+
+    /// Records an uploaded attachment (its bytes are already on disk) and marks it for sync.
+    pub async fn put_attachment(&self, a: &AttachmentMeta) -> Result<(), StoreError> {
+        self.mark(&OutboxItem::Attachment(
+            a.conversation_id.clone(),
+            a.attachment_id.clone(),
+        ))?;
+        self.attachments
+            .insert(a.attachment_id.as_bytes(), encode(a))?;
+        self.flush().await
+    }
+
+    pub fn attachment(&self, id: &str) -> Result<Option<AttachmentMeta>, StoreError> {
+        self.attachments
+            .get(id.as_bytes())?
+            .map(|v| decode(&v, "attachment record"))
+            .transpose()
+    }
+
+    /// Is an upload of this attachment to S3 still pending?
+    pub fn attachment_pending(&self, a: &AttachmentMeta) -> Result<bool, StoreError> {
+        Ok(self.outbox.contains_key(
+            OutboxItem::Attachment(a.conversation_id.clone(), a.attachment_id.clone()).key(),
+        )?)
     }
 
     /// A small persistent value in the `meta` tree.

@@ -37,6 +37,8 @@ pub(super) enum Request {
 pub(super) struct Writer {
     pub db: sled::Db,
     pub messages: sled::Tree,
+    /// `None` when S3 sync is off: nothing is marked.
+    pub outbox: Option<sled::Tree>,
     pub listener: Arc<dyn CommitListener>,
     /// Next sequence number per conversation, loaded lazily from the tree.
     pub next_seq: HashMap<String, u64>,
@@ -100,6 +102,19 @@ impl Writer {
             pending.push((reply, res));
         }
 
+        // Mark the outbox before the messages: one flush persists both, in log order.
+        let now = crate::clock::now_ms();
+        touched.sort();
+        touched.dedup();
+        if let Some(outbox) = &self.outbox {
+            for c in &touched {
+                if let Err(e) =
+                    super::outbox::mark(outbox, &super::OutboxItem::Messages(c.clone()), now)
+                {
+                    tracing::error!(error = %e, "outbox mark failed");
+                }
+            }
+        }
         let outcome = self
             .messages
             .apply_batch(batch)
