@@ -1,9 +1,8 @@
 // reactions.js — emoji reactions on messages: chips with counts, a small picker, optimistic toggles.
 import { api } from './api.js';
-import { el } from './dom.js';
+import { el, icon } from './dom.js';
 
-const SMILEY_SVG =
-  '<svg class="icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><circle cx="12" cy="12" r="9"/><path d="M8.5 14.5a4.5 4.5 0 007 0"/><path d="M9 9.5h.01M15 9.5h.01"/></svg>';
+const SMILEY = [['circle', { cx: '12', cy: '12', r: '9' }], ['path', { d: 'M8.5 14.5a4.5 4.5 0 007 0' }], ['path', { d: 'M9 9.5h.01M15 9.5h.01' }]];
 
 export const EMOJIS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
@@ -41,7 +40,7 @@ export class Reactions {
     const btn = el('button', {
       type: 'button', class: 'btn btn-ghost react-btn', 'aria-label': 'Add reaction', 'aria-haspopup': 'true', 'aria-expanded': 'false',
     });
-    btn.innerHTML = SMILEY_SVG; // constant markup, no user data
+    btn.append(icon(SMILEY));
     btn.addEventListener('click', () => this.togglePicker(node, btn));
     node.querySelector('.msg-line').append(btn);
     node.append(el('div', { class: 'msg-actions', hidden: true }));

@@ -86,6 +86,11 @@ test('muting the microphone is reflected on the other pages', async () => {
   await pages[1].locator(`#video-grid .tile[data-user-id="${ana}"][data-video="off"]`).waitFor({ timeout: 10000 });
   await pages[0].getByRole('button', { name: 'Camera on' }).click();
   await pages[1].locator(`#video-grid .tile[data-user-id="${ana}"][data-video="on"]`).waitFor({ timeout: 10000 });
+  // the device picker lists the fake devices
+  await pages[0].getByRole('button', { name: 'Devices' }).click();
+  assert.ok((await pages[0].getByLabel('Camera', { exact: true }).locator('option').count()) >= 1);
+  assert.ok((await pages[0].getByLabel('Microphone', { exact: true }).locator('option').count()) >= 1);
+  await pages[0].getByRole('button', { name: 'Devices' }).click();
 });
 
 test('screen share replaces the outgoing video track and switching back restores the camera', async () => {
