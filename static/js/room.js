@@ -69,13 +69,10 @@ function paintPeople() {
   $('people-count').textContent = String(state.online.size);
   const others = [...inCall].filter((u) => u !== state.me.userId).length;
   const btn = $('call-btn');
-  if (call && call.inCall) {
-    btn.textContent = 'In call';
-    btn.disabled = true;
-  } else {
-    btn.disabled = state.closed;
-    btn.textContent = others ? `Join call (${others})` : 'Start call';
-  }
+  btn.hidden = Boolean(call && call.inCall); // the call toolbar has "Leave call"
+  btn.disabled = state.closed;
+  btn.textContent = others ? `Join call (${others})` : 'Start call';
+  btn.classList.toggle('btn-live', others > 0);
 }
 
 function closed() {

@@ -143,3 +143,12 @@ test('leaving the call is seen by the others', async () => {
   await pages[1].close();
   await pages[0].waitForFunction(() => window.chats3Debug.peers().length === 0, null, { timeout: 15000 });
 });
+
+test('two people starting a call at the same moment still connect (glare)', async () => {
+  const [ana, cleo] = [pages[0], pages[2]];
+  await ana.getByRole('button', { name: 'Leave call' }).click();
+  await cleo.getByRole('button', { name: 'Start call' }).waitFor({ timeout: 10000 });
+  await ana.getByRole('button', { name: 'Start call' }).waitFor({ timeout: 10000 });
+  await Promise.all([ana, cleo].map((p) => p.evaluate(() => document.getElementById('call-btn').click())));
+  for (const page of [ana, cleo]) await waitDecoding(page, 1);
+});
