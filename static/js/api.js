@@ -16,6 +16,12 @@ export class ApiError extends Error {
 }
 
 let sessionId = null;
+let unauthorized = null;
+
+/** Called when any request answers 401 (the session expired or was removed). */
+export function onUnauthorized(handler) {
+  unauthorized = handler;
+}
 
 export function useSession(conversationId) {
   try {
@@ -70,6 +76,7 @@ export async function api(method, path, body, { keepalive = false, signal } = {}
     /* non-JSON answer */
   }
   if (!res.ok || !json || json.success === false) {
+    if (res.status === 401 && unauthorized) unauthorized();
     throw new ApiError(res.status, json && json.message, json && json.details);
   }
   return { details: json.details, meta: json.meta || {}, message: json.message };

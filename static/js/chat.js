@@ -268,6 +268,17 @@ export class Chat {
     }
   }
 
+  /** Re-sends every failed message (same messageId, so the server stores each only once). */
+  retryFailed() {
+    for (const { msg, node } of this.byId.values()) {
+      if (!node.classList.contains('failed')) continue;
+      node.classList.remove('failed');
+      node.classList.add('pending');
+      node.querySelector('.msg-status')?.remove();
+      this.post(msg).catch(() => {});
+    }
+  }
+
   search(query) {
     this.query = query.trim().toLowerCase();
     let hits = 0;

@@ -1,5 +1,5 @@
 // room.js — the room page: loads the session, wires chat, live events, presence and the call.
-import { api, useSession, forgetSession } from './api.js';
+import { api, useSession, forgetSession, onUnauthorized } from './api.js';
 import { EventStream, signal } from './events.js';
 import { $, el, avatar, copyText } from './dom.js';
 import { Chat } from './chat.js';
@@ -45,10 +45,11 @@ function onStreamState(s, info) {
   if (s === 'open') {
     node.textContent = 'Live';
     clearBanner('reconnect');
+    chat?.retryFailed();
   } else if (s === 'reconnecting') {
     node.textContent = 'Reconnecting…';
     const secs = info && info.delay ? ` Retrying in ${Math.ceil(info.delay / 1000)} s.` : '';
-    banner(`Connection lost — reconnecting.${secs} Messages you send will be delivered when the connection is back.`, 'reconnect');
+    banner(`Connection lost — reconnecting.${secs} Messages that could not be sent are retried once the connection is back.`, 'reconnect');
   } else if (s === 'connecting') {
     node.textContent = 'Connecting…';
   }
@@ -244,6 +245,9 @@ function bindChrome() {
 async function main() {
   setTitle();
   useSession(conversationId);
+  onUnauthorized(() => {
+    if (!state.closed) toJoin();
+  });
   let session;
   try {
     session = (await api('GET', '/api/v1/session')).details;

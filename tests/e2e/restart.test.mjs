@@ -31,6 +31,9 @@ test('pages reconnect after a server restart and catch up without duplicates', a
     await page.waitForFunction(() => window.chats3Debug.state.streamState === 'reconnecting', null, { timeout: 15000 });
     await page.locator('#banner', { hasText: /reconnecting/i }).waitFor();
   }
+  // Sending during the outage fails visibly and is retried (same messageId) after reconnecting.
+  await send(alice, 'sent during the outage');
+  await alice.locator('#message-list .msg.failed', { hasText: 'sent during the outage' }).waitFor({ timeout: 10000 });
   await server.start();
 
   // A third participant posts right away, through the API: whichever page reconnects later
@@ -41,6 +44,7 @@ test('pages reconnect after a server restart and catch up without duplicates', a
   for (const page of [alice, bob]) {
     await page.waitForFunction(() => window.chats3Debug.state.streamState === 'open', null, { timeout: 30000 });
     await waitForMessage(page, 'sent while you were away', 20000);
+    await waitForMessage(page, 'sent during the outage', 20000);
     await page.locator('#banner').waitFor({ state: 'hidden' });
   }
   await send(bob, 'after restart');
@@ -50,7 +54,7 @@ test('pages reconnect after a server restart and catch up without duplicates', a
   await sleep(500);
   for (const page of [alice, bob]) {
     const b = await bodies(page);
-    for (const text of ['before restart', 'sent while you were away', 'after restart', 'and back']) {
+    for (const text of ['before restart', 'sent while you were away', 'sent during the outage', 'after restart', 'and back']) {
       assert.equal(b.filter((x) => x === text).length, 1, `${page.userName} shows "${text}" exactly once: ${JSON.stringify(b)}`);
     }
   }
