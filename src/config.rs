@@ -96,6 +96,8 @@ pub struct Config {
     pub mesh_max: usize,
     /// Seconds between SSE heartbeat comments (at most 15).
     pub heartbeat_secs: u64,
+    /// Public base URL (e.g. `https://chat.example.com`) for links handed out; derived from `Host` when unset.
+    pub public_url: Option<String>,
     pub s3: Option<S3Config>,
 }
 
@@ -123,6 +125,7 @@ impl Default for Config {
             ice_servers: serde_json::Value::Array(Vec::new()),
             mesh_max: 4,
             heartbeat_secs: 15,
+            public_url: None,
             s3: None,
         }
     }
@@ -173,6 +176,7 @@ struct FileConfig {
     session_ttl_secs: Option<i64>,
     ice_servers: Option<serde_json::Value>,
     heartbeat_secs: Option<u64>,
+    public_url: Option<String>,
     media: Option<MediaFileConfig>,
     s3: Option<S3Config>,
 }
@@ -250,6 +254,9 @@ impl Config {
         set(&mut self.session_ttl_secs, fc.session_ttl_secs);
         set(&mut self.ice_servers, fc.ice_servers);
         set(&mut self.heartbeat_secs, fc.heartbeat_secs);
+        if fc.public_url.is_some() {
+            self.public_url = fc.public_url;
+        }
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
         }
@@ -319,6 +326,9 @@ impl Config {
                     format!("expected a JSON array of RTCIceServer: {e}"),
                 )
             })?;
+        }
+        if let Some(v) = get("PUBLIC_URL") {
+            self.public_url = Some(v.to_string());
         }
         if let Some(v) = get("MESH_MAX") {
             self.mesh_max = parse_num("MESH_MAX", v)?;
@@ -392,6 +402,11 @@ impl Config {
         }
         if !self.ice_servers.is_array() {
             return Err(invalid("ICE_SERVERS", "must be a JSON array"));
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(invalid("PUBLIC_URL", "must start with http:// or https://"));
         }
         if !(1..=15).contains(&self.heartbeat_secs) {
             return Err(invalid("heartbeat_secs", "must be between 1 and 15"));

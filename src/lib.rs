@@ -6,6 +6,7 @@
 //! - [`auth`]: embed tickets, origin patterns, HMAC helpers (pure)
 //! - [`chat`]: sanitizing, validation, join rules, presence (pure)
 //! - [`events`]: the per-conversation hub, SSE frames, subscriber streams with resume
+//! - [`attachments`]: upload type checks, filenames, signed URLs, blob files
 //! - [`store`]: sled trees, key encoding, group commit
 //! - [`ui`]: sailfish page templates
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod chat;
 pub mod clock;

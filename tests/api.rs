@@ -26,31 +26,72 @@ async fn admin_creates_inspects_and_closes_conversations() {
     assert_eq!(conv["joinCode"].as_str().unwrap().len(), 6);
     assert!(conv["createdAt"].as_str().unwrap().ends_with('Z'));
 
-    let r = c.post("/api/v1/admin/conversations", json!({"adminPassword": ADMIN})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert!(!r.details()["conversationId"].as_str().unwrap().is_empty(), "id is generated");
+    assert!(
+        !r.details()["conversationId"].as_str().unwrap().is_empty(),
+        "id is generated"
+    );
 
-    let r = c.post("/api/v1/admin/conversations", json!({"adminPassword": ADMIN, "conversationId": "team-1"})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN, "conversationId": "team-1"}),
+        )
+        .await;
     assert_eq!(r.status, 409);
-    let r = c.post("/api/v1/admin/conversations", json!({"adminPassword": "wrong-password"})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": "wrong-password"}),
+        )
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.body["success"], false);
-    let r = c.post("/api/v1/admin/conversations", json!({"adminPassword": ADMIN, "conversationId": "bad/id"})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN, "conversationId": "bad/id"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.details()["field"], "conversationId");
 
-    let r = c.post("/api/v1/admin/conversations/team-1", json!({"adminPassword": ADMIN})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/team-1",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.details()["joinCode"], conv["joinCode"]);
-    let r = c.post("/api/v1/admin/conversations/nope", json!({"adminPassword": ADMIN})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/nope",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
     assert_eq!(r.status, 404);
 
-    let r = c.post("/api/v1/admin/conversations/team-1/close", json!({"adminPassword": ADMIN})).await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/team-1/close",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.details()["status"], "closed");
     assert!(r.details()["closedAt"].is_string());
     let r = c
-        .post("/api/v1/join", json!({"conversationId": "team-1", "joinCode": conv["joinCode"], "displayName": "Ann"}))
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "team-1", "joinCode": conv["joinCode"], "displayName": "Ann"}),
+        )
         .await;
     assert_eq!(r.status, 403, "closed conversations refuse joins");
     s.stop().await;
@@ -63,11 +104,27 @@ async fn join_rules_follow_the_original_service() {
     let conv = c.create_conversation("room").await;
 
     let bad = |code: &str, conv_id: &str| json!({"conversationId": conv_id, "joinCode": code, "displayName": "Zed"});
-    assert_eq!(c.post("/api/v1/join", bad("ZZZZZZ", "room")).await.status, 403);
-    assert_eq!(c.post("/api/v1/join", bad(conv["joinCode"].as_str().unwrap(), "unknown")).await.status, 403);
+    assert_eq!(
+        c.post("/api/v1/join", bad("ZZZZZZ", "room")).await.status,
+        403
+    );
+    assert_eq!(
+        c.post(
+            "/api/v1/join",
+            bad(conv["joinCode"].as_str().unwrap(), "unknown")
+        )
+        .await
+        .status,
+        403
+    );
     // Join codes are case-insensitive.
     let lower = conv["joinCode"].as_str().unwrap().to_lowercase();
-    let r = c.post("/api/v1/join", json!({"conversationId": "room", "joinCode": lower, "displayName": "Lower"})).await;
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "room", "joinCode": lower, "displayName": "Lower"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.headers.get_all("set-cookie").iter().any(|v| {
         let v = v.to_str().unwrap();
@@ -78,19 +135,33 @@ async fn join_rules_follow_the_original_service() {
     // An inactive holder of the name is taken over, keeping the user id.
     let (ann2, ann2_id) = c.join(&conv, "ANN").await;
     assert_eq!(ann2_id, ann_id);
-    assert_eq!(ann.get("/api/v1/session").await.status, 401, "old session deleted by takeover");
+    assert_eq!(
+        ann.get("/api/v1/session").await.status,
+        401,
+        "old session deleted by takeover"
+    );
 
     // An active holder (live stream) keeps the name.
     let mut stream = ann2.sse("", &[]).await;
     stream.next_of("room-state", SEC * 5).await.unwrap();
-    let r = c.post("/api/v1/join", json!({"conversationId": "room", "joinCode": conv["joinCode"], "displayName": "ann"})).await;
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "room", "joinCode": conv["joinCode"], "displayName": "ann"}),
+        )
+        .await;
     assert_eq!(r.status, 409);
 
     // Full at max active participants (2 here).
     let (bob, _) = c.join(&conv, "Bob").await;
     let _bob_stream = bob.sse("", &[]).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let r = c.post("/api/v1/join", json!({"conversationId": "room", "joinCode": conv["joinCode"], "displayName": "Cy"})).await;
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "room", "joinCode": conv["joinCode"], "displayName": "Cy"}),
+        )
+        .await;
     assert_eq!(r.status, 403);
     assert!(r.body["message"].as_str().unwrap().contains("full"));
     s.stop().await;
@@ -104,7 +175,15 @@ async fn session_and_conversation_need_a_valid_session() {
     let (ann, uid) = c.join(&conv, "Ann").await;
     let r = ann.get("/api/v1/session").await;
     assert_eq!(r.status, 200);
-    for k in ["sessionId", "userId", "displayName", "role", "conversationId", "createdAt", "lastActiveAt"] {
+    for k in [
+        "sessionId",
+        "userId",
+        "displayName",
+        "role",
+        "conversationId",
+        "createdAt",
+        "lastActiveAt",
+    ] {
         assert!(!r.details()[k].is_null(), "{k} missing");
     }
     assert_eq!(r.details()["userId"], uid);
@@ -114,14 +193,23 @@ async fn session_and_conversation_need_a_valid_session() {
     assert_eq!(r.details()["status"], "active");
 
     assert_eq!(c.get("/api/v1/session").await.status, 401);
-    assert_eq!(c.with_session("forged").get("/api/v1/session").await.status, 401);
+    assert_eq!(
+        c.with_session("forged").get("/api/v1/session").await.status,
+        401
+    );
     let r = c.with_session("forged").get("/api/v1/messages").await;
     assert_eq!(r.status, 401);
     assert_eq!(r.body["success"], false);
 
     // The cookie works as well as the header.
     let sid = ann.session.clone().unwrap();
-    let r = c.send(c.http.get(format!("{}/api/v1/session", s.base)).header("cookie", format!("sessionId={sid}"))).await;
+    let r = c
+        .send(
+            c.http
+                .get(format!("{}/api/v1/session", s.base))
+                .header("cookie", format!("sessionId={sid}")),
+        )
+        .await;
     assert_eq!(r.status, 200);
     s.stop().await;
 }
@@ -138,21 +226,34 @@ async fn messages_are_sanitized_stored_and_idempotent() {
     assert_eq!(m["senderDisplayName"], "Ann");
     assert_eq!(m["type"], "text");
     assert_eq!(m["conversationId"], "c1");
-    for k in ["messageId", "senderRole", "clientTimestamp", "serverReceivedAt"] {
+    for k in [
+        "messageId",
+        "senderRole",
+        "clientTimestamp",
+        "serverReceivedAt",
+    ] {
         assert!(m[k].is_string(), "{k}");
     }
 
-    let body = json!({"messageId": "client-1", "type": "text", "body": "once", "clientTimestamp": 1});
+    let body =
+        json!({"messageId": "client-1", "type": "text", "body": "once", "clientTimestamp": 1});
     let a = ann.post("/api/v1/messages", body.clone()).await;
     let b = ann.post("/api/v1/messages", body).await;
     assert_eq!(a.status, 200);
     assert_eq!(b.status, 200);
-    assert_eq!(a.details()["seq"], b.details()["seq"], "a retried messageId is stored once");
+    assert_eq!(
+        a.details()["seq"],
+        b.details()["seq"],
+        "a retried messageId is stored once"
+    );
 
     let r = ann.get("/api/v1/messages").await;
     let list = r.details().as_array().unwrap();
     let bodies: Vec<_> = list.iter().map(|m| m["body"].as_str().unwrap()).collect();
-    assert_eq!(bodies, ["Ann joined the conversation", "bold &amp; more", "once"]);
+    assert_eq!(
+        bodies,
+        ["Ann joined the conversation", "bold &amp; more", "once"]
+    );
     assert_eq!(list[0]["type"], "system");
     assert_eq!(list[0]["senderUserId"], "system");
     s.stop().await;
@@ -168,7 +269,12 @@ async fn history_pages_back_through_everything() {
     for i in 0..1200 {
         let ann = ann.clone();
         sends.push(tokio::spawn(async move {
-            ann.post("/api/v1/messages", json!({"messageId": format!("m{i}"), "type": "text", "body": format!("n{i}")})).await.status
+            ann.post(
+                "/api/v1/messages",
+                json!({"messageId": format!("m{i}"), "type": "text", "body": format!("n{i}")}),
+            )
+            .await
+            .status
         }));
     }
     for h in sends {
@@ -197,7 +303,11 @@ async fn history_pages_back_through_everything() {
             break;
         }
         let first = &page[0];
-        before = Some(if use_id { first["messageId"].as_str().unwrap().to_string() } else { first["seq"].to_string() });
+        before = Some(if use_id {
+            first["messageId"].as_str().unwrap().to_string()
+        } else {
+            first["seq"].to_string()
+        });
         use_id = !use_id;
         let mut seqs: Vec<u64> = page.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         seqs.extend(seen);
@@ -206,12 +316,19 @@ async fn history_pages_back_through_everything() {
             break;
         }
     }
-    assert_eq!(seen, (1..=1201).collect::<Vec<u64>>(), "every message exactly once, in order");
+    assert_eq!(
+        seen,
+        (1..=1201).collect::<Vec<u64>>(),
+        "every message exactly once, in order"
+    );
 
     assert_eq!(ann.get("/api/v1/messages?limit=501").await.status, 400);
     assert_eq!(ann.get("/api/v1/messages?limit=0").await.status, 400);
     assert_eq!(ann.get("/api/v1/messages?limit=abc").await.status, 400);
-    assert_eq!(ann.get("/api/v1/messages?before=no-such-id").await.status, 400);
+    assert_eq!(
+        ann.get("/api/v1/messages?before=no-such-id").await.status,
+        400
+    );
     s.stop().await;
 }
 
@@ -226,38 +343,129 @@ async fn bad_input_gets_a_clear_4xx_envelope_and_writes_nothing() {
     let conv = c.create_conversation("c1").await;
     let (ann, _) = c.join(&conv, "Ann").await;
     let cases: Vec<(&str, reqwest::Body, &str, u16, Option<&str>)> = vec![
-        ("malformed JSON", "{\"type\":".into(), "application/json", 400, None),
-        ("not an object", "[1,2]".into(), "application/json", 400, None),
+        (
+            "malformed JSON",
+            "{\"type\":".into(),
+            "application/json",
+            400,
+            None,
+        ),
+        (
+            "not an object",
+            "[1,2]".into(),
+            "application/json",
+            400,
+            None,
+        ),
         ("empty body", "".into(), "application/json", 400, None),
-        ("wrong type", r#"{"type":"text","body":5}"#.into(), "application/json", 400, Some("body")),
-        ("missing field", r#"{"type":"text"}"#.into(), "application/json", 400, Some("body")),
-        ("unknown message type", r#"{"type":"video","body":"x"}"#.into(), "application/json", 400, Some("type")),
-        ("too long", r#"{"type":"text","body":"123456789012345678901"}"#.into(), "application/json", 400, Some("body")),
-        ("empty after stripping", r#"{"type":"text","body":"<p></p>"}"#.into(), "application/json", 400, Some("body")),
-        ("bad message id", r#"{"type":"text","body":"x","messageId":"a/b"}"#.into(), "application/json", 400, Some("messageId")),
-        ("form post", "type=text&body=x".into(), "application/x-www-form-urlencoded", 415, None),
-        ("oversize body", format!(r#"{{"type":"text","body":"{}"}}"#, "x".repeat(5000)).into(), "application/json", 413, None),
+        (
+            "wrong type",
+            r#"{"type":"text","body":5}"#.into(),
+            "application/json",
+            400,
+            Some("body"),
+        ),
+        (
+            "missing field",
+            r#"{"type":"text"}"#.into(),
+            "application/json",
+            400,
+            Some("body"),
+        ),
+        (
+            "unknown message type",
+            r#"{"type":"video","body":"x"}"#.into(),
+            "application/json",
+            400,
+            Some("type"),
+        ),
+        (
+            "too long",
+            r#"{"type":"text","body":"123456789012345678901"}"#.into(),
+            "application/json",
+            400,
+            Some("body"),
+        ),
+        (
+            "empty after stripping",
+            r#"{"type":"text","body":"<p></p>"}"#.into(),
+            "application/json",
+            400,
+            Some("body"),
+        ),
+        (
+            "bad message id",
+            r#"{"type":"text","body":"x","messageId":"a/b"}"#.into(),
+            "application/json",
+            400,
+            Some("messageId"),
+        ),
+        (
+            "form post",
+            "type=text&body=x".into(),
+            "application/x-www-form-urlencoded",
+            415,
+            None,
+        ),
+        (
+            "oversize body",
+            format!(r#"{{"type":"text","body":"{}"}}"#, "x".repeat(5000)).into(),
+            "application/json",
+            413,
+            None,
+        ),
     ];
     for (name, body, ct, status, field) in cases {
         let r = ann.post_raw("/api/v1/messages", ct, body).await;
         assert_eq!(r.status, status, "{name}: {}", r.body);
         assert_eq!(r.body["success"], false, "{name}");
-        assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+        assert!(
+            r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
         assert!(r.body["meta"]["requestId"].is_string(), "{name}");
         if let Some(f) = field {
             assert_eq!(r.details()["field"], f, "{name}: {}", r.body);
         }
     }
     let r = ann.get("/api/v1/messages").await;
-    assert_eq!(r.details().as_array().unwrap().len(), 1, "only the join message was stored");
+    assert_eq!(
+        r.details().as_array().unwrap().len(),
+        1,
+        "only the join message was stored"
+    );
 
     // Join: missing and wrong-typed fields, bad names.
-    let r = c.post("/api/v1/join", json!({"conversationId": "c1", "displayName": "A"})).await;
-    assert_eq!((r.status, r.details()["field"].as_str()), (400, Some("joinCode")));
-    let r = c.post("/api/v1/join", json!({"conversationId": "c1", "joinCode": 123456, "displayName": "A"})).await;
-    assert_eq!((r.status, r.details()["field"].as_str()), (400, Some("joinCode")));
-    let r = c.post("/api/v1/join", json!({"conversationId": "c1", "joinCode": conv["joinCode"], "displayName": "<i></i>"})).await;
-    assert_eq!((r.status, r.details()["field"].as_str()), (400, Some("displayName")));
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "c1", "displayName": "A"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.details()["field"].as_str()),
+        (400, Some("joinCode"))
+    );
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "c1", "joinCode": 123456, "displayName": "A"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.details()["field"].as_str()),
+        (400, Some("joinCode"))
+    );
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "c1", "joinCode": conv["joinCode"], "displayName": "<i></i>"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.details()["field"].as_str()),
+        (400, Some("displayName"))
+    );
     let r = c.post("/api/v1/join", json!({"conversationId": "c1", "joinCode": conv["joinCode"], "displayName": "x".repeat(51)})).await;
     assert_eq!(r.status, 400);
     // Unknown routes answer in the envelope too.
@@ -277,10 +485,18 @@ async fn reactions_are_stored_and_listed() {
     let mid = m["messageId"].as_str().unwrap();
     let mut bob_events = bob.sse("", &[]).await;
     for who in [&ann, &bob] {
-        let r = who.post("/api/v1/reactions", json!({"messageId": mid, "emoji": "👍", "added": true})).await;
+        let r = who
+            .post(
+                "/api/v1/reactions",
+                json!({"messageId": mid, "emoji": "👍", "added": true}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let e = bob_events.next_of("reaction", SEC * 5).await.expect("reaction event");
+    let e = bob_events
+        .next_of("reaction", SEC * 5)
+        .await
+        .expect("reaction event");
     assert_eq!(e.data["fromUserId"], ann_id.as_str());
     assert_eq!(e.data["data"]["emoji"], "👍");
     let r = ann.get("/api/v1/reactions").await;
@@ -289,13 +505,28 @@ async fn reactions_are_stored_and_listed() {
     let mut expected = vec![ann_id.clone(), bob_id];
     expected.sort();
     assert_eq!(users, expected);
-    let r = ann.post("/api/v1/reactions", json!({"messageId": mid, "emoji": "👍", "added": false})).await;
+    let r = ann
+        .post(
+            "/api/v1/reactions",
+            json!({"messageId": mid, "emoji": "👍", "added": false}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let r = ann.get("/api/v1/reactions").await;
     assert_eq!(r.details()[mid]["👍"].as_array().unwrap().len(), 1);
-    let r = ann.post("/api/v1/reactions", json!({"messageId": "missing", "emoji": "👍", "added": true})).await;
+    let r = ann
+        .post(
+            "/api/v1/reactions",
+            json!({"messageId": "missing", "emoji": "👍", "added": true}),
+        )
+        .await;
     assert_eq!(r.status, 404);
-    let r = ann.post("/api/v1/reactions", json!({"messageId": mid, "emoji": "<b>", "added": true})).await;
+    let r = ann
+        .post(
+            "/api/v1/reactions",
+            json!({"messageId": mid, "emoji": "<b>", "added": true}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     s.stop().await;
 }
@@ -329,7 +560,11 @@ async fn rate_limits_answer_429_in_the_envelope() {
     })
     .await;
     let c = s.client();
-    let admin = |c: Client| async move { c.post("/api/v1/admin/conversations", json!({"adminPassword": "x"})).await.status };
+    let admin = |c: Client| async move {
+        c.post("/api/v1/admin/conversations", json!({"adminPassword": "x"}))
+            .await
+            .status
+    };
     assert_eq!(admin(c.clone()).await, 401);
     assert_eq!(admin(c.clone()).await, 401);
     assert_eq!(admin(c.clone()).await, 429, "admin limit is stricter");
@@ -357,10 +592,18 @@ async fn security_headers_are_set() {
         let csp = r.headers["content-security-policy"].to_str().unwrap();
         assert!(!csp.contains("unsafe-inline"), "{path}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}");
-        assert!(r.headers.contains_key("strict-transport-security"), "{path}");
+        assert!(
+            r.headers.contains_key("strict-transport-security"),
+            "{path}"
+        );
     }
     let conv = c.create_conversation("c1").await;
-    let r = c.post("/api/v1/join", json!({"conversationId": "c1", "joinCode": conv["joinCode"], "displayName": "Ann"})).await;
+    let r = c
+        .post(
+            "/api/v1/join",
+            json!({"conversationId": "c1", "joinCode": conv["joinCode"], "displayName": "Ann"}),
+        )
+        .await;
     let cookie = r.headers["set-cookie"].to_str().unwrap();
     for attr in ["HttpOnly", "Secure", "SameSite=None", "Partitioned"] {
         assert!(cookie.contains(attr), "{cookie}");
@@ -379,12 +622,25 @@ async fn pages_are_served_from_templates_and_assets_have_etags() {
     assert_eq!(r.status, 200);
     let html = r.body.as_str().unwrap();
     assert!(html.contains("team-9"));
-    assert!(c.get("/room/team-9").await.body.as_str().unwrap().contains("team-9"));
+    assert!(
+        c.get("/room/team-9")
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .contains("team-9")
+    );
     assert_eq!(c.get("/room/bad%20id").await.status, 404);
     let r = c.get("/static/css/app.css").await;
     assert_eq!(r.status, 200);
     let etag = r.headers["etag"].to_str().unwrap().to_string();
-    let r = c.send(c.http.get(format!("{}/static/css/app.css", s.base)).header("if-none-match", &etag)).await;
+    let r = c
+        .send(
+            c.http
+                .get(format!("{}/static/css/app.css", s.base))
+                .header("if-none-match", &etag),
+        )
+        .await;
     assert_eq!(r.status, 304);
     assert_eq!(c.get("/static/nope.js").await.status, 404);
     s.stop().await;

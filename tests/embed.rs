@@ -17,7 +17,10 @@ fn sign(msg: &str) -> String {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn ticket(nonce: &str, origin: &str, issued: i64, expires: i64) -> String {
@@ -47,7 +50,9 @@ async fn a_signed_ticket_becomes_a_session_once() {
     let c = s.client();
     let now = now_ms();
     let t = ticket("n-1", "https://app.acme.com", now, now + 60_000);
-    let r = c.post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)})).await;
+    let r = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.details()["conversationId"], "support-42");
     let sid = r.details()["sessionId"].as_str().unwrap();
@@ -56,7 +61,9 @@ async fn a_signed_ticket_becomes_a_session_once() {
     assert_eq!(me.details()["role"], "customer");
     assert_eq!(me.details()["displayName"], "Casey");
 
-    let again = c.post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)})).await;
+    let again = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)}))
+        .await;
     assert_eq!(again.status, 403, "nonces are single-use");
     assert_eq!(again.details()["reason"], "replayed");
     s.stop().await;
@@ -68,18 +75,49 @@ async fn bad_tickets_are_refused_with_a_reason() {
     let c = s.client();
     let now = now_ms();
     let cases: Vec<(&str, String, Option<String>)> = vec![
-        ("bad_signature", ticket("n-a", "https://app.acme.com", now, now + 60_000), Some("x".repeat(43))),
-        ("expired", ticket("n-b", "https://app.acme.com", now - 200_000, now - 100_000), None),
-        ("stale", ticket("n-c", "https://app.acme.com", now - 120_000, now + 60_000), None),
-        ("origin_not_allowed", ticket("n-d", "https://evil.com", now, now + 60_000), None),
-        ("origin_not_allowed", ticket("n-e", "https://acme.com", now, now + 60_000), None),
-        ("invalid_field", json!({"integratorId": "acme"}).to_string(), None),
-        ("unknown_integrator", ticket("n-f", "https://app.acme.com", now, now + 60_000).replace("\"acme\"", "\"other\""), None),
+        (
+            "bad_signature",
+            ticket("n-a", "https://app.acme.com", now, now + 60_000),
+            Some("x".repeat(43)),
+        ),
+        (
+            "expired",
+            ticket("n-b", "https://app.acme.com", now - 200_000, now - 100_000),
+            None,
+        ),
+        (
+            "stale",
+            ticket("n-c", "https://app.acme.com", now - 120_000, now + 60_000),
+            None,
+        ),
+        (
+            "origin_not_allowed",
+            ticket("n-d", "https://evil.com", now, now + 60_000),
+            None,
+        ),
+        (
+            "origin_not_allowed",
+            ticket("n-e", "https://acme.com", now, now + 60_000),
+            None,
+        ),
+        (
+            "invalid_field",
+            json!({"integratorId": "acme"}).to_string(),
+            None,
+        ),
+        (
+            "unknown_integrator",
+            ticket("n-f", "https://app.acme.com", now, now + 60_000)
+                .replace("\"acme\"", "\"other\""),
+            None,
+        ),
         ("malformed", "not json".to_string(), None),
     ];
     for (reason, t, sig) in cases {
         let sig = sig.unwrap_or_else(|| sign(&t));
-        let r = c.post("/api/v1/embed", json!({"ticket": t, "signature": sig})).await;
+        let r = c
+            .post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+            .await;
         assert_eq!(r.status, 403, "{reason}: {}", r.body);
         assert_eq!(r.details()["reason"], reason, "{}", r.body);
     }
@@ -94,26 +132,48 @@ async fn get_embed_sets_the_cookie_and_redirects_without_the_session_in_the_url(
     let c = s.client();
     let now = now_ms();
     let t = ticket("n-get", "http://localhost:8080", now, now + 60_000);
-    let url = reqwest::Url::parse_with_params(&format!("{}/embed", s.base), &[("ticket", t.as_str()), ("signature", &sign(&t))]).unwrap();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/embed", s.base),
+        &[("ticket", t.as_str()), ("signature", &sign(&t))],
+    )
+    .unwrap();
     let r = c.send(c.http.get(url.clone())).await;
     assert_eq!(r.status, 302);
     let location = r.headers["location"].to_str().unwrap();
     assert_eq!(location, "/room/support-42");
     let cookie = r.headers["set-cookie"].to_str().unwrap();
-    let sid = cookie.strip_prefix("sessionId=").unwrap().split(';').next().unwrap();
+    let sid = cookie
+        .strip_prefix("sessionId=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
     assert!(!location.contains(sid));
-    let r = c.send(c.http.get(format!("{}/api/v1/session", s.base)).header("cookie", format!("sessionId={sid}"))).await;
+    let r = c
+        .send(
+            c.http
+                .get(format!("{}/api/v1/session", s.base))
+                .header("cookie", format!("sessionId={sid}")),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let room = c.get("/room/support-42").await;
     let csp = room.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-ancestors 'self' https://*.acme.com http://localhost:8080"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'self' https://*.acme.com http://localhost:8080"),
+        "{csp}"
+    );
     let replay = c.send(c.http.get(url)).await;
     assert_eq!(replay.status, 403);
     s.stop().await;
 }
 
 fn system_message(conv: &str, body: &str, ts: i64) -> Value {
-    let signed = format!(r#"{{"integratorId":"acme","conversationId":{},"body":{},"timestamp":{ts}}}"#, json!(conv), json!(body));
+    let signed = format!(
+        r#"{{"integratorId":"acme","conversationId":{},"body":{},"timestamp":{ts}}}"#,
+        json!(conv),
+        json!(body)
+    );
     json!({"integratorId": "acme", "conversationId": conv, "body": body, "timestamp": ts, "signature": sign(&signed)})
 }
 
@@ -122,7 +182,14 @@ async fn integrators_post_signed_system_messages() {
     let s = start().await;
     let c = s.client();
     c.create_conversation("c1").await;
-    let conv = c.post("/api/v1/admin/conversations/c1", json!({"adminPassword": ADMIN})).await.details().clone();
+    let conv = c
+        .post(
+            "/api/v1/admin/conversations/c1",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await
+        .details()
+        .clone();
     let (ann, _) = c.join(&conv, "Ann").await;
     let mut st = ann.sse("", &[]).await;
 
@@ -134,12 +201,32 @@ async fn integrators_post_signed_system_messages() {
     let e = st.next_of("new-message", SEC * 5).await.unwrap();
     assert_eq!(e.data["data"]["type"], "system");
 
-    assert_eq!(c.post("/api/v1/system-message", req).await.status, 403, "replayed request");
+    assert_eq!(
+        c.post("/api/v1/system-message", req).await.status,
+        403,
+        "replayed request"
+    );
     let mut forged = system_message("c1", "hi", now_ms());
     forged["body"] = json!("changed");
     assert_eq!(c.post("/api/v1/system-message", forged).await.status, 403);
-    assert_eq!(c.post("/api/v1/system-message", system_message("c1", "old", now_ms() - 120_000)).await.status, 403);
-    assert_eq!(c.post("/api/v1/system-message", system_message("nope", "x", now_ms())).await.status, 404);
+    assert_eq!(
+        c.post(
+            "/api/v1/system-message",
+            system_message("c1", "old", now_ms() - 120_000)
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        c.post(
+            "/api/v1/system-message",
+            system_message("nope", "x", now_ms())
+        )
+        .await
+        .status,
+        404
+    );
     let mut unknown = system_message("c1", "x", now_ms());
     unknown["integratorId"] = json!("other");
     assert_eq!(c.post("/api/v1/system-message", unknown).await.status, 403);

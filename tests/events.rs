@@ -52,13 +52,24 @@ async fn presence_announces_join_and_leave_after_the_grace_period() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let b = bob.sse("", &[]).await;
     let quiet = a.drain(Duration::from_millis(3500)).await;
-    assert!(quiet.iter().all(|e| e.kind() != "peer-leave" && e.kind() != "peer-join"), "{quiet:?}");
+    assert!(
+        quiet
+            .iter()
+            .all(|e| e.kind() != "peer-leave" && e.kind() != "peer-join"),
+        "{quiet:?}"
+    );
 
     // A real departure is announced once, after ~3 s, not before.
     drop(b);
     let early = a.drain(Duration::from_millis(2000)).await;
-    assert!(early.iter().all(|e| e.kind() != "peer-leave"), "announced before the grace period");
-    let l = a.next_of("peer-leave", SEC * 3).await.expect("peer-leave after grace");
+    assert!(
+        early.iter().all(|e| e.kind() != "peer-leave"),
+        "announced before the grace period"
+    );
+    let l = a
+        .next_of("peer-leave", SEC * 3)
+        .await
+        .expect("peer-leave after grace");
     assert_eq!(l.data["fromUserId"], bob_id.as_str());
     s.stop().await;
 }
@@ -75,7 +86,12 @@ async fn broadcasts_skip_the_sender_and_targeted_events_reach_only_their_target(
     for st in [&mut a, &mut b, &mut cs] {
         st.next_of("room-state", SEC).await.unwrap();
     }
-    let r = ann.post("/api/v1/signaling", json!({"type": "offer", "toUserId": bob_id, "data": {"type": "offer", "sdp": "v=0"}})).await;
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "offer", "toUserId": bob_id, "data": {"type": "offer", "sdp": "v=0"}}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let event_id = r.details()["eventId"].as_str().unwrap().to_string();
     let got = b.next_of("offer", SEC * 5).await.unwrap();
@@ -83,19 +99,41 @@ async fn broadcasts_skip_the_sender_and_targeted_events_reach_only_their_target(
     assert_eq!(got.data["toUserId"], bob_id.as_str());
     assert_eq!(got.data["data"]["sdp"], "v=0");
     assert_eq!(got.data["eventId"], event_id.as_str());
-    assert!(a.next_of("offer", SEC * 2).await.is_some(), "targeted events go back to the sender");
+    assert!(
+        a.next_of("offer", SEC * 2).await.is_some(),
+        "targeted events go back to the sender"
+    );
 
-    ann.post("/api/v1/signaling", json!({"type": "typing", "data": {"isTyping": true}})).await;
+    ann.post(
+        "/api/v1/signaling",
+        json!({"type": "typing", "data": {"isTyping": true}}),
+    )
+    .await;
     ann.say("hello").await;
     assert!(b.next_of("typing", SEC * 2).await.is_some());
     let seen_by_cy = cs.drain(SEC).await;
-    assert!(seen_by_cy.iter().all(|e| e.kind() != "offer"), "third party saw a targeted event");
+    assert!(
+        seen_by_cy.iter().all(|e| e.kind() != "offer"),
+        "third party saw a targeted event"
+    );
     assert!(seen_by_cy.iter().any(|e| e.kind() == "typing"));
-    assert!(seen_by_cy.iter().any(|e| e.kind() == "new-message" && e.id.is_some()));
+    assert!(
+        seen_by_cy
+            .iter()
+            .any(|e| e.kind() == "new-message" && e.id.is_some())
+    );
     let own = a.drain(SEC).await;
-    assert!(own.iter().all(|e| e.kind() != "typing" && e.kind() != "new-message"), "echoed to sender: {own:?}");
+    assert!(
+        own.iter()
+            .all(|e| e.kind() != "typing" && e.kind() != "new-message"),
+        "echoed to sender: {own:?}"
+    );
 
-    for bad in [json!({"type": "new-message", "data": {}}), json!({"type": "Bad Type"}), json!({"data": {}})] {
+    for bad in [
+        json!({"type": "new-message", "data": {}}),
+        json!({"type": "Bad Type"}),
+        json!({"data": {}}),
+    ] {
         let r = ann.post("/api/v1/signaling", bad.clone()).await;
         assert_eq!(r.status, 400, "{bad}");
     }
@@ -114,7 +152,10 @@ async fn resume_with_last_event_id_replays_exactly_what_was_missed() {
     let mut ids = Vec::new();
     while ids.len() < 7 {
         // 2 join messages + 5
-        let e = b.next_of("new-message", SEC * 5).await.expect("live message");
+        let e = b
+            .next_of("new-message", SEC * 5)
+            .await
+            .expect("live message");
         ids.push(e.id.unwrap());
     }
     let last = *ids.last().unwrap();
@@ -126,18 +167,29 @@ async fn resume_with_last_event_id_replays_exactly_what_was_missed() {
     let mut bodies = Vec::new();
     let mut seqs = Vec::new();
     while bodies.len() < 20 {
-        let e = b.next_of("new-message", SEC * 5).await.expect("replayed message");
+        let e = b
+            .next_of("new-message", SEC * 5)
+            .await
+            .expect("replayed message");
         seqs.push(e.id.unwrap());
         bodies.push(e.data["data"]["body"].as_str().unwrap().to_string());
     }
-    assert_eq!(bodies, (0..20).map(|i| format!("missed-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        bodies,
+        (0..20).map(|i| format!("missed-{i}")).collect::<Vec<_>>()
+    );
     assert_eq!(seqs, (last + 1..=last + 20).collect::<Vec<_>>());
     // Then live, with no duplicate.
     ann.say("live").await;
     let e = b.next_of("new-message", SEC * 5).await.unwrap();
     assert_eq!(e.data["data"]["body"], "live");
     assert_eq!(e.id, Some(last + 21));
-    assert!(b.drain(Duration::from_millis(500)).await.iter().all(|e| e.kind() != "new-message"));
+    assert!(
+        b.drain(Duration::from_millis(500))
+            .await
+            .iter()
+            .all(|e| e.kind() != "new-message")
+    );
 
     // `?cursor=` works like Last-Event-ID; a garbage cursor is a 400.
     let mut b2 = bob.sse(&format!("?cursor={}", last + 19), &[]).await;
@@ -163,7 +215,11 @@ async fn a_slow_subscriber_catches_up_from_the_store_without_gaps() {
         let big = big.clone();
         tasks.push(tokio::spawn(async move {
             for i in (w..n).step_by(8) {
-                ann.post("/api/v1/messages", json!({"type": "text", "body": format!("{i}:{big}")})).await;
+                ann.post(
+                    "/api/v1/messages",
+                    json!({"type": "text", "body": format!("{i}:{big}")}),
+                )
+                .await;
             }
         }));
     }
@@ -172,12 +228,23 @@ async fn a_slow_subscriber_catches_up_from_the_store_without_gaps() {
     }
     let mut seqs = Vec::new();
     while seqs.len() < n {
-        let e = b.next_of("new-message", SEC * 10).await.expect("every message eventually arrives");
+        let e = b
+            .next_of("new-message", SEC * 10)
+            .await
+            .expect("every message eventually arrives");
         seqs.push(e.id.unwrap());
     }
-    assert_eq!(seqs, (3..3 + n as u64).collect::<Vec<_>>(), "in order, no gap, no duplicate");
+    assert_eq!(
+        seqs,
+        (3..3 + n as u64).collect::<Vec<_>>(),
+        "in order, no gap, no duplicate"
+    );
     let health = c.get("/health").await;
-    assert!(health.body["details"]["lagRecoveries"].as_u64().unwrap() >= 1, "the subscriber really lagged: {}", health.body);
+    assert!(
+        health.body["details"]["lagRecoveries"].as_u64().unwrap() >= 1,
+        "the subscriber really lagged: {}",
+        health.body
+    );
     s.stop().await;
 }
 
@@ -202,6 +269,8 @@ async fn shutdown_ends_open_streams() {
     let (ann, _) = c.join(&conv, "Ann").await;
     let mut st = ann.sse("", &[]).await;
     st.next_of("room-state", SEC).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), s.stop()).await.expect("graceful shutdown with an open stream");
+    tokio::time::timeout(Duration::from_secs(10), s.stop())
+        .await
+        .expect("graceful shutdown with an open stream");
     assert!(st.next(SEC).await.is_none());
 }

@@ -16,9 +16,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::app::AppState;
-use routes::{admin, embed, health, join, messages, pages, signaling};
+use routes::{admin, attachments, embed, health, join, messages, pages, signaling};
 
 pub fn router(state: Arc<AppState>) -> Router {
+    // Multipart framing on top of the largest accepted file.
+    let upload_limit = usize::try_from(state.config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
     let api = Router::new()
         .route("/join", post(join::join))
         .route("/leave", post(join::leave))
@@ -31,6 +35,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/signaling", get(signaling::stream).post(signaling::relay))
         .route("/signaling/token", post(signaling::token))
         .route("/client-config", get(signaling::client_config))
+        .route(
+            "/attachments",
+            post(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/attachments/{id}", get(attachments::metadata))
+        .route("/attachments/{id}/content", get(attachments::content))
         .route("/admin/conversations", post(admin::create))
         .route("/admin/conversations/{id}", post(admin::details))
         .route("/admin/conversations/{id}/close", post(admin::close))

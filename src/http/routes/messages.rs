@@ -98,6 +98,22 @@ pub async fn send(
             "is required for file messages",
         ));
     }
+    let attachment = match &attachment_id {
+        Some(id) => match state.store.attachment(id)? {
+            Some(a) if a.conversation_id == s.conversation_id => Some(a),
+            Some(_) => {
+                return Err(ApiError::forbidden(
+                    "Attachment belongs to another conversation",
+                ));
+            }
+            None => return Err(ApiError::not_found("Attachment not found")),
+        },
+        None => None,
+    };
+    let filename = validate::short_text("filename", b.filename.as_deref(), 255)?
+        .or_else(|| attachment.as_ref().map(|a| a.original_filename.clone()));
+    let mimetype = validate::short_text("mimetype", b.mimetype.as_deref(), 128)?
+        .or_else(|| attachment.as_ref().map(|a| a.mime_type.clone()));
     let now = now_ms();
     let draft = Message {
         message_id,
@@ -111,8 +127,8 @@ pub async fn send(
         client_timestamp: client_timestamp(b.client_timestamp, now)?,
         server_received_at: rfc3339_ms(now),
         attachment_id,
-        filename: validate::short_text("filename", b.filename.as_deref(), 255)?,
-        mimetype: validate::short_text("mimetype", b.mimetype.as_deref(), 128)?,
+        filename,
+        mimetype,
         url,
         seq: 0,
     };

@@ -1,6 +1,7 @@
 //! Route handlers, one file per group, plus the shared 404 and panic answers.
 
 pub mod admin;
+pub mod attachments;
 pub mod embed;
 pub mod health;
 pub mod join;

@@ -1,0 +1,112 @@
+//! Blob files: an upload streams into a temp file under `<data>/tmp/` (with a
+//! size cap and the first bytes kept for sniffing), then is fsynced and
+//! renamed into `<data>/attachments/<id>`. A dropped writer removes its temp file.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+
+use super::kind::TextCheck;
+
+/// Bytes kept from the start of a file for magic-byte detection.
+const HEAD_LEN: usize = 8192;
+
+pub fn blob_path(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("attachments").join(id)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("file is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct BlobWriter {
+    file: tokio::fs::File,
+    tmp: PathBuf,
+    size: u64,
+    limit: u64,
+    pub head: Vec<u8>,
+    pub text: TextCheck,
+    done: bool,
+}
+
+impl BlobWriter {
+    pub async fn create(data_dir: &Path, limit: u64) -> Result<Self, BlobError> {
+        let dir = data_dir.join("tmp");
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = dir.join(format!("upload-{}", uuid::Uuid::new_v4()));
+        let file = tokio::fs::File::create(&tmp).await?;
+        Ok(Self {
+            file,
+            tmp,
+            size: 0,
+            limit,
+            head: Vec::new(),
+            text: TextCheck::default(),
+            done: false,
+        })
+    }
+
+    /// Appends a chunk; fails as soon as the total passes the limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(BlobError::TooLarge(self.limit));
+        }
+        if self.head.len() < HEAD_LEN {
+            let take = (HEAD_LEN - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.text.feed(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Is the (complete) upload a ZIP archive with a `word/` part, i.e. a DOCX?
+    pub async fn is_docx(&mut self) -> bool {
+        if self.file.flush().await.is_err() {
+            return false;
+        }
+        let path = self.tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(f) = std::fs::File::open(path) else {
+                return false;
+            };
+            let Ok(z) = zip::ZipArchive::new(f) else {
+                return false;
+            };
+            z.file_names().any(|n| n.starts_with("word/"))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// fsyncs the data, moves it to its final place and fsyncs the directory.
+    pub async fn commit(mut self, data_dir: &Path, id: &str) -> Result<(), BlobError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let dest = blob_path(data_dir, id);
+        let parent = data_dir.join("attachments");
+        tokio::fs::create_dir_all(&parent).await?;
+        tokio::fs::rename(&self.tmp, &dest).await?;
+        self.done = true;
+        let dir = tokio::fs::File::open(&parent).await?;
+        dir.sync_all().await?;
+        Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Attachments: streaming upload with size and content checks, metadata and
+//! signed URLs for members of the conversation, and the signed download itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::attachments::blob::BlobError;
+use crate::attachments::{BlobWriter, blob_path, kind, name, signed};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::Authed;
+use crate::model::{AttachmentMeta, ConversationStatus};
+
+/// Lifetime of a download URL.
+pub const URL_TTL_MS: i64 = 15 * 60 * 1000;
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("File too large (maximum {limit} bytes)"),
+    )
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(limit)
+    } else {
+        ApiError::bad_request(format!("Invalid multipart body: {}", e.body_text()))
+    }
+}
+
+/// # `POST /api/v1/attachments` — multipart, exactly one file part.
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    mut mp: Multipart,
+) -> Result<Response, ApiError> {
+    match state.store.conversation(&s.conversation_id)? {
+        Some(c) if c.status == ConversationStatus::Active => {}
+        Some(_) => return Err(ApiError::forbidden("Conversation is closed")),
+        None => return Err(ApiError::not_found("Conversation not found")),
+    }
+    let limit = state.config.max_upload_bytes;
+    let data_dir = &state.config.data_dir;
+    let mut upload: Option<(BlobWriter, String, Option<String>)> = None;
+    while let Some(mut field) = mp
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
+        let Some(filename) = field.file_name().map(str::to_string) else {
+            continue; // plain form fields are ignored
+        };
+        if upload.is_some() {
+            return Err(ApiError::field("file", "only one file per upload"));
+        }
+        let declared = field.content_type().map(str::to_string);
+        let mut w = BlobWriter::create(data_dir, limit)
+            .await
+            .map_err(io_error)?;
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+            w.write(&chunk).await.map_err(|e| match e {
+                BlobError::TooLarge(l) => too_large(l),
+                other => io_error(other),
+            })?;
+        }
+        upload = Some((w, filename, declared));
+    }
+    let (mut w, raw_name, declared) =
+        upload.ok_or_else(|| ApiError::field("file", "is required"))?;
+    if w.size() == 0 {
+        return Err(ApiError::field("file", "is empty"));
+    }
+    let filename = name::sanitize_filename(&raw_name);
+    let sniffed = match kind::sniff(&w.head) {
+        Some(k) => Some(k),
+        None if kind::is_zip(&w.head) && w.is_docx().await => Some(kind::Kind::Docx),
+        None => None,
+    };
+    let k =
+        kind::decide(sniffed, w.text.is_text(), &filename, declared.as_deref()).map_err(|e| {
+            ApiError::bad_request("Invalid file content")
+                .with_details(json!({ "field": "file", "reason": e.to_string() }))
+        })?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let size = w.size();
+    w.commit(data_dir, &id).await.map_err(io_error)?;
+    let meta = AttachmentMeta {
+        attachment_id: id,
+        conversation_id: s.conversation_id.clone(),
+        uploader_user_id: s.user_id.clone(),
+        original_filename: filename,
+        mime_type: k.mime().to_string(),
+        size_bytes: size,
+        created_at: rfc3339_ms(now_ms()),
+    };
+    state.store.put_attachment(&meta).await?;
+    Ok(envelope::ok(
+        "File uploaded",
+        json!({
+            "attachmentId": meta.attachment_id,
+            "originalFilename": meta.original_filename,
+            "mimeType": meta.mime_type,
+            "sizeBytes": meta.size_bytes,
+        }),
+    ))
+}
+
+fn io_error(e: BlobError) -> ApiError {
+    tracing::error!(error = %e, "attachment write failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Could not store the file",
+    )
+}
+
+/// The attachment if it belongs to `conv`; 404 otherwise (existence is not revealed).
+pub fn member_attachment(
+    state: &AppState,
+    conv: &str,
+    id: &str,
+) -> Result<AttachmentMeta, ApiError> {
+    let valid =
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    match valid
+        .then(|| state.store.attachment(id))
+        .transpose()?
+        .flatten()
+    {
+        Some(a) if a.conversation_id == conv => Ok(a),
+        _ => Err(ApiError::not_found("Attachment not found")),
+    }
+}
+
+/// Absolute base URL for links we hand out.
+fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if state.config.production {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+/// # `GET /api/v1/attachments/{id}[?download=true]`
+pub async fn metadata(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let a = member_attachment(&state, &s.conversation_id, &id)?;
+    let expires = now_ms() + URL_TTL_MS;
+    let url = format!(
+        "{}{}",
+        public_base(&state, &headers),
+        signed::download_url(state.url_key.expose().as_bytes(), &a.attachment_id, expires)
+    );
+    if q.get("download").is_some_and(|v| v == "true" || v == "1") {
+        let mut res = StatusCode::FOUND.into_response();
+        let loc = HeaderValue::from_str(&url).map_err(|_| ApiError::bad_request("Invalid host"))?;
+        res.headers_mut().insert(header::LOCATION, loc);
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(res);
+    }
+    Ok(envelope::ok(
+        "Attachment",
+        json!({ "metadata": a, "signedUrl": url }),
+    ))
+}
+
+/// # `GET /api/v1/attachments/{id}/content?expires=…&signature=…` — the signed download.
+pub async fn content(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let expires: i64 = q
+        .get("expires")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| ApiError::forbidden("Invalid download link"))?;
+    let sig = q.get("signature").map(String::as_str).unwrap_or("");
+    signed::verify(
+        state.url_key.expose().as_bytes(),
+        &id,
+        expires,
+        sig,
+        now_ms(),
+    )
+    .map_err(|e| ApiError::forbidden(e.to_string()))?;
+    let a = state
+        .store
+        .attachment(&id)?
+        .ok_or_else(|| ApiError::not_found("Attachment not found"))?;
+    let file = tokio::fs::File::open(blob_path(&state.config.data_dir, &id))
+        .await
+        .map_err(|_| ApiError::not_found("Attachment not found"))?;
+    let inline = kind::Kind::from_mime(&a.mime_type).is_some_and(kind::Kind::is_image);
+    let mut res = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
+    let h = res.headers_mut();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, header::CONTENT_TYPE, &a.mime_type);
+    set(h, header::CONTENT_LENGTH, &a.size_bytes.to_string());
+    set(
+        h,
+        header::CONTENT_DISPOSITION,
+        &name::content_disposition(inline, &a.original_filename),
+    );
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; img-src 'self'; sandbox",
+    );
+    set(h, header::CACHE_CONTROL, "private, max-age=900");
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    Ok(res)
+}
