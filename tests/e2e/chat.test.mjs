@@ -167,7 +167,32 @@ test('an uploaded and a pasted image show a preview for the other user', async (
     document.getElementById('composer-input').dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
   }, [...png]);
   await bob.waitForFunction(() => [...document.querySelectorAll('#message-list img.preview')].some((i) => /^pasted-/.test(i.alt) && i.complete && i.naturalWidth === 96), null, { timeout: 15000 });
-  await alice.locator('#messages').evaluate((n) => (n.scrollTop = n.scrollHeight));
+  // drag and drop a file onto the chat
+  await alice.evaluate(async (bytes) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(bytes)], 'dropped.png', { type: 'image/png' }));
+    const area = document.querySelector('.chat');
+    area.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    if (document.getElementById('drop-hint').hidden) throw new Error('drop hint not shown');
+    area.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, [...png]);
+  await bob.locator('#message-list img.preview[alt="dropped.png"]').waitFor({ timeout: 15000 });
+  assert.equal(await alice.locator('#drop-hint').isHidden(), true);
+  await bob.locator('#messages').evaluate((n) => (n.scrollTop = n.scrollHeight));
+  await shot(bob, 'room-images');
+});
+
+test('other files arrive as download links', async () => {
+  const pdf = Buffer.from('%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n');
+  await bob.locator('#file-input').setInputFiles({ name: 'notes.pdf', mimeType: 'application/pdf', buffer: pdf });
+  const link = alice.locator('#message-list a.file-link', { hasText: 'notes.pdf' });
+  await link.waitFor({ timeout: 15000 });
+  const download = alice.waitForEvent('download', { timeout: 15000 });
+  await link.click();
+  const file = await download;
+  assert.equal(file.suggestedFilename(), 'notes.pdf');
+  const { readFile } = await import('node:fs/promises');
+  assert.deepEqual(await readFile(await file.path()), pdf);
 });
 
 
