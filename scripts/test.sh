@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test chats3 has, on a fresh machine: installs what the suites
+# need (Debian's chromium for the browser tests, the e2e suite's npm packages),
+# then the Rust unit + integration tests (the S3 ones use an in-process
+# S3-protocol server on 127.0.0.1) and the headless-Chromium end-to-end suite.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== cargo test (unit + integration)"
+cargo test --workspace --all-targets
+
+echo "== end-to-end (headless Chromium)"
+bash tests/e2e/run.sh
