@@ -192,6 +192,12 @@ function bindChrome() {
   $('people-toggle').addEventListener('click', () => {
     const open = $('people').classList.toggle('open');
     $('people-toggle').setAttribute('aria-expanded', String(open));
+    if (open) $('people-close').focus();
+  });
+  $('people-close').addEventListener('click', () => {
+    $('people').classList.remove('open');
+    $('people-toggle').setAttribute('aria-expanded', 'false');
+    $('people-toggle').focus();
   });
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && $('people').classList.contains('open')) {

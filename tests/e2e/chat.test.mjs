@@ -122,6 +122,10 @@ test('screenshot: room with messages (desktop and 360 px)', async () => {
   const overflow = await bob.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page scrolls sideways at 360 px by ${overflow}px`);
   await shot(bob, 'room-messages-360');
+  await bob.getByRole('button', { name: /People/ }).click();
+  await bob.locator('#people.open .person', { hasText: 'Alice' }).waitFor();
+  await bob.getByRole('button', { name: 'Close', exact: true }).click();
+  await bob.locator('#people').waitFor({ state: 'hidden' });
   await bob.setViewportSize({ width: 1100, height: 760 });
 });
 
