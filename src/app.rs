@@ -38,6 +38,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// Serializes joins so a display name cannot be claimed twice concurrently.
     pub join_lock: tokio::sync::Mutex<()>,
+    /// The S3 bucket, when sync is configured.
+    pub s3: Option<crate::sync::S3>,
 }
 
 impl AppState {
@@ -226,6 +228,10 @@ impl App {
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let heartbeat = Duration::from_secs(config.heartbeat_secs);
+        let s3 = match &config.s3 {
+            Some(c) => Some(crate::sync::S3::new(c).await),
+            None => None,
+        };
         let state = Arc::new(AppState {
             limits: crate::http::middleware::RateLimits::new(
                 config.rate_limit_per_min,
@@ -242,6 +248,7 @@ impl App {
             tasks: TaskTracker::new(),
             heartbeat,
             join_lock: tokio::sync::Mutex::new(()),
+            s3,
         });
         Ok(Self { state, listener })
     }
@@ -276,6 +283,11 @@ impl App {
             }
         };
         state.tasks.spawn(sweeper);
+        if state.s3.is_some() {
+            state
+                .tasks
+                .spawn(crate::sync::uploader::run(Arc::clone(&state)));
+        }
         let router = crate::http::router(Arc::clone(&state));
         let shutdown = state.shutdown.clone();
         let on_signal = async move {

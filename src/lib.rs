@@ -7,6 +7,7 @@
 //! - [`chat`]: sanitizing, validation, join rules, presence (pure)
 //! - [`events`]: the per-conversation hub, SSE frames, subscriber streams with resume
 //! - [`attachments`]: upload type checks, filenames, signed URLs, blob files
+//! - [`sync`]: S3 uploader (outbox → bucket) and `restore --from-s3`
 //! - [`store`]: sled trees, key encoding, group commit
 //! - [`ui`]: sailfish page templates
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
@@ -23,6 +24,7 @@ pub mod events;
 pub mod http;
 pub mod model;
 pub mod store;
+pub mod sync;
 pub mod ui;
 
 pub use app::{App, AppState};

@@ -26,6 +26,12 @@ enum Command {
     Serve,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Rebuild an empty data directory from a backup.
+    Restore {
+        /// Read the configured S3 bucket (the only source so far).
+        #[arg(long)]
+        from_s3: bool,
+    },
 }
 
 fn init_tracing() {
@@ -65,6 +71,17 @@ fn main() -> anyhow::Result<()> {
                 config.data_dir.display(),
                 config.port
             );
+            Ok(())
+        }
+        Command::Restore { from_s3 } => {
+            anyhow::ensure!(from_s3, "say where to restore from: --from-s3");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let summary = rt
+                .block_on(chats3::sync::restore::run(&config))
+                .context("restore failed")?;
+            println!("restored into {}: {summary}", config.data_dir.display());
             Ok(())
         }
         Command::Serve => {

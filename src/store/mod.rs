@@ -7,6 +7,7 @@
 //! `meta` (format version, counters). Knows nothing of HTTP or SSE; committed
 //! messages are announced through [`CommitListener`].
 
+mod import;
 pub mod keys;
 pub mod outbox;
 mod writer;

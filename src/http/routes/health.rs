@@ -17,6 +17,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
             "presentUsers": state.presence().total_users(),
             "eventsPublished": state.hub.published(),
             "lagRecoveries": state.hub.lag_recoveries(),
+            "s3": state.s3.as_ref().map(|_| crate::sync::uploader::lag_details(&state.store, crate::clock::now_ms())),
         }
     }))
 }
