@@ -10,7 +10,11 @@ start=$(date +%s)
 
 command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null || { echo "chromium not found (apt-get install -y chromium)" >&2; exit 1; }
 (cd "$root" && cargo build --quiet --bin chats3)
-export CHATS3_BIN="$root/target/debug/chats3"
+# Snapshot the binary right away: another build sharing target/ may replace it while we run.
+bin_dir="$(mktemp -d)"
+trap 'rm -rf "$bin_dir"' EXIT
+cp "$root/target/debug/chats3" "$bin_dir/chats3"
+export CHATS3_BIN="$bin_dir/chats3"
 
 cd "$here"
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi
