@@ -17,6 +17,7 @@ use crate::chat::presence::{Connect, Presence};
 use crate::config::{Config, Secret};
 use crate::events::{Hub, frame};
 use crate::store::Store;
+use crate::tls::ReloadableCert;
 
 /// How long a participant whose last stream closed still counts as present.
 pub const LEAVE_GRACE: Duration = Duration::from_secs(3);
@@ -36,6 +37,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub heartbeat: Duration,
+    pub metrics: crate::metrics::Metrics,
     /// Serializes joins so a display name cannot be claimed twice concurrently.
     pub join_lock: tokio::sync::Mutex<()>,
     /// The S3 bucket, when sync is configured.
@@ -186,6 +188,39 @@ fn load_or_create_secret(path: &Path, len: usize) -> anyhow::Result<(Secret, boo
 pub struct App {
     state: Arc<AppState>,
     listener: TcpListener,
+    tls: Option<Arc<ReloadableCert>>,
+    metrics_listener: Option<TcpListener>,
+}
+
+/// Re-reads the TLS certificate on `SIGHUP`; open connections are untouched.
+async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; certificate reload disabled");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one"),
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Pings the systemd watchdog while the runtime is responsive.
+async fn watchdog(every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 impl App {
@@ -223,11 +258,26 @@ impl App {
                 format!("while opening the store in {}", config.data_dir.display())
             })?,
         );
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                Some(ReloadableCert::load(cert, key).context("while loading the TLS certificate")?)
+            }
+            None => None,
+        };
+        let metrics_listener = match config.metrics_addr {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("while binding the metrics address {a}"))?,
+            ),
+            None => None,
+        };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let heartbeat = Duration::from_secs(config.heartbeat_secs);
+        let metrics = crate::metrics::Metrics::new(store.flush_histogram());
         let s3 = match &config.s3 {
             Some(c) => Some(crate::sync::S3::new(c).await),
             None => None,
@@ -247,10 +297,16 @@ impl App {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             heartbeat,
+            metrics,
             join_lock: tokio::sync::Mutex::new(()),
             s3,
         });
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            tls,
+            metrics_listener,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -258,6 +314,11 @@ impl App {
         self.listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn state(&self) -> Arc<AppState> {
@@ -289,20 +350,41 @@ impl App {
                 .spawn(crate::sync::uploader::run(Arc::clone(&state)));
         }
         let router = crate::http::router(Arc::clone(&state));
-        let shutdown = state.shutdown.clone();
-        let on_signal = async move {
-            signal.await;
-            tracing::info!("shutting down: closing event streams and flushing the store");
-            shutdown.cancel();
-        };
+        {
+            let shutdown = state.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = signal => {
+                        tracing::info!("shutting down: closing event streams and flushing the store");
+                        shutdown.cancel();
+                    }
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+        if let Some(cert) = &self.tls {
+            state
+                .tasks
+                .spawn(reload_on_sighup(Arc::clone(cert), state.shutdown.clone()));
+        }
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            state
+                .tasks
+                .spawn(watchdog(every / 2, state.shutdown.clone()));
+        }
+        if let Some(listener) = self.metrics_listener {
+            let router = crate::http::metrics_router(Arc::clone(&state));
+            let shutdown = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                if let Err(e) = crate::serve::serve(listener, router, None, shutdown).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(on_signal)
-        .await
-        .context("while serving")?;
+        crate::serve::serve(self.listener, router, self.tls, state.shutdown.clone())
+            .await
+            .context("while serving")?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         state.shutdown.cancel();
         state.tasks.close();

@@ -98,6 +98,12 @@ pub struct Config {
     pub heartbeat_secs: u64,
     /// Public base URL (e.g. `https://chat.example.com`) for links handed out; derived from `Host` when unset.
     pub public_url: Option<String>,
+    /// PEM certificate chain and private key: serve HTTPS directly.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bearer token that unlocks `/metrics` on the main listener.
+    pub metrics_token: Option<Secret>,
+    /// Separate plain-HTTP listener for `/metrics` (e.g. `127.0.0.1:9100`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub s3: Option<S3Config>,
 }
 
@@ -126,6 +132,9 @@ impl Default for Config {
             mesh_max: 4,
             heartbeat_secs: 15,
             public_url: None,
+            tls: None,
+            metrics_token: None,
+            metrics_addr: None,
             s3: None,
         }
     }
@@ -177,6 +186,10 @@ struct FileConfig {
     ice_servers: Option<serde_json::Value>,
     heartbeat_secs: Option<u64>,
     public_url: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    metrics_token: Option<Secret>,
+    metrics_addr: Option<String>,
+    tls_key_file: Option<PathBuf>,
     media: Option<MediaFileConfig>,
     s3: Option<S3Config>,
 }
@@ -257,6 +270,25 @@ impl Config {
         if fc.public_url.is_some() {
             self.public_url = fc.public_url;
         }
+        if fc.metrics_token.is_some() {
+            self.metrics_token = fc.metrics_token;
+        }
+        if let Some(a) = fc.metrics_addr {
+            self.metrics_addr = Some(
+                a.parse()
+                    .map_err(|_| invalid("metrics_addr", format!("{a:?} is not host:port")))?,
+            );
+        }
+        match (fc.tls_cert_file, fc.tls_key_file) {
+            (Some(c), Some(k)) => self.tls = Some((c, k)),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "tls_cert_file",
+                    "tls_cert_file and tls_key_file go together",
+                ));
+            }
+        }
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
         }
@@ -329,6 +361,25 @@ impl Config {
         }
         if let Some(v) = get("PUBLIC_URL") {
             self.public_url = Some(v.to_string());
+        }
+        if let Some(v) = get("METRICS_TOKEN") {
+            self.metrics_token = Some(Secret::new(v));
+        }
+        if let Some(v) = get("METRICS_ADDR") {
+            self.metrics_addr = Some(
+                v.parse()
+                    .map_err(|_| invalid("METRICS_ADDR", format!("{v:?} is not host:port")))?,
+            );
+        }
+        match (get("TLS_CERT_FILE"), get("TLS_KEY_FILE")) {
+            (Some(c), Some(k)) => self.tls = Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "TLS_CERT_FILE",
+                    "TLS_CERT_FILE and TLS_KEY_FILE go together",
+                ));
+            }
         }
         if let Some(v) = get("MESH_MAX") {
             self.mesh_max = parse_num("MESH_MAX", v)?;

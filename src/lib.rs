@@ -9,6 +9,8 @@
 //! - [`attachments`]: upload type checks, filenames, signed URLs, blob files
 //! - [`sync`]: S3 uploader (outbox → bucket) and `restore --from-s3`
 //! - [`store`]: sled trees, key encoding, group commit
+//! - [`metrics`]: Prometheus registry, request tracking, `/metrics` rendering
+//! - [`serve`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, optional rustls with SIGHUP reload)
 //! - [`ui`]: sailfish page templates
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
 
@@ -22,9 +24,12 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod model;
+pub mod serve;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod ui;
 
 pub use app::{App, AppState};

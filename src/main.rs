@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
                 let app = chats3::App::build(config).await?;
                 let addr = app.local_addr();
                 tracing::info!(%addr, "chats3 listening");
-                println!("chats3 listening on http://{addr}");
+                println!("chats3 listening on {}://{addr}", app.scheme());
                 app.run(shutdown_signal()).await
             })
         }

@@ -55,7 +55,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin", get(pages::admin_page))
         .route("/embed", get(embed::embed_page))
         .route("/static/{*path}", get(pages::asset))
+        .route("/metrics", get(routes::health::metrics))
         .fallback(routes::not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -69,5 +74,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             routes::panic_response,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The router of the separate metrics listener (`METRICS_ADDR`): `/metrics` only, no token.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics_open))
         .with_state(state)
 }

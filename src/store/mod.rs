@@ -64,6 +64,7 @@ pub struct Store {
     attachments: sled::Tree,
     /// Whether changes are recorded in the outbox (only when S3 sync is configured).
     sync_enabled: bool,
+    flush_seconds: prometheus_client::metrics::histogram::Histogram,
     writer_tx: mpsc::Sender<writer::Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -110,7 +111,11 @@ impl Store {
         let messages = db.open_tree("messages")?;
         let (writer_tx, rx) = mpsc::channel(16 * 1024);
         let outbox = db.open_tree("outbox")?;
+        let flush_seconds = prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+        );
         let w = writer::Writer {
+            flush_seconds: flush_seconds.clone(),
             db: db.clone(),
             messages: messages.clone(),
             outbox: sync_enabled.then(|| outbox.clone()),
@@ -134,6 +139,7 @@ impl Store {
             sync_enabled,
             attachments: db.open_tree("attachments")?,
             db,
+            flush_seconds,
             writer_tx,
             writer: Mutex::new(Some(handle)),
         })
@@ -154,6 +160,11 @@ impl Store {
             let _ = h.join();
         }
         let _ = self.db.flush();
+    }
+
+    /// Latency of group-commit flushes, for the metrics endpoint.
+    pub fn flush_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.flush_seconds.clone()
     }
 
     pub fn size_on_disk(&self) -> u64 {

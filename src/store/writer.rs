@@ -40,6 +40,7 @@ pub(super) struct Writer {
     /// `None` when S3 sync is off: nothing is marked.
     pub outbox: Option<sled::Tree>,
     pub listener: Arc<dyn CommitListener>,
+    pub flush_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Next sequence number per conversation, loaded lazily from the tree.
     pub next_seq: HashMap<String, u64>,
 }
@@ -115,10 +116,12 @@ impl Writer {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let outcome = self
             .messages
             .apply_batch(batch)
             .and_then(|_| self.db.flush().map(|_| ()));
+        self.flush_seconds.observe(started.elapsed().as_secs_f64());
         if let Err(e) = outcome {
             tracing::error!(error = %e, "message group commit failed");
             // Sequence numbers handed out in this group were not written:

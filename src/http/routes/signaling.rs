@@ -127,7 +127,10 @@ pub async fn stream(
         user_id: s.user_id,
         cursor,
         opening: vec![connected, room_state],
-        guard: Box::new(guard),
+        guard: Box::new((
+            guard,
+            crate::metrics::StreamGauge::new(&state.metrics.sse_streams),
+        )),
     };
     let mut res = Response::new(Body::from_stream(sse_stream(ctx, sub)));
     let h = res.headers_mut();

@@ -1,0 +1,182 @@
+//! Prometheus metrics (`/metrics`, OpenMetrics text): HTTP requests by route
+//! and status with latency histograms, live SSE streams, store flush latency,
+//! and point-in-time figures read at scrape (events fanned out, store size,
+//! S3 sync lag). Exposed only with a bearer token or on a separate address.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::app::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    /// Open SSE streams.
+    pub sse_streams: Arc<AtomicI64>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+impl Metrics {
+    /// `flush` is the store's flush-latency histogram (seconds).
+    pub fn new(flush: Histogram) -> Self {
+        let mut registry = Registry::with_prefix("chats3");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "store_flush_duration_seconds",
+            "Store group-commit flush latency",
+            flush,
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            sse_streams: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(secs);
+    }
+
+    /// The full exposition, registry plus figures read now.
+    pub fn render(&self, state: &AppState) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let mut gauge = |name: &str, help: &str, v: f64| {
+            let _ = write!(
+                out,
+                "# HELP chats3_{name} {help}\n# TYPE chats3_{name} gauge\nchats3_{name} {v}\n"
+            );
+        };
+        gauge(
+            "sse_streams",
+            "Open SSE event streams",
+            self.sse_streams.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            "present_users",
+            "Users with a live stream or within the leave grace period",
+            state.presence().total_users() as f64,
+        );
+        gauge(
+            "active_conversations",
+            "Conversations with subscribers",
+            state.hub.active_rooms() as f64,
+        );
+        gauge(
+            "store_size_bytes",
+            "Size of the store on disk",
+            state.store.size_on_disk() as f64,
+        );
+        let (pending, oldest) = state.store.outbox_lag();
+        gauge(
+            "s3_sync_pending_items",
+            "Outbox items not yet written to S3",
+            pending as f64,
+        );
+        let age = oldest.map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
+        gauge(
+            "s3_sync_oldest_pending_seconds",
+            "Age of the oldest outbox item",
+            age,
+        );
+        let _ = write!(
+            out,
+            "# HELP chats3_events_published Events fanned out to conversations\n# TYPE chats3_events_published counter\nchats3_events_published_total {}\n",
+            state.hub.published()
+        );
+        let _ = write!(
+            out,
+            "# HELP chats3_sse_lag_recoveries Subscribers that fell behind and replayed from the store\n# TYPE chats3_sse_lag_recoveries counter\nchats3_sse_lag_recoveries_total {}\n",
+            state.hub.lag_recoveries()
+        );
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+        out
+    }
+}
+
+/// Route layer: counts and times every matched request.
+pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.observe(
+        &method,
+        &route,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    res
+}
+
+/// Counts an open SSE stream while alive.
+pub struct StreamGauge(Arc<AtomicI64>);
+
+impl StreamGauge {
+    pub fn new(g: &Arc<AtomicI64>) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(g))
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
