@@ -377,6 +377,10 @@ impl Restore<'_> {
 
 /// Parses one NDJSON line, filling fields the original could leave out.
 fn parse_message(raw: &[u8]) -> Result<Message, serde_json::Error> {
+    // Ours (and most of the original's) parse directly; the rest get defaults.
+    if let Ok(m) = serde_json::from_slice(raw) {
+        return Ok(m);
+    }
     let mut v: Value = serde_json::from_slice(raw)?;
     if let Value::Object(o) = &mut v {
         let system = o.get("type").and_then(Value::as_str) == Some("system");

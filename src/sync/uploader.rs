@@ -15,11 +15,11 @@
 //! upload; a change that raced with the upload marks it again.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::backoff::Backoff;
@@ -182,15 +182,36 @@ impl Uploader {
     }
 
     /// One pass over up to [`ITEMS_PER_ROUND`] pending items, when a batch is
-    /// due (always when `force`). Stops at the first failure.
+    /// due (always when `force`). One failing item does not hold up the
+    /// others, but after [`CONCURRENCY`] failures (S3 is most likely down) the
+    /// rest waits for the next round. Returns the first failure, if any.
     async fn round(&self, force: bool) -> Result<(), SyncError> {
         let pending = self.store.pending(ITEMS_PER_ROUND)?;
         if pending.is_empty() || !(force || self.due(&pending, crate::clock::now_ms())?) {
             return Ok(());
         }
-        futures_util::stream::iter(pending.into_iter().map(Ok))
-            .try_for_each_concurrent(CONCURRENCY, |p| async move { self.item(&p).await })
-            .await
+        // std Mutex: only touched between awaits, never held across one.
+        let failed: Mutex<(usize, Option<SyncError>)> = Mutex::new((0, None));
+        let failures = || failed.lock().unwrap_or_else(|p| p.into_inner()).0;
+        futures_util::stream::iter(pending)
+            .for_each_concurrent(CONCURRENCY, |p| {
+                let failed = &failed;
+                async move {
+                    if failures() >= CONCURRENCY {
+                        return;
+                    }
+                    if let Err(e) = self.item(&p).await {
+                        let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                        f.0 += 1;
+                        f.1.get_or_insert(e);
+                    }
+                }
+            })
+            .await;
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()).1 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn due(&self, pending: &[Pending], now_ms: i64) -> Result<bool, SyncError> {
