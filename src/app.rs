@@ -38,6 +38,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     pub heartbeat: Duration,
     pub metrics: crate::metrics::Metrics,
+    /// Origins allowed for images and media besides our own (the S3 endpoint).
+    pub media_origins: Vec<String>,
     /// Serializes joins so a display name cannot be claimed twice concurrently.
     pub join_lock: tokio::sync::Mutex<()>,
     /// The S3 bucket, when sync is configured.
@@ -192,6 +194,17 @@ pub struct App {
     metrics_listener: Option<TcpListener>,
 }
 
+/// The scheme://host[:port] that presigned URLs point to, for the CSP.
+async fn s3_origin(s3: &crate::sync::S3) -> Option<String> {
+    let url = s3
+        .presign_get("origin-probe", Duration::from_secs(60))
+        .await
+        .ok()?;
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?']).next()?;
+    Some(format!("{scheme}://{host}"))
+}
+
 /// Re-reads the TLS certificate on `SIGHUP`; open connections are untouched.
 async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -282,6 +295,10 @@ impl App {
             Some(c) => Some(crate::sync::S3::new(c).await),
             None => None,
         };
+        let media_origins = match &s3 {
+            Some(s3) => s3_origin(s3).await.into_iter().collect(),
+            None => Vec::new(),
+        };
         let state = Arc::new(AppState {
             limits: crate::http::middleware::RateLimits::new(
                 config.rate_limit_per_min,
@@ -298,6 +315,7 @@ impl App {
             tasks: TaskTracker::new(),
             heartbeat,
             metrics,
+            media_origins,
             join_lock: tokio::sync::Mutex::new(()),
             s3,
         });

@@ -17,17 +17,23 @@ use ipnet::IpNet;
 use super::error::ApiError;
 use crate::app::AppState;
 
-/// The default policy for everything but the frameable room page.
-pub const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
-
-/// CSP with the given `frame-ancestors` sources (`'none'` when empty).
-pub fn csp_with_ancestors(ancestors: &[String]) -> String {
+/// The content security policy: no inline code; images and media also from
+/// `media_origins` (the S3 endpoint when presigned URLs point there); framing
+/// only by `ancestors` (`'none'` when empty).
+pub fn csp(media_origins: &[String], ancestors: &[String]) -> String {
+    let media = media_origins
+        .iter()
+        .fold(String::new(), |acc, o| acc + " " + o);
     let fa = if ancestors.is_empty() {
         "'none'".to_string()
     } else {
         ancestors.join(" ")
     };
-    format!("{CSP_BASE}; frame-ancestors {fa}")
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; \
+         media-src 'self' blob:{media}; connect-src 'self'; font-src 'self'; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors {fa}"
+    )
 }
 
 pub struct RateLimits {
@@ -134,7 +140,7 @@ pub async fn security_headers(
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_str(&csp_with_ancestors(&[]))
+            HeaderValue::from_str(&csp(&state.media_origins, &[]))
                 .unwrap_or(HeaderValue::from_static("default-src 'self'")),
         );
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));

@@ -157,6 +157,33 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
+/// A 15-minute download URL: presigned S3 when the bytes are already in the
+/// bucket, otherwise (or when presigning fails) signed by this server.
+async fn signed_url(
+    state: &AppState,
+    a: &AttachmentMeta,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    if let Some(s3) = &state.s3
+        && !state.store.attachment_pending(a)?
+    {
+        let key = crate::sync::attachment_key(&a.conversation_id, &a.attachment_id);
+        match s3
+            .presign_get(&key, std::time::Duration::from_millis(URL_TTL_MS as u64))
+            .await
+        {
+            Ok(u) => return Ok(u),
+            Err(e) => tracing::warn!(error = %e, "presigning failed; handing out a local URL"),
+        }
+    }
+    let expires = now_ms() + URL_TTL_MS;
+    Ok(format!(
+        "{}{}",
+        public_base(state, headers),
+        signed::download_url(state.url_key.expose().as_bytes(), &a.attachment_id, expires)
+    ))
+}
+
 /// # `GET /api/v1/attachments/{id}[?download=true]`
 pub async fn metadata(
     State(state): State<Arc<AppState>>,
@@ -166,12 +193,7 @@ pub async fn metadata(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let a = member_attachment(&state, &s.conversation_id, &id)?;
-    let expires = now_ms() + URL_TTL_MS;
-    let url = format!(
-        "{}{}",
-        public_base(&state, &headers),
-        signed::download_url(state.url_key.expose().as_bytes(), &a.attachment_id, expires)
-    );
+    let url = signed_url(&state, &a, &headers).await?;
     if q.get("download").is_some_and(|v| v == "true" || v == "1") {
         let mut res = StatusCode::FOUND.into_response();
         let loc = HeaderValue::from_str(&url).map_err(|_| ApiError::bad_request("Invalid host"))?;

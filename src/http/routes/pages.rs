@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::middleware::csp_with_ancestors;
+use crate::http::middleware::csp;
 use crate::model::valid_conversation_id;
 
 #[derive(rust_embed::RustEmbed)]
@@ -33,12 +33,18 @@ pub async fn index() -> Redirect {
 }
 
 /// # `GET /join?c=<conversationId>`
-pub async fn join_page(Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn join_page(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let prefill = q
         .get("c")
         .map(String::as_str)
         .filter(|c| valid_conversation_id(c));
-    page(crate::ui::join_page(prefill), csp_with_ancestors(&[]))
+    page(
+        crate::ui::join_page(prefill),
+        csp(&state.media_origins, &[]),
+    )
 }
 
 /// # `GET /room/{id}` — frameable by the configured integrators' origins only.
@@ -65,13 +71,13 @@ pub async fn room_page(
     }
     Ok(page(
         crate::ui::room_page(&id),
-        csp_with_ancestors(&ancestors),
+        csp(&state.media_origins, &ancestors),
     ))
 }
 
 /// # `GET /admin`
-pub async fn admin_page() -> Response {
-    page(crate::ui::admin_page(), csp_with_ancestors(&[]))
+pub async fn admin_page(State(state): State<Arc<AppState>>) -> Response {
+    page(crate::ui::admin_page(), csp(&state.media_origins, &[]))
 }
 
 /// # `GET /static/{path}` — embedded assets with strong ETags; revalidated on every load.
