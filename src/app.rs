@@ -2,7 +2,6 @@
 //! secrets are wired — plus the server's lifecycle: bind, serve, background
 //! sweeper, graceful shutdown (stop accepting, end SSE streams, flush).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::tokens::OneTimeTokens;
 use crate::chat::presence::{Connect, Presence};
 use crate::config::{Config, Secret};
 use crate::events::{Hub, frame};
@@ -31,8 +31,10 @@ pub struct AppState {
     pub admin_password: Secret,
     /// Key for server-signed tokens and URLs (from `COOKIE_SECRET` or generated).
     pub url_key: Secret,
-    /// Single-use SSE stream tokens: token → (session id, expiry ms).
-    pub stream_tokens: Mutex<HashMap<String, (String, i64)>>,
+    /// Single-use SSE stream tokens → session id.
+    pub stream_tokens: OneTimeTokens<String>,
+    /// Single-use embed handoff codes → (session id, host origin).
+    pub handoffs: OneTimeTokens<(String, String)>,
     pub limits: crate::http::middleware::RateLimits,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -106,10 +108,8 @@ impl AppState {
         if let Err(e) = self.store.sweep_nonces(now) {
             tracing::warn!(error = %e, "nonce sweep failed");
         }
-        self.stream_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, exp)| *exp > now);
+        self.stream_tokens.sweep(now);
+        self.handoffs.sweep(now);
         self.limits.prune();
     }
 }
@@ -310,7 +310,8 @@ impl App {
             presence: Mutex::new(Presence::default()),
             admin_password,
             url_key,
-            stream_tokens: Mutex::new(HashMap::new()),
+            stream_tokens: OneTimeTokens::default(),
+            handoffs: OneTimeTokens::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             heartbeat,

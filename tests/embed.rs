@@ -139,16 +139,23 @@ async fn get_embed_sets_the_cookie_and_redirects_without_the_session_in_the_url(
     .unwrap();
     let r = c.send(c.http.get(url.clone())).await;
     assert_eq!(r.status, 302);
-    let location = r.headers["location"].to_str().unwrap();
-    assert_eq!(location, "/room/support-42");
+    let location = r.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/room/support-42?i=acme&h="),
+        "{location}"
+    );
     let cookie = r.headers["set-cookie"].to_str().unwrap();
     let sid = cookie
         .strip_prefix("sessionId=")
         .unwrap()
         .split(';')
         .next()
-        .unwrap();
-    assert!(!location.contains(sid));
+        .unwrap()
+        .to_string();
+    assert!(
+        !location.contains(&sid),
+        "the session id never appears in a URL"
+    );
     let r = c
         .send(
             c.http
@@ -157,11 +164,34 @@ async fn get_embed_sets_the_cookie_and_redirects_without_the_session_in_the_url(
         )
         .await;
     assert_eq!(r.status, 200);
-    let room = c.get("/room/support-42").await;
+
+    // Without cookies, the room page trades the single-use handoff code for the session.
+    let code = location.split("h=").nth(1).unwrap();
+    let r = c.post("/api/v1/embed/handoff", json!({"code": code})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.details()["sessionId"], sid.as_str());
+    assert_eq!(r.details()["hostOrigin"], "http://localhost:8080");
+    assert_eq!(
+        c.post("/api/v1/embed/handoff", json!({"code": code}))
+            .await
+            .status,
+        403,
+        "single use"
+    );
+
+    // Framing: only the ticket's integrator's origins, and only when embedded.
+    let room = c.get(&location).await;
     let csp = room.headers["content-security-policy"].to_str().unwrap();
     assert!(
         csp.contains("frame-ancestors 'self' https://*.acme.com http://localhost:8080"),
         "{csp}"
+    );
+    let standalone = c.get("/room/support-42").await;
+    assert!(
+        standalone.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
     );
     let replay = c.send(c.http.get(url)).await;
     assert_eq!(replay.status, 403);

@@ -5,3 +5,4 @@
 pub mod origin;
 pub mod sign;
 pub mod ticket;
+pub mod tokens;

@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/session", get(join::session))
         .route("/conversation", get(join::conversation))
         .route("/embed", post(embed::embed_api))
+        .route("/embed/handoff", post(embed::handoff))
         .route("/messages", get(messages::history).post(messages::send))
         .route("/reactions", get(messages::reactions).post(messages::react))
         .route("/system-message", post(messages::system_message))

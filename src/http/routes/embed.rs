@@ -31,7 +31,7 @@ async fn handshake(
     state: &Arc<AppState>,
     ticket_str: &str,
     signature: &str,
-) -> Result<Session, ApiError> {
+) -> Result<(Session, String), ApiError> {
     let now = now_ms();
     let policy = TicketPolicy {
         max_age_ms: state.config.ticket_max_age_secs * 1000,
@@ -94,6 +94,7 @@ async fn handshake(
             return Err(ApiError::forbidden("Conversation is full"));
         }
     }
+    let host_origin = t.origin.clone();
     let session = Session {
         session_id: new_session_id(),
         user_id: t.user_id,
@@ -113,7 +114,7 @@ async fn handshake(
             format!("{name} joined the conversation"),
         ))
         .await?;
-    Ok(session)
+    Ok((session, host_origin))
 }
 
 /// # `POST /api/v1/embed`
@@ -121,7 +122,7 @@ pub async fn embed_api(
     State(state): State<Arc<AppState>>,
     ApiJson(b): ApiJson<EmbedBody>,
 ) -> Result<Response, ApiError> {
-    let s = handshake(&state, &b.ticket, &b.signature).await?;
+    let (s, _) = handshake(&state, &b.ticket, &b.signature).await?;
     let res = envelope::ok(
         "Embed handshake complete",
         json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id }),
@@ -129,6 +130,30 @@ pub async fn embed_api(
     Ok(with_cookie(
         res,
         session_cookie(&state, &s.session_id, state.config.session_ttl_secs),
+    ))
+}
+
+/// Lifetime of an embed handoff code.
+const HANDOFF_TTL_MS: i64 = 60_000;
+
+#[derive(Deserialize)]
+pub struct HandoffBody {
+    code: String,
+}
+
+/// # `POST /api/v1/embed/handoff` — trades a handoff code from `GET /embed` for the session.
+pub async fn handoff(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<HandoffBody>,
+) -> Result<Response, ApiError> {
+    let (sid, host_origin) = state
+        .handoffs
+        .redeem(&b.code, now_ms())
+        .ok_or_else(|| ApiError::forbidden("Invalid or expired handoff code"))?;
+    let s = crate::http::extract::load_session(&state, &sid)?;
+    Ok(envelope::ok(
+        "Session handed off",
+        json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id, "hostOrigin": host_origin }),
     ))
 }
 
@@ -151,9 +176,17 @@ pub async fn embed_page(
         .signature
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::field("signature", "is required"))?;
-    let s = handshake(&state, &ticket, &signature).await?;
+    let (s, host_origin) = handshake(&state, &ticket, &signature).await?;
+    let code = state.handoffs.issue(
+        (s.session_id.clone(), host_origin),
+        now_ms(),
+        HANDOFF_TTL_MS,
+    );
     let mut res = StatusCode::FOUND.into_response();
-    let location = format!("/room/{}", s.conversation_id);
+    // The handoff code, not the session id, rides in the URL: it is single-use and
+    // short-lived, and lets the room page get its session where cookies are blocked.
+    let integrator = s.integrator_id.as_deref().unwrap_or_default();
+    let location = format!("/room/{}?i={integrator}&h={code}", s.conversation_id);
     // Conversation ids are URL-safe by construction.
     res.headers_mut().insert(
         header::LOCATION,

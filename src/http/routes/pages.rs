@@ -47,27 +47,25 @@ pub async fn join_page(
     )
 }
 
-/// # `GET /room/{id}` — frameable by the configured integrators' origins only.
+/// # `GET /room/{id}[?i=<integratorId>]` — frameable only by that integrator's origins.
 pub async fn room_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     if !valid_conversation_id(&id) {
         return Err(ApiError::not_found("Conversation not found"));
     }
     let mut ancestors: Vec<String> = Vec::new();
-    for o in state
-        .config
-        .integrators
-        .iter()
-        .flat_map(|i| &i.allowed_origins)
-    {
-        if let Ok(p) = crate::auth::origin::OriginPattern::parse(o) {
-            ancestors.push(p.to_string());
-        }
-    }
-    if !ancestors.is_empty() {
-        ancestors.insert(0, "'self'".into());
+    if let Some(integ) = q.get("i").and_then(|i| state.config.integrator(i)) {
+        ancestors.push("'self'".into());
+        ancestors.extend(
+            integ
+                .allowed_origins
+                .iter()
+                .filter_map(|o| crate::auth::origin::OriginPattern::parse(o).ok())
+                .map(|p| p.to_string()),
+        );
     }
     Ok(page(
         crate::ui::room_page(&id),

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -45,13 +44,9 @@ fn valid_event_type(t: &str) -> bool {
 
 /// # `POST /api/v1/signaling/token` — a single-use, 60 s token for `?token=`.
 pub async fn token(State(state): State<Arc<AppState>>, Authed(s): Authed) -> Response {
-    let bytes: [u8; 24] = rand::random();
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    state
+    let token = state
         .stream_tokens
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(token.clone(), (s.session_id, now_ms() + TOKEN_TTL_MS));
+        .issue(s.session_id, now_ms(), TOKEN_TTL_MS);
     envelope::ok(
         "Stream token",
         json!({ "token": token, "expiresInMs": TOKEN_TTL_MS }),
@@ -64,14 +59,9 @@ fn session_for_stream(
     parts: &axum::http::request::Parts,
 ) -> Result<Session, ApiError> {
     if let Some(t) = q.get("token") {
-        let entry = state
-            .stream_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(t);
-        return match entry {
-            Some((sid, exp)) if exp > now_ms() => load_session(state, &sid),
-            _ => Err(ApiError::unauthorized("Invalid or expired stream token")),
+        return match state.stream_tokens.redeem(t, now_ms()) {
+            Some(sid) => load_session(state, &sid),
+            None => Err(ApiError::unauthorized("Invalid or expired stream token")),
         };
     }
     let id = session_id_of(parts).ok_or_else(|| ApiError::unauthorized("Session required"))?;

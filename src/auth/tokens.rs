@@ -1,0 +1,71 @@
+//! Single-use, short-lived random tokens kept in memory: SSE stream tokens and
+//! embed handoff codes. A token is redeemed at most once, and never after its
+//! expiry; losing them on restart only makes clients ask for a new one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+
+pub struct OneTimeTokens<T> {
+    // std Mutex: held only for a map insert/remove, never across an await.
+    map: Mutex<HashMap<String, (T, i64)>>,
+}
+
+impl<T> Default for OneTimeTokens<T> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> OneTimeTokens<T> {
+    /// A new 192-bit token for `value`, valid until `now_ms + ttl_ms`.
+    pub fn issue(&self, value: T, now_ms: i64, ttl_ms: i64) -> String {
+        let bytes: [u8; 24] = rand::random();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), (value, now_ms + ttl_ms));
+        token
+    }
+
+    /// The token's value, if it exists and has not expired; it is consumed either way.
+    pub fn redeem(&self, token: &str, now_ms: i64) -> Option<T> {
+        let entry = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+        entry.filter(|(_, exp)| *exp > now_ms).map(|(v, _)| v)
+    }
+
+    /// Forgets expired tokens.
+    pub fn sweep(&self, now_ms: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, exp)| *exp > now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_single_use_and_expire() {
+        let t = OneTimeTokens::default();
+        let a = t.issue("s1", 0, 100);
+        assert_ne!(a, t.issue("s1", 0, 100));
+        assert_eq!(t.redeem(&a, 50), Some("s1"));
+        assert_eq!(t.redeem(&a, 50), None);
+        let b = t.issue("s2", 0, 100);
+        assert_eq!(t.redeem(&b, 100), None);
+        let c = t.issue("s3", 0, 100);
+        t.sweep(200);
+        assert_eq!(t.redeem(&c, 0), None);
+    }
+}
