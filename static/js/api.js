@@ -16,6 +16,7 @@ export class ApiError extends Error {
 }
 
 let sessionId = null;
+let sessionConversation = null; // the conversation `sessionId` belongs to
 let unauthorized = null;
 
 /** Called when any request answers 401 (the session expired or was removed). */
@@ -24,16 +25,21 @@ export function onUnauthorized(handler) {
 }
 
 export function useSession(conversationId) {
+  let stored = null;
   try {
-    sessionId = sessionStorage.getItem(SESSION_PREFIX + conversationId);
+    stored = sessionStorage.getItem(SESSION_PREFIX + conversationId);
   } catch {
-    sessionId = null;
+    /* third-party storage blocked (embedded, strict browsers): keep what saveSession put in memory */
   }
+  if (stored) sessionId = stored;
+  else if (sessionConversation !== conversationId) sessionId = null;
+  sessionConversation = conversationId;
   return sessionId;
 }
 
 export function saveSession(conversationId, id) {
   sessionId = id;
+  sessionConversation = conversationId;
   try {
     sessionStorage.setItem(SESSION_PREFIX + conversationId, id);
   } catch {

@@ -8,6 +8,7 @@ import { Typing } from './typing.js';
 import { Receipts } from './receipts.js';
 import { Files } from './files.js';
 import { Call } from './call.js';
+import { takeHandoff, isFramed, EmbedBridge } from './embed-bridge.js';
 
 const conversationId = document.body.dataset.conversationId;
 const joinUrl = `/join?c=${encodeURIComponent(conversationId)}`;
@@ -15,10 +16,13 @@ const state = { conversationId, me: null, names: new Map(), online: new Map(), c
 const baseTitle = `${conversationId} · chats3`;
 let unread = 0;
 let chat, reactions, typing, receipts, files, call, stream;
+let bridge = null; // EmbedBridge when framed by a known host (embed-bridge.js)
+const framed = isFramed();
 
 // ---- small UI helpers ----
 
 function banner(text, kind = 'warn') {
+  if (kind === 'error') bridge?.error('room', text);
   const b = $('banner');
   b.textContent = text;
   b.dataset.kind = kind;
@@ -31,6 +35,7 @@ function clearBanner(kind) {
 
 function setTitle() {
   document.title = unread ? `(${unread}) ${baseTitle}` : baseTitle;
+  bridge?.unread(unread);
 }
 
 function away() {
@@ -90,7 +95,34 @@ function closed() {
 
 function toJoin() {
   forgetSession(conversationId);
+  if (framed) {
+    // The join page cannot be framed (frame-ancestors 'none'); the host has to mint a new ticket.
+    stream?.stop();
+    chat?.disable();
+    bridge?.error('session', 'The chat session is no longer valid');
+    banner('This chat session has ended. Reload the page to join again.', 'error');
+    return;
+  }
   location.replace(joinUrl);
+}
+
+/** Leave the conversation (Leave button, or the host's `leave` command when embedded). */
+async function leave() {
+  call?.leave();
+  stream?.stop();
+  try {
+    await api('POST', '/api/v1/leave?keepSession=false');
+  } catch {
+    /* leaving anyway */
+  }
+  if (!framed) return toJoin();
+  forgetSession(conversationId);
+  chat?.disable();
+  $('call-btn').disabled = true;
+  $('conn-status').textContent = 'Left';
+  $('conn-status').dataset.state = 'closed';
+  banner('You left the conversation.', 'info');
+  bridge?.left();
 }
 
 // ---- live events ----
@@ -218,16 +250,7 @@ function bindChrome() {
     btn.textContent = (await copyText(text)) ? 'Copied!' : 'Copy failed';
     setTimeout(() => (btn.textContent = 'Invite'), 2000);
   });
-  $('leave-btn').addEventListener('click', async () => {
-    call.leave();
-    stream?.stop();
-    try {
-      await api('POST', '/api/v1/leave?keepSession=false');
-    } catch {
-      /* leaving anyway */
-    }
-    toJoin();
-  });
+  $('leave-btn').addEventListener('click', () => leave());
   $('call-btn').addEventListener('click', async () => {
     await call.join();
     paintPeople();
@@ -250,6 +273,13 @@ function bindChrome() {
 
 async function main() {
   setTitle();
+  const handoff = await takeHandoff(conversationId);
+  if (framed) $('invite-btn').hidden = true; // embedded users come with tickets, not join codes
+  bridge = EmbedBridge.create(handoff.hostOrigin, {
+    focus: () => $('composer-input').focus(),
+    leave: () => leave(),
+  });
+  if (handoff.error) bridge?.error('handoff', handoff.error.message);
   useSession(conversationId);
   onUnauthorized(() => {
     if (!state.closed) toJoin();
@@ -269,13 +299,17 @@ async function main() {
 
   chat = new Chat(state, {
     onRendered: (node, msg) => reactions.decorate(node, msg),
-    onIncoming: () => {
+    onIncoming: (msg) => {
+      bridge?.message(msg, false);
       if (away()) {
         unread += 1;
         setTitle();
       }
     },
-    onSent: () => receipts.paint(),
+    onSent: (msg) => {
+      receipts.paint();
+      bridge?.message(msg, true);
+    },
     onClosed: closed,
     onUnauthorized: toJoin,
     onError: (err) => banner(err.message, 'warn'),
@@ -284,7 +318,14 @@ async function main() {
   typing = new Typing(state);
   receipts = new Receipts(state, chat);
   files = new Files(chat);
-  call = new Call(state, { onMembers: paintPeople, onBanner: banner, clearBanner });
+  call = new Call(state, {
+    onMembers: (members) => {
+      paintPeople();
+      bridge?.call(members, call.inCall);
+    },
+    onBanner: banner,
+    clearBanner,
+  });
   bindComposer();
   bindChrome();
   paintPeople();
@@ -312,7 +353,9 @@ async function main() {
     stream.start(cursor);
   }
   state.ready = true;
-  $('composer-input').focus();
+  if (!framed) $('composer-input').focus(); // an embedded frame must not steal focus from the host page
+  bridge?.ready({ conversationId, userId: state.me.userId, displayName: state.me.displayName });
+  bridge?.unread(unread);
 }
 
 window.chats3Debug = {
@@ -321,6 +364,9 @@ window.chats3Debug = {
   },
   get ready() {
     return state.ready;
+  },
+  get embedded() {
+    return bridge ? { hostOrigin: bridge.hostOrigin } : null;
   },
   messages: () => (chat ? chat.messages() : []),
   events: () => eventLog.slice(),

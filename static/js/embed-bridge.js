@@ -1,0 +1,181 @@
+// embed-bridge.js — the room page's side of embedding: the one-time handoff that turns `?h=CODE`
+// into a session kept in this tab's sessionStorage (never in a URL), and the postMessage bridge
+// to the host page. The bridge is active only when the page is framed and the host's origin is
+// known (it comes from the signed ticket); it always posts to that exact origin, never '*', and
+// accepts commands only from the parent window at that origin.
+import { api, saveSession } from './api.js';
+
+const HOST_PREFIX = 'chats3.host.';
+const THEMES = new Set(['light', 'dark', 'auto']);
+
+/** Does `value` look like a bare origin (`scheme://host[:port]`)? */
+function isOrigin(value) {
+  try {
+    return typeof value === 'string' && new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
+let memoryHost = null; // used when sessionStorage is unavailable (blocked third-party storage)
+
+function storeHost(conversationId, origin) {
+  memoryHost = origin;
+  try {
+    sessionStorage.setItem(HOST_PREFIX + conversationId, origin);
+  } catch {
+    /* storage blocked: memoryHost keeps it for this page load */
+  }
+}
+
+function loadHost(conversationId) {
+  if (memoryHost) return memoryHost;
+  try {
+    const v = sessionStorage.getItem(HOST_PREFIX + conversationId);
+    return isOrigin(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Trades a `?h=` handoff code (from `GET /embed`) for the session, once. The code is removed from
+ * the address bar before the request, so a reload never replays it (it is single-use anyway).
+ * Resolves to `{hostOrigin, error}`; hostOrigin may come from an earlier handoff in this tab.
+ */
+export async function takeHandoff(conversationId) {
+  const url = new URL(location.href);
+  const code = url.searchParams.get('h');
+  let error = null;
+  if (code) {
+    url.searchParams.delete('h');
+    history.replaceState(history.state, '', url.pathname + url.search + url.hash);
+    try {
+      const { details } = await api('POST', '/api/v1/embed/handoff', { code });
+      if (details.conversationId && details.conversationId !== conversationId) {
+        error = new Error('The handoff code belongs to another conversation');
+      } else {
+        saveSession(conversationId, details.sessionId);
+        if (isOrigin(details.hostOrigin)) storeHost(conversationId, details.hostOrigin);
+      }
+    } catch (err) {
+      error = err;
+    }
+  }
+  return { hostOrigin: loadHost(conversationId), error };
+}
+
+/** True when this page runs inside a frame. */
+export function isFramed() {
+  try {
+    return window.parent !== window;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The postMessage bridge. `commands` = {setTheme(theme), focus(), leave()}.
+ * Every outgoing message is `{source: 'chats3', type, ...}`.
+ */
+export class EmbedBridge {
+  constructor(hostOrigin, commands) {
+    this.hostOrigin = hostOrigin;
+    this.commands = commands;
+    this.lastUnread = null;
+    this.lastHeight = 0;
+    this.callCount = 0;
+    this.onMessage = (e) => this.receive(e);
+    window.addEventListener('message', this.onMessage);
+    if ('ResizeObserver' in window) {
+      this.resizeObserver = new ResizeObserver(() => this.resize());
+      this.resizeObserver.observe(document.documentElement);
+    }
+  }
+
+  /** A bridge only when framed and the host origin is known; otherwise null. */
+  static create(hostOrigin, commands) {
+    if (!isFramed() || !isOrigin(hostOrigin)) return null;
+    return new EmbedBridge(hostOrigin, commands);
+  }
+
+  post(type, data = {}) {
+    try {
+      window.parent.postMessage({ ...data, source: 'chats3', type }, this.hostOrigin);
+    } catch {
+      /* parent gone */
+    }
+  }
+
+  receive(event) {
+    if (event.origin !== this.hostOrigin || event.source !== window.parent) return;
+    const msg = event.data;
+    if (!msg || typeof msg !== 'object' || msg.target !== 'chats3' || typeof msg.command !== 'string') return;
+    switch (msg.command) {
+      case 'setTheme':
+        if (THEMES.has(msg.theme)) applyTheme(msg.theme);
+        else this.error('bad-command', `Unknown theme ${String(msg.theme)}`);
+        return;
+      case 'focus':
+        this.commands.focus?.();
+        return;
+      case 'leave':
+        this.commands.leave?.();
+        return;
+      default:
+        this.error('bad-command', `Unknown command ${msg.command}`);
+    }
+  }
+
+  ready(info) {
+    this.post('ready', info);
+    this.resize(true);
+  }
+
+  unread(count) {
+    if (count === this.lastUnread) return;
+    this.lastUnread = count;
+    this.post('unread', { count });
+  }
+
+  /** Metadata only: the body never leaves the frame. */
+  message(msg, mine = false) {
+    if (!msg || !msg.messageId) return;
+    const out = { messageId: msg.messageId, messageType: msg.type || 'text', serverReceivedAt: msg.serverReceivedAt || null, mine };
+    if (msg.senderDisplayName) out.senderDisplayName = msg.senderDisplayName;
+    this.post('message', out);
+  }
+
+  /** `members`: the user ids in the call (including me when I am in it). */
+  call(members, inCall) {
+    const n = members.size;
+    const before = this.callCount;
+    this.callCount = n;
+    let event = null;
+    if (before === 0 && n > 0) event = 'started';
+    else if (before > 0 && n === 0) event = 'ended';
+    else if (before !== n) event = 'participants';
+    if (event) this.post('call', { event, participants: n, joined: Boolean(inCall) });
+  }
+
+  resize(force = false) {
+    const height = Math.ceil(document.documentElement.scrollHeight);
+    if (!force && height === this.lastHeight) return;
+    this.lastHeight = height;
+    this.post('resize', { height });
+  }
+
+  error(code, message) {
+    this.post('error', { code, message: String(message || code) });
+  }
+
+  left() {
+    this.post('left');
+  }
+}
+
+/** 'light' | 'dark' force a scheme; 'auto' follows the OS. */
+export function applyTheme(theme) {
+  if (theme === 'light' || theme === 'dark') document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
