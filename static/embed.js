@@ -1,0 +1,145 @@
+/*! chats3 embed SDK — https://<your chats3>/static/embed.js
+ *
+ *   <script src="https://chat.example.com/static/embed.js"></script>
+ *   const chat = Chats3.mount(document.getElementById('chat'), {
+ *     baseUrl: 'https://chat.example.com', ticket, signature,   // or: src: 'https://…/embed?ticket=…&signature=…'
+ *     theme: 'auto', height: 600, onEvent: (e) => console.log(e),
+ *   });
+ *   chat.on('unread', (e) => badge.textContent = e.count);
+ *
+ * Plain script, no dependencies. It defines `window.Chats3`; loaded with `import` it does the same
+ * (`import './embed.js'; const { Chats3 } = globalThis;`). Messages are accepted only from the
+ * iframe's window at the chats3 origin, and commands are posted to that exact origin, never '*'.
+ */
+(function (global) {
+  'use strict';
+
+  var ALLOW = 'camera; microphone; display-capture; clipboard-write';
+  var EVENTS = ['ready', 'unread', 'message', 'call', 'resize', 'error', 'left'];
+  var THEMES = ['light', 'dark', 'auto'];
+
+  function fail(msg) {
+    throw new Error('Chats3.mount: ' + msg);
+  }
+
+  function resolveSrc(opts) {
+    if (opts.src) return new URL(String(opts.src), global.location.href);
+    if (!opts.baseUrl || typeof opts.ticket !== 'string' || typeof opts.signature !== 'string') {
+      fail('pass either src, or baseUrl + ticket (the exact signed JSON string) + signature');
+    }
+    var url = new URL('/embed', String(opts.baseUrl));
+    url.searchParams.set('ticket', opts.ticket);
+    url.searchParams.set('signature', opts.signature);
+    return url;
+  }
+
+  function cssSize(v, fallback) {
+    if (v === undefined || v === null || v === '') return fallback;
+    return typeof v === 'number' ? v + 'px' : String(v);
+  }
+
+  /**
+   * Creates the chat iframe inside `element` and returns a handle:
+   * {iframe, origin, unread, on(type, fn) -> off(), off(type, fn), setTheme(t), focus(), leave(), destroy()}.
+   */
+  function mount(element, options) {
+    var opts = options || {};
+    if (!element || typeof element.appendChild !== 'function') fail('element must be a DOM element');
+    var url = resolveSrc(opts);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') fail('src must be an http(s) URL');
+    var origin = url.origin;
+
+    var iframe = document.createElement('iframe');
+    iframe.src = url.href;
+    iframe.title = opts.title || 'Chat';
+    iframe.setAttribute('allow', ALLOW);
+    iframe.setAttribute('allowfullscreen', '');
+    iframe.referrerPolicy = 'strict-origin-when-cross-origin';
+    iframe.style.border = '0';
+    iframe.style.display = 'block';
+    iframe.style.width = cssSize(opts.width, '100%');
+    iframe.style.height = cssSize(opts.height, '600px');
+
+    var handlers = {};
+    var ready = false;
+    var queue = [];
+    var theme = THEMES.indexOf(opts.theme) >= 0 ? opts.theme : null;
+    var destroyed = false;
+
+    function emit(evt) {
+      var list = (handlers[evt.type] || []).concat(handlers['*'] || []);
+      if (typeof opts.onEvent === 'function') list.push(opts.onEvent);
+      for (var i = 0; i < list.length; i += 1) {
+        try {
+          list[i](evt);
+        } catch (err) {
+          setTimeout(function () { throw err; }, 0); // report, but keep delivering
+        }
+      }
+    }
+
+    function send(command, extra) {
+      if (destroyed) return;
+      var msg = { target: 'chats3', command: command };
+      for (var k in extra || {}) if (Object.prototype.hasOwnProperty.call(extra, k)) msg[k] = extra[k];
+      // Before `ready` the frame may still show another document (about:blank, a redirect): queue.
+      if (!ready || !iframe.contentWindow) {
+        queue.push(msg);
+        return;
+      }
+      iframe.contentWindow.postMessage(msg, origin);
+    }
+
+    function onMessage(event) {
+      if (event.source !== iframe.contentWindow || event.origin !== origin) return;
+      var data = event.data;
+      if (!data || typeof data !== 'object' || data.source !== 'chats3' || EVENTS.indexOf(data.type) < 0) return;
+      if (data.type === 'ready') {
+        ready = true;
+        var pending = queue;
+        queue = [];
+        if (theme && theme !== 'auto') pending.unshift({ target: 'chats3', command: 'setTheme', theme: theme });
+        for (var i = 0; i < pending.length; i += 1) iframe.contentWindow.postMessage(pending[i], origin);
+      }
+      if (data.type === 'unread') handle.unread = data.count;
+      emit(data);
+    }
+
+    global.addEventListener('message', onMessage);
+    element.appendChild(iframe);
+
+    var handle = {
+      iframe: iframe,
+      origin: origin,
+      unread: 0,
+      on: function (type, fn) {
+        (handlers[type] = handlers[type] || []).push(fn);
+        return function () { handle.off(type, fn); };
+      },
+      off: function (type, fn) {
+        handlers[type] = (handlers[type] || []).filter(function (h) { return h !== fn; });
+      },
+      setTheme: function (t) {
+        if (THEMES.indexOf(t) < 0) throw new Error('Chats3: theme must be light, dark or auto');
+        theme = t;
+        send('setTheme', { theme: t });
+      },
+      focus: function () {
+        iframe.focus(); // a cross-origin frame may only move focus inside itself once it has focus
+        send('focus');
+      },
+      leave: function () {
+        send('leave');
+      },
+      destroy: function () {
+        destroyed = true;
+        global.removeEventListener('message', onMessage);
+        handlers = {};
+        if (iframe.parentNode) iframe.parentNode.removeChild(iframe);
+      },
+    };
+    return handle;
+  }
+
+  global.Chats3 = { mount: mount, version: '1' };
+})(typeof window !== 'undefined' ? window : globalThis);
