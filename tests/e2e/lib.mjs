@@ -40,8 +40,10 @@ export class Server {
     this.starts = 0;
   }
 
-  static async start(name = 'server') {
+  /** `env`: extra environment for the binary (e.g. INTEGRATORS for the embed tests). */
+  static async start(name = 'server', { env = {} } = {}) {
     const s = new Server({ port: await freePort(), dataDir: mkdtempSync(join(tmpdir(), 'chats3-e2e-')), name });
+    s.env = env;
     await s.start();
     return s;
   }
@@ -61,6 +63,7 @@ export class Server {
         RATE_LIMIT_PER_MIN: '0',
         ADMIN_RATE_LIMIT_PER_MIN: '0',
         RUST_LOG: process.env.RUST_LOG || 'info,tower_http=warn',
+        ...(this.env || {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -222,4 +225,37 @@ export function makePng(width = 96, height = 64) {
     chunk('IDAT', deflateSync(raw)),
     chunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+/**
+ * Starts a Node script as a child process (e.g. examples/host-page/server.mjs) and waits until
+ * `url` answers. Returns {proc, url, stop()}; stop() kills that PID only.
+ */
+export async function startNodeServer(script, { env = {}, url, name }) {
+  const log = createWriteStream(join(ARTIFACTS, `${name}.log`));
+  const proc = spawn(process.execPath, [script], { cwd: dirname(script), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.pipe(log);
+  proc.stderr.pipe(log);
+  const exited = new Promise((res) => proc.once('exit', (code) => res(code)));
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const early = await Promise.race([exited, sleep(100).then(() => 'running')]);
+    if (early !== 'running') throw new Error(`${name} exited with ${early}; see artifacts/${name}.log`);
+    try {
+      if ((await fetch(url)).status < 500) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${name} did not answer ${url} within 15 s`);
+  }
+  return {
+    proc,
+    url,
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
 }

@@ -1,0 +1,294 @@
+// Embedding across origins: the example host page (examples/host-page, on http://localhost:P1)
+// embeds chats3 (http://127.0.0.1:P2) with static/embed.js. The user chats inside the iframe with
+// third-party cookies and third-party storage blocked, the host gets ready/unread/message events,
+// host commands work, a host origin outside allowedOrigins can neither frame the room nor get a
+// session, and the SDK ignores forged postMessages.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { Server, CHROMIUM_ARGS, ROOT, freePort, startNodeServer, sleep, shot } from './lib.mjs';
+import { signTicket } from '../sdk-vectors/sign.mjs';
+
+const SECRET = 'acme-e2e-secret-0123456789';
+const CONV = 'embed-e2e';
+const HOST_SCRIPT = join(ROOT, 'examples/host-page/server.mjs');
+
+let server, browser, host, evilHost, third, hostPort, evilPort;
+let alice; // {context, page, requests}
+const bob = {};
+
+/** A third origin serving a blank page (the "other site" for forged messages and framing). */
+function blankServer(port) {
+  return new Promise((res) => {
+    const s = http.createServer((req, r) => {
+      r.writeHead(200, { 'content-type': 'text/html' });
+      r.end('<!doctype html><title>other site</title><p>other site</p>');
+    });
+    s.listen(port, '127.0.0.1', () => res(s));
+  });
+}
+
+/** Playwright contexts are incognito-like; we also switch on Chromium's third-party cookie restriction. */
+async function blockedContext() {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.setCookieControls', { enableThirdPartyCookieRestriction: true, disableThirdPartyCookieMetadata: true, disableThirdPartyCookieHeuristics: true });
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  const requests = [];
+  page.on('request', (r) => {
+    if (r.url().startsWith(server.url)) requests.push(r);
+  });
+  return { context, page, requests };
+}
+
+function chatFrame(page) {
+  return page.frames().find((f) => f.url().startsWith(`${server.url}/room/`));
+}
+
+async function waitChatFrame(page) {
+  for (let i = 0; i < 200; i += 1) {
+    const f = chatFrame(page);
+    if (f) return f;
+    await sleep(100);
+  }
+  throw new Error('the chat iframe never reached /room/');
+}
+
+function hostEvents(page, type) {
+  return page.evaluate((t) => (window.hostDemo ? window.hostDemo.events.filter((e) => !t || e.type === t) : []), type);
+}
+
+function waitHostEvent(page, predicateSource, arg, timeout = 15000) {
+  // predicateSource: (events, arg) => boolean, run in the page
+  return page.waitForFunction(
+    ([src, a]) => window.hostDemo && new Function('events', 'arg', `return (${src})(events, arg)`)(window.hostDemo.events, a),
+    [predicateSource.toString(), arg],
+    { timeout },
+  );
+}
+
+before(async () => {
+  hostPort = await freePort();
+  evilPort = await freePort();
+  server = await Server.start('embed', {
+    env: { INTEGRATORS: JSON.stringify([{ id: 'acme', secret: SECRET, allowedOrigins: [`http://localhost:${hostPort}`] }]) },
+  });
+  const hostEnv = (port) => ({ PORT: String(port), CHATS3_URL: server.url, INTEGRATOR_ID: 'acme', INTEGRATOR_SECRET: SECRET, CONVERSATION: CONV });
+  host = await startNodeServer(HOST_SCRIPT, { env: hostEnv(hostPort), url: `http://127.0.0.1:${hostPort}/`, name: 'embed-host-page' });
+  evilHost = await startNodeServer(HOST_SCRIPT, { env: hostEnv(evilPort), url: `http://127.0.0.1:${evilPort}/`, name: 'embed-host-page-not-allowed' });
+  third = await blankServer(await freePort());
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: [...CHROMIUM_ARGS, '--test-third-party-cookie-phaseout'] });
+});
+
+after(async () => {
+  if (alice && alice.page.errors.length) console.log(alice.page.errors.join('\n'));
+  await browser?.close();
+  await host?.stop();
+  await evilHost?.stop();
+  third?.close();
+  await server?.dispose();
+});
+
+test('the host page on another origin embeds the room; the user chats inside it; ready, message and unread reach the host', async () => {
+  alice = await blockedContext();
+  const { page } = alice;
+  await page.goto(`http://localhost:${hostPort}/?user=alice&name=Alice`);
+  await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'ready'));
+  const frame = await waitChatFrame(page);
+  await frame.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
+  const ready = (await hostEvents(page, 'ready'))[0];
+  assert.equal(ready.conversationId, CONV);
+  assert.equal(ready.userId, 'alice');
+  // The handoff code is gone from the address; the integrator id (which picks the CSP) stays.
+  const roomUrl = new URL(frame.url());
+  assert.equal(roomUrl.searchParams.get('h'), null);
+  assert.equal(roomUrl.searchParams.get('i'), 'acme');
+  assert.deepEqual(await frame.evaluate(() => window.chats3Debug.embedded), { hostOrigin: `http://localhost:${hostPort}` });
+  // The iframe has the attributes the SDK promises.
+  const attrs = await page.$eval('#chat iframe', (f) => ({ allow: f.getAttribute('allow'), title: f.title }));
+  assert.equal(attrs.allow, 'camera; microphone; display-capture; clipboard-write');
+  assert.equal(attrs.title, 'Support chat');
+
+  // Chat inside the iframe.
+  const box = frame.getByLabel('Message', { exact: true });
+  await box.fill('Hello from the shop page');
+  await box.press('Enter');
+  await frame.waitForFunction(() => window.chats3Debug.messages().some((m) => m.body === 'Hello from the shop page' && m.seq !== undefined), null, { timeout: 15000 });
+  await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'message' && e.mine));
+  for (const e of await hostEvents(page, 'message')) {
+    assert.equal(e.body, undefined, 'message events carry metadata only');
+    assert.ok(e.messageId && e.messageType && e.serverReceivedAt);
+  }
+
+  // Bob joins by API with his own ticket (POST /api/v1/embed) and writes while Alice looks at the shop page.
+  const t = signTicket(SECRET, { integratorId: 'acme', conversationId: CONV, userId: 'bob', displayName: 'Bob', origin: `http://localhost:${hostPort}` });
+  const res = await fetch(`${server.url}/api/v1/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(t) });
+  const json = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(json));
+  assert.equal(json.details.conversationId, CONV);
+  bob.sessionId = json.details.sessionId;
+  await page.locator('h1').click(); // focus leaves the iframe
+  await frame.waitForFunction(() => !document.hasFocus());
+  const before = (await hostEvents(page, 'unread')).at(-1)?.count ?? 0;
+  for (const body of ['Hi Alice, Bob here', 'Your parcel ships today']) {
+    const r = await server.api('POST', '/api/v1/messages', { type: 'text', body, clientTimestamp: new Date().toISOString() }, bob.sessionId);
+    assert.equal(r.body, body);
+  }
+  await waitHostEvent(page, (ev, n) => ev.some((e) => e.type === 'unread' && e.count === n), before + 2);
+  assert.equal(await page.locator('#unread').textContent(), `${before + 2} unread`);
+  const fromBob = (await hostEvents(page, 'message')).filter((e) => e.senderDisplayName === 'Bob');
+  assert.equal(fromBob.length, 2);
+  await shot(page, 'embed-host-page');
+  // Back in the chat: unread resets to 0.
+  await frame.locator('#composer-input').click();
+  await waitHostEvent(page, (ev) => ev.filter((e) => e.type === 'unread').at(-1).count === 0);
+});
+
+test('third-party cookies and storage blocked: no Cookie header ever reaches chats3 from the iframe, and the room still works', async () => {
+  const { page, requests } = alice;
+  const frame = chatFrame(page);
+  // Evidence that the browser really blocks third-party state in this frame.
+  const storage = await frame.evaluate(() => {
+    try {
+      sessionStorage.setItem('probe', '1');
+      return 'available';
+    } catch (e) {
+      return `blocked (${e.name})`;
+    }
+  });
+  console.log(`  sessionStorage in the chats3 iframe: ${storage}`);
+  assert.ok(requests.length > 10, `saw ${requests.length} requests from the page to chats3`);
+  const withCookie = [];
+  for (const r of requests) {
+    const h = await r.allHeaders().catch(() => ({}));
+    if (h.cookie) withCookie.push(`${r.method()} ${r.url()}: ${h.cookie}`);
+  }
+  assert.deepEqual(withCookie, [], 'a request from the iframe carried a cookie');
+  const apiCalls = requests.filter((r) => r.url().includes('/api/v1/'));
+  assert.ok(apiCalls.some((r) => r.url().includes('/api/v1/embed/handoff')), 'the room took the handoff');
+  assert.ok(apiCalls.some((r) => r.url().includes('/api/v1/signaling?')), 'the SSE stream was opened');
+  // Still live both ways after all that: Bob writes, Alice answers.
+  await server.api('POST', '/api/v1/messages', { type: 'text', body: 'Still there?', clientTimestamp: new Date().toISOString() }, bob.sessionId);
+  await frame.waitForFunction(() => window.chats3Debug.messages().some((m) => m.body === 'Still there?'), null, { timeout: 15000 });
+  const box = frame.getByLabel('Message', { exact: true });
+  await box.fill('Yes, cookies are not needed');
+  await box.press('Enter');
+  await frame.waitForFunction(() => window.chats3Debug.messages().some((m) => m.body === 'Yes, cookies are not needed' && m.seq !== undefined), null, { timeout: 15000 });
+});
+
+test('host commands: setTheme, focus; resize events', async () => {
+  const { page } = alice;
+  const frame = chatFrame(page);
+  await page.getByRole('button', { name: 'Dark' }).click();
+  await frame.waitForFunction(() => document.documentElement.dataset.theme === 'dark');
+  const bg = await frame.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, 'rgb(18, 20, 28)');
+  await page.getByRole('button', { name: 'Auto' }).click();
+  await frame.waitForFunction(() => !document.documentElement.dataset.theme);
+  await page.locator('h1').click();
+  await page.getByRole('button', { name: 'Focus chat' }).click();
+  await frame.waitForFunction(() => document.activeElement && document.activeElement.id === 'composer-input');
+  const resize = await hostEvents(page, 'resize');
+  assert.ok(resize.length >= 1 && resize[0].height > 0, JSON.stringify(resize));
+});
+
+test('the SDK ignores postMessages from any other origin or frame', async () => {
+  const { page } = alice;
+  const count = () => page.evaluate(() => window.hostDemo.events.length);
+  const n0 = await count();
+  const forged = { source: 'chats3', type: 'unread', count: 99 };
+  // 1. The host page's own window (origin localhost, not chats3).
+  await page.evaluate((m) => window.postMessage(m, '*'), forged);
+  // 2. A frame from a third origin.
+  const thirdUrl = `http://127.0.0.1:${third.address().port}/`;
+  await page.evaluate((u) => new Promise((res) => {
+    const f = document.createElement('iframe');
+    f.src = u;
+    f.onload = res;
+    document.body.append(f);
+  }), thirdUrl);
+  const other = page.frames().find((f) => f.url() === thirdUrl);
+  await other.evaluate((m) => parent.postMessage(m, '*'), forged);
+  // 3. Another frame at the chats3 origin itself (right origin, wrong window): a second room
+  //    frame without a handoff code (the only chats3 page this host may frame).
+  const secondRoom = `${server.url}/room/${CONV}?i=acme&second=1`;
+  await page.evaluate((u) => new Promise((res) => {
+    const f = document.createElement('iframe');
+    f.src = u;
+    f.onload = res;
+    document.body.append(f);
+  }), secondRoom);
+  const sameOrigin = page.frames().find((f) => f.url() === secondRoom);
+  await sameOrigin.evaluate((m) => parent.postMessage(m, '*'), forged);
+  await sleep(500);
+  assert.equal(await count(), n0, 'a forged message reached a handler');
+  assert.ok(!(await hostEvents(page, 'unread')).some((e) => e.count === 99));
+  assert.notEqual(await page.evaluate(() => window.hostDemo.chat.unread), 99);
+  // The listener is still alive for the real frame.
+  await page.locator('h1').click();
+  await server.api('POST', '/api/v1/messages', { type: 'text', body: 'Real one', clientTimestamp: new Date().toISOString() }, bob.sessionId);
+  await page.waitForFunction((n) => window.hostDemo.events.length > n, n0);
+  assert.ok((await hostEvents(page, 'message')).some((e) => e.senderDisplayName === 'Bob'));
+});
+
+test('a host origin not in allowedOrigins cannot frame the room, and a ticket naming it is refused', async () => {
+  // CSP: frame-ancestors lists the integrator's origins with ?i=, nobody without it.
+  const withI = (await fetch(`${server.url}/room/${CONV}?i=acme`)).headers.get('content-security-policy');
+  assert.match(withI, new RegExp(`frame-ancestors 'self' http://localhost:${hostPort}(;|$)`));
+  const standalone = (await fetch(`${server.url}/room/${CONV}`)).headers.get('content-security-policy');
+  assert.match(standalone, /frame-ancestors 'none'/);
+
+  // A ticket naming the other origin: refused by the API and by GET /embed.
+  const t = signTicket(SECRET, { integratorId: 'acme', conversationId: CONV, userId: 'mallory', displayName: 'Mallory', origin: `http://localhost:${evilPort}` });
+  const api = await fetch(`${server.url}/api/v1/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(t) });
+  assert.equal(api.status, 403);
+  assert.match((await api.json()).message, /origin/i);
+  const t2 = signTicket(SECRET, { integratorId: 'acme', conversationId: CONV, userId: 'mallory', displayName: 'Mallory', origin: `http://localhost:${evilPort}` });
+  const nav = await fetch(`${server.url}/embed?${new URLSearchParams(t2)}`, { redirect: 'manual' });
+  assert.equal(nav.status, 403);
+
+  // The not-allowed host page mounts the SDK: its ticket is refused, no room loads.
+  const { context, page } = await blockedContext();
+  const csp = [];
+  page.on('console', (m) => {
+    if (/frame-ancestors|Refused to frame/i.test(m.text())) csp.push(m.text());
+  });
+  await page.goto(`http://localhost:${evilPort}/?user=mallory&name=Mallory`);
+  await page.waitForFunction(() => window.hostDemo);
+  await sleep(1500);
+  assert.equal(chatFrame(page), undefined, 'the room loaded for a ticket naming a foreign origin');
+  assert.deepEqual(await hostEvents(page, 'ready'), []);
+
+  // Framing the room directly from that origin (even with ?i=acme) is blocked by the CSP.
+  for (const src of [`${server.url}/room/${CONV}?i=acme`, `${server.url}/room/${CONV}`]) {
+    await page.evaluate((u) => new Promise((res) => {
+      const f = document.createElement('iframe');
+      f.src = u;
+      f.onload = res;
+      f.onerror = res;
+      document.body.append(f);
+      setTimeout(res, 3000);
+    }), src);
+  }
+  await sleep(500);
+  const roomFrames = page.frames().filter((f) => f.url().startsWith(`${server.url}/room/`));
+  for (const f of roomFrames) {
+    const loaded = await f.evaluate(() => Boolean(document.body && document.body.dataset.conversationId)).catch(() => false);
+    assert.equal(loaded, false, `the room rendered inside ${f.url()}`);
+  }
+  assert.ok(csp.length >= 2, `expected CSP frame-ancestors violations, got: ${csp.join(' | ')}`);
+  await context.close();
+});
+
+test('leave from the host: the frame reports left and the session ends', async () => {
+  const { page } = alice;
+  const frame = chatFrame(page);
+  await page.getByRole('button', { name: 'Leave chat' }).click();
+  await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'left'));
+  await frame.waitForFunction(() => /left the conversation/.test(document.getElementById('banner').textContent));
+  assert.equal(await frame.locator('#composer-input').isDisabled(), true);
+});
