@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus registry, request tracking, `/metrics` rendering
 //! - [`serve`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, optional rustls with SIGHUP reload)
 //! - [`ui`]: sailfish page templates
+//! - [`cli`]: `ticket`, `admin …`, `backup`, `restore --from` (operator tools)
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod app;
 pub mod attachments;
 pub mod auth;
 pub mod chat;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod events;

@@ -26,12 +26,71 @@ enum Command {
     Serve,
     /// Validate the configuration and exit.
     CheckConfig,
-    /// Rebuild an empty data directory from a backup.
+    /// Rebuild an empty data directory from S3 or from a backup.
     Restore {
-        /// Read the configured S3 bucket (the only source so far).
-        #[arg(long)]
+        /// Read the configured S3 bucket (ours or one written by the original service).
+        #[arg(long, conflicts_with = "from")]
         from_s3: bool,
+        /// Read a backup directory written by `chats3 backup --to`.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
+    /// Take a consistent backup from the running server into DIR.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        /// Server URL (default: from the configuration).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Operator commands against the running server.
+    Admin {
+        /// Server URL (default: from the configuration).
+        #[arg(long)]
+        url: Option<String>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Mint a signed embed ticket (as an integrator backend would) and print an /embed URL.
+    Ticket {
+        #[arg(long)]
+        integrator: String,
+        #[arg(long)]
+        conversation: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        origin: String,
+        #[arg(long, default_value = "participant")]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 60)]
+        ttl: i64,
+        /// Base URL of this server for the printed link.
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a conversation and print its id and join code.
+    CreateConversation {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Close a conversation.
+    Close { id: String },
+    /// List conversations.
+    List,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn init_tracing() {
@@ -73,28 +132,94 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { from_s3 } => {
-            anyhow::ensure!(from_s3, "say where to restore from: --from-s3");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+        Command::Restore { from_s3, from } => {
+            let rt = runtime()?;
+            if let Some(dir) = from {
+                let (kv, files) = rt
+                    .block_on(chats3::cli::restore::run(&config, &dir))
+                    .context("restore failed")?;
+                println!(
+                    "restored {kv} records and {files} attachments into {}",
+                    config.data_dir.display()
+                );
+                return Ok(());
+            }
+            anyhow::ensure!(
+                from_s3,
+                "say where to restore from: --from-s3 or --from DIR"
+            );
             let summary = rt
                 .block_on(chats3::sync::restore::run(&config))
                 .context("restore failed")?;
             println!("restored into {}: {summary}", config.data_dir.display());
             Ok(())
         }
-        Command::Serve => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let app = chats3::App::build(config).await?;
-                let addr = app.local_addr();
-                tracing::info!(%addr, "chats3 listening");
-                println!("chats3 listening on {}://{addr}", app.scheme());
-                app.run(shutdown_signal()).await
-            })
+        Command::Backup { to, url } => {
+            use chats3::cli::admin::{AdminClient, admin_password, default_base_url};
+            let base = url.unwrap_or_else(|| default_base_url(&config));
+            let client = AdminClient::new(&base, admin_password(&config)?)?;
+            let n = runtime()?
+                .block_on(client.backup(&to))
+                .context("backup failed")?;
+            println!(
+                "backup written to {} ({n} bytes)",
+                to.join("backup.ndjson").display()
+            );
+            Ok(())
         }
+        Command::Admin { url, action } => {
+            use chats3::cli::admin::{AdminClient, admin_password, default_base_url};
+            let base = url.unwrap_or_else(|| default_base_url(&config));
+            let client = AdminClient::new(&base, admin_password(&config)?)?;
+            let rt = runtime()?;
+            let out = match action {
+                AdminAction::CreateConversation { id } => {
+                    rt.block_on(client.create(id.as_deref()))?
+                }
+                AdminAction::Close { id } => rt.block_on(client.close(&id))?,
+                AdminAction::List => rt.block_on(client.list())?,
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Ticket {
+            integrator,
+            conversation,
+            user,
+            name,
+            origin,
+            role,
+            ttl,
+            base_url,
+        } => {
+            use chats3::cli::ticket::{TicketRequest, embed_url, mint};
+            let integ = config.integrator(&integrator).with_context(|| {
+                format!("integrator {integrator:?} is not configured (INTEGRATORS)")
+            })?;
+            let req = TicketRequest {
+                conversation_id: &conversation,
+                user_id: &user,
+                display_name: &name,
+                origin: &origin,
+                role: &role,
+                ttl_secs: ttl,
+            };
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let m = mint(integ, &req, chats3::clock::now_ms(), &nonce);
+            let base = base_url
+                .or_else(|| config.public_url.clone())
+                .unwrap_or_else(|| format!("http://localhost:{}", config.port));
+            println!("ticket:    {}", m.ticket);
+            println!("signature: {}", m.signature);
+            println!("url:       {}", embed_url(&base, &m));
+            Ok(())
+        }
+        Command::Serve => runtime()?.block_on(async {
+            let app = chats3::App::build(config).await?;
+            let addr = app.local_addr();
+            tracing::info!(%addr, "chats3 listening");
+            println!("chats3 listening on {}://{addr}", app.scheme());
+            app.run(shutdown_signal()).await
+        }),
     }
 }

@@ -45,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/conversations", post(admin::create))
         .route("/admin/conversations/{id}", post(admin::details))
         .route("/admin/conversations/{id}/close", post(admin::close))
+        .route("/admin/list-conversations", post(admin::list))
+        .route("/admin/backup", post(admin::backup))
         .fallback(routes::api_not_found);
 
     Router::new()

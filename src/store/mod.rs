@@ -7,6 +7,7 @@
 //! `meta` (format version, counters). Knows nothing of HTTP or SSE; committed
 //! messages are announced through [`CommitListener`].
 
+pub mod backup;
 mod import;
 pub mod keys;
 pub mod outbox;
@@ -118,6 +119,7 @@ impl Store {
             flush_seconds: flush_seconds.clone(),
             db: db.clone(),
             messages: messages.clone(),
+            conversations: db.open_tree("conversations")?,
             outbox: sync_enabled.then(|| outbox.clone()),
             listener,
             next_seq: Default::default(),
@@ -483,6 +485,14 @@ impl Store {
             .get(id.as_bytes())?
             .map(|v| decode(&v, "attachment record"))
             .transpose()
+    }
+
+    pub fn all_attachments(&self) -> Result<Vec<AttachmentMeta>, StoreError> {
+        self.attachments
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "attachment record"))
+            .collect()
     }
 
     /// Is an upload of this attachment to S3 still pending?

@@ -30,13 +30,19 @@ pub struct Appended {
 pub(super) type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 
 pub(super) enum Request {
-    Append { draft: Box<Message>, reply: Reply },
+    Append {
+        draft: Box<Message>,
+        reply: Reply,
+    },
+    /// The last committed sequence number of every conversation, taken between groups.
+    Watermarks(oneshot::Sender<Result<HashMap<String, u64>, StoreError>>),
     Shutdown,
 }
 
 pub(super) struct Writer {
     pub db: sled::Db,
     pub messages: sled::Tree,
+    pub conversations: sled::Tree,
     /// `None` when S3 sync is off: nothing is marked.
     pub outbox: Option<sled::Tree>,
     pub listener: Arc<dyn CommitListener>,
@@ -81,6 +87,11 @@ impl Writer {
                 Request::Append { draft, reply } => (draft, reply),
                 Request::Shutdown => {
                     stop = true;
+                    continue;
+                }
+                Request::Watermarks(reply) => {
+                    // Answered before this group is applied: it reflects exactly what is committed.
+                    let _ = reply.send(self.watermarks());
                     continue;
                 }
             };
@@ -144,6 +155,20 @@ impl Writer {
             let _ = reply.send(res);
         }
         stop
+    }
+
+    fn watermarks(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for k in self.conversations.iter().keys() {
+            let k = k?;
+            let conv = String::from_utf8_lossy(&k).into_owned();
+            let last = match self.next_seq.get(&conv) {
+                Some(next) => next - 1,
+                None => last_seq(&self.messages, &conv)?,
+            };
+            out.insert(conv, last);
+        }
+        Ok(out)
     }
 
     fn prepare(

@@ -126,3 +126,90 @@ pub async fn close(
         serde_json::json!({ "conversationId": c.conversation_id, "status": c.status, "closedAt": c.closed_at }),
     ))
 }
+
+/// # `POST /api/v1/admin/list-conversations`
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<PasswordBody>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &b.admin_password)?;
+    let mut out = Vec::new();
+    for c in state.store.conversations()? {
+        let mut v = serde_json::to_value(&c).unwrap_or_default();
+        v["activeParticipants"] = state.presence().count(&c.conversation_id).into();
+        v["messageCount"] = state.store.last_seq(&c.conversation_id)?.into();
+        out.push(v);
+    }
+    Ok(envelope::ok("Conversations", out))
+}
+
+/// # `POST /api/v1/admin/backup` — a consistent NDJSON backup, streamed.
+pub async fn backup(
+    State(state): State<Arc<AppState>>,
+    ApiJson(b): ApiJson<PasswordBody>,
+) -> Result<Response, ApiError> {
+    use crate::store::backup::{Record, manifest};
+    use base64::Engine;
+    use std::io::Read;
+
+    authorize(&state, &b.admin_password)?;
+    let marks = state.store.watermarks().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let st = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || {
+        let send = |r: &Record| {
+            // Records are plain data: serialization cannot fail.
+            let mut line = serde_json::to_vec(r).expect("record serializes");
+            line.push(b'\n');
+            tx.blocking_send(Ok(line.into())).is_ok()
+        };
+        if !send(&manifest()) {
+            return;
+        }
+        let kv = match st.store.export(&marks, send) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "backup export failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        let mut files = 0;
+        for a in st.store.all_attachments().unwrap_or_default() {
+            let path = crate::attachments::blob_path(&st.config.data_dir, &a.attachment_id);
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let name = format!("attachments/{}", a.attachment_id);
+            let mut buf = vec![0u8; 48 * 1024];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
+                        if !send(&Record::File {
+                            name: name.clone(),
+                            data,
+                        }) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            files += 1;
+        }
+        send(&Record::End { kv, files });
+    });
+    let mut res = Response::new(axum::body::Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(res)
+}

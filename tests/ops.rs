@@ -1,0 +1,332 @@
+//! Operator tools against the real binary: ticket minting, admin commands,
+//! backup under write load and restore, store format checks.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use serde_json::{Value, json};
+
+const INTEGRATORS: &str = r#"[{"id":"acme","secret":"acme-secret-0123456789","allowedOrigins":["http://localhost:8080"]}]"#;
+
+async fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"));
+    cmd.args(args)
+        .env("CHATS3_DATA_DIR", dir)
+        .env("ADMIN_PASSWORD", ADMIN)
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_cli_prints_a_working_embed_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::spawn(dir.path(), &[("INTEGRATORS", INTEGRATORS)]).await;
+    let args = [
+        "ticket",
+        "--integrator",
+        "acme",
+        "--conversation",
+        "sales-1",
+        "--user",
+        "u9",
+        "--name",
+        "Dana",
+        "--origin",
+        "http://localhost:8080",
+        "--base-url",
+        &p.base,
+    ];
+    let (ok, out, err) = cli(dir.path(), &args, &[("INTEGRATORS", INTEGRATORS)]).await;
+    assert!(ok, "{err}");
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("url:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let c = Client::new(&p.base);
+    let r = c.send(c.http.get(&url)).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(
+        r.headers["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/room/sales-1?")
+    );
+    let (ok, _, err) = cli(
+        dir.path(),
+        &[
+            "ticket",
+            "--integrator",
+            "nope",
+            "--conversation",
+            "c",
+            "--user",
+            "u",
+            "--name",
+            "n",
+            "--origin",
+            "o",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!ok && err.contains("nope"), "{err}");
+    p.sigterm().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_creates_lists_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::spawn(dir.path(), &[]).await;
+    let (ok, out, err) = cli(
+        dir.path(),
+        &[
+            "admin",
+            "--url",
+            &p.base,
+            "create-conversation",
+            "--id",
+            "ops-1",
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["joinCode"].as_str().unwrap().len(), 6);
+    let (ok, out, _) = cli(dir.path(), &["admin", "--url", &p.base, "list"], &[]).await;
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["conversationId"], "ops-1");
+    let (ok, out, _) = cli(
+        dir.path(),
+        &["admin", "--url", &p.base, "close", "ops-1"],
+        &[],
+    )
+    .await;
+    assert!(ok);
+    assert!(out.contains("closed"));
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["admin", "--url", &p.base, "list"],
+        &[("ADMIN_PASSWORD", "wrong-password")],
+    )
+    .await;
+    assert!(!ok && err.contains("401"), "{err}");
+    p.sigterm().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_under_write_load_restores_to_a_consistent_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = Proc::spawn(&data, &[]).await;
+    let c = Client::new(&p.base);
+    let conv = c.create_conversation("c1").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let png =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png.clone())
+            .file_name("a.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let up = ann
+        .send(
+            ann.http
+                .post(format!("{}/api/v1/attachments", p.base))
+                .header("x-session-id", ann.session.clone().unwrap())
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let att = up.details()["attachmentId"].as_str().unwrap().to_string();
+    for i in 0..50 {
+        ann.say(&format!("before-{i}")).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let ann = ann.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    ann.post(
+                        "/api/v1/messages",
+                        json!({"type": "text", "body": format!("during-{w}-{i}")}),
+                    )
+                    .await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let backup = dir.path().join("backup");
+    let (ok, out, err) = cli(
+        &data,
+        &["backup", "--to", backup.to_str().unwrap(), "--url", &p.base],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("backup written"));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    p.sigterm().await;
+
+    let restored = dir.path().join("restored");
+    let (ok, out, err) = cli(
+        &restored,
+        &["restore", "--from", backup.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("1 attachments"), "{out}");
+    let (ok, _, err) = cli(
+        &restored,
+        &["restore", "--from", backup.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("empty"),
+        "restoring over data is refused: {err}"
+    );
+
+    let p = Proc::spawn(&restored, &[]).await;
+    let ann = Client::new(&p.base).with_session(ann.session.as_deref().unwrap());
+    assert_eq!(
+        ann.get("/api/v1/session").await.status,
+        200,
+        "sessions are in the backup"
+    );
+    let mut seqs = Vec::new();
+    let mut bodies = HashSet::new();
+    let mut before = String::new();
+    loop {
+        let r = ann
+            .get(&format!("/api/v1/messages?limit=500{before}"))
+            .await;
+        let page = r.details().as_array().unwrap().clone();
+        for m in &page {
+            seqs.push(m["seq"].as_u64().unwrap());
+            bodies.insert(m["body"].as_str().unwrap().to_string());
+        }
+        if !r.body["meta"]["page"]["hasMore"].as_bool().unwrap() {
+            break;
+        }
+        before = format!("&before={}", page[0]["seq"]);
+    }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "a gap-free prefix of the history"
+    );
+    for i in 0..50 {
+        assert!(bodies.contains(&format!("before-{i}")));
+    }
+    let meta = ann.get(&format!("/api/v1/attachments/{att}")).await;
+    let url = meta.details()["signedUrl"].as_str().unwrap().to_string();
+    assert_eq!(
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        png
+    );
+    // New writes continue after the restored history.
+    let m = ann.say("after restore").await;
+    assert_eq!(m["seq"].as_u64().unwrap(), *seqs.last().unwrap() + 1);
+    p.sigterm().await;
+}
+
+#[tokio::test]
+async fn the_first_store_format_fixture_restores_and_serves() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["restore", "--from", fixture.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let s = Server::start_in(dir.path(), |_| {}).await;
+    let c = s.client();
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/fixture-room",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.details()["messageCount"], 4);
+    let conv = r.details().clone();
+    let (bob, _) = c.join(&conv, "Newcomer").await;
+    let r = bob.get("/api/v1/messages").await;
+    let bodies: Vec<_> = r
+        .details()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        bodies[..4],
+        [
+            "Ann joined the conversation",
+            "hello from format 1",
+            "a second line",
+            "Bob joined the conversation"
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_data_directory_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    Server::start_in(dir.path(), |_| {}).await.stop().await;
+    {
+        struct Nobody;
+        impl chats3::store::CommitListener for Nobody {
+            fn committed(&self, _: &Arc<chats3::model::Message>, _: &bytes::Bytes) {}
+        }
+        let store = chats3::store::Store::open(dir.path(), Arc::new(Nobody), false).unwrap();
+        store.meta_put("format", &99u32.to_be_bytes()).unwrap();
+        store.shutdown();
+    }
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["serve"],
+        &[("PORT", "0"), ("HOST", "127.0.0.1")],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("format 99") && err.contains("newer"), "{err}");
+}
