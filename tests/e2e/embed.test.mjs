@@ -7,6 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { chromium } from 'playwright-core';
 import { Server, CHROMIUM_ARGS, ROOT, freePort, startNodeServer, sleep, shot } from './lib.mjs';
 import { signTicket } from '../sdk-vectors/sign.mjs';
@@ -282,6 +285,57 @@ test('a host origin not in allowedOrigins cannot frame the room, and a ticket na
   }
   assert.ok(csp.length >= 2, `expected CSP frame-ancestors violations, got: ${csp.join(' | ')}`);
   await context.close();
+});
+
+/** Which snippet runners exist here: [lang, argv...] (the harnesses of tests/sdk-vectors). */
+function snippetRunners() {
+  const has = (cmd) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const all = [
+    ['node', 'node', [process.execPath, 'harness.mjs']],
+    ['python', 'python3', ['python3', 'harness.py']],
+    ['php', 'php', ['php', 'harness.php']],
+    ['go', 'go', ['go', 'run', 'sign.go', 'harness.go']],
+  ];
+  return all.filter(([, cmd]) => has(cmd)).map(([lang, , argv]) => [lang, argv]);
+}
+
+test('the guide\'s signing snippets (every language installed here) mint tickets and system messages the real server accepts', async () => {
+  const { page } = alice;
+  const frame = chatFrame(page);
+  const dir = mkdtempSync(join(tmpdir(), 'chats3-snippets-'));
+  const langs = [];
+  try {
+    for (const [lang, argv] of snippetRunners()) {
+      const now = Date.now();
+      const vectors = {
+        tickets: [{ name: 'live', secret: SECRET, fields: { integratorId: 'acme', conversationId: CONV, userId: `snippet-${lang}`, displayName: `Snippet ${lang} ☕`, role: 'participant', origin: `http://localhost:${hostPort}`, issuedAt: now, expiresAt: now + 60000, nonce: `nonce-${lang}-${now}` } }],
+        systemMessages: [{ name: 'live', secret: SECRET, integratorId: 'acme', conversationId: CONV, body: `Signed in ${lang}: "quotes", back\\slash, café ☕`, timestamp: now }],
+        webhook: { secret: SECRET, toleranceSeconds: 300, cases: [] },
+      };
+      const file = join(dir, `${lang}.json`);
+      writeFileSync(file, JSON.stringify(vectors));
+      const out = JSON.parse(execFileSync(argv[0], [...argv.slice(1), file], { cwd: join(ROOT, 'tests/sdk-vectors'), env: { ...process.env, GO111MODULE: 'off', GOCACHE: process.env.GOCACHE || join(tmpdir(), 'chats3-gocache') }, encoding: 'utf8' }));
+      const embed = await fetch(`${server.url}/api/v1/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ticket: out['ticket/live/ticket'], signature: out['ticket/live/signature'] }) });
+      assert.equal(embed.status, 200, `${lang} ticket: ${await embed.clone().text()}`);
+      assert.equal((await embed.json()).details.userId, `snippet-${lang}`);
+      const m = vectors.systemMessages[0];
+      const sys = await fetch(`${server.url}/api/v1/system-message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ integratorId: 'acme', conversationId: CONV, body: m.body, timestamp: m.timestamp, signature: out['sysmsg/live/signature'] }) });
+      assert.equal(sys.status, 200, `${lang} system message: ${await sys.clone().text()}`);
+      await frame.waitForFunction((b) => window.chats3Debug.messages().some((x) => x.body === b), m.body, { timeout: 15000 });
+      langs.push(lang);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`  accepted by the server: ${langs.join(', ')}`);
+  assert.ok(langs.includes('node') && langs.includes('python'));
 });
 
 test('leave from the host: the frame reports left and the session ends', async () => {
