@@ -40,6 +40,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     pub heartbeat: Duration,
     pub metrics: crate::metrics::Metrics,
+    /// Wakes the webhook dispatcher when a delivery is queued.
+    pub webhook_wake: tokio::sync::Notify,
     /// Origins allowed for images and media besides our own (the S3 endpoint).
     pub media_origins: Vec<String>,
     /// Serializes joins so a display name cannot be claimed twice concurrently.
@@ -316,6 +318,7 @@ impl App {
             tasks: TaskTracker::new(),
             heartbeat,
             metrics,
+            webhook_wake: tokio::sync::Notify::new(),
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
             s3,
@@ -367,6 +370,16 @@ impl App {
             state
                 .tasks
                 .spawn(crate::sync::uploader::run(Arc::clone(&state)));
+        }
+        if state
+            .config
+            .integrators
+            .iter()
+            .any(|i| i.webhook_url.is_some())
+        {
+            state
+                .tasks
+                .spawn(crate::webhooks::dispatch::run(Arc::clone(&state)));
         }
         let router = crate::http::router(Arc::clone(&state));
         {

@@ -46,7 +46,7 @@ pub struct Integrator {
     pub secret: Secret,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// Reserved for webhooks; accepted so configs written for it load.
+    /// Where signed event webhooks are POSTed (optional).
     #[serde(default)]
     pub webhook_url: Option<String>,
 }
@@ -430,6 +430,14 @@ impl Config {
             }
             if integ.secret.expose().len() < 16 {
                 return Err(invalid(&key, "secret must be at least 16 characters"));
+            }
+            if let Some(u) = &integ.webhook_url
+                && !(u.starts_with("https://") || u.starts_with("http://"))
+            {
+                return Err(invalid(
+                    &format!("{key}.webhookUrl"),
+                    "must be an http(s) URL",
+                ));
             }
             for o in &integ.allowed_origins {
                 crate::auth::origin::OriginPattern::parse(o)

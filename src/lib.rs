@@ -11,6 +11,7 @@
 //! - [`store`]: sled trees, key encoding, group commit
 //! - [`metrics`]: Prometheus registry, request tracking, `/metrics` rendering
 //! - [`serve`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, optional rustls with SIGHUP reload)
+//! - [`webhooks`]: signed event deliveries to integrators from a durable queue
 //! - [`ui`]: sailfish page templates
 //! - [`cli`]: `ticket`, `admin …`, `backup`, `restore --from` (operator tools)
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
@@ -33,6 +34,7 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod ui;
+pub mod webhooks;
 
 pub use app::{App, AppState};
 pub use config::Config;

@@ -27,6 +27,9 @@ pub struct Conversation {
     pub status: ConversationStatus,
     pub created_at: String,
     pub closed_at: Option<String>,
+    /// The integrator whose tickets opened this conversation (webhook routing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrator_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

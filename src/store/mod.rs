@@ -11,6 +11,7 @@ pub mod backup;
 mod import;
 pub mod keys;
 pub mod outbox;
+pub mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -63,6 +64,7 @@ pub struct Store {
     outbox: sled::Tree,
     sync: sled::Tree,
     attachments: sled::Tree,
+    webhooks: sled::Tree,
     /// Whether changes are recorded in the outbox (only when S3 sync is configured).
     sync_enabled: bool,
     flush_seconds: prometheus_client::metrics::histogram::Histogram,
@@ -140,6 +142,7 @@ impl Store {
             sync: db.open_tree("sync")?,
             sync_enabled,
             attachments: db.open_tree("attachments")?,
+            webhooks: db.open_tree("webhooks")?,
             db,
             flush_seconds,
             writer_tx,

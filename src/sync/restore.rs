@@ -66,7 +66,14 @@ pub async fn run(config: &Config) -> Result<Summary, SyncError> {
     ensure_empty(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| SyncError::io(dir, e))?;
     let s3 = S3::new(s3_config).await;
-    restore_into(&s3, dir).await
+    let result = restore_into(&s3, dir).await;
+    if result.is_err() {
+        tracing::error!(
+            dir = %dir.display(),
+            "restore stopped part way; remove the data directory before trying again"
+        );
+    }
+    result
 }
 
 fn ensure_empty(dir: &Path) -> Result<(), SyncError> {

@@ -67,6 +67,7 @@ pub async fn create(
         status: ConversationStatus::Active,
         created_at: rfc3339_ms(now_ms()),
         closed_at: None,
+        integrator_id: None,
     };
     match state.store.create_conversation(&c).await {
         Ok(()) => Ok(envelope::ok("Conversation created", c)),
@@ -120,6 +121,14 @@ pub async fn close(
             &c.conversation_id,
             frame::encode_value("conversation-closed", None, None, &data, None),
         );
+        crate::webhooks::emit(
+            &state,
+            &c.conversation_id,
+            "conversation.closed",
+            &format!("closed-{}", c.conversation_id),
+            data,
+        )
+        .await;
     }
     Ok(envelope::ok(
         "Conversation closed",

@@ -72,6 +72,7 @@ async fn handshake(
                 status: ConversationStatus::Active,
                 created_at: rfc3339_ms(now),
                 closed_at: None,
+                integrator_id: Some(t.integrator_id.clone()),
             };
             match state.store.create_conversation(&c).await {
                 Ok(()) => c,
@@ -85,6 +86,12 @@ async fn handshake(
     };
     if conv.status == ConversationStatus::Closed {
         return Err(ApiError::forbidden("Conversation is closed"));
+    }
+    if conv.integrator_id.is_none() {
+        // An admin-created conversation adopted by an integrator: route its webhooks there.
+        let mut adopted = conv.clone();
+        adopted.integrator_id = Some(t.integrator_id.clone());
+        state.store.put_conversation(&adopted).await?;
     }
     {
         let p = state.presence();
@@ -114,6 +121,14 @@ async fn handshake(
             format!("{name} joined the conversation"),
         ))
         .await?;
+    crate::webhooks::emit(
+        state,
+        &session.conversation_id,
+        "participant.joined",
+        &uuid::Uuid::new_v4().to_string(),
+        json!({ "userId": session.user_id, "displayName": session.display_name, "role": session.role }),
+    )
+    .await;
     Ok((session, host_origin))
 }
 

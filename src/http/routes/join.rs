@@ -156,6 +156,14 @@ pub async fn join(
             format!("{name} joined the conversation"),
         ))
         .await?;
+    crate::webhooks::emit(
+        &state,
+        &cid,
+        "participant.joined",
+        &uuid::Uuid::new_v4().to_string(),
+        json!({ "userId": session.user_id, "displayName": session.display_name, "role": session.role }),
+    )
+    .await;
     let res = envelope::ok(
         "Joined conversation",
         json!({ "sessionId": session.session_id, "userId": session.user_id, "conversationId": cid }),
@@ -192,6 +200,14 @@ pub async fn leave(
         ))
         .await?;
     state.announce_leave(&s.conversation_id, &s.user_id);
+    crate::webhooks::emit(
+        &state,
+        &s.conversation_id,
+        "participant.left",
+        &uuid::Uuid::new_v4().to_string(),
+        json!({ "userId": s.user_id, "displayName": s.display_name }),
+    )
+    .await;
     let res = envelope::ok(
         "Left conversation",
         json!({ "conversationId": s.conversation_id, "userId": s.user_id, "sessionKept": keep }),

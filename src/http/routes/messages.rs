@@ -20,6 +20,18 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
 use crate::model::{ConversationStatus, Message, MessageType, Session};
 
+async fn message_created(state: &Arc<AppState>, m: &Message) {
+    let data = serde_json::to_value(m).unwrap_or_default();
+    crate::webhooks::emit(
+        state,
+        &m.conversation_id,
+        "message.created",
+        &format!("msg-{}", m.message_id),
+        data,
+    )
+    .await;
+}
+
 /// Default and maximum history page sizes.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 500;
@@ -135,6 +147,9 @@ pub async fn send(
     let appended = state.store.append(draft).await?;
     if appended.duplicate && appended.message.sender_user_id != s.user_id {
         return Err(ApiError::conflict("messageId is already used"));
+    }
+    if !appended.duplicate {
+        message_created(&state, &appended.message).await;
     }
     Ok(envelope::ok("Message sent", &*appended.message))
 }
@@ -289,6 +304,7 @@ pub async fn system_message(
         .store
         .append(system_draft(&conv.conversation_id, body))
         .await?;
+    message_created(&state, &appended.message).await;
     Ok(envelope::ok("System message posted", &*appended.message))
 }
 

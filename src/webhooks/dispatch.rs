@@ -1,0 +1,126 @@
+//! The delivery loop: sends due deliveries (a few at a time), removes them on
+//! 2xx, otherwise reschedules with exponential backoff and jitter; gives up
+//! (with an error log) after [`GIVE_UP_AFTER_MS`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::sign;
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::store::webhooks::Delivery;
+
+const BATCH: usize = 16;
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const GIVE_UP_AFTER_MS: i64 = 24 * 3600 * 1000;
+const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
+
+/// Delay before attempt `attempts + 1`: 1 s · 2^attempts, capped, ±25 % jitter.
+pub fn backoff_ms(attempts: u32, jitter: f64) -> i64 {
+    let base = 1000i64
+        .saturating_mul(1i64 << attempts.min(20))
+        .min(MAX_BACKOFF_MS);
+    (base as f64 * (0.75 + 0.5 * jitter.clamp(0.0, 1.0))) as i64
+}
+
+async fn attempt(state: &AppState, http: &reqwest::Client, d: &Delivery) -> Result<(), String> {
+    let integ = state
+        .config
+        .integrator(&d.integrator_id)
+        .ok_or("integrator no longer configured")?;
+    let url = integ
+        .webhook_url
+        .as_deref()
+        .ok_or("webhook no longer configured")?;
+    let sig = sign::header_value(integ.secret.expose().as_bytes(), now_ms() / 1000, &d.body);
+    let kind = serde_json::from_str::<serde_json::Value>(&d.body)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let res = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header(sign::HEADER, sig)
+        .header("x-chats3-event", kind)
+        .body(d.body.clone())
+        .timeout(ATTEMPT_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", res.status()))
+    }
+}
+
+pub async fn run(state: Arc<AppState>) {
+    let http = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook client unavailable; webhooks disabled");
+            return;
+        }
+    };
+    loop {
+        let due = state
+            .store
+            .due_webhooks(now_ms(), BATCH)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading the webhook queue failed");
+                Vec::new()
+            });
+        let results =
+            futures_util::future::join_all(due.iter().map(|(_, d)| attempt(&state, &http, d)))
+                .await;
+        for ((id, mut d), res) in due.into_iter().zip(results) {
+            let update = match res {
+                Ok(()) => None,
+                Err(e) if now_ms() - d.created_at_ms > GIVE_UP_AFTER_MS => {
+                    tracing::error!(integrator = %d.integrator_id, error = %e, "webhook dropped after retrying for a day");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(integrator = %d.integrator_id, attempts = d.attempts + 1, error = %e, "webhook delivery failed; will retry");
+                    d.next_at_ms = now_ms() + backoff_ms(d.attempts, rand::rng().random());
+                    d.attempts += 1;
+                    Some(d)
+                }
+            };
+            if let Err(e) = state.store.update_webhook(id, update.as_ref()) {
+                tracing::error!(error = %e, "updating the webhook queue failed");
+            }
+        }
+        if state
+            .store
+            .due_webhooks(now_ms(), 1)
+            .is_ok_and(|d| !d.is_empty())
+        {
+            continue;
+        }
+        tokio::select! {
+            _ = state.webhook_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(backoff_ms(0, 0.5), 1000);
+        assert_eq!(backoff_ms(3, 0.5), 8000);
+        assert_eq!(backoff_ms(30, 0.5), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(0, 0.0), 750);
+        assert_eq!(backoff_ms(0, 1.0), 1250);
+    }
+}

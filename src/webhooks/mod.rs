@@ -1,0 +1,55 @@
+//! Webhooks to integrators: `message.created`, `participant.joined`,
+//! `participant.left`, `conversation.closed`, for conversations opened by that
+//! integrator's tickets. Events are queued durably in the store and delivered
+//! by one background task with retries (exponential backoff with jitter); a
+//! dead endpoint delays only its own deliveries, never chat requests.
+
+pub mod dispatch;
+pub mod sign;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::store::webhooks::Delivery;
+
+/// Queues `kind` for the integrator of conversation `conv`, if it wants webhooks.
+/// Errors are logged, not returned: a webhook never fails a chat request.
+pub async fn emit(state: &Arc<AppState>, conv: &str, kind: &str, event_id: &str, data: Value) {
+    let integrator_id = match state.store.conversation(conv) {
+        Ok(Some(c)) => c.integrator_id,
+        _ => None,
+    };
+    let Some(integ) = integrator_id
+        .as_deref()
+        .and_then(|i| state.config.integrator(i))
+    else {
+        return;
+    };
+    if integ.webhook_url.is_none() {
+        return;
+    }
+    let now = now_ms();
+    let body = json!({
+        "id": event_id,
+        "type": kind,
+        "createdAt": rfc3339_ms(now),
+        "integratorId": integ.id,
+        "conversationId": conv,
+        "data": data,
+    })
+    .to_string();
+    let d = Delivery {
+        integrator_id: integ.id.clone(),
+        body,
+        attempts: 0,
+        next_at_ms: now,
+        created_at_ms: now,
+    };
+    match state.store.enqueue_webhook(&d).await {
+        Ok(_) => state.webhook_wake.notify_one(),
+        Err(e) => tracing::error!(error = %e, kind, "could not queue a webhook"),
+    }
+}

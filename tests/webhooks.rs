@@ -1,0 +1,145 @@
+//! Webhooks: signed deliveries to a receiver on loopback, retried until it
+//! comes back, each event delivered once.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use hmac::Mac;
+use serde_json::{Value, json};
+
+const SECRET: &str = "acme-secret-0123456789";
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A receiver that records (signature header, body); returns its task.
+async fn receiver(listener: tokio::net::TcpListener, seen: Seen) -> tokio::task::JoinHandle<()> {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let sig = headers["x-chats3-signature"].to_str().unwrap().to_string();
+                seen.lock()
+                    .unwrap()
+                    .push((sig, serde_json::from_str(&body).unwrap()));
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    })
+}
+
+fn ticket(nonce: &str) -> (String, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t = json!({"integratorId":"acme","conversationId":"hooked","userId":"u1","displayName":"Casey","role":"customer",
+        "origin":"https://acme.com","issuedAt":now,"expiresAt":now+60_000,"nonce":nonce})
+    .to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    (
+        t.clone(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+    )
+}
+
+async fn wait_for(seen: &Seen, n: usize, within: Duration) -> Vec<(String, Value)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v = seen.lock().unwrap().clone();
+        if v.len() >= n || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrators_receive_signed_events_and_outages_are_retried() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let rx = receiver(listener, seen.clone()).await;
+    let s = Server::start_with(|c| {
+        c.integrators = vec![chats3::config::Integrator {
+            id: "acme".into(),
+            secret: chats3::config::Secret::new(SECRET),
+            allowed_origins: vec!["https://acme.com".into()],
+            webhook_url: Some(format!("http://{addr}/hook")),
+        }];
+    })
+    .await;
+    let c = s.client();
+    let (t, sig) = ticket("w-1");
+    let r = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let casey = c.with_session(r.details()["sessionId"].as_str().unwrap());
+    let m = casey.say("hello integrator").await;
+
+    let got = wait_for(&seen, 2, Duration::from_secs(10)).await;
+    let kinds: Vec<_> = got
+        .iter()
+        .map(|(_, b)| b["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["participant.joined", "message.created"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (header, body) in &got {
+        assert!(
+            chats3::webhooks::sign::verify(SECRET.as_bytes(), header, &body.to_string(), now),
+            "bad signature {header}"
+        );
+        assert_eq!(body["integratorId"], "acme");
+        assert_eq!(body["conversationId"], "hooked");
+    }
+    assert_eq!(got[1].1["data"]["messageId"], m["messageId"]);
+    assert_eq!(got[1].1["data"]["body"], "hello integrator");
+
+    // The receiver goes away; chat keeps working at full speed.
+    rx.abort();
+    let _ = rx.await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        casey.say(&format!("while down {i}")).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "chat was slowed by a dead webhook"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It comes back on the same address: everything arrives, once.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _rx = receiver(listener, seen.clone()).await;
+    let got = wait_for(&seen, 7, Duration::from_secs(30)).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(_, b)| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 7, "{got:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 7, "duplicate deliveries");
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/hooked/close",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let got = wait_for(&seen, 8, Duration::from_secs(10)).await;
+    assert_eq!(got.last().unwrap().1["type"], "conversation.closed");
+    s.stop().await;
+}
