@@ -227,7 +227,13 @@ test('the SDK ignores postMessages from any other origin or frame', async () => 
   }), secondRoom);
   const sameOrigin = page.frames().find((f) => f.url() === secondRoom);
   await sameOrigin.evaluate((m) => parent.postMessage(m, '*'), forged);
+  // The room accepts commands only from its parent at the host origin: a sibling frame (another
+  // origin) and a chats3-origin sibling both try to switch it to dark.
+  const cmd = { target: 'chats3', command: 'setTheme', theme: 'dark' };
+  await other.evaluate((m) => parent.frames[0].postMessage(m, '*'), cmd);
+  await sameOrigin.evaluate((m) => parent.frames[0].postMessage(m, '*'), cmd);
   await sleep(500);
+  assert.equal(await chatFrame(page).evaluate(() => document.documentElement.dataset.theme || 'auto'), 'auto', 'the room obeyed a command from a frame that is not its host');
   assert.equal(await count(), n0, 'a forged message reached a handler');
   assert.ok(!(await hostEvents(page, 'unread')).some((e) => e.count === 99));
   assert.notEqual(await page.evaluate(() => window.hostDemo.chat.unread), 99);
@@ -336,6 +342,17 @@ test('the guide\'s signing snippets (every language installed here) mint tickets
   }
   console.log(`  accepted by the server: ${langs.join(', ')}`);
   assert.ok(langs.includes('node') && langs.includes('python'));
+});
+
+test('a call inside the iframe (camera and microphone delegated by allow=) reports call started and ended to the host', async () => {
+  const { page } = alice;
+  const frame = chatFrame(page);
+  await frame.locator('#call-btn').click();
+  await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'call' && e.event === 'started' && e.joined));
+  // The fake camera really runs inside the cross-origin frame.
+  await frame.waitForFunction(() => [...document.querySelectorAll('#video-grid video')].some((v) => v.srcObject && v.srcObject.getVideoTracks().some((t) => t.readyState === 'live')), null, { timeout: 15000 });
+  await frame.locator('#hangup-btn').click();
+  await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'call' && e.event === 'ended' && e.participants === 0));
 });
 
 test('leave from the host: the frame reports left and the session ends', async () => {
