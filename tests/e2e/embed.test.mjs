@@ -11,14 +11,15 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { chromium } from 'playwright-core';
-import { Server, CHROMIUM_ARGS, ROOT, freePort, startNodeServer, sleep, shot } from './lib.mjs';
+import { Server, CHROMIUM_ARGS, ROOT, ADMIN_PASSWORD, freePort, startNodeServer, sleep, shot } from './lib.mjs';
 import { signTicket } from '../sdk-vectors/sign.mjs';
 
 const SECRET = 'acme-e2e-secret-0123456789';
 const CONV = 'embed-e2e';
 const HOST_SCRIPT = join(ROOT, 'examples/host-page/server.mjs');
 
-let server, browser, host, evilHost, third, hostPort, evilPort;
+let server, browser, host, evilHost, third, hostPort, evilPort, hooks;
+const deliveries = []; // webhook POSTs received from chats3: {headers, body (raw string)}
 let alice; // {context, page, requests}
 const bob = {};
 
@@ -77,8 +78,21 @@ function waitHostEvent(page, predicateSource, arg, timeout = 15000) {
 before(async () => {
   hostPort = await freePort();
   evilPort = await freePort();
+  hooks = await new Promise((res) => {
+    const s = http.createServer((req, r) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        deliveries.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+        r.writeHead(204);
+        r.end();
+      });
+    });
+    s.listen(0, '127.0.0.1', () => res(s));
+  });
+  const webhookUrl = `http://127.0.0.1:${hooks.address().port}/hooks/chats3`;
   server = await Server.start('embed', {
-    env: { INTEGRATORS: JSON.stringify([{ id: 'acme', secret: SECRET, allowedOrigins: [`http://localhost:${hostPort}`] }]) },
+    env: { INTEGRATORS: JSON.stringify([{ id: 'acme', secret: SECRET, allowedOrigins: [`http://localhost:${hostPort}`], webhookUrl }]) },
   });
   const hostEnv = (port) => ({ PORT: String(port), CHATS3_URL: server.url, INTEGRATOR_ID: 'acme', INTEGRATOR_SECRET: SECRET, CONVERSATION: CONV });
   host = await startNodeServer(HOST_SCRIPT, { env: hostEnv(hostPort), url: `http://127.0.0.1:${hostPort}/`, name: 'embed-host-page' });
@@ -93,6 +107,7 @@ after(async () => {
   await host?.stop();
   await evilHost?.stop();
   third?.close();
+  hooks?.close();
   await server?.dispose();
 });
 
@@ -362,4 +377,40 @@ test('leave from the host: the frame reports left and the session ends', async (
   await waitHostEvent(page, (ev) => ev.some((e) => e.type === 'left'));
   await frame.waitForFunction(() => /left the conversation/.test(document.getElementById('banner').textContent));
   assert.equal(await frame.locator('#composer-input').isDisabled(), true);
+});
+
+test('webhooks from the real server verify with every installed snippet; tampered copies do not', async () => {
+  // Close the conversation so that all four event types have been sent.
+  await server.api('POST', `/api/v1/admin/conversations/${CONV}/close`, { adminPassword: ADMIN_PASSWORD });
+  const types = () => new Set(deliveries.map((d) => JSON.parse(d.body).type));
+  const want = ['message.created', 'participant.joined', 'participant.left', 'conversation.closed'];
+  for (let i = 0; i < 150 && !want.every((t) => types().has(t)); i += 1) await sleep(100);
+  assert.deepEqual(want.filter((t) => !types().has(t)), [], `webhook types received: ${[...types()].join(', ')}`);
+  const now = Math.floor(Date.now() / 1000);
+  const cases = [];
+  for (const [i, d] of deliveries.entries()) {
+    const header = d.headers['x-chats3-signature'];
+    assert.match(header, /^t=\d+,v1=[0-9a-f]{64}$/);
+    const e = JSON.parse(d.body);
+    assert.equal(e.integratorId, 'acme');
+    assert.equal(e.conversationId, CONV);
+    assert.ok(e.id && e.createdAt && e.data);
+    cases.push({ name: `real-${i}`, header, body: d.body, now, valid: true });
+    cases.push({ name: `tampered-${i}`, header, body: d.body.replace(CONV, `${CONV}x`), now, valid: false });
+    cases.push({ name: `replayed-late-${i}`, header, body: d.body, now: now + 600, valid: false });
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'chats3-hooks-'));
+  const file = join(dir, 'vectors.json');
+  writeFileSync(file, JSON.stringify({ tickets: [], systemMessages: [], webhook: { secret: SECRET, toleranceSeconds: 300, cases } }));
+  const langs = [];
+  try {
+    for (const [lang, argv] of snippetRunners()) {
+      const out = JSON.parse(execFileSync(argv[0], [...argv.slice(1), file], { cwd: join(ROOT, 'tests/sdk-vectors'), env: { ...process.env, GO111MODULE: 'off', GOCACHE: process.env.GOCACHE || join(tmpdir(), 'chats3-gocache') }, encoding: 'utf8' }));
+      for (const c of cases) assert.equal(out[`webhook/${c.name}`], c.valid, `${lang}: ${c.name} (${JSON.parse(c.body).type})`);
+      langs.push(lang);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`  ${deliveries.length} deliveries (${[...types()].join(', ')}) verified by: ${langs.join(', ')}`);
 });
