@@ -20,18 +20,32 @@ pub struct Minted {
 
 /// Builds the ticket JSON (field order as the integrator guide shows) and signs its bytes.
 pub fn mint(integ: &Integrator, req: &TicketRequest<'_>, now_ms: i64, nonce: &str) -> Minted {
-    let ticket = serde_json::json!({
-        "integratorId": integ.id,
-        "conversationId": req.conversation_id,
-        "userId": req.user_id,
-        "displayName": req.display_name,
-        "role": req.role,
-        "origin": req.origin,
-        "issuedAt": now_ms,
-        "expiresAt": now_ms + req.ttl_secs * 1000,
-        "nonce": nonce,
-    })
-    .to_string();
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire<'a> {
+        integrator_id: &'a str,
+        conversation_id: &'a str,
+        user_id: &'a str,
+        display_name: &'a str,
+        role: &'a str,
+        origin: &'a str,
+        issued_at: i64,
+        expires_at: i64,
+        nonce: &'a str,
+    }
+    let wire = Wire {
+        integrator_id: &integ.id,
+        conversation_id: req.conversation_id,
+        user_id: req.user_id,
+        display_name: req.display_name,
+        role: req.role,
+        origin: req.origin,
+        issued_at: now_ms,
+        expires_at: now_ms + req.ttl_secs * 1000,
+        nonce,
+    };
+    // A struct of strings and integers always serializes.
+    let ticket = serde_json::to_string(&wire).expect("ticket serializes");
     let signature = sign_b64url(integ.secret.expose().as_bytes(), ticket.as_bytes());
     Minted { ticket, signature }
 }
