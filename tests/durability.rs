@@ -60,23 +60,12 @@ async fn every_acknowledged_message_survives_kill_9() {
         200,
         "sessions survive a restart"
     );
-    let mut stored = HashSet::new();
-    let mut seqs = Vec::new();
-    let mut before = String::new();
-    loop {
-        let r = ann
-            .get(&format!("/api/v1/messages?limit=500{before}"))
-            .await;
-        let page = r.details().as_array().unwrap().clone();
-        for m in &page {
-            stored.insert(m["messageId"].as_str().unwrap().to_string());
-            seqs.push(m["seq"].as_u64().unwrap());
-        }
-        if !r.body["meta"]["page"]["hasMore"].as_bool().unwrap() {
-            break;
-        }
-        before = format!("&before={}", page[0]["seq"]);
-    }
+    let history = ann.all_messages().await;
+    let stored: HashSet<String> = history
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect();
+    let mut seqs: Vec<u64> = history.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),

@@ -221,23 +221,12 @@ async fn a_backup_under_write_load_restores_to_a_consistent_state() {
         200,
         "sessions are in the backup"
     );
-    let mut seqs = Vec::new();
-    let mut bodies = HashSet::new();
-    let mut before = String::new();
-    loop {
-        let r = ann
-            .get(&format!("/api/v1/messages?limit=500{before}"))
-            .await;
-        let page = r.details().as_array().unwrap().clone();
-        for m in &page {
-            seqs.push(m["seq"].as_u64().unwrap());
-            bodies.insert(m["body"].as_str().unwrap().to_string());
-        }
-        if !r.body["meta"]["page"]["hasMore"].as_bool().unwrap() {
-            break;
-        }
-        before = format!("&before={}", page[0]["seq"]);
-    }
+    let history = ann.all_messages().await;
+    let mut seqs: Vec<u64> = history.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let bodies: HashSet<String> = history
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
     seqs.sort();
     assert_eq!(
         seqs,

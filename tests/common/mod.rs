@@ -268,6 +268,28 @@ impl Client {
         r.details().clone()
     }
 
+    /// The whole history, oldest first, paging back with `before`.
+    pub async fn all_messages(&self) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        let mut before = String::new();
+        loop {
+            let r = self
+                .get(&format!("/api/v1/messages?limit=500{before}"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let mut page = r.details().as_array().unwrap().clone();
+            let more = r.body["meta"]["page"]["hasMore"].as_bool().unwrap();
+            if let Some(first) = page.first() {
+                before = format!("&before={}", first["seq"]);
+            }
+            page.append(&mut all);
+            all = page;
+            if !more {
+                return all;
+            }
+        }
+    }
+
     /// Opens the SSE stream with optional extra headers / query.
     pub async fn sse(&self, query: &str, headers: &[(&str, &str)]) -> Sse {
         let mut r = self.req(reqwest::Method::GET, &format!("/api/v1/signaling{query}"));
