@@ -1,5 +1,5 @@
-//! Retry delays for the uploader: exponential, capped, with jitter so that
-//! several instances that lost S3 together do not come back in lockstep.
+//! Retry delays (S3 uploader, webhook deliveries): exponential, capped, with
+//! jitter so that clients that failed together do not come back in lockstep.
 //! Pure: the random draw is passed in.
 
 use std::time::Duration;
@@ -21,10 +21,7 @@ impl Backoff {
     /// `[ceiling / 2, ceiling)` where the ceiling doubles per failure up to [`CAP`].
     pub fn failed(&mut self, unit: f64) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let ceiling = BASE
-            .saturating_mul(1u32 << (self.failures - 1).min(16))
-            .min(CAP);
-        ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        jittered(self.failures, BASE, CAP, unit)
     }
 
     /// Records a success; returns how many failures preceded it.
@@ -35,6 +32,15 @@ impl Backoff {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+}
+
+/// Delay after the `failures`-th consecutive failure (≥ 1): uniform in
+/// `[ceiling / 2, ceiling)` where the ceiling is `base · 2^(failures − 1)`, at most `cap`.
+pub fn jittered(failures: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(cap);
+    ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

@@ -15,14 +15,13 @@ use crate::store::webhooks::Delivery;
 const BATCH: usize = 16;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const GIVE_UP_AFTER_MS: i64 = 24 * 3600 * 1000;
-const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 
-/// Delay before attempt `attempts + 1`: 1 s · 2^attempts, capped, ±25 % jitter.
-pub fn backoff_ms(attempts: u32, jitter: f64) -> i64 {
-    let base = 1000i64
-        .saturating_mul(1i64 << attempts.min(20))
-        .min(MAX_BACKOFF_MS);
-    (base as f64 * (0.75 + 0.5 * jitter.clamp(0.0, 1.0))) as i64
+/// Delay before attempt `attempts + 2`: 1 s · 2^attempts (jittered, see
+/// [`crate::sync::backoff::jittered`]), at most 10 minutes.
+pub fn backoff_ms(attempts: u32, unit: f64) -> i64 {
+    let d = crate::sync::backoff::jittered(attempts + 1, Duration::from_secs(2), MAX_BACKOFF, unit);
+    d.as_millis() as i64
 }
 
 async fn attempt(state: &AppState, http: &reqwest::Client, d: &Delivery) -> Result<(), String> {
@@ -117,10 +116,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        assert_eq!(backoff_ms(0, 0.5), 1000);
-        assert_eq!(backoff_ms(3, 0.5), 8000);
-        assert_eq!(backoff_ms(30, 0.5), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(0, 0.0), 750);
-        assert_eq!(backoff_ms(0, 1.0), 1250);
+        assert_eq!(backoff_ms(0, 1.0), 2000);
+        assert_eq!(backoff_ms(0, 0.0), 1000);
+        assert_eq!(backoff_ms(3, 0.0), 8000);
+        assert_eq!(backoff_ms(30, 1.0), 600_000);
     }
 }
