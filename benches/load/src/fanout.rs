@@ -35,12 +35,16 @@ pub struct Args {
     /// Seconds to wait for deliveries after the last send.
     #[arg(long, default_value_t = 3)]
     grace: u64,
+    /// Senders per conversation (each paced at rate/senders, one request in
+    /// flight), so the rate holds even when one send takes longer than 1/rate.
+    #[arg(long, default_value_t = 4)]
+    senders: usize,
     /// Streams opened at once during setup.
     #[arg(long, default_value_t = 64)]
     connect_parallel: usize,
 }
 
-/// Marker that starts the body of a measured message: `fo <index> <sent µs>`.
+/// Marker that starts the body of a measured message: `fo <sender> <index> <sent µs>`.
 const MARK: &[u8] = b"\"body\":\"fo ";
 
 /// Microseconds since the generator's time base (shared by sender and subscribers).
@@ -48,31 +52,35 @@ fn now_us(base: Instant) -> u64 {
     u64::try_from(base.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Index and send time of a measured `new-message` event.
-fn parse(event: &[u8]) -> Option<(u64, u64)> {
+/// Sender, index and send time of a measured `new-message` event.
+fn parse(event: &[u8]) -> Option<(usize, u64, u64)> {
     let at = sse::find(event, MARK)? + MARK.len();
     let mut nums = event[at..]
         .split(|&b| b == b' ' || b == b'"')
         .map(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok());
-    Some((nums.next()??, nums.next()??))
+    let sender = usize::try_from(nums.next()??).ok()?;
+    Some((sender, nums.next()??, nums.next()??))
 }
 
-/// What one subscriber saw.
-#[derive(Default)]
+/// What one subscriber saw. Each sender's messages are sequential, so they
+/// must arrive in index order.
 struct Seen {
-    /// Next index expected (all below it were seen or counted missed).
-    next: u64,
+    /// Per sender: next index expected (all below it were seen or skipped).
+    next: Vec<u64>,
     unique: u64,
     duplicates: u64,
 }
 
 impl Seen {
-    fn saw(&mut self, index: u64) -> bool {
-        if index < self.next {
+    fn saw(&mut self, sender: usize, index: u64) -> bool {
+        let Some(next) = self.next.get_mut(sender) else {
+            return false;
+        };
+        if index < *next {
             self.duplicates += 1;
             false
         } else {
-            self.next = index + 1;
+            *next = index + 1;
             self.unique += 1;
             true
         }
@@ -86,6 +94,10 @@ struct Shared {
     ready_changed: Notify,
     /// Set once every stream is open: events before it are not measured.
     measuring: OnceLock<()>,
+    /// Limits how many streams are being opened at once.
+    gate: Semaphore,
+    /// Senders per conversation.
+    senders: usize,
 }
 
 async fn subscriber(
@@ -94,15 +106,18 @@ async fn subscriber(
     session: String,
     source: Option<IpAddr>,
     shared: Arc<Shared>,
-    gate: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Seen> {
     let mut body = {
-        let _permit = gate.acquire().await?;
+        let _permit = shared.gate.acquire().await?;
         sse::open(&t, &session, source).await?
     };
     let mut events = Events::default();
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        next: vec![0; shared.senders],
+        unique: 0,
+        duplicates: 0,
+    };
     let mut ready = false;
     let shard = &shared.shards[idx % shared.shards.len()];
     loop {
@@ -120,8 +135,8 @@ async fn subscriber(
                         shared.ready_changed.notify_one();
                     }
                     if measuring
-                        && let Some((index, sent)) = parse(ev)
-                        && seen.saw(index)
+                        && let Some((from, index, sent)) = parse(ev)
+                        && seen.saw(from, index)
                     {
                         let us = now.saturating_sub(sent).max(1);
                         shard.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(us);
@@ -137,6 +152,7 @@ async fn subscriber(
 async fn sender(
     t: Arc<Target>,
     session: String,
+    id: usize,
     rate: f64,
     end: Instant,
     base: Instant,
@@ -153,7 +169,10 @@ async fn sender(
         if start >= end {
             break;
         }
-        let body = format!(r#"{{"type":"text","body":"fo {index} {}"}}"#, now_us(base));
+        let body = format!(
+            r#"{{"type":"text","body":"fo {id} {index} {}"}}"#,
+            now_us(base)
+        );
         let req = t.request(
             Method::POST,
             "/api/v1/messages",
@@ -190,9 +209,10 @@ pub async fn run(
         ready: AtomicUsize::new(0),
         ready_changed: Notify::new(),
         measuring: OnceLock::new(),
+        gate: Semaphore::new(a.connect_parallel.max(1)),
+        senders: a.senders.max(1),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let gate = Arc::new(Semaphore::new(a.connect_parallel.max(1)));
     let total = a.conversations * a.subscribers;
     println!(
         "setup: {} conversations × {} subscribers (+1 sender each) = {total} streams",
@@ -207,6 +227,7 @@ pub async fn run(
             .map(|i| format!("fo{run}-{r}-{i}"))
             .collect();
         let mut sessions = client::join_many(&t, &conv, names, 8).await?;
+        // This participant only sends: it opens no stream, so it is never active.
         senders.push(sessions.pop().context("no sender session")?.session_id);
         let mut tasks = Vec::with_capacity(a.subscribers);
         for s in sessions {
@@ -218,7 +239,6 @@ pub async fn run(
                 s.session_id,
                 source,
                 shared.clone(),
-                gate.clone(),
                 stop_rx.clone(),
             )));
         }
@@ -248,11 +268,21 @@ pub async fn run(
     let acked: Vec<Arc<AtomicU64>> = (0..a.conversations)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
-    let send_tasks: Vec<_> = senders
-        .into_iter()
-        .zip(&acked)
-        .map(|(s, n)| tokio::spawn(sender(t.clone(), s, a.rate, end, shared.base, n.clone())))
-        .collect();
+    let per_sender = a.rate / a.senders.max(1) as f64;
+    let mut send_tasks = Vec::new();
+    for (s, n) in senders.into_iter().zip(&acked) {
+        for id in 0..a.senders.max(1) {
+            send_tasks.push(tokio::spawn(sender(
+                t.clone(),
+                s.clone(),
+                id,
+                per_sender,
+                end,
+                shared.base,
+                n.clone(),
+            )));
+        }
+    }
     let mut send_latency = stats::histogram();
     let mut statuses = Statuses::default();
     for task in send_tasks {

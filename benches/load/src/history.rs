@@ -141,6 +141,8 @@ pub async fn run(t: Arc<Target>, a: Args, server_pid: Option<String>) -> anyhow:
         let writers = writers.into_iter().map(|s| s.session_id).collect();
         println!("fill: {have} stored, adding {}", a.messages - have);
         fill(&t, writers, a.messages - have, a.body_chars).await?;
+        // The server may have closed the idle setup connection meanwhile.
+        conn = t.connect(None).await?;
     }
     let newest = last_seq(&t, &mut conn, &reader).await?;
     println!(
