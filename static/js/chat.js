@@ -1,7 +1,7 @@
 // chat.js — the message list: history paging (infinite scroll upward), live messages,
 // sending with retry, file messages and client-side search. No HTML from users: text nodes only.
 import { api, uuid, ApiError } from './api.js';
-import { el, $, formatTime } from './dom.js';
+import { el, $, formatTime, plainText } from './dom.js';
 
 const GROUP_MS = 5 * 60 * 1000;
 const PAGE = 50;
@@ -96,6 +96,7 @@ export class Chat {
   /** Inserts or updates a message (dedup by messageId). Returns true if it was new. */
   upsert(msg, { live }) {
     if (!msg || !msg.messageId) return false;
+    msg = { ...msg, body: plainText(msg.body), senderDisplayName: plainText(msg.senderDisplayName), filename: plainText(msg.filename) };
     const existing = this.byId.get(msg.messageId);
     if (msg.senderUserId && msg.senderDisplayName && msg.senderUserId !== 'system') this.state.names.set(msg.senderUserId, msg.senderDisplayName);
     if (existing) {

@@ -20,6 +20,16 @@ export function el(tag, attrs = {}, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
+/**
+ * The server strips HTML from bodies and names but keeps them HTML-escaped (as the original service
+ * did), e.g. "a &amp; b". This turns such a string back into the plain text to show with textContent.
+ * DOMParser builds an inert document: nothing in it runs or loads.
+ */
+export function plainText(s) {
+  if (typeof s !== 'string' || !s.includes('&')) return s;
+  return new DOMParser().parseFromString(s, 'text/html').documentElement.textContent;
+}
+
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 /** A decorative stroke icon built from [tag, attributes] pairs (no markup strings). */

@@ -1,7 +1,7 @@
 // room.js — the room page: loads the session, wires chat, live events, presence and the call.
 import { api, useSession, forgetSession, onUnauthorized } from './api.js';
 import { EventStream, signal } from './events.js';
-import { $, el, avatar, copyText } from './dom.js';
+import { $, el, avatar, copyText, plainText } from './dom.js';
 import { Chat } from './chat.js';
 import { Reactions } from './reactions.js';
 import { Typing } from './typing.js';
@@ -140,8 +140,8 @@ function onEvent(event) {
     case 'room-state': {
       state.online.clear();
       for (const p of d.participants || []) {
-        state.online.set(p.userId, p.displayName);
-        state.names.set(p.userId, p.displayName);
+        state.online.set(p.userId, plainText(p.displayName));
+        state.names.set(p.userId, plainText(p.displayName));
       }
       state.online.set(state.me.userId, state.me.displayName);
       paintPeople();
@@ -152,8 +152,8 @@ function onEvent(event) {
     }
     case 'peer-join':
       if (d.userId) {
-        state.online.set(d.userId, d.displayName || 'Guest');
-        state.names.set(d.userId, d.displayName || 'Guest');
+        state.online.set(d.userId, plainText(d.displayName) || 'Guest');
+        state.names.set(d.userId, plainText(d.displayName) || 'Guest');
         if (call.inCall && d.userId !== state.me.userId) signal('call-join', { media: call.media, reply: true }, d.userId).catch(() => {});
       }
       paintPeople();
@@ -293,9 +293,9 @@ async function main() {
     return;
   }
   if (session.conversationId && session.conversationId !== conversationId) return toJoin();
-  state.me = { userId: session.userId, displayName: session.displayName };
-  state.names.set(session.userId, session.displayName);
-  state.online.set(session.userId, session.displayName);
+  state.me = { userId: session.userId, displayName: plainText(session.displayName) };
+  state.names.set(session.userId, state.me.displayName);
+  state.online.set(session.userId, state.me.displayName);
 
   chat = new Chat(state, {
     onRendered: (node, msg) => reactions.decorate(node, msg),

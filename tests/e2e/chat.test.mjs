@@ -41,6 +41,11 @@ test('two users join and exchange messages both ways', async () => {
   // The server strips HTML; either way it must arrive as text, never as markup.
   await alice.waitForFunction(() => [...document.querySelectorAll('#message-list .msg-bubble')].some((b) => b.textContent.startsWith('Hi Alice!')), null, { timeout: 15000 });
   assert.equal(await alice.locator('#message-list b').count(), 0, 'user text must never become markup');
+  // Escaped characters (&amp; &lt;) come back as plain text; tags are gone on both sides.
+  await send(bob, 'Tom & Jerry <3 <i>x</i>');
+  await waitForMessage(alice, 'Tom & Jerry <3 x');
+  await waitForMessage(bob, 'Tom & Jerry <3 x');
+  assert.equal(await alice.locator('#message-list i').count(), 0);
   // Shift+Enter makes a newline, Enter sends.
   const box = alice.getByLabel('Message', { exact: true });
   await box.fill('line one');
