@@ -40,7 +40,8 @@ fn message(conv: &str, i: u64) -> Message {
 fn sanitize(c: &mut Criterion) {
     let mut g = c.benchmark_group("sanitize");
     let plain = "just a normal chat message without markup, about eighty characters long.";
-    let html = "<b>bold</b> and <script>alert(1)</script><a href='javascript:x'>link</a> & more text";
+    let html =
+        "<b>bold</b> and <script>alert(1)</script><a href='javascript:x'>link</a> & more text";
     g.bench_function("plain", |b| b.iter(|| strip_html(plain)));
     g.bench_function("html", |b| b.iter(|| strip_html(html)));
     g.finish();
@@ -58,7 +59,10 @@ fn ticket_verify(c: &mut Criterion) {
         "origin":"https://app.acme.com","issuedAt":now,"expiresAt":now+60_000,"nonce":"n"})
     .to_string();
     let sig = sign_b64url(b"acme-secret-0123456789", t.as_bytes());
-    let policy = ticket::TicketPolicy { max_age_ms: 60_000, clock_skew_ms: 30_000 };
+    let policy = ticket::TicketPolicy {
+        max_age_ms: 60_000,
+        clock_skew_ms: 30_000,
+    };
     c.bench_function("ticket_verify", |b| {
         b.iter(|| ticket::verify(&t, &sig, |_| Some(&integ), now, policy).unwrap())
     });
@@ -79,25 +83,31 @@ fn store(c: &mut Criterion) {
     let mut g = c.benchmark_group("store_append");
     for concurrency in [1usize, 64] {
         g.throughput(Throughput::Elements(concurrency as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(concurrency), &concurrency, |b, &n| {
-            let mut i = 0u64;
-            b.to_async(&rt).iter(|| {
-                let store = store.clone();
-                i += n as u64;
-                let base = i;
-                async move {
-                    let tasks: Vec<_> = (0..n as u64)
-                        .map(|k| {
-                            let store = store.clone();
-                            tokio::spawn(async move { store.append(message("bench", base + k)).await.unwrap() })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
+        g.bench_with_input(
+            BenchmarkId::from_parameter(concurrency),
+            &concurrency,
+            |b, &n| {
+                let mut i = 0u64;
+                b.to_async(&rt).iter(|| {
+                    let store = store.clone();
+                    i += n as u64;
+                    let base = i;
+                    async move {
+                        let tasks: Vec<_> = (0..n as u64)
+                            .map(|k| {
+                                let store = store.clone();
+                                tokio::spawn(async move {
+                                    store.append(message("bench", base + k)).await.unwrap()
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
                     }
-                }
-            })
-        });
+                })
+            },
+        );
     }
     g.finish();
 
@@ -113,8 +123,12 @@ fn store(c: &mut Criterion) {
             t.await.unwrap();
         }
     });
-    c.bench_function("history_page_100_latest", |b| b.iter(|| store.page("history", None, 100).unwrap()));
-    c.bench_function("history_page_100_middle", |b| b.iter(|| store.page("history", Some(50_000), 100).unwrap()));
+    c.bench_function("history_page_100_latest", |b| {
+        b.iter(|| store.page("history", None, 100).unwrap())
+    });
+    c.bench_function("history_page_100_middle", |b| {
+        b.iter(|| store.page("history", Some(50_000), 100).unwrap())
+    });
 }
 
 criterion_group!(benches, sanitize, ticket_verify, sse_frame, store);

@@ -27,7 +27,7 @@ fn builder() -> Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(64 * 1024)
+        .max_buf_size(8 * 1024)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

@@ -194,24 +194,26 @@ impl Store {
     }
 
     /// Up to `limit` messages with `seq < before` (all when `None`), oldest first,
-    /// and whether older ones exist.
+    /// as `(seq, stored JSON)`, and whether older ones exist. The JSON is handed
+    /// out as stored: history pages are never decoded and re-encoded.
     pub fn page(
         &self,
         conv: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<Message>, bool), StoreError> {
+    ) -> Result<(Vec<(u64, sled::IVec)>, bool), StoreError> {
         let start = keys::msg_key(conv, 0);
         let end = keys::msg_key(conv, before.unwrap_or(u64::MAX));
         let mut out = Vec::with_capacity(limit.min(512));
         let mut more = false;
         for item in self.messages.range(start..end).rev() {
-            let (_, v) = item?;
+            let (k, v) = item?;
             if out.len() == limit {
                 more = true;
                 break;
             }
-            out.push(decode::<Message>(&v, "message record")?);
+            let seq = keys::seq_of_msg_key(&k).ok_or(StoreError::Corrupt("message key"))?;
+            out.push((seq, v));
         }
         out.reverse();
         Ok((out, more))

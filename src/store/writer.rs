@@ -1,13 +1,17 @@
-//! Group commit for message appends.
+//! Group commit for message appends, pipelined over two threads.
 //!
-//! One OS thread owns message writes. It takes every append that is waiting,
-//! assigns per-conversation sequence numbers, writes the whole group in one
-//! atomic sled batch, flushes once, and only then acknowledges each caller and
-//! tells the commit listener (the event hub) in sequence order. Concurrent
-//! appends therefore share one fsync, and an acknowledged message is on disk.
+//! The writer thread owns message writes: it takes every append that is
+//! waiting, assigns per-conversation sequence numbers and applies the whole
+//! group as one atomic sled batch, then hands the group to the flusher thread
+//! and goes on with the next one. The flusher takes every group handed over
+//! since its last flush, flushes once, and only then acknowledges each caller
+//! and tells the commit listener (the event hub), in sequence order. Appends
+//! therefore share fsyncs, preparing the next group overlaps the current
+//! flush, and an acknowledged message is on disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +43,19 @@ pub(super) enum Request {
     Shutdown,
 }
 
+type Watermarks = HashMap<String, u64>;
+
+/// Work handed from the writer to the flusher, in order.
+enum Job {
+    /// An applied group: acknowledge after the next flush.
+    Group(Vec<(Reply, Result<Appended, StoreError>)>),
+    /// Watermarks taken between groups: answer after the groups before them are flushed.
+    Watermarks(
+        Result<Watermarks, StoreError>,
+        oneshot::Sender<Result<Watermarks, StoreError>>,
+    ),
+}
+
 pub(super) struct Writer {
     pub db: sled::Db,
     pub messages: sled::Tree,
@@ -51,8 +68,67 @@ pub(super) struct Writer {
     pub next_seq: HashMap<String, u64>,
 }
 
+/// The flusher thread: one flush for everything handed over since the last
+/// one, then the acknowledgements, in order.
+fn flusher(
+    db: sled::Db,
+    listener: Arc<dyn CommitListener>,
+    flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    rx: std_mpsc::Receiver<Job>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let started = std::time::Instant::now();
+        let flushed = db.flush().map(|_| ()).map_err(StoreError::from);
+        flush_seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "store flush failed; failing the appends it covered");
+        }
+        for job in jobs {
+            match job {
+                Job::Group(pending) => {
+                    for (reply, res) in pending {
+                        let res = match (&flushed, res) {
+                            (Err(e), Ok(_)) => Err(e.clone()),
+                            (_, res) => res,
+                        };
+                        if let Ok(a) = &res
+                            && !a.duplicate
+                        {
+                            listener.committed(&a.message, &a.json);
+                        }
+                        let _ = reply.send(res);
+                    }
+                }
+                Job::Watermarks(marks, reply) => {
+                    let _ = reply.send(flushed.clone().and(marks));
+                }
+            }
+        }
+    }
+}
+
 impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let (jobs, job_rx) = std_mpsc::channel();
+        let flusher = {
+            let (db, listener, hist) = (
+                self.db.clone(),
+                self.listener.clone(),
+                self.flush_seconds.clone(),
+            );
+            std::thread::Builder::new()
+                .name("store-flusher".into())
+                .spawn(move || flusher(db, listener, hist, job_rx))
+        };
+        let flusher = match flusher {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the store flusher thread");
+                return;
+            }
+        };
         let mut group = Vec::with_capacity(MAX_GROUP);
         while let Some(first) = rx.blocking_recv() {
             group.push(first);
@@ -62,18 +138,20 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let stop = self.commit(&mut group);
+            let stop = self.commit(&mut group, &jobs);
             if stop {
                 break;
             }
         }
+        drop(jobs);
+        let _ = flusher.join();
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final store flush failed");
         }
     }
 
-    /// Commits one group; returns true when a shutdown was requested.
-    fn commit(&mut self, group: &mut Vec<Request>) -> bool {
+    /// Applies one group and hands it to the flusher; returns true when a shutdown was requested.
+    fn commit(&mut self, group: &mut Vec<Request>, jobs: &std_mpsc::Sender<Job>) -> bool {
         let mut stop = false;
         let mut batch = sled::Batch::default();
         let mut pending: Vec<(Reply, Result<Appended, StoreError>)> =
@@ -90,8 +168,8 @@ impl Writer {
                     continue;
                 }
                 Request::Watermarks(reply) => {
-                    // Answered before this group is applied: it reflects exactly what is committed.
-                    let _ = reply.send(self.watermarks());
+                    // Taken before this group is applied; answered once what precedes it is flushed.
+                    let _ = jobs.send(Job::Watermarks(self.watermarks(), reply));
                     continue;
                 }
             };
@@ -127,33 +205,22 @@ impl Writer {
                 }
             }
         }
-        let started = std::time::Instant::now();
-        let outcome = self
-            .messages
-            .apply_batch(batch)
-            .and_then(|_| self.db.flush().map(|_| ()));
-        self.flush_seconds.observe(started.elapsed().as_secs_f64());
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "message group commit failed");
+        if let Err(e) = self.messages.apply_batch(batch) {
+            tracing::error!(error = %e, "message group write failed");
             // Sequence numbers handed out in this group were not written:
             // forget the cached counters so they reload from disk.
             for c in &touched {
                 self.next_seq.remove(c);
             }
             let err = StoreError::from(e);
-            for (reply, res) in pending {
-                let _ = reply.send(res.and(Err(err.clone())));
-            }
-            return stop;
+            pending = pending
+                .into_iter()
+                .map(|(reply, res)| (reply, res.and(Err(err.clone()))))
+                .collect();
         }
-        for (reply, res) in pending {
-            if let Ok(a) = &res
-                && !a.duplicate
-            {
-                self.listener.committed(&a.message, &a.json);
-            }
-            let _ = reply.send(res);
-        }
+        // The flusher outlives this thread's loop; a send only fails if it died, and then
+        // the callers see their reply channel closed (StoreError::Closed).
+        let _ = jobs.send(Job::Group(pending));
         stop
     }
 

@@ -181,9 +181,14 @@ pub async fn history(
             })?),
         },
     };
-    let (messages, has_more) = state.store.page(&s.conversation_id, before, limit)?;
+    let (rows, has_more) = state.store.page(&s.conversation_id, before, limit)?;
+    let messages = rows
+        .iter()
+        .map(|(_, json)| serde_json::from_slice::<&serde_json::value::RawValue>(json))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| crate::store::StoreError::Corrupt("message record"))?;
     let page =
-        json!({ "hasMore": has_more, "before": messages.first().map(|m| m.seq), "limit": limit });
+        json!({ "hasMore": has_more, "before": rows.first().map(|(seq, _)| *seq), "limit": limit });
     Ok(envelope::ok_paged("Messages", messages, page))
 }
 
