@@ -285,6 +285,7 @@ impl Store {
     pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
         self.conversations
             .insert(c.conversation_id.as_bytes(), encode(c))?;
+        self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
         self.flush().await
     }
 

@@ -144,8 +144,9 @@ struct Uploader {
 impl Uploader {
     /// Marks what the outbox may not know about: every conversation's meta and
     /// reactions, and messages past the sync cursor (a data directory that
-    /// existed before S3 was configured). A different bucket than last time
-    /// resets the cursors, so the new bucket gets the whole history.
+    /// existed before S3 was configured), and, on the first sync to a bucket,
+    /// every attachment. A different bucket than last time resets the cursors,
+    /// so the new bucket gets the whole history.
     async fn reconcile(&self) -> Result<(), SyncError> {
         let bucket = self.s3.bucket().as_bytes();
         let previous = self.store.meta_get(BUCKET_META_KEY)?;
@@ -169,6 +170,13 @@ impl Uploader {
             if last > cursor {
                 self.store.mark(&OutboxItem::Messages(conv.to_string()))?;
                 behind += last - cursor;
+            }
+        }
+        if previous.is_none() || new_bucket {
+            // First sync to this bucket: attachments stored before it was configured go up too.
+            for a in self.store.all_attachments()? {
+                self.store
+                    .mark(&OutboxItem::Attachment(a.conversation_id, a.attachment_id))?;
             }
         }
         self.store.meta_put(BUCKET_META_KEY, bucket)?;
