@@ -1,0 +1,674 @@
+//! The SFU-style relay: one server-side peer connection per participant, every
+//! published track forwarded to every other participant of the same room.
+//!
+//! Shape:
+//! - [`Relay::join`] creates the participant's `RTCPeerConnection` and adds
+//!   the room's existing tracks to it.
+//! - The client sends the first offer ([`Relay::handle_signal`]); the relay
+//!   answers. Whenever tracks appear or disappear in the room, the relay
+//!   renegotiates with a server-initiated offer, which the client answers.
+//! - Every outgoing signal goes through the one channel returned by
+//!   [`Relay::new`], sent while the participant's negotiation lock is held,
+//!   so the app can deliver them in order.
+//! - For each remote track (`on_track`) the relay creates one shared
+//!   `TrackLocalStaticRTP` and adds it to every subscriber's connection; a
+//!   task forwards the publisher's RTP into it (webrtc-rs rewrites SSRC and
+//!   payload type per binding).
+//! - Keyframes: a PLI goes to the publisher when a subscriber is added, when
+//!   a subscriber's answer activates its tracks, and when a subscriber sends
+//!   PLI/FIR — at most once per `pli_min_interval` per track.
+//!
+//! Glare: the relay is the "impolite" side of perfect negotiation. If a
+//! client offer arrives while a relay offer is outstanding, the relay rolls
+//! its offer back, answers, and re-offers afterwards.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::sdp::sdp_type::RTCSdpType;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::signaling_state::RTCSignalingState;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+use webrtc::track::track_remote::TrackRemote;
+use webrtc::util::marshal::MarshalSize;
+
+use crate::signal::{Outgoing, Signal};
+use crate::stats::{Counters, ParticipantStats, RelayStats, RoomStats};
+
+/// Errors from the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::Error),
+    #[error("udp socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("participant {participant} is not in room {room}")]
+    UnknownParticipant { room: String, participant: String },
+    #[error("relay udp_bind {0} must name a specific local IP, not an unspecified one")]
+    UnspecifiedBind(SocketAddr),
+    #[error("participant {participant} already joined room {room}")]
+    AlreadyJoined { room: String, participant: String },
+}
+
+pub type Result<T> = std::result::Result<T, RelayError>;
+
+/// Network and keyframe settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Serve every peer connection from this one UDP socket (ICE demultiplexes
+    /// by username fragment). The IP must be a specific local address (not
+    /// 0.0.0.0): webrtc-rs's mux mis-attributes replies when several host
+    /// candidates share one socket, so the relay announces only this address
+    /// (or `public_ips` in its place). `None`: each connection binds its own
+    /// ephemeral port on every interface.
+    pub udp_bind: Option<SocketAddr>,
+    /// Addresses to announce instead of the local interface addresses (for a
+    /// VM behind 1:1 NAT): `SettingEngine::set_nat_1to1_ips` with host
+    /// candidates.
+    pub public_ips: Vec<String>,
+    /// Also gather loopback candidates (tests, single-host setups).
+    pub include_loopback: bool,
+    /// Minimum interval between two keyframe requests for one track.
+    pub pli_min_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind: None,
+            public_ips: Vec::new(),
+            include_loopback: false,
+            pli_min_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The relay: rooms of participants, each with one server-side peer
+/// connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: API,
+    config: RelayConfig,
+    rooms: Mutex<HashMap<String, Room>>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    /// Every server-side peer connection ever created, weakly, to prove that
+    /// closed ones are freed.
+    pcs: Mutex<Vec<Weak<RTCPeerConnection>>>,
+    local_udp: Option<SocketAddr>,
+}
+
+#[derive(Default)]
+struct Room {
+    participants: HashMap<String, Arc<Participant>>,
+    tracks: Vec<Arc<Published>>,
+}
+
+struct Participant {
+    id: String,
+    pc: Arc<RTCPeerConnection>,
+    neg: tokio::sync::Mutex<Negotiation>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Negotiation {
+    /// The first client offer has been answered.
+    negotiated: bool,
+    /// Tracks changed while an offer/answer was in flight: offer again.
+    pending: bool,
+    /// Candidates that arrived before the remote description.
+    early_candidates: Vec<RTCIceCandidateInit>,
+}
+
+/// One track a publisher sends, fanned out to the room.
+struct Published {
+    publisher: String,
+    kind: RTPCodecType,
+    ssrc: u32,
+    local: Arc<TrackLocalStaticRTP>,
+    publisher_pc: Weak<RTCPeerConnection>,
+    publisher_counters: Arc<Counters>,
+    subscribers: Mutex<HashMap<String, Subscription>>,
+    last_pli: Mutex<Option<Instant>>,
+}
+
+struct Subscription {
+    participant: Arc<Participant>,
+    sender: Arc<RTCRtpSender>,
+}
+
+/// Locks a std mutex, recovering from poisoning: every critical section in
+/// this module leaves the maps consistent before anything can panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Relay {
+    /// Creates the relay and the channel of signals it wants delivered.
+    /// Must be called inside a tokio runtime when `udp_bind` is set.
+    pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>)> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let mut settings = SettingEngine::default();
+        settings.set_include_loopback_candidate(config.include_loopback);
+        if !config.public_ips.is_empty() {
+            settings.set_nat_1to1_ips(config.public_ips.clone(), RTCIceCandidateType::Host);
+        }
+        let mut local_udp = None;
+        if let Some(addr) = config.udp_bind {
+            let ip = addr.ip();
+            if ip.is_unspecified() {
+                return Err(RelayError::UnspecifiedBind(addr));
+            }
+            settings.set_ip_filter(Box::new(move |candidate| candidate == ip));
+            settings.set_include_loopback_candidate(config.include_loopback || ip.is_loopback());
+            let socket = tokio::net::UdpSocket::bind(addr).await?;
+            local_udp = Some(socket.local_addr()?);
+            let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+            settings.set_udp_network(UDPNetwork::Muxed(mux));
+        }
+        let api = APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build();
+        let (out, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            api,
+            config,
+            rooms: Mutex::new(HashMap::new()),
+            out,
+            pcs: Mutex::new(Vec::new()),
+            local_udp,
+        });
+        Ok((Self { inner }, rx))
+    }
+
+    /// The shared UDP socket's address, when `udp_bind` is set.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_udp
+    }
+
+    /// Adds a participant: creates its peer connection and subscribes it to
+    /// the room's existing tracks (delivered once its first offer is answered).
+    pub async fn join(&self, room: &str, participant: &str) -> Result<()> {
+        let inner = &self.inner;
+        if lock(&inner.rooms)
+            .get(room)
+            .is_some_and(|r| r.participants.contains_key(participant))
+        {
+            return Err(RelayError::AlreadyJoined {
+                room: room.into(),
+                participant: participant.into(),
+            });
+        }
+        let pc = Arc::new(
+            inner
+                .api
+                .new_peer_connection(RTCConfiguration::default())
+                .await?,
+        );
+        let weak_inner = Arc::downgrade(inner);
+        let (room_id, pid) = (room.to_owned(), participant.to_owned());
+        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+            let weak_inner = weak_inner.clone();
+            let (room_id, pid) = (room_id.clone(), pid.clone());
+            Box::pin(async move {
+                if let Some(inner) = weak_inner.upgrade() {
+                    inner.publish(&room_id, &pid, track).await;
+                }
+            })
+        }));
+        let p = Arc::new(Participant {
+            id: participant.to_owned(),
+            pc: Arc::clone(&pc),
+            neg: tokio::sync::Mutex::new(Negotiation::default()),
+            counters: Arc::default(),
+        });
+        let existing = {
+            let mut rooms = lock(&inner.rooms);
+            let r = rooms.entry(room.to_owned()).or_default();
+            if r.participants.contains_key(participant) {
+                None // a concurrent join of the same id won
+            } else {
+                r.participants
+                    .insert(participant.to_owned(), Arc::clone(&p));
+                Some(r.tracks.clone())
+            }
+        };
+        let Some(existing) = existing else {
+            // Best effort: the connection never carried anything.
+            let _ = pc.close().await;
+            return Err(RelayError::AlreadyJoined {
+                room: room.into(),
+                participant: participant.into(),
+            });
+        };
+        {
+            let mut pcs = lock(&inner.pcs);
+            pcs.retain(|w| w.strong_count() > 0);
+            pcs.push(Arc::downgrade(&pc));
+        }
+        let mut added = false;
+        for t in existing {
+            added |= inner.subscribe(&t, &p).await?;
+        }
+        if added {
+            inner.renegotiate(room, &p).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a signal from a participant. Replies go through the channel.
+    pub async fn handle_signal(&self, room: &str, participant: &str, signal: Signal) -> Result<()> {
+        let inner = &self.inner;
+        let p = inner.participant(room, participant)?;
+        match signal {
+            Signal::Offer(sdp) => {
+                let mut neg = p.neg.lock().await;
+                if p.pc.signaling_state() == RTCSignalingState::HaveLocalOffer {
+                    let mut rollback = RTCSessionDescription::default();
+                    rollback.sdp_type = RTCSdpType::Rollback;
+                    p.pc.set_local_description(rollback).await?;
+                    neg.pending = true;
+                }
+                p.pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                    .await?;
+                for c in std::mem::take(&mut neg.early_candidates) {
+                    p.pc.add_ice_candidate(c).await?;
+                }
+                let answer = p.pc.create_answer(None).await?;
+                let mut gathered = p.pc.gathering_complete_promise().await;
+                p.pc.set_local_description(answer).await?;
+                let _ = gathered.recv().await;
+                let sdp = local_sdp(&p.pc).await?;
+                inner.send(room, &p.id, Signal::Answer(sdp));
+                neg.negotiated = true;
+                if neg.pending {
+                    inner.offer(room, &p, &mut neg).await?;
+                }
+            }
+            Signal::Answer(sdp) => {
+                let mut neg = p.neg.lock().await;
+                p.pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
+                    .await?;
+                for c in std::mem::take(&mut neg.early_candidates) {
+                    p.pc.add_ice_candidate(c).await?;
+                }
+                // The tracks this answer activated need a keyframe.
+                for t in inner.subscriptions_of(room, &p.id) {
+                    inner.request_keyframe(&t).await;
+                }
+                if neg.pending {
+                    inner.offer(room, &p, &mut neg).await?;
+                }
+            }
+            Signal::Candidate(c) => {
+                if c.candidate.is_empty() {
+                    return Ok(()); // end-of-candidates
+                }
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                };
+                let mut neg = p.neg.lock().await;
+                if p.pc.remote_description().await.is_none() {
+                    neg.early_candidates.push(init);
+                } else {
+                    p.pc.add_ice_candidate(init).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a participant: closes its connection, withdraws its tracks
+    /// from everyone else (renegotiating them) and drops its subscriptions.
+    /// Unknown participants are ignored.
+    pub async fn leave(&self, room: &str, participant: &str) -> Result<()> {
+        let inner = &self.inner;
+        let (p, own, others) = {
+            let mut rooms = lock(&inner.rooms);
+            let Some(r) = rooms.get_mut(room) else {
+                return Ok(());
+            };
+            let Some(p) = r.participants.remove(participant) else {
+                return Ok(());
+            };
+            let (own, others): (Vec<_>, Vec<_>) =
+                r.tracks.drain(..).partition(|t| t.publisher == participant);
+            r.tracks = others.clone();
+            if r.participants.is_empty() {
+                rooms.remove(room);
+            }
+            (p, own, others)
+        };
+        for t in &others {
+            lock(&t.subscribers).remove(participant);
+        }
+        let closed = p.pc.close().await;
+        for t in &own {
+            inner.withdraw(room, t).await;
+        }
+        closed?;
+        Ok(())
+    }
+
+    /// Counters per room and participant.
+    pub fn stats(&self) -> RelayStats {
+        let rooms = lock(&self.inner.rooms);
+        let mut out = RelayStats::default();
+        for (id, r) in rooms.iter() {
+            let mut room = RoomStats {
+                room: id.clone(),
+                ..Default::default()
+            };
+            for (pid, p) in &r.participants {
+                let s = p.counters.snapshot();
+                room.totals.add(&s);
+                room.participants.insert(pid.clone(), s);
+            }
+            room.tracks = r.tracks.len();
+            out.totals.add(&room.totals);
+            out.rooms.push(room);
+        }
+        out.rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        out
+    }
+
+    /// Participants across all rooms.
+    pub fn participant_count(&self) -> usize {
+        lock(&self.inner.rooms)
+            .values()
+            .map(|r| r.participants.len())
+            .sum()
+    }
+
+    /// Subscriptions (published track × subscriber) across all rooms.
+    pub fn subscription_count(&self) -> usize {
+        lock(&self.inner.rooms)
+            .values()
+            .flat_map(|r| r.tracks.iter())
+            .map(|t| lock(&t.subscribers).len())
+            .sum()
+    }
+
+    /// Server-side peer connections still allocated (closed ones included
+    /// until webrtc-rs frees them).
+    pub fn live_peer_connections(&self) -> usize {
+        let mut pcs = lock(&self.inner.pcs);
+        pcs.retain(|w| w.strong_count() > 0);
+        pcs.len()
+    }
+}
+
+async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or(RelayError::WebRtc(webrtc::Error::ErrNoRemoteDescription))
+}
+
+impl Inner {
+    fn send(&self, room: &str, participant: &str, signal: Signal) {
+        // A closed receiver means the app is shutting down; nothing to deliver.
+        let _ = self.out.send(Outgoing {
+            room: room.to_owned(),
+            participant: participant.to_owned(),
+            signal,
+        });
+    }
+
+    fn participant(&self, room: &str, participant: &str) -> Result<Arc<Participant>> {
+        lock(&self.rooms)
+            .get(room)
+            .and_then(|r| r.participants.get(participant).cloned())
+            .ok_or_else(|| RelayError::UnknownParticipant {
+                room: room.into(),
+                participant: participant.into(),
+            })
+    }
+
+    fn subscriptions_of(&self, room: &str, participant: &str) -> Vec<Arc<Published>> {
+        lock(&self.rooms)
+            .get(room)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| lock(&t.subscribers).contains_key(participant))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Offers now if the connection is stable, otherwise marks the offer pending.
+    async fn renegotiate(&self, room: &str, p: &Arc<Participant>) -> Result<()> {
+        let mut neg = p.neg.lock().await;
+        self.offer(room, p, &mut neg).await
+    }
+
+    async fn offer(&self, room: &str, p: &Participant, neg: &mut Negotiation) -> Result<()> {
+        if !neg.negotiated || p.pc.signaling_state() != RTCSignalingState::Stable {
+            neg.pending = true;
+            return Ok(());
+        }
+        neg.pending = false;
+        let offer = p.pc.create_offer(None).await?;
+        let mut gathered = p.pc.gathering_complete_promise().await;
+        p.pc.set_local_description(offer).await?;
+        let _ = gathered.recv().await;
+        let sdp = local_sdp(&p.pc).await?;
+        self.send(room, &p.id, Signal::Offer(sdp));
+        Ok(())
+    }
+
+    /// Adds `t` to `p`'s connection. Returns whether a subscription was made.
+    async fn subscribe(&self, t: &Arc<Published>, p: &Arc<Participant>) -> Result<bool> {
+        if t.publisher == p.id || lock(&t.subscribers).contains_key(&p.id) {
+            return Ok(false);
+        }
+        let track: Arc<dyn TrackLocal + Send + Sync> = Arc::clone(&t.local) as _;
+        let sender = p.pc.add_track(track).await?;
+        lock(&t.subscribers).insert(
+            p.id.clone(),
+            Subscription {
+                participant: Arc::clone(p),
+                sender: Arc::clone(&sender),
+            },
+        );
+        // RTCP from the subscriber: runs the interceptors and relays keyframe
+        // requests. Ends when the sender stops (track removed, PC closed).
+        let t2 = Arc::clone(t);
+        let counters = Arc::clone(&p.counters);
+        tokio::spawn(async move {
+            while let Ok((packets, _)) = sender.read_rtcp().await {
+                for pkt in packets {
+                    let any = pkt.as_any();
+                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                        counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                        t2.request_keyframe_throttled(Duration::ZERO).await;
+                    }
+                }
+            }
+        });
+        self.request_keyframe(t).await;
+        Ok(true)
+    }
+
+    async fn request_keyframe(&self, t: &Published) {
+        t.request_keyframe_throttled(self.config.pli_min_interval)
+            .await;
+    }
+
+    /// `on_track`: registers the track, subscribes everyone else, forwards RTP.
+    async fn publish(self: Arc<Self>, room: &str, publisher: &str, remote: Arc<TrackRemote>) {
+        let Ok(p) = self.participant(room, publisher) else {
+            return;
+        };
+        let local = Arc::new(TrackLocalStaticRTP::new(
+            remote.codec().capability,
+            format!("{publisher}:{}", remote.id()),
+            publisher.to_owned(),
+        ));
+        let t = Arc::new(Published {
+            publisher: publisher.to_owned(),
+            kind: remote.kind(),
+            ssrc: remote.ssrc(),
+            local,
+            publisher_pc: Arc::downgrade(&p.pc),
+            publisher_counters: Arc::clone(&p.counters),
+            subscribers: Mutex::new(HashMap::new()),
+            last_pli: Mutex::new(None),
+        });
+        let others: Vec<Arc<Participant>> = {
+            let mut rooms = lock(&self.rooms);
+            let Some(r) = rooms.get_mut(room) else { return };
+            if !r.participants.contains_key(publisher) {
+                return;
+            }
+            r.tracks.push(Arc::clone(&t));
+            r.participants
+                .values()
+                .filter(|o| o.id != publisher)
+                .cloned()
+                .collect()
+        };
+        for o in others {
+            match self.subscribe(&t, &o).await {
+                Ok(true) => {
+                    if let Err(e) = self.renegotiate(room, &o).await {
+                        tracing::warn!(room, participant = %o.id, error = %e, "relay renegotiation failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(room, participant = %o.id, error = %e, "relay subscribe failed")
+                }
+            }
+        }
+        // Forward until the publisher's track ends (its PC closed or failed).
+        let inner = Arc::downgrade(&self);
+        drop(self);
+        let room = room.to_owned();
+        tokio::spawn(async move {
+            while let Ok((packet, _)) = remote.read_rtp().await {
+                let size = packet.marshal_size() as u64;
+                t.publisher_counters
+                    .packets_in
+                    .fetch_add(1, Ordering::Relaxed);
+                t.publisher_counters
+                    .bytes_in
+                    .fetch_add(size, Ordering::Relaxed);
+                if t.local.write_rtp(&packet).await.is_err() {
+                    continue; // a subscriber's transport closing; the rest still get it
+                }
+                for s in lock(&t.subscribers).values() {
+                    s.participant
+                        .counters
+                        .packets_out
+                        .fetch_add(1, Ordering::Relaxed);
+                    s.participant
+                        .counters
+                        .bytes_out
+                        .fetch_add(size, Ordering::Relaxed);
+                }
+            }
+            if let Some(inner) = inner.upgrade() {
+                {
+                    let mut rooms = lock(&inner.rooms);
+                    if let Some(r) = rooms.get_mut(&room) {
+                        r.tracks.retain(|x| !Arc::ptr_eq(x, &t));
+                    }
+                }
+                inner.withdraw(&room, &t).await;
+            }
+        });
+    }
+
+    /// Removes a published track from all its subscribers and renegotiates
+    /// them. Idempotent.
+    async fn withdraw(&self, room: &str, t: &Published) {
+        let subs: Vec<Subscription> = lock(&t.subscribers).drain().map(|(_, s)| s).collect();
+        for s in subs {
+            // The subscriber may be closing concurrently; then there is
+            // nothing left to renegotiate.
+            if s.participant.pc.remove_track(&s.sender).await.is_ok()
+                && let Err(e) = self.renegotiate(room, &s.participant).await
+            {
+                tracing::debug!(room, participant = %s.participant.id, error = %e, "relay renegotiation after withdraw failed");
+            }
+        }
+    }
+}
+
+impl Published {
+    /// Sends a PLI for this (video) track to its publisher, unless one went
+    /// out less than `min_interval` ago.
+    async fn request_keyframe_throttled(&self, min_interval: Duration) {
+        if self.kind != RTPCodecType::Video {
+            return;
+        }
+        let min_interval = min_interval.max(Duration::from_millis(100));
+        {
+            let mut last = lock(&self.last_pli);
+            let now = Instant::now();
+            if last.is_some_and(|l| now.duration_since(l) < min_interval) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let Some(pc) = self.publisher_pc.upgrade() else {
+            return;
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: self.ssrc,
+        };
+        if pc.write_rtcp(&[Box::new(pli)]).await.is_ok() {
+            self.publisher_counters
+                .plis_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Counters {
+    fn snapshot(&self) -> ParticipantStats {
+        ParticipantStats {
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            plis_sent: self.plis_sent.load(Ordering::Relaxed),
+            keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Signaling messages exchanged between a participant and the relay.
+//!
+//! The JSON shape is `{"type": "offer"|"answer"|"candidate", "data": …}`: an
+//! SDP string for offers and answers, an `RTCIceCandidateInit`-shaped object
+//! (as browsers produce it) for candidates.
+
+use serde::{Deserialize, Serialize};
+
+/// One signaling message, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "lowercase")]
+pub enum Signal {
+    /// An SDP offer.
+    Offer(String),
+    /// An SDP answer.
+    Answer(String),
+    /// A trickled ICE candidate (client → relay only: the relay gathers its
+    /// host candidates before it sends an SDP, so its own never trickle).
+    Candidate(IceCandidate),
+}
+
+/// An ICE candidate as a browser's `RTCIceCandidate.toJSON()` produces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// A signal the relay wants delivered to one participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub room: String,
+    pub participant: String,
+    pub signal: Signal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_matches_the_browser() {
+        let s: Signal = serde_json::from_str(
+            r#"{"type":"candidate","data":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abc"}}"#,
+        )
+        .unwrap();
+        match &s {
+            Signal::Candidate(c) => {
+                assert_eq!(c.sdp_mid.as_deref(), Some("0"));
+                assert_eq!(c.sdp_mline_index, Some(0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let o = serde_json::to_value(Signal::Offer("v=0".into())).unwrap();
+        assert_eq!(o, serde_json::json!({"type": "offer", "data": "v=0"}));
+    }
+}

@@ -1,0 +1,61 @@
+//! Relay counters: per participant, summed per room and for the whole relay.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+
+use serde::Serialize;
+
+/// Live counters of one participant.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) plis_sent: AtomicU64,
+    pub(crate) keyframe_requests: AtomicU64,
+}
+
+/// A snapshot of one participant's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ParticipantStats {
+    /// RTP packets received from this participant (as publisher).
+    pub packets_in: u64,
+    /// RTP bytes (header + payload) received from this participant.
+    pub bytes_in: u64,
+    /// RTP packets forwarded to this participant (as subscriber).
+    pub packets_out: u64,
+    /// RTP bytes forwarded to this participant.
+    pub bytes_out: u64,
+    /// PLIs the relay sent to this participant (keyframe requests for its video).
+    pub plis_sent: u64,
+    /// PLI/FIR packets this participant sent (as subscriber).
+    pub keyframe_requests: u64,
+}
+
+impl ParticipantStats {
+    pub fn add(&mut self, o: &ParticipantStats) {
+        self.packets_in += o.packets_in;
+        self.bytes_in += o.bytes_in;
+        self.packets_out += o.packets_out;
+        self.bytes_out += o.bytes_out;
+        self.plis_sent += o.plis_sent;
+        self.keyframe_requests += o.keyframe_requests;
+    }
+}
+
+/// One room's participants, published tracks and totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoomStats {
+    pub room: String,
+    pub tracks: usize,
+    pub participants: BTreeMap<String, ParticipantStats>,
+    pub totals: ParticipantStats,
+}
+
+/// All rooms, sorted by id, and relay-wide totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelayStats {
+    pub rooms: Vec<RoomStats>,
+    pub totals: ParticipantStats,
+}

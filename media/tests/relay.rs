@@ -1,0 +1,451 @@
+//! Relay over loopback with headless webrtc-rs clients: fan-out, keyframe
+//! requests on subscribe, and churn without leaks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chats3_media::{IceCandidate, Outgoing, Relay, RelayConfig, Signal};
+use tokio::sync::mpsc;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp::header::Header;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+
+const ROOM: &str = "room";
+/// Generous: the machine is small and loaded.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn client_api() -> API {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut settings = SettingEngine::default();
+    // Loopback IPv4 only: one host candidate per client.
+    settings.set_include_loopback_candidate(true);
+    settings.set_network_types(vec![NetworkType::Udp4]);
+    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build()
+}
+
+async fn relay() -> (Relay, mpsc::UnboundedReceiver<Outgoing>) {
+    Relay::new(RelayConfig {
+        udp_bind: Some("127.0.0.1:0".parse().unwrap()),
+        include_loopback: true,
+        pli_min_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
+
+/// Delivers the relay's signals to the headless clients, in order.
+fn drive(relay: Relay, mut rx: mpsc::UnboundedReceiver<Outgoing>, clients: Clients) {
+    tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let pc = clients.lock().unwrap().get(&out.participant).cloned();
+            let Some(pc) = pc else { continue };
+            let res: anyhow::Result<()> = async {
+                match out.signal {
+                    Signal::Offer(sdp) => {
+                        pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                            .await?;
+                        let answer = pc.create_answer(None).await?;
+                        pc.set_local_description(answer).await?;
+                        let sdp = pc.local_description().await.unwrap().sdp;
+                        relay
+                            .handle_signal(&out.room, &out.participant, Signal::Answer(sdp))
+                            .await?;
+                    }
+                    Signal::Answer(sdp) => {
+                        pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
+                            .await?;
+                    }
+                    Signal::Candidate(_) => anyhow::bail!("relay does not trickle"),
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = res {
+                eprintln!("signal to {} failed: {e}", out.participant);
+            }
+        }
+    });
+}
+
+struct Publisher {
+    pc: Arc<RTCPeerConnection>,
+    plis: Arc<AtomicU64>,
+}
+
+fn vp8_payload(key: bool, fill: u8) -> Bytes {
+    // Payload descriptor: S=1 (start of partition), PID 0, no extensions.
+    let mut v = vec![0x10];
+    // Frame tag: first partition size 10, show_frame, version 0, P = !key.
+    let tag: u32 = (10 << 5) | (1 << 4) | u32::from(!key);
+    v.extend_from_slice(&[tag as u8, (tag >> 8) as u8, (tag >> 16) as u8]);
+    if key {
+        // Start code, 320x240.
+        v.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    }
+    v.extend(std::iter::repeat_n(fill, 300));
+    v.into()
+}
+
+/// Joins a publisher that trickles its candidates and sends VP8 (keyframe
+/// every 30 frames and on PLI) and Opus.
+async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Publisher {
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    let video = Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            ..Default::default()
+        },
+        "video".into(),
+        id.into(),
+    ));
+    let audio = Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_OPUS.into(),
+            clock_rate: 48_000,
+            channels: 2,
+            ..Default::default()
+        },
+        "audio".into(),
+        id.into(),
+    ));
+    let vsender = pc.add_track(Arc::clone(&video) as _).await.unwrap();
+    let asender = pc.add_track(Arc::clone(&audio) as _).await.unwrap();
+    let plis = Arc::new(AtomicU64::new(0));
+    let want_key = Arc::new(AtomicU64::new(0));
+    {
+        let (plis, want_key) = (Arc::clone(&plis), Arc::clone(&want_key));
+        tokio::spawn(async move {
+            while let Ok((pkts, _)) = vsender.read_rtcp().await {
+                for p in pkts {
+                    if p.as_any().is::<PictureLossIndication>() {
+                        plis.fetch_add(1, Ordering::SeqCst);
+                        want_key.store(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move { while asender.read_rtcp().await.is_ok() {} });
+    }
+    // Trickle ICE through the relay (candidates may arrive before the offer).
+    let (ctx, mut crx) = mpsc::unbounded_channel::<IceCandidate>();
+    pc.on_ice_candidate(Box::new(move |c| {
+        if let Some(c) = c {
+            let init = c.to_json().unwrap();
+            let _ = ctx.send(IceCandidate {
+                candidate: init.candidate,
+                sdp_mid: init.sdp_mid,
+                sdp_mline_index: init.sdp_mline_index,
+                username_fragment: init.username_fragment,
+            });
+        }
+        Box::pin(async {})
+    }));
+    relay.join(ROOM, id).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let sdp = offer.sdp.clone();
+    pc.set_local_description(offer).await.unwrap();
+    {
+        let (relay, id) = (relay.clone(), id.to_owned());
+        tokio::spawn(async move {
+            while let Some(c) = crx.recv().await {
+                relay
+                    .handle_signal(ROOM, &id, Signal::Candidate(c))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    relay
+        .handle_signal(ROOM, id, Signal::Offer(sdp))
+        .await
+        .unwrap();
+    // Media: ~30 fps one-packet VP8 frames, 50 pps Opus.
+    let weak = Arc::downgrade(&pc);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let (mut vseq, mut aseq, mut frame) = (0u16, 0u16, 0u32);
+        loop {
+            tick.tick().await;
+            if weak.strong_count() == 0 {
+                break;
+            }
+            frame += 1;
+            let key = frame % 30 == 1 || want_key.swap(0, Ordering::SeqCst) == 1;
+            let v = Packet {
+                header: Header {
+                    version: 2,
+                    marker: true,
+                    sequence_number: vseq,
+                    timestamp: frame * 3000,
+                    ..Default::default()
+                },
+                payload: vp8_payload(key, frame as u8),
+            };
+            let a = Packet {
+                header: Header {
+                    version: 2,
+                    sequence_number: aseq,
+                    timestamp: frame * 960,
+                    ..Default::default()
+                },
+                payload: Bytes::from(vec![0xfc; 80]),
+            };
+            vseq = vseq.wrapping_add(1);
+            aseq = aseq.wrapping_add(1);
+            if video.write_rtp(&v).await.is_err() || audio.write_rtp(&a).await.is_err() {
+                break;
+            }
+        }
+    });
+    Publisher { pc, plis }
+}
+
+#[derive(Default)]
+struct Received {
+    video: Vec<u16>,
+    audio: Vec<u16>,
+    keyframes: usize,
+    bad_descriptors: usize,
+}
+
+struct Subscriber {
+    pc: Arc<RTCPeerConnection>,
+    rx: Arc<Mutex<Received>>,
+}
+
+impl Subscriber {
+    fn counts(&self) -> (usize, usize) {
+        let r = self.rx.lock().unwrap();
+        (r.video.len(), r.audio.len())
+    }
+}
+
+/// Joins a receive-only participant (non-trickle offer).
+async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Subscriber {
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    }
+    let rx = Arc::new(Mutex::new(Received::default()));
+    let weak_rx: Weak<Mutex<Received>> = Arc::downgrade(&rx);
+    pc.on_track(Box::new(move |track, _, _| {
+        let weak_rx = weak_rx.clone();
+        tokio::spawn(async move {
+            let kind = track.kind();
+            while let Ok((pkt, _)) = track.read_rtp().await {
+                let Some(rx) = weak_rx.upgrade() else { break };
+                let mut r = rx.lock().unwrap();
+                if kind == RTPCodecType::Video {
+                    r.video.push(pkt.header.sequence_number);
+                    let p = &pkt.payload;
+                    if p.len() < 4 || p[0] != 0x10 {
+                        r.bad_descriptors += 1;
+                    } else if p[1] & 1 == 0 {
+                        r.keyframes += 1;
+                    }
+                } else {
+                    r.audio.push(pkt.header.sequence_number);
+                }
+            }
+        });
+        Box::pin(async {})
+    }));
+    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    relay.join(ROOM, id).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    relay
+        .handle_signal(ROOM, id, Signal::Offer(sdp))
+        .await
+        .unwrap();
+    Subscriber { pc, rx }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_increasing(seqs: &[u16], what: &str) {
+    for w in seqs.windows(2) {
+        let d = w[1].wrapping_sub(w[0]);
+        assert!((1..1000).contains(&d), "{what}: {} then {}", w[0], w[1]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
+    let (relay, rx) = relay().await;
+    let clients: Clients = Arc::default();
+    drive(relay.clone(), rx, Arc::clone(&clients));
+    let api = client_api();
+    let publ = publisher(&api, &relay, &clients, "pub").await;
+    let pc2 = Arc::clone(&publ.pc);
+    wait_for("publisher's tracks", || {
+        eprintln!("{:?} {:?}", pc2.connection_state(), relay.stats());
+        relay.stats().rooms[0].tracks == 2
+    })
+    .await;
+
+    let mut subs = Vec::new();
+    for i in 0..3 {
+        let before = publ.plis.load(Ordering::SeqCst);
+        let s = subscriber(&api, &relay, &clients, &format!("sub{i}")).await;
+        wait_for("a PLI at the publisher after a subscriber joined", || {
+            publ.plis.load(Ordering::SeqCst) > before
+        })
+        .await;
+        subs.push(s);
+        // Past the throttle window, so the next join's PLI is not swallowed.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for s in &subs {
+        wait_for("100 video and 100 audio packets", || {
+            let (v, a) = s.counts();
+            v >= 100 && a >= 100
+        })
+        .await;
+    }
+    for (i, s) in subs.iter().enumerate() {
+        let r = s.rx.lock().unwrap();
+        assert_increasing(&r.video, &format!("sub{i} video"));
+        assert_increasing(&r.audio, &format!("sub{i} audio"));
+        assert_eq!(r.bad_descriptors, 0);
+        assert!(r.keyframes >= 1, "sub{i} got no keyframe");
+    }
+    let stats = relay.stats();
+    let room = &stats.rooms[0];
+    assert_eq!(room.participants.len(), 4);
+    let p = &room.participants["pub"];
+    assert!(p.packets_in >= 200 && p.bytes_in > 0, "{p:?}");
+    assert!(p.plis_sent >= 3, "{p:?}");
+    for i in 0..3 {
+        let s = &room.participants[&format!("sub{i}")];
+        assert!(s.packets_out >= 200 && s.bytes_out > 0, "{s:?}");
+    }
+
+    for id in ["sub0", "sub1", "sub2", "pub"] {
+        relay.leave(ROOM, id).await.unwrap();
+    }
+    for s in &subs {
+        s.pc.close().await.unwrap();
+    }
+    publ.pc.close().await.unwrap();
+    assert_eq!(relay.participant_count(), 0);
+    assert!(relay.stats().rooms.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_leaves_no_state_tasks_or_connections_behind() {
+    let (relay, rx) = relay().await;
+    let clients: Clients = Arc::default();
+    drive(relay.clone(), rx, Arc::clone(&clients));
+    let api = client_api();
+    let publ = publisher(&api, &relay, &clients, "pub").await;
+    wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
+
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 10;
+    let mut weak_clients: Vec<Weak<RTCPeerConnection>> = Vec::new();
+    let mut baseline = None;
+    for round in 0..=ROUNDS {
+        let mut subs = Vec::new();
+        for i in 0..PER_ROUND {
+            let id = format!("s{round}-{i}");
+            subs.push((id.clone(), subscriber(&api, &relay, &clients, &id).await));
+        }
+        for (_, s) in &subs {
+            wait_for("a churn subscriber's first packets", || s.counts().0 >= 1).await;
+        }
+        assert_eq!(relay.subscription_count(), 2 * PER_ROUND);
+        for (id, s) in subs {
+            relay.leave(ROOM, &id).await.unwrap();
+            clients.lock().unwrap().remove(&id);
+            s.pc.close().await.unwrap();
+            weak_clients.push(Arc::downgrade(&s.pc));
+        }
+        if round == 0 {
+            // Round 0 warms up lazily started tasks; measure from here.
+            wait_for("the relay to settle", || relay.subscription_count() == 0).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            baseline = Some(
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
+            );
+            weak_clients.clear();
+        }
+    }
+    let baseline = baseline.unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    wait_for("state, connections and tasks back to the baseline", || {
+        relay.participant_count() == 1
+            && relay.subscription_count() == 0
+            && relay.live_peer_connections() == 1
+            && weak_clients.iter().all(|w| w.strong_count() == 0)
+            && metrics.num_alive_tasks() <= baseline + 5
+    })
+    .await;
+    eprintln!(
+        "churn: {} joins/leaves, tasks {} (baseline {baseline})",
+        ROUNDS * PER_ROUND,
+        metrics.num_alive_tasks()
+    );
+    relay.leave(ROOM, "pub").await.unwrap();
+    publ.pc.close().await.unwrap();
+    assert_eq!(relay.participant_count(), 0);
+}
