@@ -48,6 +48,8 @@ pub struct AppState {
     pub join_lock: tokio::sync::Mutex<()>,
     /// The S3 bucket, when sync is configured.
     pub s3: Option<crate::sync::S3>,
+    /// The media relay and per-conversation call membership.
+    pub calls: crate::relay::Calls,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
     /// Announces that `user` left now (explicit leave).
     pub fn announce_leave(&self, conv: &str, user: &str) {
         self.presence().remove(conv, user);
+        crate::relay::call_event(self, conv, user, "call-leave");
         self.hub.publish(
             conv,
             frame::encode_value("peer-leave", Some(user), None, &serde_json::json!({}), None),
@@ -301,6 +304,9 @@ impl App {
             Some(s3) => s3_origin(s3).await.into_iter().collect(),
             None => Vec::new(),
         };
+        let (calls, relay_signals) = crate::relay::Calls::new(&config)
+            .await
+            .context("while starting the media relay")?;
         let state = Arc::new(AppState {
             limits: crate::http::middleware::RateLimits::new(
                 config.rate_limit_per_min,
@@ -322,7 +328,9 @@ impl App {
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
             s3,
+            calls,
         });
+        crate::relay::spawn_delivery(&state, relay_signals);
         Ok(Self {
             state,
             listener,

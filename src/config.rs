@@ -94,6 +94,11 @@ pub struct Config {
     pub session_ttl_secs: i64,
     pub ice_servers: serde_json::Value,
     pub mesh_max: usize,
+    /// The relay's single UDP socket (`[media] relay_udp`, `RELAY_UDP`); a
+    /// specific local IP. `None`: one ephemeral port per call participant.
+    pub relay_udp: Option<std::net::SocketAddr>,
+    /// Address the relay announces instead of its local one (1:1 NAT).
+    pub relay_public_ip: Option<String>,
     /// Seconds between SSE heartbeat comments (at most 15).
     pub heartbeat_secs: u64,
     /// Public base URL (e.g. `https://chat.example.com`) for links handed out; derived from `Host` when unset.
@@ -130,6 +135,8 @@ impl Default for Config {
             session_ttl_secs: 24 * 3600,
             ice_servers: serde_json::Value::Array(Vec::new()),
             mesh_max: 4,
+            relay_udp: None,
+            relay_public_ip: None,
             heartbeat_secs: 15,
             public_url: None,
             tls: None,
@@ -198,6 +205,8 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct MediaFileConfig {
     mesh_max: Option<usize>,
+    relay_udp: Option<std::net::SocketAddr>,
+    relay_public_ip: Option<String>,
 }
 
 impl Config {
@@ -291,6 +300,12 @@ impl Config {
         }
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
+            if m.relay_udp.is_some() {
+                self.relay_udp = m.relay_udp;
+            }
+            if m.relay_public_ip.is_some() {
+                self.relay_public_ip = m.relay_public_ip;
+            }
         }
         if fc.s3.is_some() {
             self.s3 = fc.s3;
@@ -383,6 +398,12 @@ impl Config {
         }
         if let Some(v) = get("MESH_MAX") {
             self.mesh_max = parse_num("MESH_MAX", v)?;
+        }
+        if let Some(v) = get("RELAY_UDP") {
+            self.relay_udp = Some(parse_num("RELAY_UDP", v)?);
+        }
+        if let Some(v) = get("RELAY_PUBLIC_IP") {
+            self.relay_public_ip = Some(v.to_owned());
         }
         if let Some(bucket) = get("S3_BUCKET") {
             let mut s3 = self.s3.take().unwrap_or_default();

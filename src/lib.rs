@@ -13,6 +13,7 @@
 //! - [`serve`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, optional rustls with SIGHUP reload)
 //! - [`webhooks`]: signed event deliveries to integrators from a durable queue
 //! - [`ui`]: sailfish page templates
+//! - [`relay`]: relay-mode calls (call membership, `call-mode`, `/relay/signal`) over `chats3_media`
 //! - [`cli`]: `ticket`, `admin …`, `backup`, `restore --from` (operator tools)
 //! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
 
@@ -29,6 +30,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod relay;
 pub mod serve;
 pub mod store;
 pub mod sync;

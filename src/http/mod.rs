@@ -36,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/signaling", get(signaling::stream).post(signaling::relay))
         .route("/signaling/token", post(signaling::token))
         .route("/client-config", get(signaling::client_config))
+        .route("/relay/signal", post(crate::relay::signal))
         .route(
             "/attachments",
             post(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)),

@@ -32,6 +32,8 @@ const RESERVED: &[&str] = &[
     "peer-leave",
     "new-message",
     "conversation-closed",
+    "call-mode",
+    "relay-signal",
 ];
 
 fn valid_event_type(t: &str) -> bool {
@@ -164,6 +166,7 @@ pub async fn relay(
     let event_id = uuid::Uuid::new_v4().to_string();
     let f = frame::encode_value(&b.kind, Some(&s.user_id), to, &b.data, Some(&event_id));
     state.hub.publish(&s.conversation_id, f);
+    crate::relay::call_event(&state, &s.conversation_id, &s.user_id, &b.kind);
     Ok(envelope::ok("Event sent", json!({ "eventId": event_id })))
 }
 

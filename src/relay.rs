@@ -1,0 +1,178 @@
+//! Relay-mode calls: the app side of `chats3_media::Relay`.
+//!
+//! - Call membership: browsers broadcast `call-join` / `call-leave` over
+//!   `POST /api/v1/signaling`; [`call_event`] tracks them per conversation
+//!   with `chats3_media::CallTopology` and broadcasts `call-mode`
+//!   `{mode: "mesh"|"relay"}` whenever the topology changes.
+//! - Media signaling: `POST /api/v1/relay/signal` ([`signal`]) feeds the
+//!   caller's offer/answer/candidate to the relay (the first offer joins the
+//!   relay room, which is the conversation); the relay's own offers and
+//!   answers come back as `relay-signal` events targeted at that user on the
+//!   conversation's event stream ([`spawn_delivery`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::response::Response;
+use chats3_media::{
+    CallTopology, Outgoing, Relay, RelayConfig, RelayError, Signal, Topology, TopologyPolicy,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::app::AppState;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::events::frame;
+use crate::events::hub::Hub;
+use crate::http::envelope;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Authed};
+
+/// The relay and the call membership of every conversation.
+pub struct Calls {
+    relay: Relay,
+    policy: TopologyPolicy,
+    calls: Mutex<HashMap<String, CallTopology>>,
+}
+
+impl Calls {
+    /// Starts the relay (binding `relay_udp` when set) and returns the channel
+    /// of signals to deliver; hand it to [`spawn_delivery`].
+    pub async fn new(
+        config: &Config,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>), RelayError> {
+        // webrtc-rs's DTLS asks rustls for the process default provider, and
+        // this build enables both ring (reqwest) and aws-lc-rs, so none is
+        // implied: install ours (Err = one is installed already, which is fine).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let (relay, rx) = Relay::new(RelayConfig {
+            udp_bind: config.relay_udp,
+            public_ips: config.relay_public_ip.iter().cloned().collect(),
+            ..Default::default()
+        })
+        .await?;
+        let calls = Self {
+            relay,
+            policy: TopologyPolicy::with_mesh_max(config.mesh_max),
+            calls: Mutex::new(HashMap::new()),
+        };
+        Ok((calls, rx))
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallTopology>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Delivers the relay's signals as targeted `relay-signal` events until
+/// shutdown.
+pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let hub: Arc<Hub> = Arc::clone(&state.hub);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let out = tokio::select! {
+                out = rx.recv() => out,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(out) = out else { break };
+            let f = frame::encode_value(
+                "relay-signal",
+                None,
+                Some(&out.participant),
+                &out.signal,
+                None,
+            );
+            hub.publish(&out.room, f);
+        }
+    });
+}
+
+/// Updates call membership for a `call-join` / `call-leave` (other kinds are
+/// ignored) and broadcasts `call-mode` when the topology changes. A leave
+/// also removes the user from the relay.
+pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
+    let now = u64::try_from(now_ms()).unwrap_or(0);
+    let changed = {
+        let mut calls = state.calls.calls();
+        let policy = state.calls.policy;
+        match kind {
+            "call-join" => calls
+                .entry(conv.to_owned())
+                .or_insert_with(|| CallTopology::new(policy, now))
+                .join(user, now),
+            "call-leave" => {
+                let Some(call) = calls.get_mut(conv) else {
+                    return;
+                };
+                let changed = call.leave(user, now);
+                if call.is_empty() {
+                    calls.remove(conv);
+                }
+                changed
+            }
+            _ => return,
+        }
+    };
+    if kind == "call-leave" {
+        let (relay, conv, user) = (state.calls.relay.clone(), conv.to_owned(), user.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = relay.leave(&conv, &user).await {
+                tracing::debug!(error = %e, "relay leave");
+            }
+        });
+    }
+    if let Some(t) = changed {
+        let mode = match t {
+            Topology::Mesh => "mesh",
+            Topology::Relay => "relay",
+        };
+        let f = frame::encode_value("call-mode", None, None, &json!({ "mode": mode }), None);
+        state.hub.publish(conv, f);
+    }
+}
+
+/// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate, data}`.
+///
+/// The first offer joins the relay; candidates must follow their offer
+/// (send them once the offer's request has completed).
+pub async fn signal(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+    ApiJson(sig): ApiJson<Signal>,
+) -> Result<Response, ApiError> {
+    let relay = state.calls.relay();
+    let (conv, user) = (s.conversation_id.as_str(), s.user_id.as_str());
+    let first = relay.handle_signal(conv, user, sig.clone()).await;
+    let res = match first {
+        Err(RelayError::UnknownParticipant { .. }) if matches!(sig, Signal::Offer(_)) => {
+            match relay.join(conv, user).await {
+                Ok(()) | Err(RelayError::AlreadyJoined { .. }) => {}
+                Err(e) => return Err(relay_error(e)),
+            }
+            relay.handle_signal(conv, user, sig).await
+        }
+        other => other,
+    };
+    res.map_err(relay_error)?;
+    Ok(envelope::ok("Signal accepted", json!({})))
+}
+
+fn relay_error(e: RelayError) -> ApiError {
+    match e {
+        RelayError::UnknownParticipant { .. } => {
+            ApiError::conflict("Not in the relay yet: send an offer first")
+        }
+        RelayError::WebRtc(e) => ApiError::bad_request(format!("Rejected by the relay: {e}")),
+        other => {
+            tracing::warn!(error = %other, "relay signal failed");
+            ApiError::bad_request(format!("Relay error: {other}"))
+        }
+    }
+}

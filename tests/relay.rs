@@ -1,0 +1,143 @@
+//! Relay-mode calls over HTTP/SSE: `call-join` past `MESH_MAX` broadcasts
+//! `call-mode: relay`, a headless webrtc-rs client's offer to
+//! `/api/v1/relay/signal` is answered with a targeted `relay-signal` event and
+//! the connection to the relay comes up; leaving brings the call back to mesh
+//! once the dwell time has passed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Server};
+use serde_json::json;
+use webrtc::api::APIBuilder;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
+    let server = Server::start_with(|c| {
+        c.mesh_max = 2;
+        c.relay_udp = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = server.client();
+    let conv = admin.create_conversation("relay-call").await;
+    let mut users: Vec<(Client, String)> = Vec::new();
+    for name in ["Ann", "Bob", "Cy"] {
+        users.push(admin.join(&conv, name).await);
+    }
+    let mut sse = users[0].0.sse("", &[]).await;
+    sse.next_of("room-state", WAIT).await.unwrap();
+    for (c, _) in &users {
+        let r = c
+            .post(
+                "/api/v1/signaling",
+                json!({"type": "call-join", "data": {}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mode = sse.next_of("call-mode", WAIT).await.expect("call-mode");
+    assert_eq!(mode.data["data"]["mode"], "relay");
+
+    // Clients cannot forge server-owned events.
+    let r = users[1]
+        .0
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "call-mode", "data": {"mode": "mesh"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Candidates before an offer are refused.
+    let r = users[0]
+        .0
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "candidate", "data": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut settings = SettingEngine::default();
+    settings.set_include_loopback_candidate(true);
+    settings.set_network_types(vec![NetworkType::Udp4]);
+    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    pc.add_transceiver_from_kind(
+        RTPCodecType::Video,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    let r = users[0]
+        .0
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": sdp}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ev = sse
+        .next_of("relay-signal", WAIT)
+        .await
+        .expect("relay answer");
+    assert_eq!(ev.data["toUserId"], users[0].1.as_str());
+    assert_eq!(ev.data["data"]["type"], "answer");
+    let answer = ev.data["data"]["data"].as_str().unwrap().to_owned();
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pc.connection_state() != RTCPeerConnectionState::Connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay connection never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Everyone leaves the call; the relay forgets the participant.
+    for (c, _) in &users {
+        let r = c
+            .post(
+                "/api/v1/signaling",
+                json!({"type": "call-leave", "data": {}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    pc.close().await.unwrap();
+    server.stop().await;
+}
