@@ -1,8 +1,8 @@
 //! Relay-mode calls over HTTP/SSE: `call-join` past `MESH_MAX` broadcasts
 //! `call-mode: relay`, a headless webrtc-rs client's offer to
 //! `/api/v1/relay/signal` is answered with a targeted `relay-signal` event and
-//! the connection to the relay comes up; leaving brings the call back to mesh
-//! once the dwell time has passed.
+//! the connection to the relay comes up. (The return to mesh after the dwell
+//! time is covered by the `CallTopology` unit tests, not here.)
 
 mod common;
 
