@@ -43,10 +43,6 @@ impl Calls {
     pub async fn new(
         config: &Config,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>), RelayError> {
-        // webrtc-rs's DTLS asks rustls for the process default provider, and
-        // this build enables both ring (reqwest) and aws-lc-rs, so none is
-        // implied: install ours (Err = one is installed already, which is fine).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let (relay, rx) = Relay::new(RelayConfig {
             udp_bind: config.relay_udp,
             public_ips: config.relay_public_ip.iter().cloned().collect(),

@@ -171,6 +171,10 @@ impl Relay {
     /// Creates the relay and the channel of signals it wants delivered.
     /// Must be called inside a tokio runtime when `udp_bind` is set.
     pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>)> {
+        // webrtc-rs's DTLS asks rustls for the process-wide provider; when a build enables
+        // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
+        // Install ours; Err only means one is installed already, which is fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
