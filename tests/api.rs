@@ -203,13 +203,7 @@ async fn session_and_conversation_need_a_valid_session() {
 
     // The cookie works as well as the header.
     let sid = ann.session.clone().unwrap();
-    let r = c
-        .send(
-            c.http
-                .get(format!("{}/api/v1/session", s.base))
-                .header("cookie", format!("sessionId={sid}")),
-        )
-        .await;
+    let r = c.get_with_cookie("/api/v1/session", &sid).await;
     assert_eq!(r.status, 200);
     s.stop().await;
 }

@@ -156,13 +156,7 @@ async fn get_embed_sets_the_cookie_and_redirects_without_the_session_in_the_url(
         !location.contains(&sid),
         "the session id never appears in a URL"
     );
-    let r = c
-        .send(
-            c.http
-                .get(format!("{}/api/v1/session", s.base))
-                .header("cookie", format!("sessionId={sid}")),
-        )
-        .await;
+    let r = c.get_with_cookie("/api/v1/session", &sid).await;
     assert_eq!(r.status, 200);
 
     // Without cookies, the room page trades the single-use handoff code for the session.

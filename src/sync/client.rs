@@ -73,6 +73,11 @@ where
     }
 }
 
+/// Per-operation override for whole-file transfers: a longer attempt timeout.
+fn file_transfer_override() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts(FILE_ATTEMPT_TIMEOUT))
+}
+
 impl S3 {
     /// Builds the client. Makes no request: an unreachable S3 shows up as
     /// failed uploads (and lag), never as a failed start.
@@ -145,10 +150,7 @@ impl S3 {
             .content_type(content_type)
             .body(body)
             .customize()
-            .config_override(
-                aws_sdk_s3::config::Builder::default()
-                    .timeout_config(timeouts(FILE_ATTEMPT_TIMEOUT)),
-            )
+            .config_override(file_transfer_override())
             .send()
             .await
             .map_err(|e| s3_error("put", key, e))?;
@@ -185,10 +187,7 @@ impl S3 {
             .bucket(&*self.bucket)
             .key(key)
             .customize()
-            .config_override(
-                aws_sdk_s3::config::Builder::default()
-                    .timeout_config(timeouts(FILE_ATTEMPT_TIMEOUT)),
-            )
+            .config_override(file_transfer_override())
             .send()
             .await
             .map_err(|e| s3_error("get", key, e))?;

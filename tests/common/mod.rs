@@ -211,6 +211,15 @@ impl Client {
         self.send(self.req(reqwest::Method::GET, path)).await
     }
 
+    /// GET authenticated by the `sessionId` cookie instead of the header.
+    pub async fn get_with_cookie(&self, path: &str, session_id: &str) -> Resp {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header("cookie", format!("sessionId={session_id}"));
+        self.send(r).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.send(self.req(reqwest::Method::POST, path).json(&body))
             .await
