@@ -141,6 +141,8 @@ impl Drop for PresenceGuard {
                 _ = state.shutdown.cancelled() => return,
             }
             if state.presence().expire(&conv, &user, generation) {
+                // Gone for good (tab closed, network lost): out of any call too.
+                crate::relay::call_event(&state, &conv, &user, "call-leave");
                 state.hub.publish(
                     &conv,
                     frame::encode_value(
@@ -374,6 +376,7 @@ impl App {
             }
         };
         state.tasks.spawn(sweeper);
+        crate::relay::spawn_topology_ticker(&state);
         if state.s3.is_some() {
             state
                 .tasks

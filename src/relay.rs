@@ -90,48 +90,138 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<Outgoing
     });
 }
 
-/// Updates call membership for a `call-join` / `call-leave` (other kinds are
-/// ignored) and broadcasts `call-mode` when the topology changes. A leave
-/// also removes the user from the relay.
+/// Updates call membership for a `call-join` / `call-leave` / `call-query`
+/// (a page that just loaded is in no call; other kinds are ignored) and
+/// broadcasts `call-mode` when the topology changes. A joiner that did not
+/// change the topology is told the current mode in a targeted `call-mode`, so
+/// a page never has to guess it. Leaving removes the user from the relay.
 pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
     let now = u64::try_from(now_ms()).unwrap_or(0);
-    let changed = {
+    let (changed, current, left_relay) = {
         let mut calls = state.calls.calls();
         let policy = state.calls.policy;
         match kind {
-            "call-join" => calls
-                .entry(conv.to_owned())
-                .or_insert_with(|| CallTopology::new(policy, now))
-                .join(user, now),
-            "call-leave" => {
+            "call-join" => {
+                let call = calls
+                    .entry(conv.to_owned())
+                    .or_insert_with(|| CallTopology::new(policy, now));
+                (call.join(user, now), call.topology(), Vec::new())
+            }
+            "call-leave" | "call-query" => {
                 let Some(call) = calls.get_mut(conv) else {
                     return;
                 };
+                if !call.participants().any(|p| p == user) {
+                    return;
+                }
                 let changed = call.leave(user, now);
+                let current = call.topology();
+                let left = leavers(call, changed, user);
                 if call.is_empty() {
                     calls.remove(conv);
                 }
-                changed
+                (changed, current, left)
             }
             _ => return,
         }
     };
-    if kind == "call-leave" {
-        let (relay, conv, user) = (state.calls.relay.clone(), conv.to_owned(), user.to_owned());
-        tokio::spawn(async move {
+    leave_relay(state, conv, left_relay);
+    match changed {
+        Some(t) => broadcast_mode(state, conv, t),
+        None if kind == "call-join" => {
+            let f = frame::encode_value(
+                "call-mode",
+                None,
+                Some(user),
+                &json!({ "mode": mode_name(current) }),
+                None,
+            );
+            state.hub.publish(conv, f);
+        }
+        None => {}
+    }
+}
+
+/// Who must leave the relay after `user` left: `user`, and everyone when the
+/// call went back to mesh.
+fn leavers(call: &CallTopology, changed: Option<Topology>, user: &str) -> Vec<String> {
+    let mut out = vec![user.to_owned()];
+    if changed == Some(Topology::Mesh) {
+        out.extend(call.participants().map(str::to_owned));
+    }
+    out
+}
+
+fn leave_relay(state: &AppState, conv: &str, users: Vec<String>) {
+    if users.is_empty() {
+        return;
+    }
+    let (relay, conv) = (state.calls.relay.clone(), conv.to_owned());
+    tokio::spawn(async move {
+        for user in users {
             if let Err(e) = relay.leave(&conv, &user).await {
                 tracing::debug!(error = %e, "relay leave");
             }
-        });
+        }
+    });
+}
+
+fn mode_name(t: Topology) -> &'static str {
+    match t {
+        Topology::Mesh => "mesh",
+        Topology::Relay => "relay",
     }
-    if let Some(t) = changed {
-        let mode = match t {
-            Topology::Mesh => "mesh",
-            Topology::Relay => "relay",
-        };
-        let f = frame::encode_value("call-mode", None, None, &json!({ "mode": mode }), None);
-        state.hub.publish(conv, f);
-    }
+}
+
+fn broadcast_mode(state: &AppState, conv: &str, t: Topology) {
+    tracing::info!(
+        conversation = conv,
+        mode = mode_name(t),
+        "call topology changed"
+    );
+    let f = frame::encode_value(
+        "call-mode",
+        None,
+        None,
+        &json!({ "mode": mode_name(t) }),
+        None,
+    );
+    state.hub.publish(conv, f);
+}
+
+/// Re-evaluates every call once a second, so a relay call that shrank during
+/// its dwell period returns to mesh without waiting for another join or leave.
+pub fn spawn_topology_ticker(state: &Arc<AppState>) {
+    let state = Arc::clone(state);
+    let shutdown = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let now = u64::try_from(now_ms()).unwrap_or(0);
+            let changes: Vec<(String, Vec<String>)> = state
+                .calls
+                .calls()
+                .iter_mut()
+                .filter_map(|(conv, call)| {
+                    (call.reevaluate(now) == Some(Topology::Mesh)).then(|| {
+                        (
+                            conv.clone(),
+                            call.participants().map(str::to_owned).collect(),
+                        )
+                    })
+                })
+                .collect();
+            for (conv, users) in changes {
+                leave_relay(&state, &conv, users);
+                broadcast_mode(&state, &conv, Topology::Mesh);
+            }
+        }
+    });
 }
 
 /// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate, data}`.

@@ -49,8 +49,25 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
+    // Ann's own join is answered with the current mode, then the third join switches the call.
+    let mode = sse.next_of("call-mode", WAIT).await.expect("call-mode");
+    assert_eq!(mode.data["data"]["mode"], "mesh");
+    assert_eq!(mode.data["toUserId"], users[0].1.as_str());
     let mode = sse.next_of("call-mode", WAIT).await.expect("call-mode");
     assert_eq!(mode.data["data"]["mode"], "relay");
+    assert!(mode.data["toUserId"].is_null(), "{}", mode.data);
+    // A page (re)joining a relay call is told so.
+    let r = users[0]
+        .0
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "call-join", "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mode = sse.next_of("call-mode", WAIT).await.expect("call-mode");
+    assert_eq!(mode.data["data"]["mode"], "relay");
+    assert_eq!(mode.data["toUserId"], users[0].1.as_str());
 
     // Clients cannot forge server-owned events.
     let r = users[1]

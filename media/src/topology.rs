@@ -1,10 +1,12 @@
 //! Mesh ↔ relay switching with hysteresis.
 //!
 //! A mesh of n browsers costs each of them n−1 uploads, so a call moves to the
-//! relay when it would exceed `mesh_max` participants, and only returns to the
-//! mesh once it has shrunk to `mesh_return` (below `mesh_max`) *and* has stayed
-//! in relay mode for `min_dwell_ms`, so joins and leaves around the threshold
-//! cannot make it flap.
+//! relay as soon as it would exceed `mesh_max` participants, and only returns to
+//! the mesh once it has shrunk to `mesh_return` (by default `mesh_max`) *and*
+//! has stayed in relay mode for `min_dwell_ms`, so joins and leaves around the
+//! threshold switch at most once per dwell period. Call
+//! [`CallTopology::reevaluate`] periodically so a dwell period can end without
+//! a further join or leave.
 
 use std::collections::BTreeSet;
 
@@ -25,11 +27,12 @@ pub struct TopologyPolicy {
 }
 
 impl TopologyPolicy {
-    /// The default policy for a given `mesh_max`: return one below it, after 10 s.
+    /// The default policy for a given `mesh_max`: back to mesh at `mesh_max`
+    /// participants or fewer, after 10 s in relay mode.
     pub fn with_mesh_max(mesh_max: usize) -> Self {
         Self {
             mesh_max,
-            mesh_return: mesh_max.saturating_sub(1).max(1),
+            mesh_return: mesh_max.max(1),
             min_dwell_ms: 10_000,
         }
     }
@@ -122,24 +125,26 @@ mod tests {
     }
 
     #[test]
-    fn returns_to_mesh_only_below_threshold_after_dwell() {
+    fn returns_to_mesh_only_at_threshold_after_dwell() {
         let mut c = call();
-        for u in ["a", "b", "c", "d", "e"] {
+        for u in ["a", "b", "c", "d", "e", "f"] {
             c.join(u, 0);
         }
         assert_eq!(c.topology(), Topology::Relay);
-        // Back to 4 (= mesh_max) is not enough: no flapping at the threshold.
-        assert_eq!(c.leave("e", 20_000), None);
-        // At 3 but too soon after the switch: stay.
+        // Still above mesh_max: stay, however long it has been.
+        assert_eq!(c.leave("f", 20_000), None);
+        // Back to mesh_max but too soon after the switch: stay until the dwell ends.
         let mut d = call();
-        for u in ["a", "b", "c", "d", "e"] {
+        for u in ["a", "b", "c", "d", "e", "f"] {
             d.join(u, 0);
         }
-        d.leave("e", 1_000);
-        assert_eq!(d.leave("d", 2_000), None);
+        d.leave("f", 1_000);
+        assert_eq!(d.leave("e", 2_000), None);
+        assert_eq!(d.reevaluate(9_999), None);
         assert_eq!(d.reevaluate(10_000), Some(Topology::Mesh));
-        // And the first call returns once it shrinks to 3.
-        assert_eq!(c.leave("d", 20_001), Some(Topology::Mesh));
+        assert_eq!(d.reevaluate(10_001), None);
+        // And the first call returns once it shrinks to mesh_max.
+        assert_eq!(c.leave("e", 20_001), Some(Topology::Mesh));
     }
 
     #[test]
@@ -148,11 +153,19 @@ mod tests {
         for u in ["a", "b", "c", "d", "e"] {
             c.join(u, 0);
         }
+        // 10 s of churn across the threshold: no switch inside the dwell period.
         let mut changes = 0;
         for t in 1..100u64 {
             changes += c.leave("e", t * 100).is_some() as usize;
             changes += c.join("e", t * 100 + 50).is_some() as usize;
         }
         assert_eq!(changes, 0);
+        // After it, at most one return to mesh and one switch back per dwell period.
+        let mut changes = 0;
+        for t in 100..200u64 {
+            changes += c.leave("e", t * 100).is_some() as usize;
+            changes += c.join("e", t * 100 + 50).is_some() as usize;
+        }
+        assert_eq!(changes, 2);
     }
 }

@@ -1,9 +1,13 @@
-// call.js — the peer-to-peer mesh call: presence (call-join/leave/query), one Peer per remote
-// participant, local media and its controls (mute, camera, devices, screen share), the video grid.
+// call.js — the call: presence (call-join/leave/query), local media and its controls (mute,
+// camera, devices, screen share), the video grid, and the topology the server picks (`call-mode`):
+// a peer-to-peer mesh (one Peer per remote participant) for small calls, one RelayPeer to the
+// server's media relay past MESH_MAX. Switching drops one kind of connection and builds the
+// other; local media and tiles stay, so the call goes on after a short freeze.
 import { signal } from './events.js';
 import { authHeaders } from './api.js';
 import { el, $, avatar } from './dom.js';
 import { Peer } from './peer.js';
+import { RelayPeer } from './relay-peer.js';
 import { Recorder } from './recorder.js';
 
 export class Call {
@@ -11,13 +15,14 @@ export class Call {
     this.state = state;
     this.hooks = hooks; // {onMembers(members), onBanner(text, kind), clearBanner()}
     this.iceServers = [];
-    this.meshMax = 4;
     this.inCall = false;
     this.joining = false;
     this.local = null; // MediaStream (camera + mic)
     this.screen = null; // MediaStreamTrack while sharing
     this.media = { audio: false, video: false, screen: false };
-    this.peers = new Map(); // userId -> Peer
+    this.peers = new Map(); // userId -> Peer (mesh mode)
+    this.mode = 'mesh'; // 'mesh' | 'relay', as the server last said
+    this.relay = null; // RelayPeer (relay mode, in a call)
     this.members = new Map(); // userId -> media state (everyone in the call, from presence events)
     this.tiles = new Map(); // userId ('me' for local) -> tile element
     this.grid = $('video-grid');
@@ -26,9 +31,8 @@ export class Call {
     window.addEventListener('pagehide', () => this.leave({ unloading: true }));
   }
 
-  configure({ iceServers, meshMax } = {}) {
+  configure({ iceServers } = {}) {
     if (Array.isArray(iceServers)) this.iceServers = iceServers;
-    if (Number.isFinite(meshMax) && meshMax > 1) this.meshMax = meshMax;
   }
 
   bindControls() {
@@ -51,10 +55,6 @@ export class Call {
 
   async join() {
     if (this.inCall || this.joining) return;
-    if (this.members.size >= this.meshMax) {
-      this.hooks.onBanner(`This call is full (${this.meshMax} people at most in a peer-to-peer call).`, 'error');
-      return;
-    }
     this.joining = true;
     this.local = await this.getMedia();
     this.joining = false;
@@ -62,6 +62,9 @@ export class Call {
     $('call').hidden = false;
     this.addTile('me', this.state.me.displayName, this.local, true);
     this.paintControls();
+    // The server answers our call-join with the call's mode (targeted or broadcast `call-mode`)
+    // before anyone's reply reaches us; until then assume the mesh.
+    this.mode = 'mesh';
     signal('call-join', { media: this.media }).catch(() => {});
     this.hooks.onMembers(this.memberList());
     this.fillDevices();
@@ -107,6 +110,7 @@ export class Call {
     }
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
+    this.stopRelay();
     for (const t of this.local ? this.local.getTracks() : []) t.stop();
     if (this.screen) this.screen.stop();
     this.screen = null;
@@ -130,9 +134,19 @@ export class Call {
     const data = event.data || {};
     if (from === this.state.me.userId) return;
     switch (event.type) {
+      case 'call-mode':
+        this.setMode(data.mode === 'relay' ? 'relay' : 'mesh');
+        break;
+      case 'relay-signal':
+        if (this.relay) this.relay.onSignal(data);
+        return;
       case 'call-join': {
         this.members.set(from, data.media || {});
-        if (this.inCall) {
+        if (this.inCall && this.mode === 'relay') {
+          // Media flows through the relay; just let a newcomer know we are here.
+          if (!data.reply) signal('call-join', { media: this.media, reply: true }, from).catch(() => {});
+          if (!this.tiles.has(from)) this.addTile(from, this.state.names.get(from) || 'Guest', null, false);
+        } else if (this.inCall) {
           if (!data.reply) {
             // A (re)joining peer: drop any stale connection, tell them we are here; they offer.
             this.dropPeer(from);
@@ -155,6 +169,7 @@ export class Call {
       case 'peer-leave':
         this.members.delete(from);
         this.dropPeer(from);
+        this.removeTile(from);
         break;
       case 'media-state':
         if (this.members.has(from)) this.members.set(from, data);
@@ -162,12 +177,12 @@ export class Call {
         break;
       case 'offer':
       case 'answer':
-        if (!this.inCall) return;
+        if (!this.inCall || this.mode === 'relay') return;
         if (event.type === 'offer') this.members.set(from, this.members.get(from) || {});
         this.ensurePeer(from).onDescription({ type: data.type || event.type, sdp: data.sdp }).catch((e) => console.warn(e));
         break;
       case 'ice-candidate':
-        if (!this.inCall) return;
+        if (!this.inCall || this.mode === 'relay') return;
         this.ensurePeer(from).onCandidate(data);
         break;
       default:
@@ -204,7 +219,62 @@ export class Call {
     const peer = this.peers.get(userId);
     if (peer) peer.close();
     this.peers.delete(userId);
-    this.removeTile(userId);
+    if (this.mode === 'mesh') this.removeTile(userId);
+  }
+
+  // ---- topology ----
+
+  setMode(mode) {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    if (!this.inCall) return;
+    if (mode === 'relay') {
+      for (const peer of this.peers.values()) peer.close();
+      this.peers.clear();
+      this.startRelay();
+    } else {
+      this.stopRelay();
+      // Everyone switches at once; perfect negotiation sorts out who offers.
+      for (const userId of this.members.keys()) this.ensurePeer(userId);
+    }
+    this.hooks.onMembers(this.memberList());
+  }
+
+  startRelay() {
+    this.stopRelay();
+    this.relay = new RelayPeer({
+      iceServers: this.iceServers,
+      onStream: (userId, stream) => {
+        if (userId === this.state.me.userId) return;
+        const tile = this.addTile(userId, this.state.names.get(userId) || 'Guest', stream, false);
+        this.updateRemoteMedia(userId, this.members.get(userId));
+        tile.querySelector('.tile-state').hidden = true;
+      },
+      onState: (s) => {
+        for (const [id, tile] of this.tiles) {
+          if (id === 'me') continue;
+          const label = tile.querySelector('.tile-state');
+          label.textContent = s === 'failed' || s === 'disconnected' ? 'Reconnecting…' : 'Connecting…';
+          label.hidden = s === 'connected';
+        }
+      },
+    });
+    this.relay.attach(this.local);
+    if (this.screen) this.relay.replace('video', this.screen);
+    for (const userId of this.members.keys()) {
+      if (!this.tiles.has(userId)) this.addTile(userId, this.state.names.get(userId) || 'Guest', null, false);
+    }
+  }
+
+  stopRelay() {
+    if (!this.relay) return;
+    this.relay.close();
+    this.relay = null;
+  }
+
+  /** Every connection our tracks go out on. */
+  links() {
+    return this.relay ? [this.relay] : [...this.peers.values()];
   }
 
   // ---- local media controls ----
@@ -262,7 +332,7 @@ export class Call {
     track.contentHint = 'detail';
     this.screen = track;
     track.addEventListener('ended', () => this.stopShare());
-    await Promise.all([...this.peers.values()].map((p) => p.replace('video', track)));
+    await Promise.all(this.links().map((p) => p.replace('video', track)));
     this.media.screen = true;
     const tile = this.tiles.get('me');
     tile.classList.add('screen');
@@ -276,7 +346,7 @@ export class Call {
     this.screen = null;
     track.stop();
     const cam = this.local ? this.local.getVideoTracks()[0] || null : null;
-    await Promise.all([...this.peers.values()].map((p) => p.replace('video', cam)));
+    await Promise.all(this.links().map((p) => p.replace('video', cam)));
     this.media.screen = false;
     const tile = this.tiles.get('me');
     if (tile) {
@@ -323,7 +393,7 @@ export class Call {
       old.stop();
     }
     this.local.addTrack(track);
-    if (!(kind === 'video' && this.screen)) await Promise.all([...this.peers.values()].map((p) => p.replace(kind, track)));
+    if (!(kind === 'video' && this.screen)) await Promise.all(this.links().map((p) => p.replace(kind, track)));
     this.media[kind] = track.enabled;
     if (kind === 'video' && !this.screen) this.tiles.get('me').querySelector('video').srcObject = this.local;
     this.mediaChanged();
@@ -400,6 +470,7 @@ export class Call {
   }
 
   async debugStats() {
+    if (this.relay) return this.relay.stats();
     const out = {};
     for (const [id, peer] of this.peers) out[id] = await peer.stats();
     return out;

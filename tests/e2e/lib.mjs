@@ -62,7 +62,7 @@ export class Server {
         ADMIN_PASSWORD,
         RATE_LIMIT_PER_MIN: '0',
         ADMIN_RATE_LIMIT_PER_MIN: '0',
-        RUST_LOG: process.env.RUST_LOG || 'info,tower_http=warn',
+        RUST_LOG: process.env.RUST_LOG || 'info,tower_http=warn,webrtc=warn,webrtc_ice=error,webrtc_mdns=warn',
         ...(this.env || {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],

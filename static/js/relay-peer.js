@@ -1,0 +1,154 @@
+// relay-peer.js — relay-mode calls: the one RTCPeerConnection between this page and the
+// server's media relay. We publish our audio and video once; the relay forwards every other
+// participant's tracks to us on the same connection, each in a MediaStream whose id is the
+// publisher's user id. Signals go out on POST /api/v1/relay/signal (one at a time, in order) and
+// come back as `relay-signal` events. The relay rolls back its own offer when ours collides with
+// it, so this side is the "impolite" one of perfect negotiation: it ignores a colliding relay
+// offer and applies the relay's fresh offer that follows.
+import { api } from './api.js';
+
+export class RelayPeer {
+  /**
+   * @param {object} o
+   * @param {RTCIceServer[]} o.iceServers
+   * @param {(userId: string, stream: MediaStream) => void} o.onStream  a publisher's tracks arrived
+   * @param {(state: string) => void} o.onState
+   */
+  constructor({ iceServers, onStream, onState }) {
+    this.closed = false;
+    this.makingOffer = false;
+    this.chain = Promise.resolve(); // outgoing signals, one POST at a time
+    this.incoming = Promise.resolve(); // incoming signals, applied one at a time
+    this.offered = false; // our first offer reached the relay: candidates may follow
+    this.early = [];
+    this.trackUser = new Map(); // remote track id -> publisher user id
+    this.senders = {}; // kind -> our RTCRtpSender for that kind
+    this.history = []; // what happened to signals, for bug reports (chats3Debug)
+    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+    this.pc.onnegotiationneeded = () => this.negotiate();
+    this.pc.onicecandidate = ({ candidate }) => {
+      if (!candidate) return;
+      const c = candidate.toJSON();
+      const data = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex, usernameFragment: c.usernameFragment };
+      if (this.offered) this.send('candidate', data);
+      else this.early.push(data);
+    };
+    this.pc.ontrack = ({ track, streams }) => {
+      const stream = streams[0];
+      if (!stream) return;
+      this.trackUser.set(track.id, stream.id);
+      onStream(stream.id, stream);
+    };
+    this.pc.onconnectionstatechange = () => {
+      onState(this.pc.connectionState);
+      if (this.pc.connectionState === 'failed' && !this.closed) this.pc.restartIce();
+    };
+  }
+
+  /** Publishes our tracks; with none of a kind we still receive that kind. */
+  attach(stream) {
+    for (const track of stream ? stream.getTracks() : []) {
+      if (!this.senders[track.kind]) this.senders[track.kind] = this.pc.addTrack(track, stream);
+    }
+    // Something to offer even with no camera and microphone: receive-only audio and video.
+    for (const kind of ['audio', 'video']) {
+      if (!this.senders[kind]) this.senders[kind] = this.pc.addTransceiver(kind, { direction: 'recvonly' }).sender;
+    }
+  }
+
+  note(line) {
+    this.history.push(line);
+    if (this.history.length > 50) this.history.shift();
+  }
+
+  send(type, data) {
+    if (type !== 'candidate') this.note(`send ${type}`);
+    const p = this.chain.then(() => (this.closed ? null : api('POST', '/api/v1/relay/signal', { type, data })));
+    this.chain = p.catch((err) => console.warn('relay signal failed', type, err));
+    return p;
+  }
+
+  async negotiate() {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      const sent = this.send('offer', this.pc.localDescription.sdp);
+      // The offer is out: from here the relay's answer and any fresh offer of its own (which may
+      // arrive before this POST completes) must be applied, not ignored as a collision.
+      this.makingOffer = false;
+      await sent;
+      if (!this.offered) {
+        this.offered = true;
+        for (const c of this.early.splice(0)) this.send('candidate', c);
+      }
+    } catch (err) {
+      console.warn('relay negotiation failed', err);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** A `relay-signal` event: `{type: 'offer'|'answer', data: sdp}`; applied in arrival order. */
+  onSignal(signal) {
+    this.incoming = this.incoming.then(() => this.apply(signal));
+    return this.incoming;
+  }
+
+  async apply(signal) {
+    if (this.closed || !signal || typeof signal.data !== 'string') return;
+    this.note(`${signal.type} in ${this.pc.signalingState}${this.makingOffer ? ' (making offer)' : ''}`);
+    try {
+      if (signal.type === 'answer') {
+        if (this.pc.signalingState !== 'have-local-offer') return; // stale answer
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: signal.data });
+      } else if (signal.type === 'offer') {
+        // Impolite: our own offer wins; the relay rolls back and offers again after answering it.
+        if (this.makingOffer || this.pc.signalingState !== 'stable') return;
+        await this.pc.setRemoteDescription({ type: 'offer', sdp: signal.data });
+        await this.pc.setLocalDescription();
+        await this.send('answer', this.pc.localDescription.sdp);
+      }
+    } catch (err) {
+      console.warn('relay signal handling failed', signal.type, err);
+    }
+  }
+
+  /** Replaces the outgoing track of one kind (camera ↔ screen share, device switch). */
+  async replace(kind, track) {
+    const sender = this.senders[kind];
+    if (!sender) {
+      if (track) this.senders[kind] = this.pc.addTrack(track);
+      return;
+    }
+    await sender.replaceTrack(track);
+    const t = this.pc.getTransceivers().find((x) => x.sender === sender);
+    if (track && t && t.direction === 'recvonly') t.direction = 'sendrecv';
+  }
+
+  /** Inbound figures per publisher, in the shape Peer.stats() gives per mesh peer. */
+  async stats() {
+    const out = {};
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const user = this.trackUser.get(s.trackIdentifier);
+      if (!user) return;
+      const o = out[user] || (out[user] = { userId: user, conn: this.pc.connectionState, relay: true, framesDecoded: 0, videoBytes: 0, audioBytes: 0, frameWidth: 0, audioLevel: 0 });
+      if (s.kind === 'video') {
+        o.framesDecoded += s.framesDecoded || 0;
+        o.videoBytes += s.bytesReceived || 0;
+        o.frameWidth = Math.max(o.frameWidth, s.frameWidth || 0);
+      } else if (s.kind === 'audio') {
+        o.audioBytes += s.bytesReceived || 0;
+        o.audioLevel = Math.max(o.audioLevel, s.audioLevel || 0);
+      }
+    });
+    return out;
+  }
+
+  close() {
+    this.closed = true;
+    this.pc.close();
+  }
+}

@@ -1,0 +1,98 @@
+// Six users in one call: past MESH_MAX (4) the server switches the call to its media relay and
+// every page holds exactly one peer connection; when two leave, the call goes back to a mesh by
+// itself. Real Chromium with fake camera and microphone, the relay's default network settings.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, launch, newUser, joinViaUi, shot } from './lib.mjs';
+
+let server, browser, conv;
+const pages = [];
+const names = ['Ada', 'Bo', 'Cy', 'Dee', 'Eve', 'Fay'];
+
+/** Counts the page's RTCPeerConnections, so "exactly one connection" is measured, not assumed. */
+function trackPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  const all = [];
+  window.__livePeerConnections = () => all.filter((pc) => pc.signalingState !== 'closed').length;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      all.push(this);
+    }
+  };
+}
+
+before(async () => {
+  server = await Server.start('relay', { env: { MESH_MAX: '4' } });
+  browser = await launch();
+  conv = await server.createConversation();
+  for (const name of names) {
+    const page = await newUser(browser, name, { viewport: { width: 900, height: 640 } });
+    await page.context().addInitScript(trackPeerConnections);
+    await joinViaUi(page, server, conv, name);
+    pages.push(page);
+  }
+});
+
+after(async () => {
+  for (const p of pages) if (p.errors.length) console.log(p.errors.join('\n'));
+  await browser?.close();
+  await server?.dispose();
+});
+
+/** Polls from node until fn(arg) returns {ok: true}. */
+async function poll(page, fn, arg, { timeout = 60000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(fn, arg);
+    if (last && last.ok) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`${page.userName}: timed out waiting for ${what}: ${JSON.stringify(last)}`);
+}
+
+/** Waits until the page is in `mode`, holds `pcs` live connections and decodes video+audio from `n` others. */
+function waitCall(page, { mode, pcs, n }) {
+  return poll(page, async ([m, want, count]) => {
+    const call = window.chats3Debug.call();
+    const stats = Object.values(await window.chats3Debug.getStats());
+    const live = window.__livePeerConnections();
+    const decoding = stats.filter((s) => s.framesDecoded > 0 && s.audioBytes > 0).length;
+    return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
+  }, [mode, pcs, n], { what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
+}
+
+test('a sixth participant puts the call on the relay: one connection per page, video from all five others', async () => {
+  await pages[0].getByRole('button', { name: 'Start call' }).click();
+  await pages[0].locator('#video-grid .tile.local').waitFor();
+  for (const page of pages.slice(1)) {
+    await page.getByRole('button', { name: /Join call/ }).waitFor({ timeout: 15000 });
+    await page.getByRole('button', { name: /Join call/ }).click();
+    await page.locator('#video-grid .tile.local').waitFor();
+  }
+  for (const page of pages) await waitCall(page, { mode: 'relay', pcs: 1, n: 5 });
+  for (const page of pages) {
+    assert.equal(await page.locator('#video-grid .tile').count(), 6, `${page.userName} shows six tiles`);
+    for (const other of names) await page.locator('#video-grid .tile .name', { hasText: other }).first().waitFor();
+  }
+  await shot(pages[0], 'call-6-relay');
+});
+
+test('muting is still reflected in relay mode', async () => {
+  const ada = await pages[0].evaluate(() => window.chats3Debug.state.me.userId);
+  await pages[0].getByRole('button', { name: 'Mute' }).click();
+  await pages[3].locator(`#video-grid .tile[data-user-id="${ada}"][data-audio="off"]`).waitFor({ timeout: 10000 });
+  await pages[0].getByRole('button', { name: 'Unmute' }).click();
+  await pages[3].locator(`#video-grid .tile[data-user-id="${ada}"][data-audio="on"]`).waitFor({ timeout: 10000 });
+});
+
+test('when the sixth and fifth leave, the call returns to a mesh without anyone re-joining', async () => {
+  await pages[5].getByRole('button', { name: 'Leave call' }).click();
+  await pages[4].getByRole('button', { name: 'Leave call' }).click();
+  const rest = pages.slice(0, 4);
+  // The relay holds the call for its 10 s dwell period, then the server switches back.
+  for (const page of rest) await waitCall(page, { mode: 'mesh', pcs: 3, n: 3 });
+  for (const page of rest) assert.equal(await page.locator('#video-grid .tile').count(), 4, `${page.userName} shows four tiles`);
+  for (const page of pages.slice(4)) assert.equal(await page.evaluate(() => window.__livePeerConnections()), 0);
+});
