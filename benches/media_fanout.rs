@@ -1,0 +1,525 @@
+//! Media fan-out benchmark for the relay (`chats3_media::Relay`): one publisher sends ≈1.2 Mbps of
+//! VP8-shaped RTP (1,200-byte packets, a keyframe header every 30 frames) plus 50 packets/s of Opus
+//! to K subscribers, all real ICE, DTLS and SRTP over loopback (webrtc-rs clients in this process).
+//! Every packet carries its send time, so subscribers measure the latency the relay adds.
+//!
+//! The relay runs on its own tokio runtime (threads `relay-rt`), the headless clients on another
+//! (`client-rt`), so the relay's CPU is read per thread from `/proc/self/task`.
+//!
+//! ```sh
+//! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10
+//! ```
+//! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out").
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chats3_media::{Outgoing, Relay, RelayConfig, Signal};
+use hdrhistogram::Histogram;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::mpsc;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp::header::Header;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+
+const ROOM: &str = "bench";
+const VIDEO_PACKET: usize = 1200;
+/// 1.2 Mbps of 1,200-byte packets.
+const VIDEO_PPS: u64 = 125;
+const AUDIO_PPS: u64 = 50;
+
+struct Args {
+    subscribers: usize,
+    seconds: u64,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let mut a = Self {
+            subscribers: 10,
+            seconds: 10,
+        };
+        let argv: Vec<String> = std::env::args().collect();
+        let value = |i: usize| argv.get(i + 1).and_then(|v| v.parse().ok());
+        for (i, arg) in argv.iter().enumerate() {
+            match arg.as_str() {
+                "--subscribers" | "-k" => a.subscribers = value(i).unwrap_or(a.subscribers),
+                "--seconds" | "-d" => a.seconds = value(i).unwrap_or(a.seconds as usize) as u64,
+                _ => {} // `cargo bench` adds `--bench`
+            }
+        }
+        a
+    }
+}
+
+/// What all subscribers received of the packets sent inside the measuring window, merged.
+struct Totals {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    latency_us: Mutex<Histogram<u64>>,
+    /// The window, in µs since the epoch: packets whose send time falls inside it are counted by
+    /// the publisher and by every subscriber, so loss = 1 − received / (sent × K) exactly.
+    window: [AtomicU64; 2],
+}
+
+impl Totals {
+    fn in_window(&self, sent_us: u64) -> bool {
+        sent_us >= self.window[0].load(Ordering::Relaxed)
+            && sent_us < self.window[1].load(Ordering::Relaxed)
+    }
+}
+
+fn rt(name: &str, threads: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn client_api() -> API {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    let registry =
+        register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+    let mut settings = SettingEngine::default();
+    settings.set_include_loopback_candidate(true);
+    settings.set_network_types(vec![NetworkType::Udp4]);
+    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build()
+}
+
+/// Runs a relay call on the relay's runtime, so every task it spawns lives there.
+async fn on_relay<T: Send + 'static>(
+    relay_rt: &Handle,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    relay_rt.spawn(f).await.expect("relay task")
+}
+
+type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
+
+/// Answers the relay's offers on behalf of the headless clients: one task per client, so each
+/// client's signals are applied in the order the relay sent them.
+fn drive(
+    relay: Relay,
+    relay_rt: Handle,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    clients: Clients,
+) {
+    tokio::spawn(async move {
+        let mut queues: HashMap<String, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
+        while let Some(out) = rx.recv().await {
+            let queue = queues.entry(out.participant.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let pc = clients.lock().unwrap().get(&out.participant).cloned();
+                tokio::spawn(apply_signals(pc, relay.clone(), relay_rt.clone(), rx));
+                tx
+            });
+            let _ = queue.send(out);
+        }
+    });
+}
+
+async fn apply_signals(
+    pc: Option<Arc<RTCPeerConnection>>,
+    relay: Relay,
+    relay_rt: Handle,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let Some(pc) = pc else { return };
+    while let Some(out) = rx.recv().await {
+        let res: anyhow::Result<()> = async {
+            match out.signal {
+                Signal::Offer(sdp) => {
+                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
+                        .await?;
+                    let answer = pc.create_answer(None).await?;
+                    pc.set_local_description(answer).await?;
+                    let sdp = pc.local_description().await.expect("local").sdp;
+                    let (relay, room, who) = (relay.clone(), out.room, out.participant);
+                    on_relay(&relay_rt, async move {
+                        relay.handle_signal(&room, &who, Signal::Answer(sdp)).await
+                    })
+                    .await?;
+                }
+                Signal::Answer(sdp) => {
+                    pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
+                        .await?;
+                }
+                Signal::Candidate(_) => {}
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            eprintln!("signal failed: {e}");
+        }
+    }
+}
+
+/// Creates a peer connection, joins it to the relay and sends a complete (non-trickle) offer.
+async fn join(
+    api: &API,
+    relay: &Relay,
+    relay_rt: &Handle,
+    clients: &Clients,
+    id: &str,
+    setup: impl AsyncFnOnce(&Arc<RTCPeerConnection>),
+) -> Arc<RTCPeerConnection> {
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .expect("pc"),
+    );
+    setup(&pc).await;
+    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    let (r, who) = (relay.clone(), id.to_owned());
+    on_relay(relay_rt, async move { r.join(ROOM, &who).await })
+        .await
+        .expect("join");
+    let offer = pc.create_offer(None).await.expect("offer");
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.expect("local offer");
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.expect("local").sdp;
+    let (r, who) = (relay.clone(), id.to_owned());
+    on_relay(relay_rt, async move {
+        r.handle_signal(ROOM, &who, Signal::Offer(sdp)).await
+    })
+    .await
+    .expect("offer accepted");
+    pc
+}
+
+fn track(mime: &str, clock_rate: u32, channels: u16, id: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: mime.into(),
+            clock_rate,
+            channels,
+            ..Default::default()
+        },
+        id.into(),
+        "publisher".into(),
+    ))
+}
+
+/// VP8 payload descriptor + frame tag (+ keyframe start code), the send time, padding to `len`.
+fn video_payload(key: bool, sent_us: u64, len: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(len);
+    b.put_u8(0x10);
+    let tag: u32 = (10 << 5) | (1 << 4) | u32::from(!key);
+    b.put_slice(&[tag as u8, (tag >> 8) as u8, (tag >> 16) as u8]);
+    b.put_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+    b.put_u64(sent_us);
+    b.resize(len, 0x55);
+    b.freeze()
+}
+
+fn audio_payload(sent_us: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(100);
+    b.put_slice(&[0xfc; 11]);
+    b.put_u64(sent_us);
+    b.resize(100, 0xfc);
+    b.freeze()
+}
+
+/// The send time is at byte 11 of both payload shapes.
+fn sent_time(payload: &[u8]) -> Option<u64> {
+    payload
+        .get(11..19)
+        .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
+}
+
+/// Sends video and audio until the connection is gone, counting (video, audio) packets sent
+/// inside the measuring window in `sent`.
+fn publish(
+    pc: &Arc<RTCPeerConnection>,
+    video: Arc<TrackLocalStaticRTP>,
+    audio: Arc<TrackLocalStaticRTP>,
+    epoch: Instant,
+    totals: Arc<Totals>,
+    sent: Arc<[AtomicU64; 2]>,
+) {
+    let weak = Arc::downgrade(pc);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / VIDEO_PPS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let (mut vseq, mut aseq, mut n) = (0u16, 0u16, 0u64);
+        let per_audio = VIDEO_PPS as f64 / AUDIO_PPS as f64;
+        let mut next_audio = 0.0;
+        while weak.strong_count() > 0 {
+            tick.tick().await;
+            let now = epoch.elapsed().as_micros() as u64;
+            // ≈4 packets per frame at 30 fps.
+            let frame = n / 4;
+            let v = Packet {
+                header: Header {
+                    version: 2,
+                    marker: n % 4 == 3,
+                    sequence_number: vseq,
+                    timestamp: (frame * 3000) as u32,
+                    ..Default::default()
+                },
+                payload: video_payload(frame % 30 == 0 && n % 4 == 0, now, VIDEO_PACKET),
+            };
+            vseq = vseq.wrapping_add(1);
+            if video.write_rtp(&v).await.is_err() {
+                break;
+            }
+            let measuring = totals.in_window(now);
+            if measuring {
+                sent[0].fetch_add(1, Ordering::Relaxed);
+            }
+            if n as f64 >= next_audio {
+                next_audio += per_audio;
+                let a = Packet {
+                    header: Header {
+                        version: 2,
+                        sequence_number: aseq,
+                        timestamp: (aseq as u32) * 960,
+                        ..Default::default()
+                    },
+                    payload: audio_payload(now),
+                };
+                aseq = aseq.wrapping_add(1);
+                if audio.write_rtp(&a).await.is_err() {
+                    break;
+                }
+                if measuring {
+                    sent[1].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            n += 1;
+        }
+    });
+}
+
+/// Receive-only subscriber: counts what arrives of the measured packets and records their latency.
+async fn subscriber_setup(
+    pc: &Arc<RTCPeerConnection>,
+    epoch: Instant,
+    totals: Arc<Totals>,
+    ready: Arc<AtomicU64>,
+) {
+    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .expect("transceiver");
+    }
+    pc.on_track(Box::new(move |track, _, _| {
+        let (totals, ready) = (Arc::clone(&totals), Arc::clone(&ready));
+        tokio::spawn(async move {
+            let mut first = true;
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let (mut packets, mut bytes) = (0u64, 0u64);
+            while let Ok((pkt, _)) = track.read_rtp().await {
+                if first && track.kind() == RTPCodecType::Video {
+                    first = false;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                let Some(sent) = sent_time(&pkt.payload) else {
+                    continue;
+                };
+                if totals.in_window(sent) {
+                    let now = epoch.elapsed().as_micros() as u64;
+                    let _ = local.record(now.saturating_sub(sent).max(1));
+                    packets += 1;
+                    bytes += pkt.payload.len() as u64;
+                }
+                // Flush in batches, and as soon as the window has closed.
+                let closed = sent >= totals.window[1].load(Ordering::Relaxed);
+                if packets >= 256 || (packets > 0 && closed) {
+                    totals.packets.fetch_add(packets, Ordering::Relaxed);
+                    totals.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    totals
+                        .latency_us
+                        .lock()
+                        .unwrap()
+                        .add(&local)
+                        .expect("merge");
+                    local.reset();
+                    (packets, bytes) = (0, 0);
+                }
+            }
+            totals.packets.fetch_add(packets, Ordering::Relaxed);
+            totals.bytes.fetch_add(bytes, Ordering::Relaxed);
+            totals
+                .latency_us
+                .lock()
+                .unwrap()
+                .add(&local)
+                .expect("merge");
+        });
+        Box::pin(async {})
+    }));
+}
+
+/// CPU seconds used by this process's threads whose name starts with `prefix`.
+fn cpu_seconds(prefix: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += ticks(11) + ticks(12);
+    }
+    total as f64 / tick
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args = Args::parse();
+    let relay_rt = rt("relay-rt", 2);
+    let client_rt = rt("client-rt", 2);
+    let (relay, signals) = relay_rt
+        .block_on(Relay::new(RelayConfig {
+            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
+            include_loopback: true,
+            ..Default::default()
+        }))
+        .expect("relay");
+    let rss_before = rss_kib();
+    let relay_handle = relay_rt.handle().clone();
+    client_rt.block_on(async move {
+        let epoch = Instant::now();
+        let api = client_api();
+        let clients: Clients = Arc::default();
+        drive(relay.clone(), relay_handle.clone(), signals, Arc::clone(&clients));
+        let totals = Arc::new(Totals {
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")),
+            window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+        });
+        let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let video = track(MIME_TYPE_VP8, 90_000, 0, "video");
+        let audio = track(MIME_TYPE_OPUS, 48_000, 2, "audio");
+        let (v2, a2) = (Arc::clone(&video), Arc::clone(&audio));
+        let publisher = join(&api, &relay, &relay_handle, &clients, "publisher", async move |pc| {
+            pc.add_track(v2 as _).await.expect("video track");
+            pc.add_track(a2 as _).await.expect("audio track");
+        })
+        .await;
+        publish(&publisher, video, audio, epoch, Arc::clone(&totals), Arc::clone(&sent));
+
+        let ready = Arc::new(AtomicU64::new(0));
+        let join_start = Instant::now();
+        let mut subs = Vec::with_capacity(args.subscribers);
+        for i in 0..args.subscribers {
+            let (t, r) = (Arc::clone(&totals), Arc::clone(&ready));
+            subs.push(
+                join(&api, &relay, &relay_handle, &clients, &format!("sub-{i}"), async move |pc| {
+                    subscriber_setup(pc, epoch, t, r).await
+                })
+                .await,
+            );
+        }
+        // Wait for every subscriber's first video packet (or give up on stragglers after 60 s:
+        // the figures then count only the subscribers that receive, and say how many that is).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (ready.load(Ordering::Relaxed) as usize) < args.subscribers && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let receiving = ready.load(Ordering::Relaxed);
+        assert!(receiving > 0, "no subscriber receives video");
+        let join_secs = join_start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await; // settle
+        let (relay0, client0, t0) = (cpu_seconds("relay-rt"), cpu_seconds("client-rt"), Instant::now());
+        let out0 = relay.stats().totals.packets_out;
+        totals.window[0].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        totals.window[1].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let wall = t0.elapsed().as_secs_f64();
+        let (relay_cpu, client_cpu) = ((cpu_seconds("relay-rt") - relay0) / wall, (cpu_seconds("client-rt") - client0) / wall);
+        let forwarded = relay.stats().totals.packets_out - out0;
+        tokio::time::sleep(Duration::from_secs(1)).await; // in-flight packets land
+        let expected = (sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed)) * receiving;
+        let received = totals.packets.load(Ordering::Relaxed);
+        let h = totals.latency_us.lock().unwrap().clone();
+        let rss = rss_kib();
+        let per_core = if relay_cpu > 0.0 { forwarded as f64 / wall / relay_cpu } else { 0.0 };
+        println!(
+            "{}",
+            serde_json::json!({
+                "subscribers": args.subscribers,
+                "subscribersReceiving": receiving,
+                "seconds": wall,
+                "joinSeconds": join_secs,
+                "sentPerSubscriber": sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed),
+                "forwardedPacketsPerSec": (forwarded as f64 / wall).round(),
+                "receivedPacketsPerSec": (received as f64 / wall).round(),
+                "receivedMbps": (totals.bytes.load(Ordering::Relaxed) as f64 * 8.0 / wall / 1e6),
+                "loss": if expected > 0 { 1.0 - received as f64 / expected as f64 } else { 0.0 },
+                "latencyMs": {
+                    "p50": h.value_at_quantile(0.5) as f64 / 1000.0,
+                    "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
+                    "p999": h.value_at_quantile(0.999) as f64 / 1000.0,
+                },
+                "relayCpuCores": relay_cpu,
+                "clientCpuCores": client_cpu,
+                "forwardedPacketsPerRelayCore": per_core.round(),
+                "processRssMiB": rss / 1024,
+                "rssGrowthMiB": rss.saturating_sub(rss_before) / 1024,
+            })
+        );
+        drop(subs);
+        drop(publisher);
+    });
+}
