@@ -26,6 +26,8 @@ export class Call {
     this.members = new Map(); // userId -> media state (everyone in the call, from presence events)
     this.tiles = new Map(); // userId ('me' for local) -> tile element
     this.grid = $('video-grid');
+    this.speakerTimer = null;
+    this.speaker = null; // userId highlighted as the active speaker
     this.recorder = new Recorder(this.grid, () => this.audioStreams(), state);
     this.bindControls();
     window.addEventListener('pagehide', () => this.leave({ unloading: true }));
@@ -68,6 +70,7 @@ export class Call {
     signal('call-join', { media: this.media }).catch(() => {});
     this.hooks.onMembers(this.memberList());
     this.fillDevices();
+    this.speakerTimer = setInterval(() => this.pickSpeaker().catch(() => {}), 700);
   }
 
   /** Camera + mic; falls back to mic only, then to receive-only, and says so. */
@@ -98,6 +101,8 @@ export class Call {
     if (!this.inCall) return;
     this.inCall = false;
     if (this.recorder.active) this.recorder.stop();
+    clearInterval(this.speakerTimer);
+    this.speaker = null;
     if (unloading) {
       // Page is going away: a keepalive fetch survives the unload, the ordered queue would not.
       fetch('/api/v1/signaling', {
@@ -469,6 +474,27 @@ export class Call {
     tile.dataset.screen = media.screen ? 'on' : 'off';
   }
 
+  /** Highlights the remote participant whose received audio is loudest (and not silence). */
+  async pickSpeaker() {
+    if (!this.inCall) return;
+    let best = null;
+    let level = SPEAKING_LEVEL;
+    for (const s of Object.values(await this.debugStats())) {
+      if (s.audioLevel > level && this.members.get(s.userId)?.audio !== false) {
+        level = s.audioLevel;
+        best = s.userId;
+      }
+    }
+    const now = Date.now();
+    if (best) this.spokeAt = now;
+    // Pauses between words do not move the highlight: keep it for 2 s of silence.
+    if (!best && now - (this.spokeAt || 0) < 2000) return;
+    if (best === this.speaker) return;
+    this.tiles.get(this.speaker)?.classList.remove('speaking');
+    this.speaker = best;
+    this.tiles.get(best)?.classList.add('speaking');
+  }
+
   async debugStats() {
     if (this.relay) return this.relay.stats();
     const out = {};
@@ -476,6 +502,9 @@ export class Call {
     return out;
   }
 }
+
+/** Received audio level (0..1, RTCInboundRtpStreamStats.audioLevel) above which someone is speaking. */
+const SPEAKING_LEVEL = 0.02;
 
 function describe(err) {
   if (!err) return 'unknown error';

@@ -19,6 +19,7 @@ export class Peer {
     this.ignoreOffer = false;
     this.pendingCandidates = [];
     this.closed = false;
+    this.history = []; // negotiation steps, for bug reports (chats3Debug)
     this.pc = new RTCPeerConnection({ iceServers });
     this.pc.onnegotiationneeded = () => this.negotiate();
     this.pc.onicecandidate = ({ candidate }) => {
@@ -51,8 +52,13 @@ export class Peer {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
+      this.note(`sent ${this.pc.localDescription.type}`);
       const d = this.pc.localDescription;
-      await signal('offer', { type: d.type, sdp: d.sdp }, this.userId);
+      const sent = signal('offer', { type: d.type, sdp: d.sdp }, this.userId);
+      // The offer is out: an offer from the peer that arrives while the POST is still in flight
+      // is a renegotiation to apply (the answer to ours comes first), not a collision to ignore.
+      this.makingOffer = false;
+      await sent;
     } catch (err) {
       console.warn('negotiation failed', this.userId, err);
     } finally {
@@ -60,10 +66,16 @@ export class Peer {
     }
   }
 
+  note(line) {
+    this.history.push(line);
+    if (this.history.length > 40) this.history.shift();
+  }
+
   async onDescription(description) {
     if (this.closed || !description || !description.type) return;
     const collision = description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
     this.ignoreOffer = !this.polite && collision;
+    this.note(`${description.type} in ${this.pc.signalingState}${this.makingOffer ? ' (making offer)' : ''}${this.ignoreOffer ? ' ignored' : ''}`);
     if (this.ignoreOffer) return;
     if (description.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return; // stale answer
     await this.pc.setRemoteDescription(description); // rolls back our own offer if needed
@@ -108,7 +120,7 @@ export class Peer {
 
   async stats() {
     const out = { userId: this.userId, conn: this.pc.connectionState, ice: this.pc.iceConnectionState, signaling: this.pc.signalingState,
-      framesDecoded: 0, videoBytes: 0, audioBytes: 0, frameWidth: 0, framesSent: 0, sendingVideoLabel: null };
+      framesDecoded: 0, videoBytes: 0, audioBytes: 0, audioLevel: 0, frameWidth: 0, framesSent: 0, sendingVideoLabel: null };
     const report = await this.pc.getStats();
     report.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
@@ -117,6 +129,7 @@ export class Peer {
         out.frameWidth = Math.max(out.frameWidth, s.frameWidth || 0);
       } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
         out.audioBytes += s.bytesReceived || 0;
+        out.audioLevel = Math.max(out.audioLevel, s.audioLevel || 0);
       } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
         out.framesSent += s.framesSent || 0;
       }

@@ -59,7 +59,7 @@ function waitCall(page, { mode, pcs, n }) {
     const stats = Object.values(await window.chats3Debug.getStats());
     const live = window.__livePeerConnections();
     const decoding = stats.filter((s) => s.framesDecoded > 0 && s.audioBytes > 0).length;
-    return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
+    return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], mesh: [...call.peers.values()].map((p) => [p.userId.slice(0, 6), p.polite, p.pc.signalingState, p.pc.connectionState, p.pc.iceConnectionState, ...p.history]), decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
   }, [mode, pcs, n], { what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
 }
 
@@ -85,6 +85,15 @@ test('muting is still reflected in relay mode', async () => {
   await pages[3].locator(`#video-grid .tile[data-user-id="${ada}"][data-audio="off"]`).waitFor({ timeout: 10000 });
   await pages[0].getByRole('button', { name: 'Unmute' }).click();
   await pages[3].locator(`#video-grid .tile[data-user-id="${ada}"][data-audio="on"]`).waitFor({ timeout: 10000 });
+});
+
+test('the only unmuted participant is highlighted as the active speaker', async () => {
+  const bo = await pages[1].evaluate(() => window.chats3Debug.state.me.userId);
+  const others = pages.filter((_, i) => i !== 1);
+  for (const page of others) await page.getByRole('button', { name: 'Mute' }).click();
+  for (const page of [pages[0], pages[4]]) await page.locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 15000 });
+  assert.equal(await pages[0].locator('#video-grid .tile.speaking').count(), 1);
+  for (const page of others) await page.getByRole('button', { name: 'Unmute' }).click();
 });
 
 test('when the sixth and fifth leave, the call returns to a mesh without anyone re-joining', async () => {
