@@ -211,6 +211,7 @@ export class Call {
         label.textContent = s === 'connected' ? '' : s === 'failed' || s === 'disconnected' ? 'Reconnecting…' : 'Connecting…';
         label.hidden = s === 'connected';
       },
+      onStuck: () => this.rebuildPeer(userId),
     });
     peer.attach(this.local);
     if (this.screen) peer.replace('video', this.screen);
@@ -225,6 +226,13 @@ export class Call {
     if (peer) peer.close();
     this.peers.delete(userId);
     if (this.mode === 'mesh') this.removeTile(userId);
+  }
+
+  /** Both ends start over: a fresh call-join makes the other side drop its end and reply. */
+  rebuildPeer(userId) {
+    if (!this.inCall || this.mode !== 'mesh' || !this.peers.has(userId)) return;
+    this.dropPeer(userId);
+    signal('call-join', { media: this.media }, userId).catch(() => {});
   }
 
   // ---- topology ----

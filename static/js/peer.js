@@ -3,6 +3,9 @@
 // impolite side ignores the other's offer, so glare can never wedge the connection.
 import { signal } from './events.js';
 
+/** How long a connection may take to come up before it is rebuilt. */
+const HEAL_INTERVAL_MS = 12000;
+
 export class Peer {
   /**
    * @param {object} o
@@ -11,14 +14,17 @@ export class Peer {
    * @param {RTCIceServer[]} o.iceServers
    * @param {(track: MediaStreamTrack, stream: MediaStream) => void} o.onTrack
    * @param {(state: string) => void} o.onState
+   * @param {() => void} o.onStuck  not connected after HEAL_INTERVAL_MS: start over
    */
-  constructor({ userId, polite, iceServers, onTrack, onState }) {
+  constructor({ userId, polite, iceServers, onTrack, onState, onStuck }) {
+    this.onStuck = onStuck;
     this.userId = userId;
     this.polite = polite;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.pendingCandidates = [];
     this.closed = false;
+    this.connectedOnce = false;
     this.history = []; // negotiation steps, for bug reports (chats3Debug)
     this.pc = new RTCPeerConnection({ iceServers });
     this.pc.onnegotiationneeded = () => this.negotiate();
@@ -29,12 +35,25 @@ export class Peer {
     };
     this.pc.ontrack = ({ track, streams }) => onTrack(track, streams[0] || new MediaStream([track]));
     this.pc.onconnectionstatechange = () => {
+      if (this.pc.connectionState === 'connected') this.connectedOnce = true; // later trouble: ICE restart
       onState(this.pc.connectionState);
       if (this.pc.connectionState === 'failed' && !this.closed) this.pc.restartIce();
     };
     this.pc.oniceconnectionstatechange = () => {
       if (this.pc.iceConnectionState === 'failed' && !this.closed) this.pc.restartIce();
     };
+    this.watchdog = setInterval(() => this.heal(), HEAL_INTERVAL_MS);
+  }
+
+  /**
+   * Last resort for a connection that never came up (a signal lost on the way, or a browser that
+   * wedged its ICE agent in a rollback): the impolite side asks for a fresh connection on both
+   * ends (`onStuck`); the polite side waits for that.
+   */
+  heal() {
+    if (this.closed || this.connectedOnce || this.pc.connectionState === 'connected') return;
+    this.note(`not connected (${this.pc.connectionState}, ICE ${this.pc.iceGatheringState})`);
+    if (!this.polite) this.onStuck();
   }
 
   /** Sends our tracks; kinds we have no track for are still received (recvonly). */
@@ -142,6 +161,7 @@ export class Peer {
 
   close() {
     this.closed = true;
+    clearInterval(this.watchdog);
     this.pc.close();
   }
 }

@@ -101,7 +101,16 @@ test('when the sixth and fifth leave, the call returns to a mesh without anyone 
   await pages[4].getByRole('button', { name: 'Leave call' }).click();
   const rest = pages.slice(0, 4);
   // The relay holds the call for its 10 s dwell period, then the server switches back.
-  for (const page of rest) await waitCall(page, { mode: 'mesh', pcs: 3, n: 3 });
+  try {
+    for (const page of rest) await waitCall(page, { mode: 'mesh', pcs: 3, n: 3 });
+  } catch (err) {
+    const all = [];
+    for (const page of rest) {
+      all.push(`${page.userName} ${await page.evaluate(() => window.chats3Debug.state.me.userId.slice(0, 6))}: ${JSON.stringify(await page.evaluate(() => [...window.chats3Debug.call().peers.values()].map((p) => [p.userId.slice(0, 6), p.pc.signalingState, p.pc.iceConnectionState, p.pc.iceGatheringState, ...p.history])))}`);
+      all.push(`  events: ${JSON.stringify((await page.evaluate(() => window.chats3Debug.events())).slice(-60))}`);
+    }
+    throw new Error(`${err.message}\n${all.join('\n')}`);
+  }
   for (const page of rest) assert.equal(await page.locator('#video-grid .tile').count(), 4, `${page.userName} shows four tiles`);
   for (const page of pages.slice(4)) assert.equal(await page.evaluate(() => window.__livePeerConnections()), 0);
 });
