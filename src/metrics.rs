@@ -131,6 +131,57 @@ impl Metrics {
             "Age of the oldest outbox item",
             age,
         );
+        let relay = state.calls.relay();
+        gauge(
+            "relay_participants",
+            "Participants holding a peer connection to the media relay",
+            relay.participant_count() as f64,
+        );
+        gauge(
+            "relay_subscriptions",
+            "Published tracks times their subscribers on the relay",
+            relay.subscription_count() as f64,
+        );
+        gauge(
+            "relay_peer_connections",
+            "Relay peer connections still allocated (closed ones until freed)",
+            relay.live_peer_connections() as f64,
+        );
+        let t = relay.stats().totals;
+        for (name, help, v) in [
+            (
+                "relay_packets_in",
+                "RTP packets received from current relay participants",
+                t.packets_in,
+            ),
+            (
+                "relay_bytes_in",
+                "RTP bytes received from current relay participants",
+                t.bytes_in,
+            ),
+            (
+                "relay_packets_out",
+                "RTP packets forwarded to current relay participants",
+                t.packets_out,
+            ),
+            (
+                "relay_bytes_out",
+                "RTP bytes forwarded to current relay participants",
+                t.bytes_out,
+            ),
+            (
+                "relay_plis_sent",
+                "Keyframe requests sent to current publishers",
+                t.plis_sent,
+            ),
+            (
+                "relay_keyframe_requests",
+                "PLI/FIR received from current subscribers",
+                t.keyframe_requests,
+            ),
+        ] {
+            gauge(name, help, v as f64);
+        }
         let _ = write!(
             out,
             "# HELP chats3_events_published Events fanned out to conversations\n# TYPE chats3_events_published counter\nchats3_events_published_total {}\n",

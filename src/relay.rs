@@ -108,12 +108,16 @@ pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
                 (call.join(user, now), call.topology(), Vec::new())
             }
             "call-leave" | "call-query" => {
-                let Some(call) = calls.get_mut(conv) else {
+                let Some(call) = calls
+                    .get_mut(conv)
+                    .filter(|c| c.participants().any(|p| p == user))
+                else {
+                    // Not in the call, but maybe still holding a relay connection (an offer
+                    // posted without call-join): free it too.
+                    drop(calls);
+                    leave_relay(state, conv, vec![user.to_owned()]);
                     return;
                 };
-                if !call.participants().any(|p| p == user) {
-                    return;
-                }
                 let changed = call.leave(user, now);
                 let current = call.topology();
                 let left = leavers(call, changed, user);

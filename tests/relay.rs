@@ -30,6 +30,7 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
     let server = Server::start_with(|c| {
         c.mesh_max = 2;
         c.relay_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics_token = Some(chats3::config::Secret::new("scrape-token"));
     })
     .await;
     let admin = server.client();
@@ -156,5 +157,28 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         assert_eq!(r.status, 200, "{}", r.body);
     }
     pc.close().await.unwrap();
+    // The relay forgot the participant (visible in the metrics).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let c = server.client();
+        let m = c
+            .send(
+                c.http
+                    .get(format!("{}/metrics", server.base))
+                    .bearer_auth("scrape-token"),
+            )
+            .await;
+        assert_eq!(m.status, 200, "{}", m.body);
+        let text = m.body.as_str().unwrap_or_default();
+        assert!(text.contains("chats3_relay_packets_in"), "{text}");
+        if text.contains("chats3_relay_participants 0\n") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay still holds participants: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
 }
