@@ -79,6 +79,14 @@ struct Totals {
 }
 
 impl Totals {
+    /// Adds one reader's partial counts and latencies, and clears its histogram.
+    fn merge(&self, packets: u64, bytes: u64, local: &mut Histogram<u64>) {
+        self.packets.fetch_add(packets, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.latency_us.lock().unwrap().add(&*local).expect("merge");
+        local.reset();
+    }
+
     fn in_window(&self, sent_us: u64) -> bool {
         sent_us >= self.window[0].load(Ordering::Relaxed)
             && sent_us < self.window[1].load(Ordering::Relaxed)
@@ -358,26 +366,11 @@ async fn subscriber_setup(
                 // Flush in batches, and as soon as the window has closed.
                 let closed = sent >= totals.window[1].load(Ordering::Relaxed);
                 if packets >= 256 || (packets > 0 && closed) {
-                    totals.packets.fetch_add(packets, Ordering::Relaxed);
-                    totals.bytes.fetch_add(bytes, Ordering::Relaxed);
-                    totals
-                        .latency_us
-                        .lock()
-                        .unwrap()
-                        .add(&local)
-                        .expect("merge");
-                    local.reset();
+                    totals.merge(packets, bytes, &mut local);
                     (packets, bytes) = (0, 0);
                 }
             }
-            totals.packets.fetch_add(packets, Ordering::Relaxed);
-            totals.bytes.fetch_add(bytes, Ordering::Relaxed);
-            totals
-                .latency_us
-                .lock()
-                .unwrap()
-                .add(&local)
-                .expect("merge");
+            totals.merge(packets, bytes, &mut local);
         });
         Box::pin(async {})
     }));

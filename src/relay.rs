@@ -115,7 +115,9 @@ pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
                     // Not in the call, but maybe still holding a relay connection (an offer
                     // posted without call-join): free it too.
                     drop(calls);
-                    leave_relay(state, conv, vec![user.to_owned()]);
+                    if state.calls.relay.is_member(conv, user) {
+                        leave_relay(state, conv, vec![user.to_owned()]);
+                    }
                     return;
                 };
                 let changed = call.leave(user, now);
@@ -132,16 +134,7 @@ pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
     leave_relay(state, conv, left_relay);
     match changed {
         Some(t) => broadcast_mode(state, conv, t),
-        None if kind == "call-join" => {
-            let f = frame::encode_value(
-                "call-mode",
-                None,
-                Some(user),
-                &json!({ "mode": mode_name(current) }),
-                None,
-            );
-            state.hub.publish(conv, f);
-        }
+        None if kind == "call-join" => state.hub.publish(conv, mode_frame(current, Some(user))),
         None => {}
     }
 }
@@ -177,20 +170,24 @@ fn mode_name(t: Topology) -> &'static str {
     }
 }
 
+/// `call-mode` for the whole conversation, or for one user (`to`).
+fn mode_frame(t: Topology, to: Option<&str>) -> frame::Frame {
+    frame::encode_value(
+        "call-mode",
+        None,
+        to,
+        &json!({ "mode": mode_name(t) }),
+        None,
+    )
+}
+
 fn broadcast_mode(state: &AppState, conv: &str, t: Topology) {
     tracing::info!(
         conversation = conv,
         mode = mode_name(t),
         "call topology changed"
     );
-    let f = frame::encode_value(
-        "call-mode",
-        None,
-        None,
-        &json!({ "mode": mode_name(t) }),
-        None,
-    );
-    state.hub.publish(conv, f);
+    state.hub.publish(conv, mode_frame(t, None));
 }
 
 /// Re-evaluates every call once a second, so a relay call that shrank during

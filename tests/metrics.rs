@@ -40,13 +40,7 @@ async fn metrics_need_the_token_and_count_requests_streams_and_flushes() {
     for i in 0..3 {
         ann.say(&format!("m{i}")).await;
     }
-    let r = c
-        .send(
-            c.http
-                .get(format!("{}/metrics", s.base))
-                .bearer_auth("scrape-token"),
-        )
-        .await;
+    let r = c.get_with_bearer("/metrics", "scrape-token").await;
     assert_eq!(r.status, 200);
     let m = parse(r.body.as_str().unwrap());
     assert_eq!(

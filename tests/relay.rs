@@ -160,13 +160,9 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
     // The relay forgot the participant (visible in the metrics).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let c = server.client();
-        let m = c
-            .send(
-                c.http
-                    .get(format!("{}/metrics", server.base))
-                    .bearer_auth("scrape-token"),
-            )
+        let m = server
+            .client()
+            .get_with_bearer("/metrics", "scrape-token")
             .await;
         assert_eq!(m.status, 200, "{}", m.body);
         let text = m.body.as_str().unwrap_or_default();

@@ -222,10 +222,7 @@ impl Relay {
     /// the room's existing tracks (delivered once its first offer is answered).
     pub async fn join(&self, room: &str, participant: &str) -> Result<()> {
         let inner = &self.inner;
-        if lock(&inner.rooms)
-            .get(room)
-            .is_some_and(|r| r.participants.contains_key(participant))
-        {
+        if self.is_member(room, participant) {
             return Err(RelayError::AlreadyJoined {
                 room: room.into(),
                 participant: participant.into(),
@@ -405,6 +402,13 @@ impl Relay {
         }
         out.rooms.sort_by(|a, b| a.room.cmp(&b.room));
         out
+    }
+
+    /// Whether `participant` holds a connection in `room`.
+    pub fn is_member(&self, room: &str, participant: &str) -> bool {
+        lock(&self.inner.rooms)
+            .get(room)
+            .is_some_and(|r| r.participants.contains_key(participant))
     }
 
     /// Participants across all rooms.

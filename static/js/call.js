@@ -204,13 +204,7 @@ export class Call {
       polite: this.state.me.userId > userId,
       iceServers: this.iceServers,
       onTrack: (track, stream) => this.addTile(userId, this.state.names.get(userId) || 'Guest', stream, false),
-      onState: (s) => {
-        const tile = this.tiles.get(userId);
-        if (!tile) return;
-        const label = tile.querySelector('.tile-state');
-        label.textContent = s === 'connected' ? '' : s === 'failed' || s === 'disconnected' ? 'Reconnecting…' : 'Connecting…';
-        label.hidden = s === 'connected';
-      },
+      onState: (s) => paintTileState(this.tiles.get(userId), s),
       onStuck: () => this.rebuildPeer(userId),
     });
     peer.attach(this.local);
@@ -264,12 +258,7 @@ export class Call {
         tile.querySelector('.tile-state').hidden = true;
       },
       onState: (s) => {
-        for (const [id, tile] of this.tiles) {
-          if (id === 'me') continue;
-          const label = tile.querySelector('.tile-state');
-          label.textContent = s === 'failed' || s === 'disconnected' ? 'Reconnecting…' : 'Connecting…';
-          label.hidden = s === 'connected';
-        }
+        for (const [id, tile] of this.tiles) if (id !== 'me') paintTileState(tile, s);
       },
     });
     this.relay.attach(this.local);
@@ -487,7 +476,7 @@ export class Call {
     if (!this.inCall) return;
     let best = null;
     let level = SPEAKING_LEVEL;
-    for (const s of Object.values(await this.debugStats())) {
+    for (const s of Object.values(await this.stats())) {
       if (s.audioLevel > level && this.members.get(s.userId)?.audio !== false) {
         level = s.audioLevel;
         best = s.userId;
@@ -503,7 +492,8 @@ export class Call {
     this.tiles.get(best)?.classList.add('speaking');
   }
 
-  async debugStats() {
+  /** Receive figures per remote participant (speaker detection, chats3Debug.getStats). */
+  async stats() {
     if (this.relay) return this.relay.stats();
     const out = {};
     for (const [id, peer] of this.peers) out[id] = await peer.stats();
@@ -513,6 +503,14 @@ export class Call {
 
 /** Received audio level (0..1, RTCInboundRtpStreamStats.audioLevel) above which someone is speaking. */
 const SPEAKING_LEVEL = 0.02;
+
+/** A remote tile's connection label for a peer connection state. */
+function paintTileState(tile, state) {
+  if (!tile) return;
+  const label = tile.querySelector('.tile-state');
+  label.textContent = state === 'connected' ? '' : state === 'failed' || state === 'disconnected' ? 'Reconnecting…' : 'Connecting…';
+  label.hidden = state === 'connected';
+}
 
 function describe(err) {
   if (!err) return 'unknown error';

@@ -211,6 +211,15 @@ impl Client {
         self.send(self.req(reqwest::Method::GET, path)).await
     }
 
+    /// GET with `Authorization: Bearer <token>` (e.g. `/metrics`).
+    pub async fn get_with_bearer(&self, path: &str, token: &str) -> Resp {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(token);
+        self.send(r).await
+    }
+
     /// GET authenticated by the `sessionId` cookie instead of the header.
     pub async fn get_with_cookie(&self, path: &str, session_id: &str) -> Resp {
         let r = self

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, launch, newUser, joinViaUi, shot, ARTIFACTS, send } from './lib.mjs';
+import { Server, launch, newUser, joinViaUi, shot, ARTIFACTS, send, poll } from './lib.mjs';
 
 let server, browser, conv;
 const pages = [];
@@ -28,17 +28,6 @@ after(async () => {
 
 const stats = (page) => page.evaluate(() => window.chats3Debug.getStats());
 
-/** Polls getStats() from node (an async waitForFunction predicate is not reliably awaited). */
-async function poll(page, fn, arg, { timeout = 40000, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = await page.evaluate(fn, arg);
-    if (last && last.ok) return last;
-    await new Promise((r) => setTimeout(r, 400));
-  }
-  throw new Error(`${page.userName}: timed out waiting for ${what}: ${JSON.stringify(last)}`);
-}
 
 function waitDecoding(page, n) {
   return poll(page, async (count) => {

@@ -165,6 +165,21 @@ export async function waitReady(page) {
   await page.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
 }
 
+/**
+ * Polls `fn(arg)` in the page from node until it returns `{ok: true}` (an async waitForFunction
+ * predicate is not reliably awaited); the last answer goes into the timeout error.
+ */
+export async function poll(page, fn, arg, { timeout = 40000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(fn, arg);
+    if (last && last.ok) return last;
+    await sleep(400);
+  }
+  throw new Error(`${page.userName}: timed out waiting for ${what}: ${JSON.stringify(last)}`);
+}
+
 export async function send(page, text) {
   const box = page.getByLabel('Message', { exact: true });
   await box.fill(text);

@@ -3,7 +3,7 @@
 // itself. Real Chromium with fake camera and microphone, the relay's default network settings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launch, newUser, joinViaUi, shot } from './lib.mjs';
+import { Server, launch, newUser, joinViaUi, shot, poll } from './lib.mjs';
 
 let server, browser, conv;
 const pages = [];
@@ -40,17 +40,6 @@ after(async () => {
   await server?.dispose();
 });
 
-/** Polls from node until fn(arg) returns {ok: true}. */
-async function poll(page, fn, arg, { timeout = 60000, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = await page.evaluate(fn, arg);
-    if (last && last.ok) return last;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`${page.userName}: timed out waiting for ${what}: ${JSON.stringify(last)}`);
-}
 
 /** Waits until the page is in `mode`, holds `pcs` live connections and decodes video+audio from `n` others. */
 function waitCall(page, { mode, pcs, n }) {
@@ -60,7 +49,7 @@ function waitCall(page, { mode, pcs, n }) {
     const live = window.__livePeerConnections();
     const decoding = stats.filter((s) => s.framesDecoded > 0 && s.audioBytes > 0).length;
     return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], mesh: [...call.peers.values()].map((p) => [p.userId.slice(0, 6), p.polite, p.pc.signalingState, p.pc.connectionState, p.pc.iceConnectionState, ...p.history]), decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
-  }, [mode, pcs, n], { what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
+  }, [mode, pcs, n], { timeout: 60000, what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
 }
 
 test('a sixth participant puts the call on the relay: one connection per page, video from all five others', async () => {
