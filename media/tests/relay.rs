@@ -17,6 +17,7 @@ use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp::header::Header;
@@ -48,6 +49,11 @@ fn client_api() -> API {
 }
 
 async fn relay() -> (Relay, mpsc::UnboundedReceiver<Outgoing>) {
+    // `RUST_LOG=webrtc_ice=debug` shows what ICE does when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Relay::new(RelayConfig {
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         include_loopback: true,
@@ -239,6 +245,7 @@ struct Received {
     audio: Vec<u16>,
     keyframes: usize,
     bad_descriptors: usize,
+    tracks: usize,
 }
 
 struct Subscriber {
@@ -275,6 +282,9 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
     let weak_rx: Weak<Mutex<Received>> = Arc::downgrade(&rx);
     pc.on_track(Box::new(move |track, _, _| {
         let weak_rx = weak_rx.clone();
+        if let Some(rx) = weak_rx.upgrade() {
+            rx.lock().unwrap().tracks += 1;
+        }
         tokio::spawn(async move {
             let kind = track.kind();
             while let Ok((pkt, _)) = track.read_rtp().await {
@@ -318,6 +328,46 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits for a subscriber's first video packet. On a loaded machine webrtc-rs
+/// ICE now and then fails a loopback connection outright (about 1 in 1,200
+/// joins with eight test processes on two cores); the subscriber then does
+/// what the browser does with a failed relay connection — leaves and joins
+/// again with a fresh one. Returns how many rejoins that took.
+async fn first_packets_or_rejoin(
+    api: &API,
+    relay: &Relay,
+    clients: &Clients,
+    id: &str,
+    s: &mut Subscriber,
+) -> usize {
+    let mut rejoins = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.counts().0 == 0 {
+        let failed = s.pc.connection_state() == RTCPeerConnectionState::Failed;
+        if failed && rejoins < 2 {
+            relay.leave(ROOM, id).await.unwrap();
+            s.pc.close().await.unwrap();
+            *s = subscriber(api, relay, clients, id).await;
+            rejoins += 1;
+            continue;
+        }
+        if failed || tokio::time::Instant::now() > deadline {
+            let r = s.rx.lock().unwrap();
+            panic!(
+                "{id} got no packets: pc {:?}, ice {:?}, signaling {:?}, {} tracks, {} audio packets, {rejoins} rejoins; relay {:?}",
+                s.pc.connection_state(),
+                s.pc.ice_connection_state(),
+                s.pc.signaling_state(),
+                r.tracks,
+                r.audio.len(),
+                relay.stats(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rejoins
 }
 
 fn assert_increasing(seqs: &[u16], what: &str) {
@@ -398,8 +448,9 @@ async fn churn_leaves_no_state_tasks_or_connections_behind() {
     let publ = publisher(&api, &relay, &clients, "pub").await;
     wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
 
-    const ROUNDS: usize = 10;
+    const ROUNDS: usize = 20;
     const PER_ROUND: usize = 10;
+    let mut rejoins = 0;
     let mut weak_clients: Vec<Weak<RTCPeerConnection>> = Vec::new();
     let mut baseline = None;
     for round in 0..=ROUNDS {
@@ -408,8 +459,8 @@ async fn churn_leaves_no_state_tasks_or_connections_behind() {
             let id = format!("s{round}-{i}");
             subs.push((id.clone(), subscriber(&api, &relay, &clients, &id).await));
         }
-        for (_, s) in &subs {
-            wait_for("a churn subscriber's first packets", || s.counts().0 >= 1).await;
+        for (id, s) in &mut subs {
+            rejoins += first_packets_or_rejoin(&api, &relay, &clients, id, s).await;
         }
         assert_eq!(relay.subscription_count(), 2 * PER_ROUND);
         for (id, s) in subs {
@@ -441,10 +492,11 @@ async fn churn_leaves_no_state_tasks_or_connections_behind() {
     })
     .await;
     eprintln!(
-        "churn: {} joins/leaves, tasks {} (baseline {baseline})",
+        "churn: {} joins/leaves, {rejoins} rejoined after ICE failed, tasks {} (baseline {baseline})",
         ROUNDS * PER_ROUND,
         metrics.num_alive_tasks()
     );
+    assert!(rejoins <= 3, "{rejoins} connections failed ICE");
     relay.leave(ROOM, "pub").await.unwrap();
     publ.pc.close().await.unwrap();
     assert_eq!(relay.participant_count(), 0);
