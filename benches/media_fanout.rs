@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chats3_media::{Outgoing, Relay, RelayConfig, Signal};
+use chats3_media::{Outgoing, Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
@@ -133,12 +133,16 @@ type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
 fn drive(
     relay: Relay,
     relay_rt: Handle,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut rx: mpsc::UnboundedReceiver<RelayEvent>,
     clients: Clients,
 ) {
     tokio::spawn(async move {
         let mut queues: HashMap<String, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
-        while let Some(out) = rx.recv().await {
+        while let Some(event) = rx.recv().await {
+            // The bench publishes no audio levels: no speaker events to expect.
+            let RelayEvent::Signal(out) = event else {
+                continue;
+            };
             let queue = queues.entry(out.participant.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let pc = clients.lock().unwrap().get(&out.participant).cloned();

@@ -94,6 +94,9 @@ pub struct Config {
     pub session_ttl_secs: i64,
     pub ice_servers: serde_json::Value,
     pub mesh_max: usize,
+    /// In relay mode, forward video of only this many most recent speakers
+    /// (`[media] last_n`, `LAST_N`); 0 forwards everyone's.
+    pub last_n: usize,
     /// The relay's single UDP socket (`[media] relay_udp`, `RELAY_UDP`); a
     /// specific local IP. `None`: one ephemeral port per call participant.
     pub relay_udp: Option<std::net::SocketAddr>,
@@ -135,6 +138,7 @@ impl Default for Config {
             session_ttl_secs: 24 * 3600,
             ice_servers: serde_json::Value::Array(Vec::new()),
             mesh_max: 4,
+            last_n: 9,
             relay_udp: None,
             relay_public_ip: None,
             heartbeat_secs: 15,
@@ -205,6 +209,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct MediaFileConfig {
     mesh_max: Option<usize>,
+    last_n: Option<usize>,
     relay_udp: Option<std::net::SocketAddr>,
     relay_public_ip: Option<String>,
 }
@@ -300,6 +305,7 @@ impl Config {
         }
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
+            set(&mut self.last_n, m.last_n);
             if m.relay_udp.is_some() {
                 self.relay_udp = m.relay_udp;
             }
@@ -398,6 +404,9 @@ impl Config {
         }
         if let Some(v) = get("MESH_MAX") {
             self.mesh_max = parse_num("MESH_MAX", v)?;
+        }
+        if let Some(v) = get("LAST_N") {
+            self.last_n = parse_num("LAST_N", v)?;
         }
         if let Some(v) = get("RELAY_UDP") {
             self.relay_udp = Some(parse_num("RELAY_UDP", v)?);
@@ -577,13 +586,14 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(
             &p,
-            "port = 4000\nrate_limit_per_min = 5\n[media]\nmesh_max = 6\n",
+            "port = 4000\nrate_limit_per_min = 5\n[media]\nmesh_max = 6\nlast_n = 3\n",
         )
         .unwrap();
         let c = Config::from_sources(Some(&p), &env(&[("PORT", "5000")])).unwrap();
         assert_eq!(c.port, 5000);
         assert_eq!(c.rate_limit_per_min, 5);
         assert_eq!(c.mesh_max, 6);
+        assert_eq!(c.last_n, 3);
     }
 
     #[test]

@@ -179,6 +179,26 @@ impl Metrics {
                 "PLI/FIR received from current subscribers",
                 t.keyframe_requests,
             ),
+            (
+                "relay_nacked_packets",
+                "Packets current subscribers asked to have resent (NACK)",
+                t.nacked_packets,
+            ),
+            (
+                "relay_estimated_bps",
+                "Sum of current subscribers' latest receive-bandwidth estimates (REMB)",
+                t.estimated_bps,
+            ),
+            (
+                "relay_video_pauses",
+                "Times last-N paused a current publisher's video",
+                t.video_pauses,
+            ),
+            (
+                "relay_video_resumes",
+                "Times last-N resumed a current publisher's video",
+                t.video_resumes,
+            ),
         ] {
             gauge(name, help, v as f64);
         }

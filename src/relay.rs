@@ -9,6 +9,9 @@
 //!   relay room, which is the conversation); the relay's own offers and
 //!   answers come back as `relay-signal` events targeted at that user on the
 //!   conversation's event stream ([`spawn_delivery`]).
+//! - Active speaker: the relay's speaker changes are broadcast as
+//!   `call-speaker` `{speaker, forwarded}` (`forwarded`: whose video the
+//!   relay sends under last-N).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::response::Response;
 use chats3_media::{
-    CallTopology, Outgoing, Relay, RelayConfig, RelayError, Signal, Topology, TopologyPolicy,
+    CallTopology, Relay, RelayConfig, RelayError, RelayEvent, Signal, SpeakerPolicy, Topology,
+    TopologyPolicy,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -42,10 +46,14 @@ impl Calls {
     /// of signals to deliver; hand it to [`spawn_delivery`].
     pub async fn new(
         config: &Config,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>), RelayError> {
+    ) -> Result<(Self, mpsc::UnboundedReceiver<RelayEvent>), RelayError> {
         let (relay, rx) = Relay::new(RelayConfig {
             udp_bind: config.relay_udp,
             public_ips: config.relay_public_ip.iter().cloned().collect(),
+            speakers: SpeakerPolicy {
+                last_n: config.last_n,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await?;
@@ -66,9 +74,9 @@ impl Calls {
     }
 }
 
-/// Delivers the relay's signals as targeted `relay-signal` events until
-/// shutdown.
-pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+/// Delivers the relay's signals as targeted `relay-signal` events and its
+/// speaker changes as `call-speaker` broadcasts, until shutdown.
+pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEvent>) {
     let hub: Arc<Hub> = Arc::clone(&state.hub);
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
@@ -77,15 +85,27 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<Outgoing
                 out = rx.recv() => out,
                 _ = shutdown.cancelled() => None,
             };
-            let Some(out) = out else { break };
-            let f = frame::encode_value(
-                "relay-signal",
-                None,
-                Some(&out.participant),
-                &out.signal,
-                None,
-            );
-            hub.publish(&out.room, f);
+            let (room, f) = match out {
+                None => break,
+                Some(RelayEvent::Signal(out)) => {
+                    let f = frame::encode_value(
+                        "relay-signal",
+                        None,
+                        Some(&out.participant),
+                        &out.signal,
+                        None,
+                    );
+                    (out.room, f)
+                }
+                Some(RelayEvent::Speaker { room, change }) => {
+                    let data = json!({"speaker": change.speaker, "forwarded": change.forwarded});
+                    (
+                        room,
+                        frame::encode_value("call-speaker", None, None, &data, None),
+                    )
+                }
+            };
+            hub.publish(&room, f);
         }
     });
 }

@@ -7,18 +7,25 @@
 //!   peer connection per participant, every published track forwarded to the
 //!   other participants of the room, keyframe requests relayed and throttled,
 //!   per-room and per-participant counters.
+//! - [`speaker`]: active speaker and last-N from audio levels. Pure.
+//! - [`gate`]: pausing/resuming a forwarded video track at keyframes with
+//!   contiguous sequence numbers. Pure.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
-//! leaves and [`Signal`]s and delivers the [`Outgoing`] signals it emits.
+//! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
+//! for one participant, speaker changes for a room).
 //! Not built: simulcast layer selection, RTX, TWCC-driven bandwidth
-//! estimation, active speaker, last-N (see the README's status table).
+//! estimation (see the README's status table).
 
+pub mod gate;
 pub mod relay;
 pub mod signal;
+pub mod speaker;
 pub mod stats;
 pub mod topology;
 
 pub use relay::{Relay, RelayConfig, RelayError};
-pub use signal::{IceCandidate, Outgoing, Signal};
+pub use signal::{IceCandidate, Outgoing, RelayEvent, Signal};
+pub use speaker::{SpeakerChange, SpeakerPolicy};
 pub use stats::{ParticipantStats, RelayStats, RoomStats};
 pub use topology::{CallTopology, Topology, TopologyPolicy};

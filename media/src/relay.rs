@@ -18,6 +18,12 @@
 //!   a subscriber's answer activates its tracks, and when a subscriber sends
 //!   PLI/FIR — at most once per `pli_min_interval` per track.
 //!
+//! - Active speaker and last-N: audio packets' audio-level extension feeds
+//!   the room's [`Speakers`]; a new dominant speaker is emitted as
+//!   [`RelayEvent::Speaker`], and under last-N each video track's
+//!   [`VideoGate`] pauses or resumes it (resuming at a keyframe it requests).
+//! - SRTP: AES-GCM profiles are preferred over AES-CM + HMAC-SHA1.
+//!
 //! Glare: the relay is the "impolite" side of perfect negotiation. If a
 //! client offer arrives while a relay offer is outstanding, the relay rolls
 //! its offer back, answers, and re-offers afterwards.
@@ -33,6 +39,7 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
+use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -45,14 +52,18 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::marshal::MarshalSize;
 
-use crate::signal::{Outgoing, Signal};
+use crate::gate::{VideoGate, vp8_keyframe_start};
+use crate::signal::{Outgoing, RelayEvent, Signal};
+use crate::speaker::{AUDIO_LEVEL_URI, SpeakerPolicy, Speakers};
 use crate::stats::{Counters, ParticipantStats, RelayStats, RoomStats};
 
 /// Errors from the relay.
@@ -90,6 +101,8 @@ pub struct RelayConfig {
     pub include_loopback: bool,
     /// Minimum interval between two keyframe requests for one track.
     pub pli_min_interval: Duration,
+    /// Active-speaker switching and last-N.
+    pub speakers: SpeakerPolicy,
 }
 
 impl Default for RelayConfig {
@@ -99,6 +112,7 @@ impl Default for RelayConfig {
             public_ips: Vec::new(),
             include_loopback: false,
             pli_min_interval: Duration::from_millis(500),
+            speakers: SpeakerPolicy::default(),
         }
     }
 }
@@ -114,17 +128,29 @@ struct Inner {
     api: API,
     config: RelayConfig,
     rooms: Mutex<HashMap<String, Room>>,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: mpsc::UnboundedSender<RelayEvent>,
     /// Every server-side peer connection ever created, weakly, to prove that
     /// closed ones are freed.
     pcs: Mutex<Vec<Weak<RTCPeerConnection>>>,
     local_udp: Option<SocketAddr>,
+    /// Time origin for the speaker detector.
+    epoch: Instant,
 }
 
-#[derive(Default)]
 struct Room {
     participants: HashMap<String, Arc<Participant>>,
     tracks: Vec<Arc<Published>>,
+    speakers: Arc<Mutex<Speakers>>,
+}
+
+impl Room {
+    fn new(policy: SpeakerPolicy) -> Self {
+        Self {
+            participants: HashMap::new(),
+            tracks: Vec::new(),
+            speakers: Arc::new(Mutex::new(Speakers::new(policy))),
+        }
+    }
 }
 
 struct Participant {
@@ -154,6 +180,12 @@ struct Published {
     publisher_counters: Arc<Counters>,
     subscribers: Mutex<HashMap<String, Subscription>>,
     last_pli: Mutex<Option<Instant>>,
+    /// Last-N pause/resume (video only).
+    gate: Mutex<VideoGate>,
+    speakers: Arc<Mutex<Speakers>>,
+    vp8: bool,
+    /// The negotiated id of the audio-level extension (audio only).
+    audio_level_id: Option<u8>,
 }
 
 struct Subscription {
@@ -170,15 +202,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Relay {
     /// Creates the relay and the channel of signals it wants delivered.
     /// Must be called inside a tokio runtime when `udp_bind` is set.
-    pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<Outgoing>)> {
+    pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<RelayEvent>)> {
         // webrtc-rs's DTLS asks rustls for the process-wide provider; when a build enables
         // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
         // Install ours; Err only means one is installed already, which is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RTPCodecType::Audio,
+            None,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
         let mut settings = SettingEngine::default();
+        settings.set_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ]);
         settings.set_include_loopback_candidate(config.include_loopback);
         if !config.public_ips.is_empty() {
             settings.set_nat_1to1_ips(config.public_ips.clone(), RTCIceCandidateType::Host);
@@ -209,6 +253,7 @@ impl Relay {
             out,
             pcs: Mutex::new(Vec::new()),
             local_udp,
+            epoch: Instant::now(),
         });
         Ok((Self { inner }, rx))
     }
@@ -253,12 +298,16 @@ impl Relay {
         });
         let existing = {
             let mut rooms = lock(&inner.rooms);
-            let r = rooms.entry(room.to_owned()).or_default();
+            let policy = inner.config.speakers;
+            let r = rooms
+                .entry(room.to_owned())
+                .or_insert_with(|| Room::new(policy));
             if r.participants.contains_key(participant) {
                 None // a concurrent join of the same id won
             } else {
                 r.participants
                     .insert(participant.to_owned(), Arc::clone(&p));
+                lock(&r.speakers).add(participant);
                 Some(r.tracks.clone())
             }
         };
@@ -366,6 +415,7 @@ impl Relay {
             let (own, others): (Vec<_>, Vec<_>) =
                 r.tracks.drain(..).partition(|t| t.publisher == participant);
             r.tracks = others.clone();
+            lock(&r.speakers).remove(participant);
             if r.participants.is_empty() {
                 rooms.remove(room);
             }
@@ -378,6 +428,7 @@ impl Relay {
         for t in &own {
             inner.withdraw(room, t).await;
         }
+        inner.apply_last_n(room).await;
         closed?;
         Ok(())
     }
@@ -447,11 +498,65 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 impl Inner {
     fn send(&self, room: &str, participant: &str, signal: Signal) {
         // A closed receiver means the app is shutting down; nothing to deliver.
-        let _ = self.out.send(Outgoing {
+        let _ = self.out.send(RelayEvent::Signal(Outgoing {
             room: room.to_owned(),
             participant: participant.to_owned(),
             signal,
-        });
+        }));
+    }
+
+    /// Opens the video gates of the room's last-N and closes the others,
+    /// asking for a keyframe where a track resumes.
+    async fn apply_last_n(&self, room: &str) {
+        let mut resumed: Vec<Arc<Published>> = Vec::new();
+        {
+            let rooms = lock(&self.rooms);
+            let Some(r) = rooms.get(room) else { return };
+            let speakers = lock(&r.speakers);
+            for t in r.tracks.iter().filter(|t| t.kind == RTPCodecType::Video) {
+                let open = speakers.is_forwarded(&t.publisher);
+                let mut gate = lock(&t.gate);
+                let was_open = gate.is_open();
+                if gate.set_open(open) {
+                    t.publisher_counters
+                        .video_resumes
+                        .fetch_add(1, Ordering::Relaxed);
+                    resumed.push(Arc::clone(t));
+                } else if was_open && !open {
+                    t.publisher_counters
+                        .video_pauses
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for t in resumed {
+            t.request_keyframe_throttled(Duration::ZERO).await;
+        }
+    }
+
+    /// Feeds one audio packet's level to the room's speakers; a new dominant
+    /// speaker is announced and re-applies last-N.
+    async fn observe_audio(&self, room: &str, t: &Published, packet: &webrtc::rtp::packet::Packet) {
+        let Some(level) = t
+            .audio_level_id
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|b| b.first().copied())
+        else {
+            return;
+        };
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let change = {
+            let mut s = lock(&t.speakers);
+            s.observe(&t.publisher, level & 0x7f, now);
+            s.evaluate(now)
+        };
+        if let Some(change) = change {
+            let _ = self.out.send(RelayEvent::Speaker {
+                room: room.to_owned(),
+                change,
+            });
+            self.apply_last_n(room).await;
+        }
     }
 
     fn participant(&self, room: &str, participant: &str) -> Result<Arc<Participant>> {
@@ -523,6 +628,16 @@ impl Inner {
                     if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                         counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
                         t2.request_keyframe_throttled(Duration::ZERO).await;
+                    } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                        let lost: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+                        counters
+                            .nacked_packets
+                            .fetch_add(lost as u64, Ordering::Relaxed);
+                    } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                    {
+                        counters
+                            .estimated_bps
+                            .store(remb.bitrate as u64, Ordering::Relaxed);
                     }
                 }
             }
@@ -541,8 +656,26 @@ impl Inner {
         let Ok(p) = self.participant(room, publisher) else {
             return;
         };
+        let codec = remote.codec().capability;
+        let vp8 = codec.mime_type.eq_ignore_ascii_case("video/VP8");
+        let audio_level_id = remote
+            .params()
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == AUDIO_LEVEL_URI)
+            .and_then(|e| u8::try_from(e.id).ok());
+        let speakers = {
+            let rooms = lock(&self.rooms);
+            let Some(r) = rooms.get(room) else { return };
+            Arc::clone(&r.speakers)
+        };
+        let gate = if lock(&speakers).is_forwarded(publisher) {
+            VideoGate::default()
+        } else {
+            VideoGate::closed()
+        };
         let local = Arc::new(TrackLocalStaticRTP::new(
-            remote.codec().capability,
+            codec,
             format!("{publisher}:{}", remote.id()),
             publisher.to_owned(),
         ));
@@ -555,6 +688,10 @@ impl Inner {
             publisher_counters: Arc::clone(&p.counters),
             subscribers: Mutex::new(HashMap::new()),
             last_pli: Mutex::new(None),
+            gate: Mutex::new(gate),
+            speakers,
+            vp8,
+            audio_level_id,
         });
         let others: Vec<Arc<Participant>> = {
             let mut rooms = lock(&self.rooms);
@@ -587,7 +724,7 @@ impl Inner {
         drop(self);
         let room = room.to_owned();
         tokio::spawn(async move {
-            while let Ok((packet, _)) = remote.read_rtp().await {
+            while let Ok((mut packet, _)) = remote.read_rtp().await {
                 let size = packet.marshal_size() as u64;
                 t.publisher_counters
                     .packets_in
@@ -595,6 +732,16 @@ impl Inner {
                 t.publisher_counters
                     .bytes_in
                     .fetch_add(size, Ordering::Relaxed);
+                if t.kind == RTPCodecType::Video {
+                    let key = !t.vp8 || vp8_keyframe_start(&packet.payload);
+                    let admitted = lock(&t.gate).admit(packet.header.sequence_number, key);
+                    let Some(seq) = admitted else { continue };
+                    packet.header.sequence_number = seq;
+                } else if t.audio_level_id.is_some()
+                    && let Some(inner) = inner.upgrade()
+                {
+                    inner.observe_audio(&room, &t, &packet).await;
+                }
                 if t.local.write_rtp(&packet).await.is_err() {
                     continue; // a subscriber's transport closing; the rest still get it
                 }
@@ -677,6 +824,10 @@ impl Counters {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             plis_sent: self.plis_sent.load(Ordering::Relaxed),
             keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed),
+            nacked_packets: self.nacked_packets.load(Ordering::Relaxed),
+            estimated_bps: self.estimated_bps.load(Ordering::Relaxed),
+            video_pauses: self.video_pauses.load(Ordering::Relaxed),
+            video_resumes: self.video_resumes.load(Ordering::Relaxed),
         }
     }
 }

@@ -40,6 +40,19 @@ pub struct Outgoing {
     pub signal: Signal,
 }
 
+/// What the relay wants the app to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A signal for one participant.
+    Signal(Outgoing),
+    /// The room's dominant speaker changed (and with it, under last-N, whose
+    /// video is forwarded): for everyone in the room.
+    Speaker {
+        room: String,
+        change: crate::speaker::SpeakerChange,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,10 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) plis_sent: AtomicU64,
     pub(crate) keyframe_requests: AtomicU64,
+    pub(crate) nacked_packets: AtomicU64,
+    pub(crate) estimated_bps: AtomicU64,
+    pub(crate) video_pauses: AtomicU64,
+    pub(crate) video_resumes: AtomicU64,
 }
 
 /// A snapshot of one participant's counters.
@@ -31,6 +35,15 @@ pub struct ParticipantStats {
     pub plis_sent: u64,
     /// PLI/FIR packets this participant sent (as subscriber).
     pub keyframe_requests: u64,
+    /// Packets this participant asked to have resent (NACK, as subscriber).
+    pub nacked_packets: u64,
+    /// This participant's latest receive-bandwidth estimate (REMB, bits/s;
+    /// 0 until one arrives). Summed over a room: the total downlink estimate.
+    pub estimated_bps: u64,
+    /// Times last-N paused this participant's video (as publisher).
+    pub video_pauses: u64,
+    /// Times last-N resumed it.
+    pub video_resumes: u64,
 }
 
 impl ParticipantStats {
@@ -41,6 +54,10 @@ impl ParticipantStats {
         self.bytes_out += o.bytes_out;
         self.plis_sent += o.plis_sent;
         self.keyframe_requests += o.keyframe_requests;
+        self.nacked_packets += o.nacked_packets;
+        self.estimated_bps += o.estimated_bps;
+        self.video_pauses += o.video_pauses;
+        self.video_resumes += o.video_resumes;
     }
 }
 

@@ -1,13 +1,16 @@
 //! Relay over loopback with headless webrtc-rs clients: fan-out, keyframe
-//! requests on subscribe, and churn without leaks.
+//! requests on subscribe, active speaker and last-N, and churn without leaks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chats3_media::{IceCandidate, Outgoing, Relay, RelayConfig, Signal};
+use chats3_media::speaker::AUDIO_LEVEL_URI;
+use chats3_media::{
+    IceCandidate, Relay, RelayConfig, RelayEvent, Signal, SpeakerChange, SpeakerPolicy,
+};
 use tokio::sync::mpsc;
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
@@ -20,10 +23,14 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp::extension::HeaderExtension;
+use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
@@ -35,6 +42,15 @@ const WAIT: Duration = Duration::from_secs(90);
 fn client_api() -> API {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
+    media
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.into(),
+            },
+            RTPCodecType::Audio,
+            None,
+        )
+        .unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     let mut settings = SettingEngine::default();
     // Loopback IPv4 only: one host candidate per client.
@@ -48,7 +64,11 @@ fn client_api() -> API {
         .build()
 }
 
-async fn relay() -> (Relay, mpsc::UnboundedReceiver<Outgoing>) {
+async fn relay() -> (Relay, mpsc::UnboundedReceiver<RelayEvent>) {
+    relay_with(SpeakerPolicy::default()).await
+}
+
+async fn relay_with(speakers: SpeakerPolicy) -> (Relay, mpsc::UnboundedReceiver<RelayEvent>) {
     // `RUST_LOG=webrtc_ice=debug` shows what ICE does when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -58,6 +78,7 @@ async fn relay() -> (Relay, mpsc::UnboundedReceiver<Outgoing>) {
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         include_loopback: true,
         pli_min_interval: Duration::from_millis(200),
+        speakers,
         ..Default::default()
     })
     .await
@@ -66,10 +87,23 @@ async fn relay() -> (Relay, mpsc::UnboundedReceiver<Outgoing>) {
 
 type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
 
-/// Delivers the relay's signals to the headless clients, in order.
-fn drive(relay: Relay, mut rx: mpsc::UnboundedReceiver<Outgoing>, clients: Clients) {
+/// Delivers the relay's signals to the headless clients, in order, and
+/// returns its speaker changes.
+fn drive(
+    relay: Relay,
+    mut rx: mpsc::UnboundedReceiver<RelayEvent>,
+    clients: Clients,
+) -> mpsc::UnboundedReceiver<SpeakerChange> {
+    let (speakers, speaker_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        while let Some(event) = rx.recv().await {
+            let out = match event {
+                RelayEvent::Signal(out) => out,
+                RelayEvent::Speaker { change, .. } => {
+                    let _ = speakers.send(change);
+                    continue;
+                }
+            };
             let pc = clients.lock().unwrap().get(&out.participant).cloned();
             let Some(pc) = pc else { continue };
             let res: anyhow::Result<()> = async {
@@ -98,11 +132,14 @@ fn drive(relay: Relay, mut rx: mpsc::UnboundedReceiver<Outgoing>, clients: Clien
             }
         }
     });
+    speaker_rx
 }
 
 struct Publisher {
     pc: Arc<RTCPeerConnection>,
     plis: Arc<AtomicU64>,
+    /// The audio level (−dBov, 127 = silence) its audio packets carry.
+    level: Arc<AtomicU8>,
 }
 
 fn vp8_payload(key: bool, fill: u8) -> Bytes {
@@ -150,6 +187,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
     let vsender = pc.add_track(Arc::clone(&video) as _).await.unwrap();
     let asender = pc.add_track(Arc::clone(&audio) as _).await.unwrap();
     let plis = Arc::new(AtomicU64::new(0));
+    let level = Arc::new(AtomicU8::new(127));
     let want_key = Arc::new(AtomicU64::new(0));
     {
         let (plis, want_key) = (Arc::clone(&plis), Arc::clone(&want_key));
@@ -200,6 +238,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
         .unwrap();
     // Media: ~30 fps one-packet VP8 frames, 50 pps Opus.
     let weak = Arc::downgrade(&pc);
+    let level2 = Arc::clone(&level);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let (mut vseq, mut aseq, mut frame) = (0u16, 0u16, 0u32);
@@ -231,12 +270,18 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
             };
             vseq = vseq.wrapping_add(1);
             aseq = aseq.wrapping_add(1);
-            if video.write_rtp(&v).await.is_err() || audio.write_rtp(&a).await.is_err() {
+            let ext = [HeaderExtension::AudioLevel(AudioLevelExtension {
+                level: level2.load(Ordering::SeqCst),
+                voice: true,
+            })];
+            if video.write_rtp(&v).await.is_err()
+                || audio.write_rtp_with_extensions(&a, &ext).await.is_err()
+            {
                 break;
             }
         }
     });
-    Publisher { pc, plis }
+    Publisher { pc, plis, level }
 }
 
 #[derive(Default)]
@@ -246,6 +291,9 @@ struct Received {
     keyframes: usize,
     bad_descriptors: usize,
     tracks: usize,
+    /// Video per publisher (the stream id): sequence number, keyframe start,
+    /// arrival.
+    video_from: HashMap<String, Vec<(u16, bool, std::time::Instant)>>,
 }
 
 struct Subscriber {
@@ -287,6 +335,7 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
         }
         tokio::spawn(async move {
             let kind = track.kind();
+            let from = track.stream_id();
             while let Ok((pkt, _)) = track.read_rtp().await {
                 let Some(rx) = weak_rx.upgrade() else { break };
                 let mut r = rx.lock().unwrap();
@@ -298,6 +347,12 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
                     } else if p[1] & 1 == 0 {
                         r.keyframes += 1;
                     }
+                    let key = p.len() >= 2 && p[0] == 0x10 && p[1] & 1 == 0;
+                    r.video_from.entry(from.clone()).or_default().push((
+                        pkt.header.sequence_number,
+                        key,
+                        std::time::Instant::now(),
+                    ));
                 } else {
                     r.audio.push(pkt.header.sequence_number);
                 }
@@ -499,5 +554,123 @@ async fn churn_leaves_no_state_tasks_or_connections_behind() {
     assert!(rejoins <= 3, "{rejoins} connections failed ICE");
     relay.leave(ROOM, "pub").await.unwrap();
     publ.pc.close().await.unwrap();
+    assert_eq!(relay.participant_count(), 0);
+}
+
+fn video_from(s: &Subscriber, publisher: &str) -> usize {
+    s.rx.lock()
+        .unwrap()
+        .video_from
+        .get(publisher)
+        .map_or(0, Vec::len)
+}
+
+async fn next_speaker(rx: &mut mpsc::UnboundedReceiver<SpeakerChange>) -> SpeakerChange {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a speaker change in time")
+        .expect("the relay is running")
+}
+
+/// The largest step between consecutive sequence numbers.
+fn max_step(video: &[(u16, bool, std::time::Instant)]) -> u16 {
+    video
+        .windows(2)
+        .map(|w| w[1].0.wrapping_sub(w[0].0))
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_video() {
+    let (relay, rx) = relay_with(SpeakerPolicy {
+        switch_after_ms: 300,
+        last_n: 1,
+    })
+    .await;
+    let clients: Clients = Arc::default();
+    let mut speakers = drive(relay.clone(), rx, Arc::clone(&clients));
+    let api = client_api();
+    let a = publisher(&api, &relay, &clients, "a").await;
+    let b = publisher(&api, &relay, &clients, "b").await;
+    wait_for("both publishers' tracks", || {
+        relay.stats().rooms.first().is_some_and(|r| r.tracks == 4)
+    })
+    .await;
+    let s = subscriber(&api, &relay, &clients, "s").await;
+
+    // Nobody has spoken: last-N forwards the first publisher to join.
+    wait_for("a's video", || video_from(&s, "a") >= 30).await;
+    assert_eq!(video_from(&s, "b"), 0, "b is outside last-N");
+    a.level.store(20, Ordering::SeqCst);
+    let change = next_speaker(&mut speakers).await;
+    assert_eq!(
+        (change.speaker.as_str(), change.forwarded),
+        ("a", vec!["a".to_owned()])
+    );
+
+    // b speaks up, a falls silent: b's video replaces a's.
+    a.level.store(127, Ordering::SeqCst);
+    b.level.store(15, Ordering::SeqCst);
+    let change = next_speaker(&mut speakers).await;
+    assert_eq!(
+        (change.speaker.as_str(), change.forwarded),
+        ("b", vec!["b".to_owned()])
+    );
+    wait_for("b's video", || video_from(&s, "b") >= 30).await;
+    let a_paused_at = video_from(&s, "a");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        video_from(&s, "a") <= a_paused_at + 3,
+        "a's video kept flowing outside last-N"
+    );
+
+    // a takes the floor back: its video resumes at a keyframe, and its
+    // sequence numbers carry on where they stopped, across the pause.
+    b.level.store(127, Ordering::SeqCst);
+    a.level.store(25, Ordering::SeqCst);
+    let change = next_speaker(&mut speakers).await;
+    assert_eq!(change.speaker, "a");
+    wait_for("a's video again", || {
+        video_from(&s, "a") >= a_paused_at + 30
+    })
+    .await;
+
+    let stats = relay.stats();
+    let (pa, pb) = (
+        &stats.rooms[0].participants["a"],
+        &stats.rooms[0].participants["b"],
+    );
+    assert!(
+        pa.video_pauses == 1
+            && pa.video_resumes == 1
+            && pb.video_resumes == 1
+            && pb.video_pauses == 1,
+        "last-N counters: a {pa:?}, b {pb:?}"
+    );
+    {
+        let r = s.rx.lock().unwrap();
+        let av = &r.video_from["a"];
+        let bv = &r.video_from["b"];
+        assert!(bv[0].1, "b's first forwarded packet starts a keyframe");
+        // The publishers send one packet per frame; loopback may lose one now and
+        // then, but a pause of ≥ 1 s (50 packets) must not show as a gap.
+        let (max_a, max_b) = (max_step(av), max_step(bv));
+        assert!(max_a <= 2 && max_b <= 2, "gaps: a {max_a}, b {max_b}");
+        // The pause is the longest silence in a's stream; it ends with a keyframe.
+        let (pause, resumed) = av
+            .windows(2)
+            .map(|w| (w[1].2 - w[0].2, w[1].1))
+            .max_by_key(|(gap, _)| *gap)
+            .expect("a's video");
+        assert!(
+            pause >= Duration::from_millis(900),
+            "a was paused {pause:?}"
+        );
+        assert!(resumed, "a resumed with a delta frame");
+    }
+    for id in ["s", "b", "a"] {
+        relay.leave(ROOM, id).await.unwrap();
+    }
     assert_eq!(relay.participant_count(), 0);
 }

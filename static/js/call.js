@@ -28,6 +28,7 @@ export class Call {
     this.grid = $('video-grid');
     this.speakerTimer = null;
     this.speaker = null; // userId highlighted as the active speaker
+    this.serverSpeaker = false; // in relay mode the server names the speaker (`call-speaker`)
     this.recorder = new Recorder(this.grid, () => this.audioStreams(), state);
     this.bindControls();
     window.addEventListener('pagehide', () => this.leave({ unloading: true }));
@@ -145,6 +146,14 @@ export class Call {
       case 'relay-signal':
         if (this.relay) this.relay.onSignal(data);
         return;
+      case 'call-speaker':
+        // From the relay's audio levels: the dominant speaker, and (last-N) whose video it sends.
+        if (!this.inCall || this.mode !== 'relay') return;
+        this.serverSpeaker = true;
+        this.forwarded = Array.isArray(data.forwarded) ? data.forwarded : null;
+        this.setSpeaker(typeof data.speaker === 'string' ? data.speaker : null);
+        for (const [id, tile] of this.tiles) this.paintForwarded(id, tile);
+        return;
       case 'call-join': {
         this.members.set(from, data.media || {});
         if (this.inCall && this.mode === 'relay') {
@@ -234,6 +243,9 @@ export class Call {
   setMode(mode) {
     if (mode === this.mode) return;
     this.mode = mode;
+    this.serverSpeaker = false;
+    this.forwarded = null;
+    for (const [id, tile] of this.tiles) this.paintForwarded(id, tile);
     if (!this.inCall) return;
     if (mode === 'relay') {
       for (const peer of this.peers.values()) peer.close();
@@ -255,6 +267,7 @@ export class Call {
         if (userId === this.state.me.userId) return;
         const tile = this.addTile(userId, this.state.names.get(userId) || 'Guest', stream, false);
         this.updateRemoteMedia(userId, this.members.get(userId));
+        this.paintForwarded(userId, tile);
         tile.querySelector('.tile-state').hidden = true;
       },
       onState: (s) => {
@@ -486,10 +499,21 @@ export class Call {
     if (best) this.spokeAt = now;
     // Pauses between words do not move the highlight: keep it for 2 s of silence.
     if (!best && now - (this.spokeAt || 0) < 2000) return;
-    if (best === this.speaker) return;
+    if (this.mode === 'relay' && this.serverSpeaker) return;
+    this.setSpeaker(best);
+  }
+
+  setSpeaker(userId) {
+    if (userId === this.speaker) return;
     this.tiles.get(this.speaker)?.classList.remove('speaking');
-    this.speaker = best;
-    this.tiles.get(best)?.classList.add('speaking');
+    this.speaker = userId;
+    this.tiles.get(userId)?.classList.add('speaking');
+  }
+
+  /** Under the relay's last-N a participant outside the recent speakers shows its avatar, not a frozen frame. */
+  paintForwarded(userId, tile) {
+    if (userId === 'me') return;
+    tile.dataset.forwarded = this.forwarded && !this.forwarded.includes(userId) ? 'no' : 'yes';
   }
 
   /** Receive figures per remote participant (speaker detection, chats3Debug.getStats). */

@@ -130,7 +130,8 @@ async function leave() {
 const eventLog = []; // last events, for tests and bug reports (window.chats3Debug.events)
 
 function onEvent(event) {
-  eventLog.push(`${event.type}${event.fromUserId ? ` from ${event.fromUserId.slice(0, 8)}` : ''}${event.data && event.data.reply ? ' (reply)' : ''}`);
+  const speaker = event.type === 'call-speaker' && event.data ? ` ${event.data.speaker}` : '';
+  eventLog.push(`${event.type}${event.fromUserId ? ` from ${event.fromUserId.slice(0, 8)}` : ''}${event.data && event.data.reply ? ' (reply)' : ''}${speaker}`);
   if (eventLog.length > 300) eventLog.shift();
   const d = event.data || {};
   const from = event.fromUserId;

@@ -76,12 +76,17 @@ test('muting is still reflected in relay mode', async () => {
   await pages[3].locator(`#video-grid .tile[data-user-id="${ada}"][data-audio="on"]`).waitFor({ timeout: 10000 });
 });
 
-test('the only unmuted participant is highlighted as the active speaker', async () => {
+test('the only unmuted participant is named the active speaker by the relay and highlighted', async () => {
   const bo = await pages[1].evaluate(() => window.chats3Debug.state.me.userId);
   const others = pages.filter((_, i) => i !== 1);
   for (const page of others) await page.getByRole('button', { name: 'Mute' }).click();
   for (const page of [pages[0], pages[4]]) await page.locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 15000 });
   assert.equal(await pages[0].locator('#video-grid .tile.speaking').count(), 1);
+  // In relay mode the highlight comes from the relay, which reads the audio-level header extension.
+  await poll(pages[4], (id) => ({ ok: window.chats3Debug.events().filter((e) => e.startsWith('call-speaker')).pop() === `call-speaker ${id}` }), bo, {
+    timeout: 15000,
+    what: 'a call-speaker event naming the unmuted participant',
+  });
   for (const page of others) await page.getByRole('button', { name: 'Unmute' }).click();
 });
 

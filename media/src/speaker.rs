@@ -1,0 +1,257 @@
+//! Active speaker and last-N, from the audio-level RTP header extension
+//! (RFC 6464). Pure: levels and time are passed in.
+//!
+//! Each audio packet carries the publisher's level in −dBov (0 loudest, 127
+//! silence). [`Speakers`] keeps a smoothed loudness per participant; the
+//! loudest one above [`SPEECH_FLOOR`] becomes the dominant speaker once it has
+//! led for [`SpeakerPolicy::switch_after_ms`], so a cough does not steal the
+//! floor. The order in which participants last held the floor gives last-N:
+//! the first N of it have their video forwarded. Participants who never spoke
+//! keep their join order behind those who did.
+
+use std::collections::HashMap;
+
+/// The audio-level header extension's URI.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Smoothed loudness (127 − level) below which nobody is speaking: about
+/// −87 dBov, well above the comfort noise a muted microphone sends.
+pub const SPEECH_FLOOR: f32 = 40.0;
+
+/// A participant whose audio stopped this long ago counts as silent.
+const STALE_MS: u64 = 500;
+
+/// Weight of one packet (20 ms of audio) in the moving average: ~200 ms memory.
+const ALPHA: f32 = 0.1;
+
+/// How speaker changes are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeakerPolicy {
+    /// A challenger must be the loudest for this long to take the floor.
+    pub switch_after_ms: u64,
+    /// Video of only this many most recent speakers is forwarded (0: all).
+    pub last_n: usize,
+}
+
+impl Default for SpeakerPolicy {
+    fn default() -> Self {
+        Self {
+            switch_after_ms: 300,
+            last_n: 0,
+        }
+    }
+}
+
+/// A new dominant speaker and the participants whose video is now forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerChange {
+    pub speaker: String,
+    /// The last-N set, most recent speaker first (everyone when last-N is off).
+    pub forwarded: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Loudness {
+    smoothed: f32,
+    last_ms: u64,
+}
+
+/// Per-room speaker state.
+#[derive(Debug, Default)]
+pub struct Speakers {
+    policy: SpeakerPolicy,
+    loudness: HashMap<String, Loudness>,
+    /// Most recent holder of the floor first, then the never-spoken in join order.
+    recent: Vec<String>,
+    dominant: Option<String>,
+    challenger: Option<(String, u64)>,
+}
+
+impl Speakers {
+    pub fn new(policy: SpeakerPolicy) -> Self {
+        Self {
+            policy,
+            ..Default::default()
+        }
+    }
+
+    /// A participant joined: it goes to the back of the last-N order.
+    pub fn add(&mut self, id: &str) {
+        if !self.recent.iter().any(|r| r == id) {
+            self.recent.push(id.to_owned());
+        }
+    }
+
+    /// A participant left. If it held the floor, the next loudest takes over
+    /// at the next [`Speakers::evaluate`].
+    pub fn remove(&mut self, id: &str) {
+        self.recent.retain(|r| r != id);
+        self.loudness.remove(id);
+        if self.dominant.as_deref() == Some(id) {
+            self.dominant = None;
+        }
+        if self.challenger.as_ref().is_some_and(|(c, _)| c == id) {
+            self.challenger = None;
+        }
+    }
+
+    /// Records one audio packet's level (0–127 −dBov; the voice bit is ignored).
+    pub fn observe(&mut self, id: &str, level: u8, now_ms: u64) {
+        let loud = f32::from(127 - level.min(127));
+        let l = self.loudness.entry(id.to_owned()).or_default();
+        if now_ms.saturating_sub(l.last_ms) > STALE_MS {
+            l.smoothed = 0.0;
+        }
+        l.smoothed += ALPHA * (loud - l.smoothed);
+        l.last_ms = now_ms;
+    }
+
+    /// Whether `id`'s video is forwarded under last-N.
+    pub fn is_forwarded(&self, id: &str) -> bool {
+        self.policy.last_n == 0 || self.forwarded().any(|f| f == id)
+    }
+
+    fn forwarded(&self) -> impl Iterator<Item = &String> {
+        let n = match self.policy.last_n {
+            0 => self.recent.len(),
+            n => n,
+        };
+        self.recent.iter().take(n)
+    }
+
+    /// The current dominant speaker.
+    pub fn dominant(&self) -> Option<&str> {
+        self.dominant.as_deref()
+    }
+
+    /// Decides whether the floor changes hands now.
+    pub fn evaluate(&mut self, now_ms: u64) -> Option<SpeakerChange> {
+        let loudest = self
+            .loudness
+            .iter()
+            .filter(|(_, l)| now_ms.saturating_sub(l.last_ms) <= STALE_MS)
+            .filter(|(_, l)| l.smoothed >= SPEECH_FLOOR)
+            .max_by(|a, b| a.1.smoothed.total_cmp(&b.1.smoothed))
+            .map(|(id, _)| id.clone());
+        let Some(candidate) = loudest else {
+            self.challenger = None;
+            return None;
+        };
+        if self.dominant.as_ref() == Some(&candidate) {
+            self.challenger = None;
+            return None;
+        }
+        let since = match &self.challenger {
+            Some((c, since)) if *c == candidate => *since,
+            _ => {
+                self.challenger = Some((candidate.clone(), now_ms));
+                now_ms
+            }
+        };
+        // The first speaker of a silent room takes the floor at once.
+        if self.dominant.is_some() && now_ms.saturating_sub(since) < self.policy.switch_after_ms {
+            return None;
+        }
+        self.challenger = None;
+        self.recent.retain(|r| *r != candidate);
+        self.recent.insert(0, candidate.clone());
+        self.dominant = Some(candidate.clone());
+        Some(SpeakerChange {
+            speaker: candidate,
+            forwarded: self.forwarded().cloned().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `ms` of 20 ms packets at `level` for `id`, evaluating after each.
+    fn talk(s: &mut Speakers, id: &str, level: u8, from: u64, ms: u64) -> Vec<SpeakerChange> {
+        let mut changes = Vec::new();
+        for t in (from..from + ms).step_by(20) {
+            s.observe(id, level, t);
+            changes.extend(s.evaluate(t));
+        }
+        changes
+    }
+
+    fn room(last_n: usize, ids: &[&str]) -> Speakers {
+        let mut s = Speakers::new(SpeakerPolicy {
+            switch_after_ms: 300,
+            last_n,
+        });
+        for id in ids {
+            s.add(id);
+        }
+        s
+    }
+
+    #[test]
+    fn the_first_speaker_takes_the_floor_and_silence_never_does() {
+        let mut s = room(0, &["a", "b"]);
+        assert!(talk(&mut s, "a", 127, 0, 1000).is_empty(), "silence");
+        assert!(talk(&mut s, "a", 110, 1000, 1000).is_empty(), "noise");
+        let changes = talk(&mut s, "b", 30, 2000, 400);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].speaker, "b");
+        assert_eq!(changes[0].forwarded, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_louder_challenger_needs_to_lead_for_the_switch_time() {
+        let mut s = room(0, &["a", "b"]);
+        talk(&mut s, "a", 40, 0, 600);
+        assert_eq!(s.dominant(), Some("a"));
+        // b louder for 200 ms (a cough) while a goes on: no switch.
+        for t in (600..800).step_by(20) {
+            s.observe("a", 40, t);
+            s.observe("b", 10, t);
+            assert_eq!(s.evaluate(t), None);
+        }
+        // a falls silent; b keeps talking: b takes over after leading 300 ms.
+        let mut switched_at = None;
+        for t in (800..1600).step_by(20) {
+            s.observe("a", 127, t);
+            s.observe("b", 10, t);
+            if let Some(c) = s.evaluate(t) {
+                assert_eq!(c.speaker, "b");
+                switched_at.get_or_insert(t);
+            }
+        }
+        let at = switched_at.expect("b took the floor");
+        assert!((1000..1400).contains(&at), "switched at {at}");
+    }
+
+    #[test]
+    fn a_speaker_whose_audio_stops_is_silent() {
+        let mut s = room(0, &["a", "b"]);
+        talk(&mut s, "a", 20, 0, 400);
+        // a's packets stop (left the page); b mumbles just above the floor.
+        let changes = talk(&mut s, "b", 80, 1500, 1000);
+        assert_eq!(changes.last().map(|c| c.speaker.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn last_n_forwards_the_most_recent_speakers_then_join_order() {
+        let mut s = room(2, &["a", "b", "c", "d"]);
+        assert!(s.is_forwarded("a") && s.is_forwarded("b"));
+        assert!(!s.is_forwarded("c") && !s.is_forwarded("d"));
+        let c = talk(&mut s, "d", 20, 0, 400);
+        assert_eq!(c[0].forwarded, ["d", "a"]);
+        talk(&mut s, "d", 127, 400, 600);
+        let c = talk(&mut s, "c", 20, 1000, 800);
+        assert_eq!(c[0].forwarded, ["c", "d"]);
+        assert!(!s.is_forwarded("a"));
+        s.remove("c");
+        assert!(s.is_forwarded("a"), "a moves up when c leaves");
+        assert_eq!(s.dominant(), None);
+    }
+
+    #[test]
+    fn last_n_off_forwards_everyone() {
+        let s = room(0, &["a", "b", "c"]);
+        assert!(["a", "b", "c"].iter().all(|id| s.is_forwarded(id)));
+    }
+}
