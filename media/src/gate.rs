@@ -4,8 +4,9 @@
 //! A paused track drops packets; the sequence numbers of the packets that
 //! follow are shifted down by the number dropped, so subscribers see one
 //! contiguous stream (no gap to NACK). On resume the gate waits for the start
-//! of a keyframe (VP8; other codecs resume at once), and the relay requests
-//! one. Timestamps pass through: they already follow wall-clock time.
+//! of a keyframe (the caller tells it; for VP8 see [`crate::vp8`], other
+//! codecs resume at once), and the relay requests one. Timestamps pass
+//! through: they already follow wall-clock time.
 
 /// One forwarded track's gate.
 #[derive(Debug, Default, Clone)]
@@ -67,40 +68,6 @@ impl VideoGate {
     }
 }
 
-/// Whether a VP8 RTP payload (RFC 7741) starts a keyframe: the payload
-/// descriptor marks the start of partition 0, and the VP8 frame tag's
-/// inverse-key-frame bit is clear.
-pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else {
-        return false;
-    };
-    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
-        return false; // not the start of partition 0
-    }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let Some(&x) = payload.get(1) else {
-            return false;
-        };
-        i = 2;
-        if x & 0x80 != 0 {
-            // PictureID: 7 or 15 bits (M flag).
-            i += match payload.get(i) {
-                Some(p) if p & 0x80 != 0 => 2,
-                Some(_) => 1,
-                None => return false,
-            };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            i += 1; // TID / KEYIDX
-        }
-    }
-    payload.get(i).is_some_and(|tag| tag & 0x01 == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,25 +100,5 @@ mod tests {
         assert_eq!(g.admit(5, true), None);
         assert!(g.set_open(true));
         assert_eq!(g.admit(6, true), Some(5));
-    }
-
-    #[test]
-    fn vp8_keyframes_are_recognised_with_and_without_extensions() {
-        // S=1, PID=0, then a key frame tag (bit 0 clear).
-        assert!(vp8_keyframe_start(&[0x10, 0x40, 0x01, 0x00]));
-        assert!(
-            !vp8_keyframe_start(&[0x10, 0x41, 0x01, 0x00]),
-            "inter frame"
-        );
-        assert!(!vp8_keyframe_start(&[0x00, 0x40]), "not a partition start");
-        // X=1 with I (15-bit PictureID), L, T: four extension bytes.
-        assert!(vp8_keyframe_start(&[
-            0x90, 0xe0, 0x81, 0x23, 0x05, 0x20, 0x50
-        ]));
-        assert!(!vp8_keyframe_start(&[
-            0x90, 0xe0, 0x81, 0x23, 0x05, 0x20, 0x51
-        ]));
-        assert!(!vp8_keyframe_start(&[0x90, 0x80]), "truncated");
-        assert!(!vp8_keyframe_start(&[]));
     }
 }

@@ -10,6 +10,7 @@
 //! - [`speaker`]: active speaker and last-N from audio levels. Pure.
 //! - [`gate`]: pausing/resuming a forwarded video track at keyframes with
 //!   contiguous sequence numbers. Pure.
+//! - [`vp8`]: keyframe start and size from VP8 payloads. Pure.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
 //! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
@@ -23,6 +24,7 @@ pub mod signal;
 pub mod speaker;
 pub mod stats;
 pub mod topology;
+pub mod vp8;
 
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use signal::{IceCandidate, Outgoing, RelayEvent, Signal};

@@ -61,10 +61,11 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::marshal::MarshalSize;
 
-use crate::gate::{VideoGate, vp8_keyframe_start};
+use crate::gate::VideoGate;
 use crate::signal::{Outgoing, RelayEvent, Signal};
 use crate::speaker::{AUDIO_LEVEL_URI, SpeakerPolicy, Speakers};
 use crate::stats::{Counters, ParticipantStats, RelayStats, RoomStats};
+use crate::vp8;
 
 /// Errors from the relay.
 #[derive(Debug, thiserror::Error)]
@@ -733,7 +734,7 @@ impl Inner {
                     .bytes_in
                     .fetch_add(size, Ordering::Relaxed);
                 if t.kind == RTPCodecType::Video {
-                    let key = !t.vp8 || vp8_keyframe_start(&packet.payload);
+                    let key = !t.vp8 || vp8::keyframe_start(&packet.payload);
                     let admitted = lock(&t.gate).admit(packet.header.sequence_number, key);
                     let Some(seq) = admitted else { continue };
                     packet.header.sequence_number = seq;
