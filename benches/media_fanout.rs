@@ -180,7 +180,7 @@ async fn apply_signals(
                     pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
                         .await?;
                 }
-                Signal::Candidate(_) => {}
+                Signal::Candidate(_) | Signal::Render(_) => {}
             }
             Ok(())
         }

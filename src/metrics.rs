@@ -199,6 +199,11 @@ impl Metrics {
                 "Times last-N resumed a current publisher's video",
                 t.video_resumes,
             ),
+            (
+                "relay_layer_switches",
+                "Simulcast layer switches made for current subscribers",
+                t.layer_switches,
+            ),
         ] {
             gauge(name, help, v as f64);
         }

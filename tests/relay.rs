@@ -146,6 +146,25 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Rendered-size reports are accepted once connected; a malformed one is refused.
+    let r = users[0]
+        .0
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "render", "data": [{"publisher": users[1].1, "width": 320, "height": 180}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = users[0]
+        .0
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "render", "data": [{"publisher": users[1].1, "width": -1, "height": 180}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["success"], false, "{}", r.body);
+
     // Everyone leaves the call; the relay forgets the participant.
     for (c, _) in &users {
         let r = c
@@ -167,6 +186,7 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         assert_eq!(m.status, 200, "{}", m.body);
         let text = m.body.as_str().unwrap_or_default();
         assert!(text.contains("chats3_relay_packets_in"), "{text}");
+        assert!(text.contains("chats3_relay_layer_switches"), "{text}");
         if text.contains("chats3_relay_participants 0\n") {
             break;
         }

@@ -11,23 +11,26 @@
 //! - [`gate`]: pausing/resuming a forwarded video track at keyframes with
 //!   contiguous sequence numbers. Pure.
 //! - [`vp8`]: keyframe start and size from VP8 payloads. Pure.
+//! - [`simulcast`]: layer choice per subscriber and seamless layer switching
+//!   (rewritten sequence numbers and timestamps). Pure.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
 //! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
 //! for one participant, speaker changes for a room).
-//! Not built: simulcast layer selection, RTX, TWCC-driven bandwidth
-//! estimation (see the README's status table).
+//! Not built: RTX, TWCC-driven bandwidth estimation, QUIC between relay
+//! nodes (see the README's status table).
 
 pub mod gate;
 pub mod relay;
 pub mod signal;
+pub mod simulcast;
 pub mod speaker;
 pub mod stats;
 pub mod topology;
 pub mod vp8;
 
 pub use relay::{Relay, RelayConfig, RelayError};
-pub use signal::{IceCandidate, Outgoing, RelayEvent, Signal};
+pub use signal::{IceCandidate, Outgoing, RelayEvent, RenderedSize, Signal};
 pub use speaker::{SpeakerChange, SpeakerPolicy};
 pub use stats::{ParticipantStats, RelayStats, RoomStats};
 pub use topology::{CallTopology, Topology, TopologyPolicy};

@@ -18,6 +18,11 @@
 //!   a subscriber's answer activates its tracks, and when a subscriber sends
 //!   PLI/FIR — at most once per `pli_min_interval` per track.
 //!
+//! - Simulcast: the layers of one track (told apart by RID) form one
+//!   [`Published`] whose subscribers each get their own local track; a
+//!   [`LayerSwitcher`] per subscriber forwards the layer [`choose_layer`]
+//!   picks from the subscriber's rendered-size report ([`Signal::Render`])
+//!   and bandwidth estimate (REMB), switching at keyframes.
 //! - Active speaker and last-N: audio packets' audio-level extension feeds
 //!   the room's [`Speakers`]; a new dominant speaker is emitted as
 //!   [`RelayEvent::Speaker`], and under last-N each video track's
@@ -56,13 +61,15 @@ use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::Receive
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::sdp;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::marshal::MarshalSize;
 
 use crate::gate::VideoGate;
-use crate::signal::{Outgoing, RelayEvent, Signal};
+use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
+use crate::simulcast::{Layer, LayerSwitcher, choose_layer};
 use crate::speaker::{AUDIO_LEVEL_URI, SpeakerPolicy, Speakers};
 use crate::stats::{Counters, ParticipantStats, RelayStats, RoomStats};
 use crate::vp8;
@@ -174,9 +181,17 @@ struct Negotiation {
 /// One track a publisher sends, fanned out to the room.
 struct Published {
     publisher: String,
+    /// The publisher's track id (all simulcast layers share it).
+    track_id: String,
     kind: RTPCodecType,
     ssrc: u32,
+    /// Shared by all subscribers of a single-layer track; for a simulcast
+    /// track, the template of each subscriber's own.
     local: Arc<TrackLocalStaticRTP>,
+    /// Simulcast layers (empty: a single-layer track).
+    layers: Mutex<Vec<LayerState>>,
+    /// When subscribers' layers were last re-chosen.
+    retargeted_at: Mutex<Instant>,
     publisher_pc: Weak<RTCPeerConnection>,
     publisher_counters: Arc<Counters>,
     subscribers: Mutex<HashMap<String, Subscription>>,
@@ -192,6 +207,28 @@ struct Published {
 struct Subscription {
     participant: Arc<Participant>,
     sender: Arc<RTCRtpSender>,
+    /// For a simulcast track: the subscriber's own track and layer choice.
+    own: Option<Arc<OwnTrack>>,
+}
+
+/// One subscriber's copy of a simulcast track.
+struct OwnTrack {
+    local: Arc<TrackLocalStaticRTP>,
+    switcher: Mutex<LayerSwitcher>,
+    /// The height the subscriber renders this video at (its report).
+    rendered_height: Mutex<Option<u16>>,
+    counters: Arc<Counters>,
+}
+
+/// One simulcast layer as received.
+struct LayerState {
+    rid: String,
+    ssrc: u32,
+    height: u16,
+    bps: u64,
+    window_bytes: u64,
+    window_start: Instant,
+    last_packet: Instant,
 }
 
 /// Locks a std mutex, recovering from poisoning: every critical section in
@@ -217,6 +254,20 @@ impl Relay {
             RTPCodecType::Audio,
             None,
         )?;
+        // Simulcast: layers are told apart by RID (and the MID names the m-line).
+        for uri in [
+            sdp::extmap::SDES_MID_URI,
+            sdp::extmap::SDES_RTP_STREAM_ID_URI,
+            sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+        ] {
+            media.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_owned(),
+                },
+                RTPCodecType::Video,
+                None,
+            )?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
         let mut settings = SettingEngine::default();
         settings.set_srtp_protection_profiles(vec![
@@ -379,6 +430,11 @@ impl Relay {
                     inner.offer(room, &p, &mut neg).await?;
                 }
             }
+            Signal::Render(sizes) => {
+                for size in sizes {
+                    inner.set_rendered(room, &p, &size).await;
+                }
+            }
             Signal::Candidate(c) => {
                 if c.candidate.is_empty() {
                     return Ok(()); // end-of-candidates
@@ -527,6 +583,11 @@ impl Inner {
                     t.publisher_counters
                         .video_pauses
                         .fetch_add(1, Ordering::Relaxed);
+                    for s in lock(&t.subscribers).values() {
+                        if let Some(own) = &s.own {
+                            lock(&own.switcher).pause();
+                        }
+                    }
                 }
             }
         }
@@ -609,13 +670,29 @@ impl Inner {
         if t.publisher == p.id || lock(&t.subscribers).contains_key(&p.id) {
             return Ok(false);
         }
-        let track: Arc<dyn TrackLocal + Send + Sync> = Arc::clone(&t.local) as _;
+        let own = t.is_simulcast().then(|| {
+            Arc::new(OwnTrack {
+                local: Arc::new(TrackLocalStaticRTP::new(
+                    t.local.codec(),
+                    t.local.id().to_owned(),
+                    t.local.stream_id().to_owned(),
+                )),
+                switcher: Mutex::new(LayerSwitcher::default()),
+                rendered_height: Mutex::new(None),
+                counters: Arc::clone(&p.counters),
+            })
+        });
+        let track: Arc<dyn TrackLocal + Send + Sync> = match &own {
+            Some(o) => Arc::clone(&o.local) as _,
+            None => Arc::clone(&t.local) as _,
+        };
         let sender = p.pc.add_track(track).await?;
         lock(&t.subscribers).insert(
             p.id.clone(),
             Subscription {
                 participant: Arc::clone(p),
                 sender: Arc::clone(&sender),
+                own,
             },
         );
         // RTCP from the subscriber: runs the interceptors and relays keyframe
@@ -675,6 +752,16 @@ impl Inner {
         } else {
             VideoGate::closed()
         };
+        let rid = remote.rid().to_owned();
+        let layer = (!rid.is_empty()).then(|| LayerState {
+            rid: rid.clone(),
+            ssrc: remote.ssrc(),
+            height: 0,
+            bps: 0,
+            window_bytes: 0,
+            window_start: Instant::now(),
+            last_packet: Instant::now(),
+        });
         let local = Arc::new(TrackLocalStaticRTP::new(
             codec,
             format!("{publisher}:{}", remote.id()),
@@ -682,9 +769,12 @@ impl Inner {
         ));
         let t = Arc::new(Published {
             publisher: publisher.to_owned(),
+            track_id: remote.id(),
             kind: remote.kind(),
             ssrc: remote.ssrc(),
             local,
+            layers: Mutex::new(layer.into_iter().collect()),
+            retargeted_at: Mutex::new(Instant::now()),
             publisher_pc: Arc::downgrade(&p.pc),
             publisher_counters: Arc::clone(&p.counters),
             subscribers: Mutex::new(HashMap::new()),
@@ -698,6 +788,23 @@ impl Inner {
             let mut rooms = lock(&self.rooms);
             let Some(r) = rooms.get_mut(room) else { return };
             if !r.participants.contains_key(publisher) {
+                return;
+            }
+            // Another layer of a simulcast track already published: join it.
+            let sibling = (!rid.is_empty())
+                .then(|| {
+                    r.tracks.iter().find(|x| {
+                        x.publisher == publisher && x.track_id == t.track_id && x.is_simulcast()
+                    })
+                })
+                .flatten()
+                .cloned();
+            if let Some(sibling) = sibling {
+                lock(&sibling.layers).extend(lock(&t.layers).drain(..));
+                drop(rooms);
+                let inner = Arc::downgrade(&self);
+                drop(self);
+                tokio::spawn(forward_layer(inner, room.to_owned(), sibling, remote, rid));
                 return;
             }
             r.tracks.push(Arc::clone(&t));
@@ -723,6 +830,10 @@ impl Inner {
         // Forward until the publisher's track ends (its PC closed or failed).
         let inner = Arc::downgrade(&self);
         drop(self);
+        if !rid.is_empty() {
+            tokio::spawn(forward_layer(inner, room.to_owned(), t, remote, rid));
+            return;
+        }
         let room = room.to_owned();
         tokio::spawn(async move {
             while let Ok((mut packet, _)) = remote.read_rtp().await {
@@ -758,15 +869,43 @@ impl Inner {
                 }
             }
             if let Some(inner) = inner.upgrade() {
-                {
-                    let mut rooms = lock(&inner.rooms);
-                    if let Some(r) = rooms.get_mut(&room) {
-                        r.tracks.retain(|x| !Arc::ptr_eq(x, &t));
-                    }
-                }
-                inner.withdraw(&room, &t).await;
+                inner.unpublish(&room, &t).await;
             }
         });
+    }
+
+    /// A published track ended: forget it and withdraw it from its subscribers.
+    async fn unpublish(&self, room: &str, t: &Arc<Published>) {
+        {
+            let mut rooms = lock(&self.rooms);
+            if let Some(r) = rooms.get_mut(room) {
+                r.tracks.retain(|x| !Arc::ptr_eq(x, t));
+            }
+        }
+        self.withdraw(room, t).await;
+    }
+
+    /// A subscriber reported the size it renders a publisher's video at:
+    /// re-choose its simulcast layers.
+    async fn set_rendered(&self, room: &str, p: &Participant, size: &RenderedSize) {
+        let tracks: Vec<Arc<Published>> = lock(&self.rooms)
+            .get(room)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| t.publisher == size.publisher && t.is_simulcast())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in tracks {
+            let own = lock(&t.subscribers).get(&p.id).and_then(|s| s.own.clone());
+            let Some(own) = own else { continue };
+            *lock(&own.rendered_height) = Some(size.height);
+            if t.retarget(&own) {
+                self.request_keyframe(&t).await;
+            }
+        }
     }
 
     /// Removes a published track from all its subscribers and renegotiates
@@ -786,6 +925,39 @@ impl Inner {
 }
 
 impl Published {
+    fn is_simulcast(&self) -> bool {
+        !lock(&self.layers).is_empty()
+    }
+
+    /// The layers the publisher is sending now (browsers stop sending the
+    /// upper ones when their uplink is short).
+    fn layer_infos(&self) -> Vec<Layer> {
+        lock(&self.layers)
+            .iter()
+            .filter(|l| l.last_packet.elapsed() < LAYER_IDLE)
+            .map(|l| Layer {
+                rid: l.rid.clone(),
+                height: l.height,
+                bps: l.bps,
+            })
+            .collect()
+    }
+
+    /// Re-chooses one subscriber's layer. Returns whether a switch is now
+    /// pending (a keyframe is needed).
+    fn retarget(&self, own: &OwnTrack) -> bool {
+        let layers = self.layer_infos();
+        let rendered = *lock(&own.rendered_height);
+        let bandwidth = match own.counters.estimated_bps.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(b),
+        };
+        let Some(layer) = choose_layer(&layers, rendered, bandwidth) else {
+            return false;
+        };
+        lock(&own.switcher).set_target(&layer.rid)
+    }
+
     /// Sends a PLI for this (video) track to its publisher, unless one went
     /// out less than `min_interval` ago.
     async fn request_keyframe_throttled(&self, min_interval: Duration) {
@@ -804,14 +976,142 @@ impl Published {
         let Some(pc) = self.publisher_pc.upgrade() else {
             return;
         };
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc: self.ssrc,
-        };
-        if pc.write_rtcp(&[Box::new(pli)]).await.is_ok() {
+        // A simulcast track asks every layer: each subscriber may need another.
+        let mut ssrcs: Vec<u32> = lock(&self.layers).iter().map(|l| l.ssrc).collect();
+        if ssrcs.is_empty() {
+            ssrcs.push(self.ssrc);
+        }
+        let plis: Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>> = ssrcs
+            .into_iter()
+            .map(|media_ssrc| {
+                Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                }) as _
+            })
+            .collect();
+        if pc.write_rtcp(&plis).await.is_ok() {
             self.publisher_counters
                 .plis_sent
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A simulcast layer with no packet for this long is not offered to subscribers.
+const LAYER_IDLE: Duration = Duration::from_secs(1);
+
+/// How often subscribers' simulcast layers are re-chosen between keyframes.
+const RETARGET_EVERY: Duration = Duration::from_millis(500);
+
+/// Forwards one simulcast layer: each subscriber gets the packets of the
+/// layer its switcher forwards, renumbered into one continuous stream.
+async fn forward_layer(
+    inner: Weak<Inner>,
+    room: String,
+    t: Arc<Published>,
+    remote: Arc<TrackRemote>,
+    rid: String,
+) {
+    let epoch = Instant::now();
+    let clock_rate = t.local.codec().clock_rate;
+    let vp8 = t.vp8;
+    while let Ok((packet, _)) = remote.read_rtp().await {
+        let size = packet.marshal_size() as u64;
+        t.publisher_counters
+            .packets_in
+            .fetch_add(1, Ordering::Relaxed);
+        t.publisher_counters
+            .bytes_in
+            .fetch_add(size, Ordering::Relaxed);
+        let key = !vp8 || vp8::keyframe_start(&packet.payload);
+        // Re-choose at keyframes and every so often (a layer may have stopped).
+        let due = key || t.retarget_due();
+        t.observe_layer(
+            &rid,
+            size,
+            vp8.then(|| vp8::keyframe_size(&packet.payload)).flatten(),
+        );
+        if !lock(&t.gate).is_open() {
+            continue; // outside last-N
+        }
+        let owns: Vec<Arc<OwnTrack>> = lock(&t.subscribers)
+            .values()
+            .filter_map(|s| s.own.clone())
+            .collect();
+        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut want_keyframe = false;
+        for own in owns {
+            if due || lock(&own.switcher).target().is_none() {
+                want_keyframe |= t.retarget(&own);
+            }
+            let out = {
+                let mut sw = lock(&own.switcher);
+                let switches = sw.switches();
+                let out = sw.admit(
+                    &rid,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    key,
+                    now_ms,
+                    clock_rate,
+                );
+                if sw.switches() > switches {
+                    own.counters.layer_switches.fetch_add(1, Ordering::Relaxed);
+                }
+                out
+            };
+            let Some((seq, ts)) = out else { continue };
+            let mut p = packet.clone();
+            p.header.sequence_number = seq;
+            p.header.timestamp = ts;
+            if own.local.write_rtp(&p).await.is_ok() {
+                own.counters.packets_out.fetch_add(1, Ordering::Relaxed);
+                own.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
+            }
+        }
+        if want_keyframe && let Some(inner) = inner.upgrade() {
+            inner.request_keyframe(&t).await;
+        }
+    }
+    // The track ends when its last layer does.
+    let last = {
+        let mut layers = lock(&t.layers);
+        layers.retain(|l| l.rid != rid);
+        layers.is_empty()
+    };
+    if last && let Some(inner) = inner.upgrade() {
+        inner.unpublish(&room, &t).await;
+    }
+}
+
+impl Published {
+    /// Whether it is time to re-choose subscribers' layers (and marks it done).
+    fn retarget_due(&self) -> bool {
+        let mut at = lock(&self.retargeted_at);
+        if at.elapsed() < RETARGET_EVERY {
+            return false;
+        }
+        *at = Instant::now();
+        true
+    }
+
+    /// Updates a layer's bitrate (1 s windows) and, from a keyframe, its height.
+    fn observe_layer(&self, rid: &str, bytes: u64, keyframe_size: Option<(u16, u16)>) {
+        let mut layers = lock(&self.layers);
+        let Some(l) = layers.iter_mut().find(|l| l.rid == rid) else {
+            return;
+        };
+        if let Some((_, h)) = keyframe_size {
+            l.height = h;
+        }
+        l.last_packet = Instant::now();
+        l.window_bytes += bytes;
+        let elapsed = l.window_start.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            l.bps = l.window_bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            l.window_bytes = 0;
+            l.window_start = Instant::now();
         }
     }
 }
@@ -829,6 +1129,7 @@ impl Counters {
             estimated_bps: self.estimated_bps.load(Ordering::Relaxed),
             video_pauses: self.video_pauses.load(Ordering::Relaxed),
             video_resumes: self.video_resumes.load(Ordering::Relaxed),
+            layer_switches: self.layer_switches.load(Ordering::Relaxed),
         }
     }
 }

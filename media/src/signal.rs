@@ -1,8 +1,9 @@
 //! Signaling messages exchanged between a participant and the relay.
 //!
-//! The JSON shape is `{"type": "offer"|"answer"|"candidate", "data": …}`: an
-//! SDP string for offers and answers, an `RTCIceCandidateInit`-shaped object
-//! (as browsers produce it) for candidates.
+//! The JSON shape is `{"type": "offer"|"answer"|"candidate"|"render", "data":
+//! …}`: an SDP string for offers and answers, an `RTCIceCandidateInit`-shaped
+//! object (as browsers produce it) for candidates, a list of
+//! `{publisher, width, height}` for rendered sizes.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,17 @@ pub enum Signal {
     /// A trickled ICE candidate (client → relay only: the relay gathers its
     /// host candidates before it sends an SDP, so its own never trickle).
     Candidate(IceCandidate),
+    /// The sizes the client renders other participants' video at (client →
+    /// relay): the relay picks simulcast layers by them.
+    Render(Vec<RenderedSize>),
+}
+
+/// How large a client shows one publisher's video, in CSS pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedSize {
+    pub publisher: String,
+    pub width: u16,
+    pub height: u16,
 }
 
 /// An ICE candidate as a browser's `RTCIceCandidate.toJSON()` produces it.

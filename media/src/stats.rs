@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) estimated_bps: AtomicU64,
     pub(crate) video_pauses: AtomicU64,
     pub(crate) video_resumes: AtomicU64,
+    pub(crate) layer_switches: AtomicU64,
 }
 
 /// A snapshot of one participant's counters.
@@ -44,6 +45,9 @@ pub struct ParticipantStats {
     pub video_pauses: u64,
     /// Times last-N resumed it.
     pub video_resumes: u64,
+    /// Simulcast layer switches completed for this participant (as
+    /// subscriber; the first layer it gets counts as one).
+    pub layer_switches: u64,
 }
 
 impl ParticipantStats {
@@ -58,6 +62,7 @@ impl ParticipantStats {
         self.estimated_bps += o.estimated_bps;
         self.video_pauses += o.video_pauses;
         self.video_resumes += o.video_resumes;
+        self.layer_switches += o.layer_switches;
     }
 }
 

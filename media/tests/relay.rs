@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chats3_media::speaker::AUDIO_LEVEL_URI;
 use chats3_media::{
-    IceCandidate, Relay, RelayConfig, RelayEvent, Signal, SpeakerChange, SpeakerPolicy,
+    IceCandidate, Relay, RelayConfig, RelayEvent, RenderedSize, Signal, SpeakerChange,
+    SpeakerPolicy,
 };
 use tokio::sync::mpsc;
 use webrtc::api::interceptor_registry::register_default_interceptors;
@@ -32,6 +33,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
@@ -51,6 +53,15 @@ fn client_api() -> API {
             None,
         )
         .unwrap();
+    for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI] {
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: uri.into() },
+                RTPCodecType::Video,
+                None,
+            )
+            .unwrap();
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     let mut settings = SettingEngine::default();
     // Loopback IPv4 only: one host candidate per client.
@@ -122,7 +133,9 @@ fn drive(
                         pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
                             .await?;
                     }
-                    Signal::Candidate(_) => anyhow::bail!("relay does not trickle"),
+                    Signal::Candidate(_) | Signal::Render(_) => {
+                        anyhow::bail!("the relay sends only offers and answers")
+                    }
                 }
                 Ok(())
             }
@@ -143,14 +156,20 @@ struct Publisher {
 }
 
 fn vp8_payload(key: bool, fill: u8) -> Bytes {
+    vp8_sized(key, fill, 320, 240)
+}
+
+fn vp8_sized(key: bool, fill: u8, width: u16, height: u16) -> Bytes {
     // Payload descriptor: S=1 (start of partition), PID 0, no extensions.
     let mut v = vec![0x10];
     // Frame tag: first partition size 10, show_frame, version 0, P = !key.
     let tag: u32 = (10 << 5) | (1 << 4) | u32::from(!key);
     v.extend_from_slice(&[tag as u8, (tag >> 8) as u8, (tag >> 16) as u8]);
     if key {
-        // Start code, 320x240.
-        v.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+        // Start code, then the frame size.
+        v.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+        v.extend_from_slice(&width.to_le_bytes());
+        v.extend_from_slice(&height.to_le_bytes());
     }
     v.extend(std::iter::repeat_n(fill, 300));
     v.into()
@@ -291,9 +310,19 @@ struct Received {
     keyframes: usize,
     bad_descriptors: usize,
     tracks: usize,
-    /// Video per publisher (the stream id): sequence number, keyframe start,
-    /// arrival.
-    video_from: HashMap<String, Vec<(u16, bool, std::time::Instant)>>,
+    /// Video per publisher (the stream id).
+    video_from: HashMap<String, Vec<Video>>,
+}
+
+/// One received video packet.
+struct Video {
+    seq: u16,
+    ts: u32,
+    /// Starts a keyframe.
+    key: bool,
+    /// The keyframe's frame height (0 for other packets).
+    height: u16,
+    at: std::time::Instant,
 }
 
 struct Subscriber {
@@ -348,11 +377,18 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
                         r.keyframes += 1;
                     }
                     let key = p.len() >= 2 && p[0] == 0x10 && p[1] & 1 == 0;
-                    r.video_from.entry(from.clone()).or_default().push((
-                        pkt.header.sequence_number,
+                    let height = if key && p.len() >= 11 {
+                        u16::from_le_bytes([p[9], p[10]]) & 0x3fff
+                    } else {
+                        0
+                    };
+                    r.video_from.entry(from.clone()).or_default().push(Video {
+                        seq: pkt.header.sequence_number,
+                        ts: pkt.header.timestamp,
                         key,
-                        std::time::Instant::now(),
-                    ));
+                        height,
+                        at: std::time::Instant::now(),
+                    });
                 } else {
                     r.audio.push(pkt.header.sequence_number);
                 }
@@ -573,10 +609,10 @@ async fn next_speaker(rx: &mut mpsc::UnboundedReceiver<SpeakerChange>) -> Speake
 }
 
 /// The largest step between consecutive sequence numbers.
-fn max_step(video: &[(u16, bool, std::time::Instant)]) -> u16 {
+fn max_step(video: &[Video]) -> u16 {
     video
         .windows(2)
-        .map(|w| w[1].0.wrapping_sub(w[0].0))
+        .map(|w| w[1].seq.wrapping_sub(w[0].seq))
         .max()
         .unwrap_or(0)
 }
@@ -652,7 +688,7 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
         let r = s.rx.lock().unwrap();
         let av = &r.video_from["a"];
         let bv = &r.video_from["b"];
-        assert!(bv[0].1, "b's first forwarded packet starts a keyframe");
+        assert!(bv[0].key, "b's first forwarded packet starts a keyframe");
         // The publishers send one packet per frame; loopback may lose one now and
         // then, but a pause of ≥ 1 s (50 packets) must not show as a gap.
         let (max_a, max_b) = (max_step(av), max_step(bv));
@@ -660,7 +696,7 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
         // The pause is the longest silence in a's stream; it ends with a keyframe.
         let (pause, resumed) = av
             .windows(2)
-            .map(|w| (w[1].2 - w[0].2, w[1].1))
+            .map(|w| (w[1].at - w[0].at, w[1].key))
             .max_by_key(|(gap, _)| *gap)
             .expect("a's video");
         assert!(
@@ -670,6 +706,219 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
         assert!(resumed, "a resumed with a delta frame");
     }
     for id in ["s", "b", "a"] {
+        relay.leave(ROOM, id).await.unwrap();
+    }
+    assert_eq!(relay.participant_count(), 0);
+}
+
+/// Simulcast layers of the test publisher: RID, frame height, first sequence
+/// number, first timestamp (each layer is its own RTP stream).
+const LAYERS: [(&str, u16, u16, u32); 3] = [
+    ("q", 90, 1_000, 7_000),
+    ("h", 180, 20_000, 500_000),
+    ("f", 360, 65_000, 4_294_000_000),
+];
+
+/// Joins a publisher that sends one VP8 track as three simulcast layers
+/// (keyframes every 15 frames and on PLI, each carrying its layer's size).
+async fn simulcast_publisher(
+    api: &API,
+    relay: &Relay,
+    clients: &Clients,
+    id: &str,
+) -> Arc<AtomicU64> {
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    let codec = RTCRtpCodecCapability {
+        mime_type: MIME_TYPE_VP8.into(),
+        clock_rate: 90_000,
+        ..Default::default()
+    };
+    let tracks: Vec<Arc<TrackLocalStaticRTP>> = LAYERS
+        .iter()
+        .map(|(rid, ..)| {
+            Arc::new(TrackLocalStaticRTP::new_with_rid(
+                codec.clone(),
+                "video".into(),
+                (*rid).into(),
+                id.into(),
+            ))
+        })
+        .collect();
+    let sender = pc.add_track(Arc::clone(&tracks[0]) as _).await.unwrap();
+    for t in &tracks[1..] {
+        sender.add_encoding(Arc::clone(t) as _).await.unwrap();
+    }
+    let plis = Arc::new(AtomicU64::new(0));
+    let want_key = Arc::new(AtomicU64::new(0));
+    {
+        let (plis, want_key) = (Arc::clone(&plis), Arc::clone(&want_key));
+        tokio::spawn(async move {
+            while let Ok((pkts, _)) = sender.read_rtcp().await {
+                for p in pkts {
+                    if p.as_any().is::<PictureLossIndication>() {
+                        plis.fetch_add(1, Ordering::SeqCst);
+                        want_key.store(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+    }
+    relay.join(ROOM, id).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    relay
+        .handle_signal(ROOM, id, Signal::Offer(sdp))
+        .await
+        .unwrap();
+    let weak = Arc::downgrade(&pc);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        let mut frame = 0u32;
+        loop {
+            tick.tick().await;
+            if weak.strong_count() == 0 {
+                break;
+            }
+            frame += 1;
+            let key = frame % 15 == 1 || want_key.swap(0, Ordering::SeqCst) == 1;
+            for (track, (_, height, seq0, ts0)) in tracks.iter().zip(LAYERS) {
+                let p = Packet {
+                    header: Header {
+                        version: 2,
+                        marker: true,
+                        sequence_number: seq0.wrapping_add(frame as u16),
+                        timestamp: ts0.wrapping_add(frame * 3000),
+                        ..Default::default()
+                    },
+                    payload: vp8_sized(key, height as u8, height * 16 / 9, height),
+                };
+                if track.write_rtp(&p).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    plis
+}
+
+/// The frame height named by the last keyframe a subscriber got from `pub`.
+fn last_keyframe_height(s: &Subscriber) -> Option<u16> {
+    let r = s.rx.lock().unwrap();
+    r.video_from
+        .get("pub")?
+        .iter()
+        .rev()
+        .find(|v| v.height > 0)
+        .map(|v| v.height)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
+    let (relay, rx) = relay().await;
+    let clients: Clients = Arc::default();
+    drive(relay.clone(), rx, Arc::clone(&clients));
+    let api = client_api();
+    let plis = simulcast_publisher(&api, &relay, &clients, "pub").await;
+    wait_for("the publisher's simulcast track", || {
+        relay.stats().rooms.first().is_some_and(|r| r.tracks == 1)
+    })
+    .await;
+    let report = |height: u16| {
+        Signal::Render(vec![RenderedSize {
+            publisher: "pub".into(),
+            width: height * 16 / 9,
+            height,
+        }])
+    };
+    let small = subscriber(&api, &relay, &clients, "small").await;
+    relay
+        .handle_signal(ROOM, "small", report(80))
+        .await
+        .unwrap();
+    let large = subscriber(&api, &relay, &clients, "large").await;
+    // "large" reports nothing: it gets the top layer.
+    wait_for("the small subscriber on the 90p layer", || {
+        last_keyframe_height(&small) == Some(90)
+    })
+    .await;
+    wait_for("the large subscriber on the 360p layer", || {
+        last_keyframe_height(&large) == Some(360)
+    })
+    .await;
+
+    // The small subscriber's window grows: it moves to the 180p layer.
+    let plis_before = plis.load(Ordering::SeqCst);
+    relay
+        .handle_signal(ROOM, "small", report(170))
+        .await
+        .unwrap();
+    wait_for("the small subscriber on the 180p layer", || {
+        last_keyframe_height(&small) == Some(180)
+    })
+    .await;
+    assert!(
+        plis.load(Ordering::SeqCst) > plis_before,
+        "a layer switch asks for a keyframe"
+    );
+    let switched_at = video_from(&small, "pub");
+    wait_for("video after the switch", || {
+        video_from(&small, "pub") >= switched_at + 30
+    })
+    .await;
+
+    for (name, s) in [("small", &small), ("large", &large)] {
+        let r = s.rx.lock().unwrap();
+        let v = &r.video_from["pub"];
+        // One stream: sequence numbers step by one (two if loopback lost one)
+        // and timestamps move forward, across the switch too, although the
+        // layers' own numbers are far apart.
+        for w in v.windows(2) {
+            let dseq = w[1].seq.wrapping_sub(w[0].seq);
+            let dts = w[1].ts.wrapping_sub(w[0].ts);
+            assert!(
+                (1..=2).contains(&dseq),
+                "{name}: sequence {} then {}",
+                w[0].seq,
+                w[1].seq
+            );
+            assert!(
+                (1..=30_000).contains(&dts),
+                "{name}: timestamp {} then {}",
+                w[0].ts,
+                w[1].ts
+            );
+        }
+        // The layers it was given, in order (its keyframes name their size).
+        let mut layers: Vec<u16> = v
+            .iter()
+            .filter(|x| x.height > 0)
+            .map(|x| x.height)
+            .collect();
+        layers.dedup();
+        match name {
+            // Under load the first keyframe can beat the size report (then
+            // the unreported default, the top layer, comes first).
+            "small" => assert!(layers.ends_with(&[90, 180]), "small's layers {layers:?}"),
+            _ => assert_eq!(layers, [360], "large's layers"),
+        }
+        if name == "small" {
+            // The first packet of the new layer is its keyframe.
+            let first = v.iter().position(|x| x.height == 180).unwrap();
+            assert!(v[first].key && v[first - 1].height != 180);
+        }
+    }
+    let stats = relay.stats();
+    let small_stats = &stats.rooms[0].participants["small"];
+    assert!(small_stats.layer_switches >= 2, "{small_stats:?}");
+    for id in ["small", "large", "pub"] {
         relay.leave(ROOM, id).await.unwrap();
     }
     assert_eq!(relay.participant_count(), 0);

@@ -276,15 +276,35 @@ export class Call {
     });
     this.relay.attach(this.local);
     if (this.screen) this.relay.replace('video', this.screen);
+    this.renderTimer = setInterval(() => this.reportRendered(), 2000);
     for (const userId of this.members.keys()) {
       if (!this.tiles.has(userId)) this.addTile(userId, this.state.names.get(userId) || 'Guest', null, false);
     }
   }
 
   stopRelay() {
+    clearInterval(this.renderTimer);
     if (!this.relay) return;
     this.relay.close();
     this.relay = null;
+  }
+
+  /** Relay mode: the size each remote tile's video is shown at (0 when it is not shown). */
+  reportRendered() {
+    if (!this.relay) return;
+    const sizes = [];
+    for (const [userId, tile] of this.tiles) {
+      if (userId === 'me') continue;
+      const video = tile.querySelector('video');
+      const shown = video && tile.dataset.video !== 'off' && tile.dataset.forwarded !== 'no';
+      const scale = window.devicePixelRatio || 1;
+      sizes.push({
+        publisher: userId,
+        width: shown ? Math.min(65535, Math.round(video.clientWidth * scale)) : 0,
+        height: shown ? Math.min(65535, Math.round(video.clientHeight * scale)) : 0,
+      });
+    }
+    this.relay.reportRendered(sizes);
   }
 
   /** Every connection our tracks go out on. */

@@ -1,0 +1,289 @@
+//! Simulcast: which layer each subscriber gets, and one continuous stream
+//! out of several. Pure (time is passed in).
+//!
+//! A publisher sends the same video as up to three layers (RTP streams with
+//! their own SSRC, sequence numbers and timestamps, named by RID). For each
+//! subscriber the relay picks a layer with [`choose_layer`] from the size the
+//! subscriber renders the video at and its bandwidth estimate; a
+//! [`LayerSwitcher`] forwards only that layer and, when the choice changes,
+//! switches at the next keyframe of the new layer, rewriting sequence
+//! numbers and timestamps so the subscriber sees one stream: sequence numbers
+//! continue by one, timestamps by the time that actually passed.
+
+/// What the relay knows of one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub rid: String,
+    /// Frame height from the layer's last keyframe (0: none seen yet).
+    pub height: u16,
+    /// Measured bitrate (bits/s; 0: unknown).
+    pub bps: u64,
+}
+
+/// Picks the layer for one subscriber: the smallest whose height covers the
+/// rendered height (the largest when none does or nothing was reported),
+/// then the largest that fits the bandwidth estimate, if there is one. Layers
+/// without a known height count as larger than any known one.
+pub fn choose_layer(
+    layers: &[Layer],
+    rendered_height: Option<u16>,
+    bandwidth_bps: Option<u64>,
+) -> Option<&Layer> {
+    let key = |l: &Layer| if l.height == 0 { u16::MAX } else { l.height };
+    let mut sorted: Vec<&Layer> = layers.iter().collect();
+    sorted.sort_by_key(|l| key(l));
+    let by_size = match rendered_height {
+        Some(h) => sorted
+            .iter()
+            .position(|l| key(l) >= h)
+            .unwrap_or(sorted.len().checked_sub(1)?),
+        None => sorted.len().checked_sub(1)?,
+    };
+    let fits = |l: &Layer| bandwidth_bps.is_none_or(|b| l.bps == 0 || l.bps <= b);
+    let pick = (0..=by_size).rev().find(|&i| fits(sorted[i])).unwrap_or(0);
+    Some(sorted[pick])
+}
+
+/// Forwards one layer of a simulcast track to one subscriber, switching at
+/// keyframes.
+#[derive(Debug, Default, Clone)]
+pub struct LayerSwitcher {
+    target: Option<String>,
+    current: Option<String>,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// Last forwarded sequence number and timestamp, and when (ms).
+    last: Option<(u16, u32, u64)>,
+    switches: u64,
+}
+
+impl LayerSwitcher {
+    /// Chooses the layer to forward. Returns true when a switch is now
+    /// pending (the caller should request a keyframe of that layer).
+    pub fn set_target(&mut self, rid: &str) -> bool {
+        if self.target.as_deref() == Some(rid) {
+            return false;
+        }
+        self.target = Some(rid.to_owned());
+        self.current.as_deref() != Some(rid)
+    }
+
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// The layer being forwarded now.
+    pub fn current(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// Stops forwarding (last-N); the stream resumes, continuous, at the
+    /// target layer's next keyframe.
+    pub fn pause(&mut self) {
+        self.current = None;
+    }
+
+    /// Completed layer switches (the first layer included).
+    pub fn switches(&self) -> u64 {
+        self.switches
+    }
+
+    /// Decides one packet of layer `rid`: `Some((sequence number,
+    /// timestamp))` rewritten for the subscriber, or `None` to drop it.
+    /// `clock_rate` is the codec's (90 kHz for video).
+    pub fn admit(
+        &mut self,
+        rid: &str,
+        seq: u16,
+        ts: u32,
+        keyframe_start: bool,
+        now_ms: u64,
+        clock_rate: u32,
+    ) -> Option<(u16, u32)> {
+        let switching = self.target.as_deref() == Some(rid)
+            && self.current.as_deref() != Some(rid)
+            && keyframe_start;
+        if switching {
+            match self.last {
+                Some((last_seq, last_ts, at)) => {
+                    let elapsed = now_ms.saturating_sub(at).max(1);
+                    let ticks = u32::try_from(elapsed * u64::from(clock_rate) / 1000)
+                        .unwrap_or(u32::MAX)
+                        .max(1);
+                    self.seq_offset = last_seq.wrapping_add(1).wrapping_sub(seq);
+                    self.ts_offset = last_ts.wrapping_add(ticks).wrapping_sub(ts);
+                }
+                None => {
+                    self.seq_offset = 0;
+                    self.ts_offset = 0;
+                }
+            }
+            self.current = Some(rid.to_owned());
+            self.switches += 1;
+        }
+        if self.current.as_deref() != Some(rid) {
+            return None;
+        }
+        let out = (
+            seq.wrapping_add(self.seq_offset),
+            ts.wrapping_add(self.ts_offset),
+        );
+        let newer = self
+            .last
+            .is_none_or(|(s, _, _)| out.0.wrapping_sub(s) < 0x8000 && out.0 != s);
+        if newer {
+            self.last = Some((out.0, out.1, now_ms));
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers() -> Vec<Layer> {
+        [
+            ("f", 720, 1_500_000),
+            ("q", 180, 150_000),
+            ("h", 360, 500_000),
+        ]
+        .into_iter()
+        .map(|(rid, height, bps)| Layer {
+            rid: rid.into(),
+            height,
+            bps,
+        })
+        .collect()
+    }
+
+    fn pick(rendered: Option<u16>, bw: Option<u64>) -> String {
+        choose_layer(&layers(), rendered, bw).unwrap().rid.clone()
+    }
+
+    #[test]
+    fn the_smallest_layer_that_covers_the_rendered_size_wins() {
+        assert_eq!(pick(Some(100), None), "q");
+        assert_eq!(pick(Some(180), None), "q");
+        assert_eq!(pick(Some(300), None), "h");
+        assert_eq!(
+            pick(Some(1080), None),
+            "f",
+            "nothing covers it: the largest"
+        );
+        assert_eq!(pick(None, None), "f", "no report: the largest");
+    }
+
+    #[test]
+    fn the_bandwidth_estimate_caps_the_choice() {
+        assert_eq!(pick(Some(720), Some(600_000)), "h");
+        assert_eq!(
+            pick(Some(720), Some(100_000)),
+            "q",
+            "nothing fits: the smallest"
+        );
+        assert_eq!(
+            pick(Some(180), Some(10_000_000)),
+            "q",
+            "bandwidth never raises it"
+        );
+    }
+
+    #[test]
+    fn layers_of_unknown_size_count_as_large() {
+        let mut l = layers();
+        l[0].height = 0;
+        assert_eq!(choose_layer(&l, Some(500), None).unwrap().rid, "f");
+        assert!(choose_layer(&[], Some(500), None).is_none());
+    }
+
+    #[test]
+    fn a_switch_waits_for_a_keyframe_and_continues_the_stream() {
+        let mut s = LayerSwitcher::default();
+        assert!(s.set_target("q"));
+        assert_eq!(
+            s.admit("q", 100, 9000, false, 0, 90_000),
+            None,
+            "no keyframe yet"
+        );
+        assert_eq!(
+            s.admit("q", 101, 12_000, true, 33, 90_000),
+            Some((101, 12_000))
+        );
+        assert_eq!(
+            s.admit("h", 500, 77_000, true, 33, 90_000),
+            None,
+            "other layer"
+        );
+        assert_eq!(
+            s.admit("q", 102, 15_000, false, 66, 90_000),
+            Some((102, 15_000))
+        );
+        // Switch up: q keeps flowing until h's keyframe.
+        assert!(s.set_target("h"));
+        assert!(!s.set_target("h"));
+        assert_eq!(s.admit("h", 501, 80_000, false, 80, 90_000), None);
+        assert_eq!(
+            s.admit("q", 103, 18_000, false, 100, 90_000),
+            Some((103, 18_000))
+        );
+        // h's keyframe 100 ms after the last q packet: +1 sequence, +9000 ticks.
+        assert_eq!(
+            s.admit("h", 502, 83_000, true, 200, 90_000),
+            Some((104, 27_000))
+        );
+        assert_eq!(
+            s.admit("q", 104, 21_000, true, 210, 90_000),
+            None,
+            "old layer dropped"
+        );
+        assert_eq!(
+            s.admit("h", 503, 86_000, false, 233, 90_000),
+            Some((105, 30_000))
+        );
+        assert_eq!(s.current(), Some("h"));
+        assert_eq!(s.switches(), 2);
+    }
+
+    #[test]
+    fn a_paused_stream_resumes_continuous_at_a_keyframe() {
+        let mut s = LayerSwitcher::default();
+        s.set_target("a");
+        assert_eq!(s.admit("a", 10, 1000, true, 0, 90_000), Some((10, 1000)));
+        s.pause();
+        assert_eq!(s.admit("a", 11, 4000, false, 33, 90_000), None);
+        assert_eq!(s.admit("a", 60, 150_000, false, 1000, 90_000), None);
+        assert_eq!(
+            s.admit("a", 61, 153_000, true, 1033, 90_000),
+            Some((11, 1000 + 92_970))
+        );
+    }
+
+    #[test]
+    fn rewriting_wraps_around() {
+        let mut s = LayerSwitcher::default();
+        s.set_target("a");
+        assert_eq!(
+            s.admit("a", 65_535, u32::MAX, true, 0, 90_000),
+            Some((65_535, u32::MAX))
+        );
+        s.set_target("b");
+        assert_eq!(s.admit("b", 7, 5, true, 10, 90_000), Some((0, 899)));
+        assert_eq!(s.admit("b", 8, 3005, false, 43, 90_000), Some((1, 3899)));
+    }
+
+    #[test]
+    fn a_late_packet_of_the_current_layer_is_forwarded_without_moving_the_anchor() {
+        let mut s = LayerSwitcher::default();
+        s.set_target("a");
+        s.admit("a", 10, 1000, true, 0, 90_000);
+        s.admit("a", 12, 7000, false, 66, 90_000);
+        assert_eq!(s.admit("a", 11, 4000, false, 70, 90_000), Some((11, 4000)));
+        s.set_target("b");
+        // Continues from 12 (the newest), not from the late 11.
+        assert_eq!(
+            s.admit("b", 50, 0, true, 100, 90_000),
+            Some((13, 7000 + 3060))
+        );
+    }
+}
