@@ -838,12 +838,7 @@ impl Inner {
         tokio::spawn(async move {
             while let Ok((mut packet, _)) = remote.read_rtp().await {
                 let size = packet.marshal_size() as u64;
-                t.publisher_counters
-                    .packets_in
-                    .fetch_add(1, Ordering::Relaxed);
-                t.publisher_counters
-                    .bytes_in
-                    .fetch_add(size, Ordering::Relaxed);
+                t.count_in(size);
                 if t.kind == RTPCodecType::Video {
                     let key = !t.vp8 || vp8::keyframe_start(&packet.payload);
                     let admitted = lock(&t.gate).admit(packet.header.sequence_number, key);
@@ -1018,12 +1013,7 @@ async fn forward_layer(
     let vp8 = t.vp8;
     while let Ok((packet, _)) = remote.read_rtp().await {
         let size = packet.marshal_size() as u64;
-        t.publisher_counters
-            .packets_in
-            .fetch_add(1, Ordering::Relaxed);
-        t.publisher_counters
-            .bytes_in
-            .fetch_add(size, Ordering::Relaxed);
+        t.count_in(size);
         let key = !vp8 || vp8::keyframe_start(&packet.payload);
         // Re-choose at keyframes and every so often (a layer may have stopped).
         let due = key || t.retarget_due();
@@ -1086,6 +1076,13 @@ async fn forward_layer(
 }
 
 impl Published {
+    /// Counts one RTP packet received from the publisher.
+    fn count_in(&self, bytes: u64) {
+        let c = &self.publisher_counters;
+        c.packets_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Whether it is time to re-choose subscribers' layers (and marks it done).
     fn retarget_due(&self) -> bool {
         let mut at = lock(&self.retargeted_at);

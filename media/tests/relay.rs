@@ -32,6 +32,7 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use webrtc::track::track_local::TrackLocalWriter;
@@ -175,6 +176,39 @@ fn vp8_sized(key: bool, fill: u8, width: u16, height: u16) -> Bytes {
     v.into()
 }
 
+/// Counts the PLIs a publisher's video sender receives, and flags that a
+/// keyframe is wanted (the sending loop clears the flag).
+fn watch_plis(sender: Arc<RTCRtpSender>) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+    let plis = Arc::new(AtomicU64::new(0));
+    let want_key = Arc::new(AtomicU64::new(0));
+    let (p, w) = (Arc::clone(&plis), Arc::clone(&want_key));
+    tokio::spawn(async move {
+        while let Ok((pkts, _)) = sender.read_rtcp().await {
+            for pkt in pkts {
+                if pkt.as_any().is::<PictureLossIndication>() {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    w.store(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    (plis, want_key)
+}
+
+/// Joins `id` to the relay with a complete (non-trickle) offer.
+async fn join_without_trickle(relay: &Relay, pc: &RTCPeerConnection, id: &str) {
+    relay.join(ROOM, id).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    relay
+        .handle_signal(ROOM, id, Signal::Offer(sdp))
+        .await
+        .unwrap();
+}
+
 /// Joins a publisher that trickles its candidates and sends VP8 (keyframe
 /// every 30 frames and on PLI) and Opus.
 async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Publisher {
@@ -205,23 +239,9 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
     ));
     let vsender = pc.add_track(Arc::clone(&video) as _).await.unwrap();
     let asender = pc.add_track(Arc::clone(&audio) as _).await.unwrap();
-    let plis = Arc::new(AtomicU64::new(0));
     let level = Arc::new(AtomicU8::new(127));
-    let want_key = Arc::new(AtomicU64::new(0));
-    {
-        let (plis, want_key) = (Arc::clone(&plis), Arc::clone(&want_key));
-        tokio::spawn(async move {
-            while let Ok((pkts, _)) = vsender.read_rtcp().await {
-                for p in pkts {
-                    if p.as_any().is::<PictureLossIndication>() {
-                        plis.fetch_add(1, Ordering::SeqCst);
-                        want_key.store(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        });
-        tokio::spawn(async move { while asender.read_rtcp().await.is_ok() {} });
-    }
+    let (plis, want_key) = watch_plis(vsender);
+    tokio::spawn(async move { while asender.read_rtcp().await.is_ok() {} });
     // Trickle ICE through the relay (candidates may arrive before the offer).
     let (ctx, mut crx) = mpsc::unbounded_channel::<IceCandidate>();
     pc.on_ice_candidate(Box::new(move |c| {
@@ -397,16 +417,7 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
         Box::pin(async {})
     }));
     clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
-    relay.join(ROOM, id).await.unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    let mut gathered = pc.gathering_complete_promise().await;
-    pc.set_local_description(offer).await.unwrap();
-    let _ = gathered.recv().await;
-    let sdp = pc.local_description().await.unwrap().sdp;
-    relay
-        .handle_signal(ROOM, id, Signal::Offer(sdp))
-        .await
-        .unwrap();
+    join_without_trickle(relay, &pc, id).await;
     Subscriber { pc, rx }
 }
 
@@ -423,9 +434,9 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Waits for a subscriber's first video packet. On a loaded machine webrtc-rs
 /// ICE now and then fails a loopback connection outright (about 1 in 1,200
-/// joins with eight test processes on two cores); the subscriber then does
-/// what the browser does with a failed relay connection — leaves and joins
-/// again with a fresh one. Returns how many rejoins that took.
+/// joins with eight test processes on two cores); the subscriber then
+/// recovers as a client must — leaves and joins again with a fresh
+/// connection (the browser restarts ICE instead). Returns how many rejoins that took.
 async fn first_packets_or_rejoin(
     api: &API,
     relay: &Relay,
@@ -753,31 +764,8 @@ async fn simulcast_publisher(
     for t in &tracks[1..] {
         sender.add_encoding(Arc::clone(t) as _).await.unwrap();
     }
-    let plis = Arc::new(AtomicU64::new(0));
-    let want_key = Arc::new(AtomicU64::new(0));
-    {
-        let (plis, want_key) = (Arc::clone(&plis), Arc::clone(&want_key));
-        tokio::spawn(async move {
-            while let Ok((pkts, _)) = sender.read_rtcp().await {
-                for p in pkts {
-                    if p.as_any().is::<PictureLossIndication>() {
-                        plis.fetch_add(1, Ordering::SeqCst);
-                        want_key.store(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        });
-    }
-    relay.join(ROOM, id).await.unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    let mut gathered = pc.gathering_complete_promise().await;
-    pc.set_local_description(offer).await.unwrap();
-    let _ = gathered.recv().await;
-    let sdp = pc.local_description().await.unwrap().sdp;
-    relay
-        .handle_signal(ROOM, id, Signal::Offer(sdp))
-        .await
-        .unwrap();
+    let (plis, want_key) = watch_plis(sender);
+    join_without_trickle(relay, &pc, id).await;
     let weak = Arc::downgrade(&pc);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(33));
