@@ -1,0 +1,60 @@
+// Last-N in the browser: a three-person relay call (MESH_MAX=2) where the relay forwards only the
+// most recent speaker's video (LAST_N=1). The speaker is named by the relay from the audio-level
+// header extension; the other remote tile shows its avatar, and its video stops arriving.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, launch, newUser, joinViaUi, poll } from './lib.mjs';
+
+let server, browser, conv;
+const pages = [];
+const names = ['Ada', 'Bo', 'Cy'];
+
+before(async () => {
+  server = await Server.start('last-n', { env: { MESH_MAX: '2', LAST_N: '1' } });
+  browser = await launch();
+  conv = await server.createConversation();
+  for (const name of names) {
+    const page = await newUser(browser, name, { viewport: { width: 900, height: 640 } });
+    await joinViaUi(page, server, conv, name);
+    pages.push(page);
+  }
+});
+
+after(async () => {
+  for (const p of pages) if (p.errors.length) console.log(p.errors.join('\n'));
+  await browser?.close();
+  await server?.dispose();
+});
+
+/** Video frames the page has decoded from `userId` so far. */
+const framesFrom = (page, userId) =>
+  page.evaluate(async (id) => (await window.chats3Debug.getStats())[id]?.framesDecoded || 0, userId);
+
+test('only the active speaker’s video is forwarded; the other tile shows its avatar', async () => {
+  await pages[0].getByRole('button', { name: 'Start call' }).click();
+  await pages[0].locator('#video-grid .tile.local').waitFor();
+  for (const page of pages.slice(1)) {
+    await page.getByRole('button', { name: /Join call/ }).waitFor({ timeout: 15000 });
+    await page.getByRole('button', { name: /Join call/ }).click();
+    await page.locator('#video-grid .tile.local').waitFor();
+  }
+  await poll(pages[0], () => ({ ok: window.chats3Debug.call().mode === 'relay' && !!window.chats3Debug.call().relay }), null, {
+    what: 'relay mode',
+  });
+  const [bo, cy] = await Promise.all([pages[1], pages[2]].map((p) => p.evaluate(() => window.chats3Debug.state.me.userId)));
+  // Everyone but Bo mutes: the relay names Bo, and Ada's page forwards-marks Bo only.
+  for (const page of [pages[0], pages[2]]) await page.getByRole('button', { name: 'Mute' }).click();
+  await pages[0].locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 20000 });
+  await pages[0].locator(`#video-grid .tile[data-user-id="${bo}"][data-forwarded="yes"]`).waitFor();
+  await pages[0].locator(`#video-grid .tile[data-user-id="${cy}"][data-forwarded="no"]`).waitFor();
+  assert.ok(await pages[0].locator(`#video-grid .tile[data-user-id="${cy}"] .tile-placeholder`).isVisible(), 'Cy shows an avatar');
+  // Bo's video keeps arriving at Ada; Cy's has stopped (allow a few frames in flight).
+  await poll(pages[0], async (id) => ({ ok: ((await window.chats3Debug.getStats())[id]?.framesDecoded || 0) > 0 }), bo, {
+    what: "frames from Bo",
+  });
+  const [bo1, cy1] = [await framesFrom(pages[0], bo), await framesFrom(pages[0], cy)];
+  await new Promise((r) => setTimeout(r, 3000));
+  const [bo2, cy2] = [await framesFrom(pages[0], bo), await framesFrom(pages[0], cy)];
+  assert.ok(bo2 - bo1 >= 10, `Bo's video flows (${bo1} → ${bo2} frames)`);
+  assert.ok(cy2 - cy1 <= 3, `Cy's video is paused (${cy1} → ${cy2} frames)`);
+});
