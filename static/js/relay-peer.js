@@ -48,7 +48,7 @@ export class RelayPeer {
 
   /** Publishes our tracks; with none of a kind we still receive that kind. One video layer: the
    * relay forwards simulcast, but with six browsers publishing three layers each on this 2-core
-   * test machine the relay call lost tracks in 2 of 3 runs (see the README's status table). */
+   * test machine the relay call test failed in 3 of 4 runs (see the README's status table). */
   attach(stream) {
     for (const track of stream ? stream.getTracks() : []) {
       if (!this.senders[track.kind]) this.senders[track.kind] = this.pc.addTrack(track, stream);

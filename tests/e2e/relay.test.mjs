@@ -60,7 +60,19 @@ test('a sixth participant puts the call on the relay: one connection per page, v
     await page.getByRole('button', { name: /Join call/ }).click();
     await page.locator('#video-grid .tile.local').waitFor();
   }
-  for (const page of pages) await waitCall(page, { mode: 'relay', pcs: 1, n: 5 });
+  try {
+    for (const page of pages) await waitCall(page, { mode: 'relay', pcs: 1, n: 5 });
+  } catch (err) {
+    for (const page of pages) {
+      console.log(page.userName, await page.evaluate(() => window.chats3Debug.state.me.userId.slice(0, 6)), JSON.stringify(await page.evaluate(async () => {
+        const r = window.chats3Debug.call().relay;
+        const out = [];
+        (await r.pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp') out.push([s.kind, s.rid, s.packetsSent]); });
+        return [r.pc.connectionState, r.pc.iceConnectionState, out, Object.values(await window.chats3Debug.getStats()).map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes])];
+      })));
+    }
+    throw err;
+  }
   for (const page of pages) {
     assert.equal(await page.locator('#video-grid .tile').count(), 6, `${page.userName} shows six tiles`);
     for (const other of names) await page.locator('#video-grid .tile .name', { hasText: other }).first().waitFor();
