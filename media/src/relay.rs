@@ -245,29 +245,7 @@ impl Relay {
         // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
         // Install ours; Err only means one is installed already, which is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut media = MediaEngine::default();
-        media.register_default_codecs()?;
-        media.register_header_extension(
-            RTCRtpHeaderExtensionCapability {
-                uri: AUDIO_LEVEL_URI.to_owned(),
-            },
-            RTPCodecType::Audio,
-            None,
-        )?;
-        // Simulcast: layers are told apart by RID (and the MID names the m-line).
-        for uri in [
-            sdp::extmap::SDES_MID_URI,
-            sdp::extmap::SDES_RTP_STREAM_ID_URI,
-            sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
-        ] {
-            media.register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: uri.to_owned(),
-                },
-                RTPCodecType::Video,
-                None,
-            )?;
-        }
+        let mut media = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
         let mut settings = SettingEngine::default();
         settings.set_srtp_protection_profiles(vec![
@@ -543,6 +521,36 @@ impl Relay {
         pcs.retain(|w| w.strong_count() > 0);
         pcs.len()
     }
+}
+
+/// The codecs and RTP header extensions the relay negotiates: webrtc-rs's
+/// default codecs, the audio level (active speaker) and, for simulcast, the
+/// MID and RIDs. Headless clients that should speak the same use it too.
+pub fn media_engine() -> Result<MediaEngine> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RTPCodecType::Audio,
+        None,
+    )?;
+    // Simulcast: layers are told apart by RID (and the MID names the m-line).
+    for uri in [
+        sdp::extmap::SDES_MID_URI,
+        sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ] {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RTPCodecType::Video,
+            None,
+        )?;
+    }
+    Ok(media)
 }
 
 async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
@@ -897,7 +905,7 @@ impl Inner {
             let own = lock(&t.subscribers).get(&p.id).and_then(|s| s.own.clone());
             let Some(own) = own else { continue };
             *lock(&own.rendered_height) = Some(size.height);
-            if t.retarget(&own) {
+            if t.retarget(&own, &t.layer_infos()) {
                 self.request_keyframe(&t).await;
             }
         }
@@ -938,16 +946,16 @@ impl Published {
             .collect()
     }
 
-    /// Re-chooses one subscriber's layer. Returns whether a switch is now
-    /// pending (a keyframe is needed).
-    fn retarget(&self, own: &OwnTrack) -> bool {
-        let layers = self.layer_infos();
+    /// Re-chooses one subscriber's layer among `layers` (from
+    /// [`Published::layer_infos`]). Returns whether a switch is now pending
+    /// (a keyframe is needed).
+    fn retarget(&self, own: &OwnTrack, layers: &[Layer]) -> bool {
         let rendered = *lock(&own.rendered_height);
         let bandwidth = match own.counters.estimated_bps.load(Ordering::Relaxed) {
             0 => None,
             b => Some(b),
         };
-        let Some(layer) = choose_layer(&layers, rendered, bandwidth) else {
+        let Some(layer) = choose_layer(layers, rendered, bandwidth) else {
             return false;
         };
         lock(&own.switcher).set_target(&layer.rid)
@@ -1031,9 +1039,12 @@ async fn forward_layer(
             .collect();
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut want_keyframe = false;
+        // Read the layers once per packet, and only when some choice is due.
+        let mut layers = None;
         for own in owns {
             if due || lock(&own.switcher).target().is_none() {
-                want_keyframe |= t.retarget(&own);
+                let layers = layers.get_or_insert_with(|| t.layer_infos());
+                want_keyframe |= t.retarget(&own, layers);
             }
             let out = {
                 let mut sw = lock(&own.switcher);
