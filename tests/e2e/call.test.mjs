@@ -3,28 +3,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, launch, newUser, joinViaUi, shot, ARTIFACTS, send, poll } from './lib.mjs';
+import { joinedRoom, shot, ARTIFACTS, send, poll } from './lib.mjs';
 
-let server, browser, conv;
-const pages = [];
+let room;
+let pages = [];
 const names = ['Ana', 'Ben', 'Cleo'];
 
 before(async () => {
-  server = await Server.start('call');
-  browser = await launch();
-  conv = await server.createConversation();
-  for (const name of names) {
-    const page = await newUser(browser, name, { viewport: { width: 1000, height: 720 } });
-    await joinViaUi(page, server, conv, name);
-    pages.push(page);
-  }
+  room = await joinedRoom('call', names, { viewport: { width: 1000, height: 720 } });
+  pages = room.pages;
 });
 
-after(async () => {
-  for (const p of pages) if (p.errors.length) console.log(p.errors.join('\n'));
-  await browser?.close();
-  await server?.dispose();
-});
+after(async () => room?.close());
 
 const stats = (page) => page.evaluate(() => window.chats3Debug.getStats());
 

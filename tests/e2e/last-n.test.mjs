@@ -3,28 +3,20 @@
 // header extension; the other remote tile shows its avatar, and its video stops arriving.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launch, newUser, joinViaUi, poll } from './lib.mjs';
+import { joinedRoom, poll } from './lib.mjs';
 
-let server, browser, conv;
-const pages = [];
-const names = ['Ada', 'Bo', 'Cy'];
+let room;
+let pages = [];
 
 before(async () => {
-  server = await Server.start('last-n', { env: { MESH_MAX: '2', LAST_N: '1' } });
-  browser = await launch();
-  conv = await server.createConversation();
-  for (const name of names) {
-    const page = await newUser(browser, name, { viewport: { width: 900, height: 640 } });
-    await joinViaUi(page, server, conv, name);
-    pages.push(page);
-  }
+  room = await joinedRoom('last-n', ['Ada', 'Bo', 'Cy'], {
+    env: { MESH_MAX: '2', LAST_N: '1' },
+    viewport: { width: 900, height: 640 },
+  });
+  pages = room.pages;
 });
 
-after(async () => {
-  for (const p of pages) if (p.errors.length) console.log(p.errors.join('\n'));
-  await browser?.close();
-  await server?.dispose();
-});
+after(async () => room?.close());
 
 /** Video frames the page has decoded from `userId` so far. */
 const framesFrom = (page, userId) =>

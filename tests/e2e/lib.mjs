@@ -161,6 +161,28 @@ export async function joinViaUi(page, server, conv, displayName) {
   await waitReady(page);
 }
 
+/**
+ * A server, a browser and one conversation that every name has joined through the UI, one page
+ * each. `init` runs in every page before it loads (an addInitScript function). `close()` prints
+ * the pages' console errors and shuts everything down.
+ */
+export async function joinedRoom(name, names, { env = {}, viewport, init } = {}) {
+  const room = { server: await Server.start(name, { env }), browser: await launch(), pages: [] };
+  room.conv = await room.server.createConversation();
+  for (const n of names) {
+    const page = await newUser(room.browser, n, { viewport });
+    if (init) await page.context().addInitScript(init);
+    await joinViaUi(page, room.server, room.conv, n);
+    room.pages.push(page);
+  }
+  room.close = async () => {
+    for (const p of room.pages) if (p.errors.length) console.log(p.errors.join('\n'));
+    await room.browser?.close();
+    await room.server?.dispose();
+  };
+  return room;
+}
+
 export async function waitReady(page) {
   await page.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
 }

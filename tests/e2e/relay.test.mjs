@@ -3,10 +3,10 @@
 // itself. Real Chromium with fake camera and microphone, the relay's default network settings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launch, newUser, joinViaUi, shot, poll } from './lib.mjs';
+import { joinedRoom, shot, poll } from './lib.mjs';
 
-let server, browser, conv;
-const pages = [];
+let room;
+let pages = [];
 const names = ['Ada', 'Bo', 'Cy', 'Dee', 'Eve', 'Fay'];
 
 /** Counts the page's RTCPeerConnections, so "exactly one connection" is measured, not assumed. */
@@ -23,22 +23,15 @@ function trackPeerConnections() {
 }
 
 before(async () => {
-  server = await Server.start('relay', { env: { MESH_MAX: '4' } });
-  browser = await launch();
-  conv = await server.createConversation();
-  for (const name of names) {
-    const page = await newUser(browser, name, { viewport: { width: 900, height: 640 } });
-    await page.context().addInitScript(trackPeerConnections);
-    await joinViaUi(page, server, conv, name);
-    pages.push(page);
-  }
+  room = await joinedRoom('relay', names, {
+    env: { MESH_MAX: '4' },
+    viewport: { width: 900, height: 640 },
+    init: trackPeerConnections,
+  });
+  pages = room.pages;
 });
 
-after(async () => {
-  for (const p of pages) if (p.errors.length) console.log(p.errors.join('\n'));
-  await browser?.close();
-  await server?.dispose();
-});
+after(async () => room?.close());
 
 
 /** Waits until the page is in `mode`, holds `pcs` live connections and decodes video+audio from `n` others. */
