@@ -3,7 +3,7 @@
 // header extension; the other remote tile shows its avatar, and its video stops arriving.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { joinedRoom, poll } from './lib.mjs';
+import { joinedRoom, everyoneJoinsCall, poll } from './lib.mjs';
 
 let room;
 let pages = [];
@@ -23,13 +23,7 @@ const framesFrom = (page, userId) =>
   page.evaluate(async (id) => (await window.chats3Debug.getStats())[id]?.framesDecoded || 0, userId);
 
 test('only the active speaker’s video is forwarded; the other tile shows its avatar', async () => {
-  await pages[0].getByRole('button', { name: 'Start call' }).click();
-  await pages[0].locator('#video-grid .tile.local').waitFor();
-  for (const page of pages.slice(1)) {
-    await page.getByRole('button', { name: /Join call/ }).waitFor({ timeout: 15000 });
-    await page.getByRole('button', { name: /Join call/ }).click();
-    await page.locator('#video-grid .tile.local').waitFor();
-  }
+  await everyoneJoinsCall(pages);
   await poll(pages[0], () => ({ ok: window.chats3Debug.call().mode === 'relay' && !!window.chats3Debug.call().relay }), null, {
     what: 'relay mode',
   });

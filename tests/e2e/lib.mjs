@@ -183,6 +183,17 @@ export async function joinedRoom(name, names, { env = {}, viewport, init } = {})
   return room;
 }
 
+/** The first page starts a call and every other page joins it through the UI. */
+export async function everyoneJoinsCall(pages) {
+  await pages[0].getByRole('button', { name: 'Start call' }).click();
+  await pages[0].locator('#video-grid .tile.local').waitFor();
+  for (const page of pages.slice(1)) {
+    await page.getByRole('button', { name: /Join call/ }).waitFor({ timeout: 15000 });
+    await page.getByRole('button', { name: /Join call/ }).click();
+    await page.locator('#video-grid .tile.local').waitFor();
+  }
+}
+
 export async function waitReady(page) {
   await page.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
 }

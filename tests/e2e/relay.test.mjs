@@ -3,7 +3,7 @@
 // itself. Real Chromium with fake camera and microphone, the relay's default network settings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { joinedRoom, shot, poll } from './lib.mjs';
+import { joinedRoom, everyoneJoinsCall, shot, poll } from './lib.mjs';
 
 let room;
 let pages = [];
@@ -46,13 +46,7 @@ function waitCall(page, { mode, pcs, n }) {
 }
 
 test('a sixth participant puts the call on the relay: one connection per page, video from all five others', async () => {
-  await pages[0].getByRole('button', { name: 'Start call' }).click();
-  await pages[0].locator('#video-grid .tile.local').waitFor();
-  for (const page of pages.slice(1)) {
-    await page.getByRole('button', { name: /Join call/ }).waitFor({ timeout: 15000 });
-    await page.getByRole('button', { name: /Join call/ }).click();
-    await page.locator('#video-grid .tile.local').waitFor();
-  }
+  await everyoneJoinsCall(pages);
   try {
     for (const page of pages) await waitCall(page, { mode: 'relay', pcs: 1, n: 5 });
   } catch (err) {
