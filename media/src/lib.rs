@@ -29,7 +29,7 @@ pub mod stats;
 pub mod topology;
 pub mod vp8;
 
-pub use relay::{Relay, RelayConfig, RelayError, media_engine};
+pub use relay::{Relay, RelayConfig, RelayError};
 pub use signal::{IceCandidate, Outgoing, RelayEvent, RenderedSize, Signal};
 pub use speaker::{SpeakerChange, SpeakerPolicy};
 pub use stats::{ParticipantStats, RelayStats, RoomStats};

@@ -525,8 +525,8 @@ impl Relay {
 
 /// The codecs and RTP header extensions the relay negotiates: webrtc-rs's
 /// default codecs, the audio level (active speaker) and, for simulcast, the
-/// MID and RIDs. Headless clients that should speak the same use it too.
-pub fn media_engine() -> Result<MediaEngine> {
+/// MID and RIDs.
+fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     media.register_header_extension(

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chats3_media::speaker::AUDIO_LEVEL_URI;
 use chats3_media::{
     IceCandidate, Relay, RelayConfig, RelayEvent, RenderedSize, Signal, SpeakerChange,
     SpeakerPolicy,
 };
 use tokio::sync::mpsc;
 use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
 use webrtc::ice::network_type::NetworkType;
@@ -28,9 +29,12 @@ use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
@@ -39,8 +43,26 @@ const ROOM: &str = "room";
 const WAIT: Duration = Duration::from_secs(90);
 
 fn client_api() -> API {
-    // The relay's own codecs and extensions (audio level, simulcast RIDs).
-    let mut media = chats3_media::media_engine().unwrap();
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    media
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.into(),
+            },
+            RTPCodecType::Audio,
+            None,
+        )
+        .unwrap();
+    for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI] {
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: uri.into() },
+                RTPCodecType::Video,
+                None,
+            )
+            .unwrap();
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     let mut settings = SettingEngine::default();
     // Loopback IPv4 only: one host candidate per client.
