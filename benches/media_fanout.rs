@@ -129,12 +129,14 @@ async fn on_relay<T: Send + 'static>(
 type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
 
 /// Answers the relay's offers on behalf of the headless clients: one task per client, so each
-/// client's signals are applied in the order the relay sent them.
+/// client's signals are applied in the order the relay sent them. Who the relay says `ready`
+/// to goes to `ready`.
 fn drive(
     relay: Relay,
     relay_rt: Handle,
     mut rx: mpsc::UnboundedReceiver<RelayEvent>,
     clients: Clients,
+    ready: mpsc::UnboundedSender<String>,
 ) {
     tokio::spawn(async move {
         let mut queues: HashMap<String, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
@@ -146,7 +148,13 @@ fn drive(
             let queue = queues.entry(out.participant.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let pc = clients.lock().unwrap().get(&out.participant).cloned();
-                tokio::spawn(apply_signals(pc, relay.clone(), relay_rt.clone(), rx));
+                tokio::spawn(apply_signals(
+                    pc,
+                    relay.clone(),
+                    relay_rt.clone(),
+                    rx,
+                    ready.clone(),
+                ));
                 tx
             });
             let _ = queue.send(out);
@@ -159,6 +167,7 @@ async fn apply_signals(
     relay: Relay,
     relay_rt: Handle,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    ready: mpsc::UnboundedSender<String>,
 ) {
     let Some(pc) = pc else { return };
     while let Some(out) = rx.recv().await {
@@ -179,6 +188,9 @@ async fn apply_signals(
                 Signal::Answer(sdp) => {
                     pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
                         .await?;
+                }
+                Signal::Ready => {
+                    let _ = ready.send(out.participant);
                 }
                 Signal::Candidate(_) | Signal::Render(_) => {}
             }
@@ -438,7 +450,8 @@ fn main() {
         let epoch = Instant::now();
         let api = client_api();
         let clients: Clients = Arc::default();
-        drive(relay.clone(), relay_handle.clone(), signals, Arc::clone(&clients));
+        let (ready_tx, mut relay_ready) = mpsc::unbounded_channel();
+        drive(relay.clone(), relay_handle.clone(), signals, Arc::clone(&clients), ready_tx);
         let totals = Arc::new(Totals {
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -454,6 +467,9 @@ fn main() {
             pc.add_track(a2 as _).await.expect("audio track");
         })
         .await;
+        // Like a browser, the publisher sends once the relay says its receivers are up.
+        while relay_ready.recv().await.is_some_and(|who| who != "publisher") {}
+        drop(relay_ready);
         publish(&publisher, video, audio, epoch, Arc::clone(&totals), Arc::clone(&sent));
 
         let ready = Arc::new(AtomicU64::new(0));

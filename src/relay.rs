@@ -245,7 +245,7 @@ pub fn spawn_topology_ticker(state: &Arc<AppState>) {
     });
 }
 
-/// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate, data}`.
+/// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate|render, data}`.
 ///
 /// The first offer joins the relay; candidates must follow their offer
 /// (send them once the offer's request has completed).
@@ -277,6 +277,7 @@ fn relay_error(e: RelayError) -> ApiError {
             ApiError::conflict("Not in the relay yet: send an offer first")
         }
         RelayError::WebRtc(e) => ApiError::bad_request(format!("Rejected by the relay: {e}")),
+        RelayError::ServerOnlySignal(_) => ApiError::bad_request(e.to_string()),
         other => {
             tracing::warn!(error = %other, "relay signal failed");
             ApiError::bad_request(format!("Relay error: {other}"))

@@ -145,6 +145,20 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Nothing to receive from this client: the relay says ready straight away.
+    let ev = sse
+        .next_of("relay-signal", WAIT)
+        .await
+        .expect("relay ready");
+    assert_eq!(ev.data["toUserId"], users[0].1.as_str());
+    assert_eq!(ev.data["data"], json!({"type": "ready"}));
+    // `ready` is the relay's to send.
+    let r = users[0]
+        .0
+        .post("/api/v1/relay/signal", json!({"type": "ready"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["success"], false, "{}", r.body);
 
     // Rendered-size reports are accepted once connected; a malformed one is refused.
     let r = users[0]

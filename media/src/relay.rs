@@ -28,6 +28,8 @@
 //!   [`RelayEvent::Speaker`], and under last-N each video track's
 //!   [`VideoGate`] pauses or resumes it (resuming at a keyframe it requests).
 //! - SRTP: AES-GCM profiles are preferred over AES-CM + HMAC-SHA1.
+//! - After each answer the relay tells the client [`Signal::Ready`] once its
+//!   receivers have started; clients hold new tracks back until then.
 //!
 //! Glare: the relay is the "impolite" side of perfect negotiation. If a
 //! client offer arrives while a relay offer is outstanding, the relay rolls
@@ -52,6 +54,7 @@ use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::sdp_type::RTCSdpType;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
@@ -61,6 +64,7 @@ use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::Receive
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::sdp;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
@@ -87,6 +91,8 @@ pub enum RelayError {
     UnspecifiedBind(SocketAddr),
     #[error("participant {participant} already joined room {room}")]
     AlreadyJoined { room: String, participant: String },
+    #[error("`{0}` is a signal only the relay sends")]
+    ServerOnlySignal(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, RelayError>;
@@ -388,6 +394,7 @@ impl Relay {
                 let _ = gathered.recv().await;
                 let sdp = local_sdp(&p.pc).await?;
                 inner.send(room, &p.id, Signal::Answer(sdp));
+                inner.announce_ready(room, &p);
                 neg.negotiated = true;
                 if neg.pending {
                     inner.offer(room, &p, &mut neg).await?;
@@ -413,6 +420,7 @@ impl Relay {
                     inner.set_rendered(room, &p, &size).await;
                 }
             }
+            Signal::Ready => return Err(RelayError::ServerOnlySignal("ready")),
             Signal::Candidate(c) => {
                 if c.candidate.is_empty() {
                     return Ok(()); // end-of-candidates
@@ -553,6 +561,27 @@ fn media_engine() -> Result<MediaEngine> {
     Ok(media)
 }
 
+/// How often a pending [`Signal::Ready`] checks the receivers again, and how
+/// long it waits for them before saying ready anyway (the connection has then
+/// most likely not come up at all; the client's ICE restart offers again).
+const READY_POLL: Duration = Duration::from_millis(10);
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether every transceiver negotiated to receive has started its receiver:
+/// webrtc-rs creates the receiver's tracks, and opens their SRTP streams, then.
+async fn receivers_started(pc: &RTCPeerConnection) -> bool {
+    for t in pc.get_transceivers().await {
+        let receiving = matches!(
+            t.current_direction(),
+            RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv
+        );
+        if receiving && t.receiver().await.tracks().await.is_empty() {
+            return false;
+        }
+    }
+    true
+}
+
 async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
     pc.local_description()
         .await
@@ -561,6 +590,38 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 }
 
 impl Inner {
+    /// Sends `p` [`Signal::Ready`] once its receivers have started. Checked
+    /// and sent under `p`'s negotiation lock, so no later answer overtakes
+    /// it: whatever the client has negotiated when `ready` arrives is being
+    /// received.
+    fn announce_ready(self: &Arc<Self>, room: &str, p: &Arc<Participant>) {
+        let (inner, p, room) = (Arc::downgrade(self), Arc::downgrade(p), room.to_owned());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + READY_WAIT;
+            loop {
+                let (Some(inner), Some(p)) = (inner.upgrade(), p.upgrade()) else {
+                    return;
+                };
+                if p.pc.connection_state() == RTCPeerConnectionState::Closed {
+                    return;
+                }
+                {
+                    let _neg = p.neg.lock().await;
+                    let late = Instant::now() >= deadline;
+                    if late || receivers_started(&p.pc).await {
+                        if late {
+                            tracing::warn!(room, participant = %p.id, "relay receivers not started in time; the client may send anyway");
+                        }
+                        inner.send(&room, &p.id, Signal::Ready);
+                        return;
+                    }
+                }
+                drop((inner, p));
+                tokio::time::sleep(READY_POLL).await;
+            }
+        });
+    }
+
     fn send(&self, room: &str, participant: &str, signal: Signal) {
         // A closed receiver means the app is shutting down; nothing to deliver.
         let _ = self.out.send(RelayEvent::Signal(Outgoing {

@@ -3,7 +3,8 @@
 //! The JSON shape is `{"type": "offer"|"answer"|"candidate"|"render", "data":
 //! …}`: an SDP string for offers and answers, an `RTCIceCandidateInit`-shaped
 //! object (as browsers produce it) for candidates, a list of
-//! `{publisher, width, height}` for rendered sizes.
+//! `{publisher, width, height}` for rendered sizes; `{"type": "ready"}` has
+//! no data.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,13 @@ pub enum Signal {
     /// The sizes the client renders other participants' video at (client →
     /// relay): the relay picks simulcast layers by them.
     Render(Vec<RenderedSize>),
+    /// The relay receives on every track the client's answered offers send
+    /// (relay → client only): the client starts sending a newly negotiated
+    /// track only after this. webrtc-rs 0.17 starts the relay's receivers
+    /// after DTLS completes; a packet that wins that race is taken for an
+    /// undeclared (simulcast-probed) stream, and that track is then lost
+    /// for the whole connection.
+    Ready,
 }
 
 /// How large a client shows one publisher's video, in CSS pixels.
@@ -84,5 +92,7 @@ mod tests {
         }
         let o = serde_json::to_value(Signal::Offer("v=0".into())).unwrap();
         assert_eq!(o, serde_json::json!({"type": "offer", "data": "v=0"}));
+        let r = serde_json::to_value(Signal::Ready).unwrap();
+        assert_eq!(r, serde_json::json!({"type": "ready"}));
     }
 }

@@ -12,7 +12,7 @@ use chats3_media::{
     IceCandidate, Relay, RelayConfig, RelayEvent, RenderedSize, Signal, SpeakerChange,
     SpeakerPolicy,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
@@ -97,7 +97,50 @@ async fn relay_with(speakers: SpeakerPolicy) -> (Relay, mpsc::UnboundedReceiver<
     .unwrap()
 }
 
-type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
+/// The headless clients by participant id, and whether the relay has told
+/// each `ready` (publishers send only after it, as the browser does).
+#[derive(Clone, Default)]
+struct Clients {
+    pcs: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+/// A client's connection and the flag its `ready` sets.
+type Client = (Arc<RTCPeerConnection>, watch::Sender<bool>);
+
+impl Clients {
+    /// Registers `id`'s connection; the receiver turns true at `ready`.
+    fn insert(&self, id: &str, pc: &Arc<RTCPeerConnection>) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        self.pcs
+            .lock()
+            .unwrap()
+            .insert(id.into(), (Arc::clone(pc), tx));
+        rx
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<RTCPeerConnection>> {
+        self.pcs
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|(pc, _)| Arc::clone(pc))
+    }
+
+    fn remove(&self, id: &str) {
+        self.pcs.lock().unwrap().remove(id);
+    }
+
+    fn set_ready(&self, id: &str) {
+        if let Some((_, ready)) = self.pcs.lock().unwrap().get(id) {
+            ready.send_replace(true);
+        }
+    }
+}
+
+/// Waits for the relay's `ready` (false: the client was dropped first).
+async fn wait_ready(mut ready: watch::Receiver<bool>) -> bool {
+    ready.wait_for(|r| *r).await.is_ok()
+}
 
 /// Delivers the relay's signals to the headless clients, in order, and
 /// returns its speaker changes.
@@ -116,8 +159,9 @@ fn drive(
                     continue;
                 }
             };
-            let pc = clients.lock().unwrap().get(&out.participant).cloned();
-            let Some(pc) = pc else { continue };
+            let Some(pc) = clients.get(&out.participant) else {
+                continue;
+            };
             let res: anyhow::Result<()> = async {
                 match out.signal {
                     Signal::Offer(sdp) => {
@@ -134,8 +178,9 @@ fn drive(
                         pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
                             .await?;
                     }
+                    Signal::Ready => clients.set_ready(&out.participant),
                     Signal::Candidate(_) | Signal::Render(_) => {
-                        anyhow::bail!("the relay sends only offers and answers")
+                        anyhow::bail!("the relay sends only offers, answers and ready")
                     }
                 }
                 Ok(())
@@ -217,7 +262,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
             .await
             .unwrap(),
     );
-    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    let ready = clients.insert(id, &pc);
     let video = Arc::new(TrackLocalStaticRTP::new(
         RTCRtpCodecCapability {
             mime_type: MIME_TYPE_VP8.into(),
@@ -275,10 +320,13 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
         .handle_signal(ROOM, id, Signal::Offer(sdp))
         .await
         .unwrap();
-    // Media: ~30 fps one-packet VP8 frames, 50 pps Opus.
+    // Media: ~30 fps one-packet VP8 frames, 50 pps Opus, once the relay is ready.
     let weak = Arc::downgrade(&pc);
     let level2 = Arc::clone(&level);
     tokio::spawn(async move {
+        if !wait_ready(ready).await {
+            return;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let (mut vseq, mut aseq, mut frame) = (0u16, 0u16, 0u32);
         loop {
@@ -416,7 +464,7 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
         });
         Box::pin(async {})
     }));
-    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    clients.insert(id, &pc);
     join_without_trickle(relay, &pc, id).await;
     Subscriber { pc, rx }
 }
@@ -482,8 +530,8 @@ fn assert_increasing(seqs: &[u16], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     let (relay, rx) = relay().await;
-    let clients: Clients = Arc::default();
-    drive(relay.clone(), rx, Arc::clone(&clients));
+    let clients = Clients::default();
+    drive(relay.clone(), rx, clients.clone());
     let api = client_api();
     let publ = publisher(&api, &relay, &clients, "pub").await;
     let pc2 = Arc::clone(&publ.pc);
@@ -544,8 +592,8 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_state_tasks_or_connections_behind() {
     let (relay, rx) = relay().await;
-    let clients: Clients = Arc::default();
-    drive(relay.clone(), rx, Arc::clone(&clients));
+    let clients = Clients::default();
+    drive(relay.clone(), rx, clients.clone());
     let api = client_api();
     let publ = publisher(&api, &relay, &clients, "pub").await;
     wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
@@ -567,7 +615,7 @@ async fn churn_leaves_no_state_tasks_or_connections_behind() {
         assert_eq!(relay.subscription_count(), 2 * PER_ROUND);
         for (id, s) in subs {
             relay.leave(ROOM, &id).await.unwrap();
-            clients.lock().unwrap().remove(&id);
+            clients.remove(&id);
             s.pc.close().await.unwrap();
             weak_clients.push(Arc::downgrade(&s.pc));
         }
@@ -635,8 +683,8 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
         last_n: 1,
     })
     .await;
-    let clients: Clients = Arc::default();
-    let mut speakers = drive(relay.clone(), rx, Arc::clone(&clients));
+    let clients = Clients::default();
+    let mut speakers = drive(relay.clone(), rx, clients.clone());
     let api = client_api();
     let a = publisher(&api, &relay, &clients, "a").await;
     let b = publisher(&api, &relay, &clients, "b").await;
@@ -743,7 +791,7 @@ async fn simulcast_publisher(
             .await
             .unwrap(),
     );
-    clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
+    let ready = clients.insert(id, &pc);
     let codec = RTCRtpCodecCapability {
         mime_type: MIME_TYPE_VP8.into(),
         clock_rate: 90_000,
@@ -768,6 +816,9 @@ async fn simulcast_publisher(
     join_without_trickle(relay, &pc, id).await;
     let weak = Arc::downgrade(&pc);
     tokio::spawn(async move {
+        if !wait_ready(ready).await {
+            return;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(33));
         let mut frame = 0u32;
         loop {
@@ -811,8 +862,8 @@ fn last_keyframe_height(s: &Subscriber) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
     let (relay, rx) = relay().await;
-    let clients: Clients = Arc::default();
-    drive(relay.clone(), rx, Arc::clone(&clients));
+    let clients = Clients::default();
+    drive(relay.clone(), rx, clients.clone());
     let api = client_api();
     let plis = simulcast_publisher(&api, &relay, &clients, "pub").await;
     wait_for("the publisher's simulcast track", || {

@@ -5,6 +5,11 @@
 // come back as `relay-signal` events. The relay rolls back its own offer when ours collides with
 // it, so this side is the "impolite" one of perfect negotiation: it ignores a colliding relay
 // offer and applies the relay's fresh offer that follows.
+//
+// A track is sent only once the relay has said `ready` after negotiating it: the relay's
+// WebRTC stack starts its receivers after DTLS, and a packet that arrives before them makes it
+// lose that track for the whole connection. Until then the sender has no track (its SSRC is in
+// the offer all the same) and the track waits in `held`.
 import { api } from './api.js';
 
 export class RelayPeer {
@@ -23,6 +28,7 @@ export class RelayPeer {
     this.early = [];
     this.trackUser = new Map(); // remote track id -> publisher user id
     this.senders = {}; // kind -> our RTCRtpSender for that kind
+    this.held = new Map(); // kind -> track to send once the relay is ready for it
     this.rendered = ''; // the last size report sent (JSON)
     this.history = []; // what happened to signals, for bug reports (chats3Debug)
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
@@ -51,7 +57,9 @@ export class RelayPeer {
    * test machine the relay call test failed in 3 of 4 runs (see the README's status table). */
   attach(stream) {
     for (const track of stream ? stream.getTracks() : []) {
-      if (!this.senders[track.kind]) this.senders[track.kind] = this.pc.addTrack(track, stream);
+      if (this.senders[track.kind]) continue;
+      this.senders[track.kind] = this.pc.addTransceiver(track.kind, { direction: 'sendrecv', streams: [stream] }).sender;
+      this.held.set(track.kind, track);
     }
     // Something to offer even with no camera and microphone: receive-only audio and video.
     for (const kind of ['audio', 'video']) {
@@ -99,7 +107,13 @@ export class RelayPeer {
   }
 
   async apply(signal) {
-    if (this.closed || !signal || typeof signal.data !== 'string') return;
+    if (this.closed || !signal) return;
+    if (signal.type === 'ready') {
+      this.note('ready');
+      await this.release();
+      return;
+    }
+    if (typeof signal.data !== 'string') return;
     this.note(`${signal.type} in ${this.pc.signalingState}${this.makingOffer ? ' (making offer)' : ''}`);
     try {
       if (signal.type === 'answer') {
@@ -117,16 +131,37 @@ export class RelayPeer {
     }
   }
 
+  /** The relay receives what it said `ready` for: send the held tracks it has negotiated
+   * (those still waiting for an answer go at the next `ready`). */
+  async release() {
+    for (const [kind, track] of [...this.held]) {
+      const t = this.transceiver(kind);
+      if (!t || !/send/.test(t.currentDirection || '')) continue;
+      this.held.delete(kind);
+      try {
+        await t.sender.replaceTrack(track);
+      } catch (err) {
+        console.warn('relay track release failed', kind, err);
+      }
+    }
+  }
+
+  transceiver(kind) {
+    const sender = this.senders[kind];
+    return sender && this.pc.getTransceivers().find((x) => x.sender === sender);
+  }
+
   /** Replaces the outgoing track of one kind (camera ↔ screen share, device switch). */
   async replace(kind, track) {
-    const sender = this.senders[kind];
-    if (!sender) {
-      if (track) this.senders[kind] = this.pc.addTrack(track);
-      return;
+    let t = this.transceiver(kind);
+    if (!t) {
+      if (!track) return;
+      t = this.pc.addTransceiver(kind, { direction: 'sendrecv' });
+      this.senders[kind] = t.sender;
     }
-    await sender.replaceTrack(track);
-    const t = this.pc.getTransceivers().find((x) => x.sender === sender);
-    if (track && t && t.direction === 'recvonly') t.direction = 'sendrecv';
+    if (track && t.direction === 'recvonly') t.direction = 'sendrecv'; // renegotiates
+    if (this.held.has(kind) || !/send/.test(t.currentDirection || '')) this.held.set(kind, track);
+    else await t.sender.replaceTrack(track);
   }
 
   /** Tells the relay how large we show each publisher (`[{publisher, width, height}]`, device
