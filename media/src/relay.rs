@@ -590,6 +590,11 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 }
 
 impl Inner {
+    /// Milliseconds since the relay started: the clock of the pure state.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Sends `p` [`Signal::Ready`] once its receivers have started. Checked
     /// and sent under `p`'s negotiation lock, so no later answer overtakes
     /// it: whatever the client has negotiated when `ready` arrives is being
@@ -675,7 +680,7 @@ impl Inner {
         else {
             return;
         };
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
         let change = {
             let mut s = lock(&t.speakers);
             s.observe(&t.publisher, level & 0x7f, now);
@@ -966,7 +971,7 @@ impl Inner {
             let own = lock(&t.subscribers).get(&p.id).and_then(|s| s.own.clone());
             let Some(own) = own else { continue };
             *lock(&own.rendered_height) = Some(size.height);
-            if t.retarget(&own, &t.layer_infos()) {
+            if t.retarget(&own, &t.layer_infos(), self.now_ms()) {
                 self.request_keyframe(&t).await;
             }
         }
@@ -1010,16 +1015,22 @@ impl Published {
     /// Re-chooses one subscriber's layer among `layers` (from
     /// [`Published::layer_infos`]). Returns whether a switch is now pending
     /// (a keyframe is needed).
-    fn retarget(&self, own: &OwnTrack, layers: &[Layer]) -> bool {
+    fn retarget(&self, own: &OwnTrack, layers: &[Layer], now_ms: u64) -> bool {
         let rendered = *lock(&own.rendered_height);
-        let bandwidth = match own.counters.estimated_bps.load(Ordering::Relaxed) {
+        let estimate = match own.counters.estimated_bps.load(Ordering::Relaxed) {
             0 => None,
             b => Some(b),
         };
-        let Some(layer) = choose_layer(layers, rendered, bandwidth) else {
+        let mut sw = lock(&own.switcher);
+        let current_bps = sw
+            .current()
+            .and_then(|rid| layers.iter().find(|l| l.rid == rid))
+            .map(|l| l.bps);
+        let cap = sw.bandwidth_cap(estimate, current_bps, now_ms);
+        let Some(layer) = choose_layer(layers, rendered, cap) else {
             return false;
         };
-        lock(&own.switcher).set_target(&layer.rid)
+        sw.set_target(&layer.rid)
     }
 
     /// Sends a PLI for this (video) track to its publisher, unless one went
@@ -1077,7 +1088,11 @@ async fn forward_layer(
     remote: Arc<TrackRemote>,
     rid: String,
 ) {
-    let epoch = Instant::now();
+    // One clock for all layers: a switch measures the time since the last
+    // packet of another layer.
+    let Some(epoch) = inner.upgrade().map(|i| i.epoch) else {
+        return;
+    };
     let clock_rate = t.local.codec().clock_rate;
     let vp8 = t.vp8;
     while let Ok((packet, _)) = remote.read_rtp().await {
@@ -1105,7 +1120,7 @@ async fn forward_layer(
         for own in owns {
             if due || lock(&own.switcher).target().is_none() {
                 let layers = layers.get_or_insert_with(|| t.layer_infos());
-                want_keyframe |= t.retarget(&own, layers);
+                want_keyframe |= t.retarget(&own, layers, now_ms);
             }
             let out = {
                 let mut sw = lock(&own.switcher);

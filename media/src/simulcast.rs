@@ -22,8 +22,9 @@ pub struct Layer {
 
 /// Picks the layer for one subscriber: the smallest whose height covers the
 /// rendered height (the largest when none does or nothing was reported),
-/// then the largest that fits the bandwidth estimate, if there is one. Layers
-/// without a known height count as larger than any known one.
+/// then the largest that fits the bandwidth cap, if there is one (see
+/// [`LayerSwitcher::bandwidth_cap`]). Layers without a known height count as
+/// larger than any known one.
 pub fn choose_layer(
     layers: &[Layer],
     rendered_height: Option<u16>,
@@ -55,7 +56,14 @@ pub struct LayerSwitcher {
     /// Last forwarded sequence number and timestamp, and when (ms).
     last: Option<(u16, u32, u64)>,
     switches: u64,
+    /// When the last switch completed (ms).
+    switched_at: Option<u64>,
 }
+
+/// How long after a switch the bandwidth estimate is not acted on: a
+/// receiver's estimate follows what it receives (REMB: at most about 1.5
+/// times that) and takes a few seconds to grow into a larger layer.
+pub const ESTIMATE_HOLD_MS: u64 = 10_000;
 
 impl LayerSwitcher {
     /// Chooses the layer to forward. Returns true when a switch is now
@@ -81,6 +89,25 @@ impl LayerSwitcher {
     /// target layer's next keyframe.
     pub fn pause(&mut self) {
         self.current = None;
+    }
+
+    /// The cap to [`choose_layer`] with: the subscriber's bandwidth estimate
+    /// when it is below the bitrate of the layer it gets now (it cannot take
+    /// even that), otherwise none. An estimate that keeps up says nothing
+    /// about a larger layer (receivers estimate from what arrives, so capping
+    /// by it would keep a subscriber on a small layer for good), and one
+    /// taken shortly after a switch is not acted on.
+    pub fn bandwidth_cap(
+        &self,
+        estimate_bps: Option<u64>,
+        current_bps: Option<u64>,
+        now_ms: u64,
+    ) -> Option<u64> {
+        let settled = self
+            .switched_at
+            .is_none_or(|at| now_ms.saturating_sub(at) >= ESTIMATE_HOLD_MS);
+        let estimate = estimate_bps?;
+        (settled && current_bps.is_some_and(|c| estimate < c)).then_some(estimate)
     }
 
     /// Completed layer switches (the first layer included).
@@ -120,6 +147,7 @@ impl LayerSwitcher {
             }
             self.current = Some(rid.to_owned());
             self.switches += 1;
+            self.switched_at = Some(now_ms);
         }
         if self.current.as_deref() != Some(rid) {
             return None;
@@ -187,6 +215,39 @@ mod tests {
             "q",
             "bandwidth never raises it"
         );
+    }
+
+    #[test]
+    fn the_estimate_caps_only_when_it_cannot_carry_the_current_layer() {
+        let mut sw = LayerSwitcher::default();
+        assert_eq!(sw.bandwidth_cap(None, Some(500_000), 0), None);
+        assert_eq!(
+            sw.bandwidth_cap(Some(225_000), None, 0),
+            None,
+            "nothing forwarded yet"
+        );
+        sw.set_target("h");
+        sw.admit("h", 1, 0, true, 1_000, 90_000).unwrap();
+        let now = 1_000 + ESTIMATE_HOLD_MS;
+        assert_eq!(
+            sw.bandwidth_cap(Some(600_000), Some(500_000), now),
+            None,
+            "keeps up: a larger layer may follow"
+        );
+        assert_eq!(
+            sw.bandwidth_cap(Some(300_000), Some(500_000), now),
+            Some(300_000)
+        );
+        assert_eq!(
+            sw.bandwidth_cap(Some(300_000), Some(500_000), now - 1),
+            None,
+            "too soon after the switch"
+        );
+        // A subscriber back from a thumbnail gets the larger layer although
+        // its estimate only covers the small one it has been receiving.
+        let l = layers();
+        let cap = sw.bandwidth_cap(Some(225_000), Some(150_000), now);
+        assert_eq!(choose_layer(&l, Some(360), cap).unwrap().rid, "h");
     }
 
     #[test]
