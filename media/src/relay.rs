@@ -343,7 +343,17 @@ impl Relay {
             } else {
                 r.participants
                     .insert(participant.to_owned(), Arc::clone(&p));
-                lock(&r.speakers).add(participant);
+                let mut speakers = lock(&r.speakers);
+                speakers.add(participant);
+                // The floor changes hands rarely: tell the newcomer (the
+                // room, in fact) who holds it now.
+                if let Some(change) = speakers.current() {
+                    let _ = inner.out.send(RelayEvent::Speaker {
+                        room: room.to_owned(),
+                        change,
+                    });
+                }
+                drop(speakers);
                 Some(r.tracks.clone())
             }
         };

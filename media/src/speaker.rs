@@ -124,6 +124,15 @@ impl Speakers {
         self.dominant.as_deref()
     }
 
+    /// The floor as it stands, for someone who just arrived (none while
+    /// nobody holds it).
+    pub fn current(&self) -> Option<SpeakerChange> {
+        Some(SpeakerChange {
+            speaker: self.dominant.clone()?,
+            forwarded: self.forwarded().cloned().collect(),
+        })
+    }
+
     /// Decides whether the floor changes hands now.
     pub fn evaluate(&mut self, now_ms: u64) -> Option<SpeakerChange> {
         let loudest = self
@@ -197,6 +206,17 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].speaker, "b");
         assert_eq!(changes[0].forwarded, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_newcomer_is_told_the_floor_as_it_stands() {
+        let mut s = room(2, &["a", "b"]);
+        assert!(s.current().is_none(), "nobody spoke yet");
+        talk(&mut s, "b", 30, 0, 400);
+        s.add("c");
+        let now = s.current().unwrap();
+        assert_eq!(now.speaker, "b");
+        assert_eq!(now.forwarded, ["b", "a"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Relay over loopback with headless webrtc-rs clients: fan-out, keyframe
-//! requests on subscribe, active speaker and last-N, and churn without leaks.
+//! requests on subscribe, NACKed packets resent, active speaker and last-N, and churn without leaks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp::extension::HeaderExtension;
 use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp::header::Header;
@@ -69,12 +70,22 @@ fn client_api() -> API {
     settings.set_include_loopback_candidate(true);
     settings.set_network_types(vec![NetworkType::Udp4]);
     settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    // A resent packet the client already had must reach the test (not be
+    // dropped as a replay), and duplicates must show in the order checks.
+    settings.disable_srtp_replay_protection(true);
     APIBuilder::new()
         .with_media_engine(media)
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
         .build()
 }
+
+/// One test at a time: each runs a relay and several peers on 2 worker
+/// threads, and four at once on a 2-core machine starve webrtc-rs clients
+/// long enough to lose the race between the relay's first packets and their
+/// own receivers starting (a client-side webrtc-rs 0.17 race; browsers start
+/// receivers before DTLS).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn relay() -> (Relay, mpsc::UnboundedReceiver<RelayEvent>) {
     relay_with(SpeakerPolicy::default()).await
@@ -527,8 +538,30 @@ fn assert_increasing(seqs: &[u16], what: &str) {
     }
 }
 
+/// Sends a NACK for video packet `seq` from a subscriber to the relay.
+async fn nack(pc: &RTCPeerConnection, seq: u16) {
+    let mut media_ssrc = None;
+    for t in pc.get_transceivers().await {
+        for track in t.receiver().await.tracks().await {
+            if track.kind() == RTPCodecType::Video && track.ssrc() != 0 {
+                media_ssrc = Some(track.ssrc());
+            }
+        }
+    }
+    let nack = TransportLayerNack {
+        sender_ssrc: 1,
+        media_ssrc: media_ssrc.expect("a video track"),
+        nacks: vec![NackPair {
+            packet_id: seq,
+            lost_packets: 0,
+        }],
+    };
+    pc.write_rtcp(&[Box::new(nack)]).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
+    let _serial = SERIAL.lock().await;
     let (relay, rx) = relay().await;
     let clients = Clients::default();
     drive(relay.clone(), rx, clients.clone());
@@ -567,9 +600,19 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         assert_eq!(r.bad_descriptors, 0);
         assert!(r.keyframes >= 1, "sub{i} got no keyframe");
     }
+    // A subscriber's NACK: the relay resends that packet from its buffer.
+    let seq = *subs[0].rx.lock().unwrap().video.last().unwrap();
+    nack(&subs[0].pc, seq).await;
+    wait_for("the NACKed packet again", || {
+        let r = subs[0].rx.lock().unwrap();
+        r.video.iter().filter(|&&s| s == seq).count() == 2
+    })
+    .await;
+
     let stats = relay.stats();
     let room = &stats.rooms[0];
     assert_eq!(room.participants.len(), 4);
+    assert!(room.participants["sub0"].nacked_packets >= 1);
     let p = &room.participants["pub"];
     assert!(p.packets_in >= 200 && p.bytes_in > 0, "{p:?}");
     assert!(p.plis_sent >= 3, "{p:?}");
@@ -591,6 +634,7 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_state_tasks_or_connections_behind() {
+    let _serial = SERIAL.lock().await;
     let (relay, rx) = relay().await;
     let clients = Clients::default();
     drive(relay.clone(), rx, clients.clone());
@@ -678,6 +722,7 @@ fn max_step(video: &[Video]) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_video() {
+    let _serial = SERIAL.lock().await;
     let (relay, rx) = relay_with(SpeakerPolicy {
         switch_after_ms: 300,
         last_n: 1,
@@ -764,7 +809,15 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
         );
         assert!(resumed, "a resumed with a delta frame");
     }
-    for id in ["s", "b", "a"] {
+    // A latecomer learns who holds the floor without waiting for it to move.
+    let late = subscriber(&api, &relay, &clients, "late").await;
+    let change = next_speaker(&mut speakers).await;
+    assert_eq!(
+        (change.speaker.as_str(), change.forwarded),
+        ("a", vec!["a".to_owned()])
+    );
+    late.pc.close().await.unwrap();
+    for id in ["late", "s", "b", "a"] {
         relay.leave(ROOM, id).await.unwrap();
     }
     assert_eq!(relay.participant_count(), 0);
@@ -861,6 +914,7 @@ fn last_keyframe_height(s: &Subscriber) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
+    let _serial = SERIAL.lock().await;
     let (relay, rx) = relay().await;
     let clients = Clients::default();
     drive(relay.clone(), rx, clients.clone());

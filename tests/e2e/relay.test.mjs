@@ -82,7 +82,10 @@ test('the only unmuted participant is named the active speaker by the relay and 
   for (const page of [pages[0], pages[4]]) await page.locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 15000 });
   assert.equal(await pages[0].locator('#video-grid .tile.speaking').count(), 1);
   // In relay mode the highlight comes from the relay, which reads the audio-level header extension.
-  await poll(pages[4], (id) => ({ ok: window.chats3Debug.events().filter((e) => e.startsWith('call-speaker')).pop() === `call-speaker ${id}` }), bo, {
+  await poll(pages[4], (id) => {
+    const call = window.chats3Debug.call();
+    return { ok: call.serverSpeaker && call.speaker === id, serverSpeaker: call.serverSpeaker, speaker: call.speaker, events: window.chats3Debug.events().filter((e) => e.startsWith('call-speaker')).slice(-3) };
+  }, bo, {
     timeout: 15000,
     what: 'a call-speaker event naming the unmuted participant',
   });
