@@ -13,7 +13,9 @@ use chats3_media::{
     SpeakerPolicy,
 };
 use tokio::sync::{mpsc, watch};
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::{
+    configure_twcc_sender_only, register_default_interceptors,
+};
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
@@ -24,6 +26,7 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp::extension::HeaderExtension;
 use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
@@ -65,6 +68,8 @@ fn client_api() -> API {
             .unwrap();
     }
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    // Transport-wide sequence numbers on what clients send, as browsers do.
+    let registry = configure_twcc_sender_only(registry, &mut media).unwrap();
     let mut settings = SettingEngine::default();
     // Loopback IPv4 only: one host candidate per client.
     settings.set_include_loopback_candidate(true);
@@ -207,7 +212,7 @@ fn drive(
 
 struct Publisher {
     pc: Arc<RTCPeerConnection>,
-    plis: Arc<AtomicU64>,
+    fb: Arc<Feedback>,
     /// The audio level (−dBov, 127 = silence) its audio packets carry.
     level: Arc<AtomicU8>,
 }
@@ -232,23 +237,30 @@ fn vp8_sized(key: bool, fill: u8, width: u16, height: u16) -> Bytes {
     v.into()
 }
 
-/// Counts the PLIs a publisher's video sender receives, and flags that a
-/// keyframe is wanted (the sending loop clears the flag).
-fn watch_plis(sender: Arc<RTCRtpSender>) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
-    let plis = Arc::new(AtomicU64::new(0));
-    let want_key = Arc::new(AtomicU64::new(0));
-    let (p, w) = (Arc::clone(&plis), Arc::clone(&want_key));
+/// What a publisher hears back from the relay.
+#[derive(Default)]
+struct Feedback {
+    plis: AtomicU64,
+    /// A keyframe is wanted (set by a PLI; the sending loop clears it).
+    want_key: AtomicU64,
+    /// Transport-wide congestion-control feedback packets.
+    twcc: AtomicU64,
+}
+
+/// Reads a sender's RTCP into `fb` until the sender closes.
+fn watch_feedback(sender: Arc<RTCRtpSender>, fb: Arc<Feedback>) {
     tokio::spawn(async move {
         while let Ok((pkts, _)) = sender.read_rtcp().await {
             for pkt in pkts {
                 if pkt.as_any().is::<PictureLossIndication>() {
-                    p.fetch_add(1, Ordering::SeqCst);
-                    w.store(1, Ordering::SeqCst);
+                    fb.plis.fetch_add(1, Ordering::SeqCst);
+                    fb.want_key.store(1, Ordering::SeqCst);
+                } else if pkt.as_any().is::<TransportLayerCc>() {
+                    fb.twcc.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
     });
-    (plis, want_key)
 }
 
 /// Joins `id` to the relay with a complete (non-trickle) offer.
@@ -296,8 +308,9 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
     let vsender = pc.add_track(Arc::clone(&video) as _).await.unwrap();
     let asender = pc.add_track(Arc::clone(&audio) as _).await.unwrap();
     let level = Arc::new(AtomicU8::new(127));
-    let (plis, want_key) = watch_plis(vsender);
-    tokio::spawn(async move { while asender.read_rtcp().await.is_ok() {} });
+    let fb = Arc::new(Feedback::default());
+    watch_feedback(vsender, Arc::clone(&fb));
+    watch_feedback(asender, Arc::clone(&fb));
     // Trickle ICE through the relay (candidates may arrive before the offer).
     let (ctx, mut crx) = mpsc::unbounded_channel::<IceCandidate>();
     pc.on_ice_candidate(Box::new(move |c| {
@@ -333,7 +346,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
         .unwrap();
     // Media: ~30 fps one-packet VP8 frames, 50 pps Opus, once the relay is ready.
     let weak = Arc::downgrade(&pc);
-    let level2 = Arc::clone(&level);
+    let (level2, fb2) = (Arc::clone(&level), Arc::clone(&fb));
     tokio::spawn(async move {
         if !wait_ready(ready).await {
             return;
@@ -346,7 +359,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
                 break;
             }
             frame += 1;
-            let key = frame % 30 == 1 || want_key.swap(0, Ordering::SeqCst) == 1;
+            let key = frame % 30 == 1 || fb2.want_key.swap(0, Ordering::SeqCst) == 1;
             let v = Packet {
                 header: Header {
                     version: 2,
@@ -379,7 +392,7 @@ async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Pub
             }
         }
     });
-    Publisher { pc, plis, level }
+    Publisher { pc, fb, level }
 }
 
 #[derive(Default)]
@@ -576,10 +589,10 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
 
     let mut subs = Vec::new();
     for i in 0..3 {
-        let before = publ.plis.load(Ordering::SeqCst);
+        let before = publ.fb.plis.load(Ordering::SeqCst);
         let s = subscriber(&api, &relay, &clients, &format!("sub{i}")).await;
         wait_for("a PLI at the publisher after a subscriber joined", || {
-            publ.plis.load(Ordering::SeqCst) > before
+            publ.fb.plis.load(Ordering::SeqCst) > before
         })
         .await;
         subs.push(s);
@@ -616,6 +629,10 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     let p = &room.participants["pub"];
     assert!(p.packets_in >= 200 && p.bytes_in > 0, "{p:?}");
     assert!(p.plis_sent >= 3, "{p:?}");
+    assert!(
+        publ.fb.twcc.load(Ordering::SeqCst) > 0,
+        "no transport-wide congestion-control feedback reached the publisher"
+    );
     for i in 0..3 {
         let s = &room.participants[&format!("sub{i}")];
         assert!(s.packets_out >= 200 && s.bytes_out > 0, "{s:?}");
@@ -838,7 +855,7 @@ async fn simulcast_publisher(
     relay: &Relay,
     clients: &Clients,
     id: &str,
-) -> Arc<AtomicU64> {
+) -> Arc<Feedback> {
     let pc = Arc::new(
         api.new_peer_connection(RTCConfiguration::default())
             .await
@@ -865,7 +882,9 @@ async fn simulcast_publisher(
     for t in &tracks[1..] {
         sender.add_encoding(Arc::clone(t) as _).await.unwrap();
     }
-    let (plis, want_key) = watch_plis(sender);
+    let fb = Arc::new(Feedback::default());
+    watch_feedback(sender, Arc::clone(&fb));
+    let fb2 = Arc::clone(&fb);
     join_without_trickle(relay, &pc, id).await;
     let weak = Arc::downgrade(&pc);
     tokio::spawn(async move {
@@ -880,7 +899,7 @@ async fn simulcast_publisher(
                 break;
             }
             frame += 1;
-            let key = frame % 15 == 1 || want_key.swap(0, Ordering::SeqCst) == 1;
+            let key = frame % 15 == 1 || fb2.want_key.swap(0, Ordering::SeqCst) == 1;
             for (track, (_, height, seq0, ts0)) in tracks.iter().zip(LAYERS) {
                 let p = Packet {
                     header: Header {
@@ -898,7 +917,7 @@ async fn simulcast_publisher(
             }
         }
     });
-    plis
+    fb
 }
 
 /// The frame height named by the last keyframe a subscriber got from `pub`.
@@ -919,7 +938,7 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
     let clients = Clients::default();
     drive(relay.clone(), rx, clients.clone());
     let api = client_api();
-    let plis = simulcast_publisher(&api, &relay, &clients, "pub").await;
+    let fb = simulcast_publisher(&api, &relay, &clients, "pub").await;
     wait_for("the publisher's simulcast track", || {
         relay.stats().rooms.first().is_some_and(|r| r.tracks == 1)
     })
@@ -948,7 +967,7 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
     .await;
 
     // The small subscriber's window grows: it moves to the 180p layer.
-    let plis_before = plis.load(Ordering::SeqCst);
+    let plis_before = fb.plis.load(Ordering::SeqCst);
     relay
         .handle_signal(ROOM, "small", report(170))
         .await
@@ -958,7 +977,7 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
     })
     .await;
     assert!(
-        plis.load(Ordering::SeqCst) > plis_before,
+        fb.plis.load(Ordering::SeqCst) > plis_before,
         "a layer switch asks for a keyframe"
     );
     let switched_at = video_from(&small, "pub");
