@@ -42,7 +42,7 @@ function waitCall(page, { mode, pcs, n }) {
     const live = window.__livePeerConnections();
     const decoding = stats.filter((s) => s.framesDecoded > 0 && s.audioBytes > 0).length;
     return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], mesh: [...call.peers.values()].map((p) => [p.userId.slice(0, 6), p.polite, p.pc.signalingState, p.pc.connectionState, p.pc.iceConnectionState, ...p.history]), decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
-  }, [mode, pcs, n], { timeout: 60000, what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
+  }, [mode, pcs, n], { timeout: 90000, what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
 }
 
 test('a sixth participant puts the call on the relay: one connection per page, video from all five others', async () => {
