@@ -92,17 +92,25 @@ fn client_api() -> API {
 /// receivers before DTLS).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn relay() -> (Relay, mpsc::UnboundedReceiver<RelayEvent>) {
-    relay_with(SpeakerPolicy::default()).await
+/// One test's relay on 127.0.0.1, its headless clients' signal delivery and
+/// client API; holds the one-test-at-a-time lock while it lives.
+struct Setup {
+    relay: Relay,
+    clients: Clients,
+    api: API,
+    /// The relay's speaker changes.
+    speakers: mpsc::UnboundedReceiver<SpeakerChange>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
-async fn relay_with(speakers: SpeakerPolicy) -> (Relay, mpsc::UnboundedReceiver<RelayEvent>) {
+async fn setup(speakers: SpeakerPolicy) -> Setup {
+    let serial = SERIAL.lock().await;
     // `RUST_LOG=webrtc_ice=debug` shows what ICE does when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    Relay::new(RelayConfig {
+    let (relay, rx) = Relay::new(RelayConfig {
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         include_loopback: true,
         pli_min_interval: Duration::from_millis(200),
@@ -110,7 +118,16 @@ async fn relay_with(speakers: SpeakerPolicy) -> (Relay, mpsc::UnboundedReceiver<
         ..Default::default()
     })
     .await
-    .unwrap()
+    .unwrap();
+    let clients = Clients::default();
+    let speakers = drive(relay.clone(), rx, clients.clone());
+    Setup {
+        relay,
+        clients,
+        api: client_api(),
+        speakers,
+        _serial: serial,
+    }
 }
 
 /// The headless clients by participant id, and whether the relay has told
@@ -574,11 +591,13 @@ async fn nack(pc: &RTCPeerConnection, seq: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
-    let _serial = SERIAL.lock().await;
-    let (relay, rx) = relay().await;
-    let clients = Clients::default();
-    drive(relay.clone(), rx, clients.clone());
-    let api = client_api();
+    let Setup {
+        relay,
+        clients,
+        api,
+        _serial,
+        ..
+    } = setup(SpeakerPolicy::default()).await;
     let publ = publisher(&api, &relay, &clients, "pub").await;
     let pc2 = Arc::clone(&publ.pc);
     wait_for("publisher's tracks", || {
@@ -651,11 +670,13 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_state_tasks_or_connections_behind() {
-    let _serial = SERIAL.lock().await;
-    let (relay, rx) = relay().await;
-    let clients = Clients::default();
-    drive(relay.clone(), rx, clients.clone());
-    let api = client_api();
+    let Setup {
+        relay,
+        clients,
+        api,
+        _serial,
+        ..
+    } = setup(SpeakerPolicy::default()).await;
     let publ = publisher(&api, &relay, &clients, "pub").await;
     wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
 
@@ -739,15 +760,17 @@ fn max_step(video: &[Video]) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_video() {
-    let _serial = SERIAL.lock().await;
-    let (relay, rx) = relay_with(SpeakerPolicy {
+    let Setup {
+        relay,
+        clients,
+        api,
+        mut speakers,
+        _serial,
+    } = setup(SpeakerPolicy {
         switch_after_ms: 300,
         last_n: 1,
     })
     .await;
-    let clients = Clients::default();
-    let mut speakers = drive(relay.clone(), rx, clients.clone());
-    let api = client_api();
     let a = publisher(&api, &relay, &clients, "a").await;
     let b = publisher(&api, &relay, &clients, "b").await;
     wait_for("both publishers' tracks", || {
@@ -933,11 +956,13 @@ fn last_keyframe_height(s: &Subscriber) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
-    let _serial = SERIAL.lock().await;
-    let (relay, rx) = relay().await;
-    let clients = Clients::default();
-    drive(relay.clone(), rx, clients.clone());
-    let api = client_api();
+    let Setup {
+        relay,
+        clients,
+        api,
+        _serial,
+        ..
+    } = setup(SpeakerPolicy::default()).await;
     let fb = simulcast_publisher(&api, &relay, &clients, "pub").await;
     wait_for("the publisher's simulcast track", || {
         relay.stats().rooms.first().is_some_and(|r| r.tracks == 1)
