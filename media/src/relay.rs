@@ -592,6 +592,10 @@ async fn receivers_started(pc: &RTCPeerConnection) -> bool {
     true
 }
 
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
     pc.local_description()
         .await
@@ -602,7 +606,7 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 impl Inner {
     /// Milliseconds since the relay started: the clock of the pure state.
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        ms_since(self.epoch)
     }
 
     /// Sends `p` [`Signal::Ready`] once its receivers have started. Checked
@@ -1123,7 +1127,7 @@ async fn forward_layer(
             .values()
             .filter_map(|s| s.own.clone())
             .collect();
-        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = ms_since(epoch);
         let mut want_keyframe = false;
         // Read the layers once per packet, and only when some choice is due.
         let mut layers = None;

@@ -164,11 +164,8 @@ impl Speakers {
         self.challenger = None;
         self.recent.retain(|r| *r != candidate);
         self.recent.insert(0, candidate.clone());
-        self.dominant = Some(candidate.clone());
-        Some(SpeakerChange {
-            speaker: candidate,
-            forwarded: self.forwarded().cloned().collect(),
-        })
+        self.dominant = Some(candidate);
+        self.current()
     }
 }
 
