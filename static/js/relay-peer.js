@@ -20,6 +20,9 @@ const SIMULCAST = [
   { rid: 'f', maxBitrate: 1_200_000 },
 ];
 
+/** Whether an answer has already agreed that this transceiver sends. */
+const sendsNegotiated = (t) => /send/.test(t.currentDirection || '');
+
 export class RelayPeer {
   /**
    * @param {object} o
@@ -145,7 +148,7 @@ export class RelayPeer {
   async release() {
     for (const [kind, track] of [...this.held]) {
       const t = this.transceiver(kind);
-      if (!t || !/send/.test(t.currentDirection || '')) continue;
+      if (!t || !sendsNegotiated(t)) continue;
       this.held.delete(kind);
       try {
         await t.sender.replaceTrack(track);
@@ -162,14 +165,10 @@ export class RelayPeer {
 
   /** Replaces the outgoing track of one kind (camera ↔ screen share, device switch). */
   async replace(kind, track) {
-    let t = this.transceiver(kind);
-    if (!t) {
-      if (!track) return;
-      t = this.pc.addTransceiver(kind, { direction: 'sendrecv' });
-      this.senders[kind] = t.sender;
-    }
+    const t = this.transceiver(kind); // attach() made one of each kind
+    if (!t) return;
     if (track && t.direction === 'recvonly') t.direction = 'sendrecv'; // renegotiates
-    if (this.held.has(kind) || !/send/.test(t.currentDirection || '')) this.held.set(kind, track);
+    if (this.held.has(kind) || !sendsNegotiated(t)) this.held.set(kind, track);
     else await t.sender.replaceTrack(track);
   }
 
