@@ -98,6 +98,7 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
                     (out.room, f)
                 }
                 Some(RelayEvent::Speaker { room, change }) => {
+                    tracing::debug!(conversation = %room, speaker = %change.speaker, forwarded = ?change.forwarded, "relay speaker");
                     let data = json!({"speaker": change.speaker, "forwarded": change.forwarded});
                     (
                         room,

@@ -79,9 +79,23 @@ test('the only unmuted participant is named the active speaker by the relay and 
   const bo = await pages[1].evaluate(() => window.chats3Debug.state.me.userId);
   const others = pages.filter((_, i) => i !== 1);
   for (const page of others) await page.getByRole('button', { name: 'Mute' }).click();
-  for (const page of [pages[0], pages[4]]) await page.locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 15000 });
+  try {
+    for (const page of [pages[0], pages[4]]) await page.locator(`#video-grid .tile.speaking[data-user-id="${bo}"]`).waitFor({ timeout: 15000 });
+  } catch (err) {
+    for (const page of pages) {
+      console.log(page.userName, JSON.stringify(await page.evaluate(() => {
+        const call = window.chats3Debug.call();
+        const a = call.local && call.local.getAudioTracks()[0];
+        const sender = call.relay && call.relay.senders.audio;
+        return [window.chats3Debug.state.me.userId.slice(0, 8), a && a.enabled, sender && sender.track === a, call.relay && [...call.relay.held.keys()], call.speaker && call.speaker.slice(0, 8)];
+      })));
+    }
+    throw err;
+  }
   assert.equal(await pages[0].locator('#video-grid .tile.speaking').count(), 1);
   // In relay mode the highlight comes from the relay, which reads the audio-level header extension.
+  const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.chats3Debug.state.me.userId.slice(0, 8))));
+  console.log('users', JSON.stringify(names.map((n, i) => [n, ids[i]])));
   await poll(pages[4], (id) => {
     const call = window.chats3Debug.call();
     return { ok: call.serverSpeaker && call.speaker === id, serverSpeaker: call.serverSpeaker, speaker: call.speaker, events: window.chats3Debug.events().filter((e) => e.startsWith('call-speaker')).slice(-3) };
