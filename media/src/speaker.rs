@@ -5,7 +5,10 @@
 //! silence). [`Speakers`] keeps a smoothed loudness per participant; the
 //! loudest one above [`SPEECH_FLOOR`] becomes the dominant speaker once it has
 //! led for [`SpeakerPolicy::switch_after_ms`], so a cough does not steal the
-//! floor. The order in which participants last held the floor gives last-N:
+//! floor from someone who is talking. A holder who has been quiet for
+//! [`HOLDER_QUIET_MS`] (stopped talking, muted, left) no longer defends it: the
+//! loudest speaker takes it at once, even one who talks in bursts shorter than
+//! the switch time. The order in which participants last held the floor gives last-N:
 //! the first N of it have their video forwarded. Participants who never spoke
 //! keep their join order behind those who did.
 
@@ -20,6 +23,9 @@ pub const SPEECH_FLOOR: f32 = 40.0;
 
 /// A participant whose audio stopped this long ago counts as silent.
 const STALE_MS: u64 = 500;
+
+/// A floor holder below [`SPEECH_FLOOR`] this long no longer defends the floor.
+pub const HOLDER_QUIET_MS: u64 = 1000;
 
 /// Weight of one packet (20 ms of audio) in the moving average: ~200 ms memory.
 const ALPHA: f32 = 0.1;
@@ -54,6 +60,8 @@ pub struct SpeakerChange {
 struct Loudness {
     smoothed: f32,
     last_ms: u64,
+    /// When `smoothed` was last at or above [`SPEECH_FLOOR`].
+    loud_ms: u64,
 }
 
 /// Per-room speaker state.
@@ -104,6 +112,9 @@ impl Speakers {
         }
         l.smoothed += ALPHA * (loud - l.smoothed);
         l.last_ms = now_ms;
+        if l.smoothed >= SPEECH_FLOOR {
+            l.loud_ms = now_ms;
+        }
     }
 
     /// Whether `id`'s video is forwarded under last-N.
@@ -157,8 +168,14 @@ impl Speakers {
                 now_ms
             }
         };
-        // The first speaker of a silent room takes the floor at once.
-        if self.dominant.is_some() && now_ms.saturating_sub(since) < self.policy.switch_after_ms {
+        // The first speaker of a silent room, or of one whose holder has gone
+        // quiet, takes the floor at once.
+        let defended = self
+            .dominant
+            .as_ref()
+            .and_then(|d| self.loudness.get(d))
+            .is_some_and(|l| now_ms.saturating_sub(l.loud_ms) < HOLDER_QUIET_MS);
+        if defended && now_ms.saturating_sub(since) < self.policy.switch_after_ms {
             return None;
         }
         self.challenger = None;
@@ -239,6 +256,39 @@ mod tests {
         }
         let at = switched_at.expect("b took the floor");
         assert!((1000..1400).contains(&at), "switched at {at}");
+    }
+
+    /// `id` talks in 200 ms bursts at `level` every 500 ms while the others'
+    /// packets say silence, evaluating after each packet.
+    fn bursts(s: &mut Speakers, id: &str, level: u8, from: u64, to: u64) -> Vec<SpeakerChange> {
+        let others: Vec<String> = s.loudness.keys().filter(|k| *k != id).cloned().collect();
+        let mut changes = Vec::new();
+        for t in (from..to).step_by(20) {
+            for o in &others {
+                s.observe(o, 127, t);
+            }
+            s.observe(id, if (t - from) % 500 < 200 { level } else { 127 }, t);
+            changes.extend(s.evaluate(t));
+        }
+        changes
+    }
+
+    #[test]
+    fn a_quiet_holder_yields_the_floor_to_short_bursts_and_a_talking_one_does_not() {
+        let mut s = room(0, &["a", "b"]);
+        talk(&mut s, "a", 20, 0, 600);
+        // a pauses 500 ms; b's 200 ms burst (a cough) does not take the floor.
+        for t in (600..1100).step_by(20) {
+            s.observe("a", 127, t);
+            s.observe("b", if t < 800 { 10 } else { 127 }, t);
+            assert_eq!(s.evaluate(t), None, "at {t}");
+        }
+        // a is muted from here on (its packets say silence); b talks in bursts
+        // shorter than the switch time: b gets the floor once, in a burst
+        // after a has been quiet for a second.
+        let changes = bursts(&mut s, "b", 10, 1100, 3000);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].speaker, "b");
     }
 
     #[test]
