@@ -130,6 +130,17 @@ async fn setup(speakers: SpeakerPolicy) -> Setup {
     }
 }
 
+/// [`setup`] with one publisher, "pub", whose video and audio the relay has.
+async fn setup_with_publisher() -> (Setup, Publisher) {
+    let setup = setup(SpeakerPolicy::default()).await;
+    let publ = publisher(&setup.api, &setup.relay, &setup.clients, "pub").await;
+    wait_for("publisher's tracks", || {
+        setup.relay.stats().rooms[0].tracks == 2
+    })
+    .await;
+    (setup, publ)
+}
+
 /// The headless clients by participant id, and whether the relay has told
 /// each `ready` (publishers send only after it, as the browser does).
 #[derive(Clone, Default)]
@@ -446,6 +457,21 @@ impl Subscriber {
         let r = self.rx.lock().unwrap();
         (r.video.len(), r.audio.len())
     }
+
+    /// What it received and how its connection stands, for failure messages.
+    fn state(&self) -> String {
+        let r = self.rx.lock().unwrap();
+        format!(
+            "{} video and {} audio packets on {} tracks, read errors {:?}; pc {:?}, ice {:?}, signaling {:?}",
+            r.video.len(),
+            r.audio.len(),
+            r.tracks,
+            r.read_errors,
+            self.pc.connection_state(),
+            self.pc.ice_connection_state(),
+            self.pc.signaling_state(),
+        )
+    }
 }
 
 /// Joins a receive-only participant (non-trickle offer).
@@ -529,13 +555,17 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
     Subscriber { pc, rx }
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+async fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_until(cond, || format!("timed out waiting for {what}")).await;
+}
+
+/// Polls `cond` until it holds; past [`WAIT`], panics with `why()`.
+async fn wait_until(mut cond: impl FnMut() -> bool, why: impl FnOnce() -> String) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        if tokio::time::Instant::now() > deadline {
+            panic!("{}", why());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -601,15 +631,10 @@ async fn first_packets_or_rejoin(
             continue;
         }
         if failed || tokio::time::Instant::now() > deadline {
-            let r = s.rx.lock().unwrap();
             panic!(
-                "{id} got {video} video and {audio} audio packets: pc {:?}, ice {:?}, signaling {:?}, {} tracks, read errors {:?}, {rejoins} rejoins; relay {:?}",
-                s.pc.connection_state(),
-                s.pc.ice_connection_state(),
-                s.pc.signaling_state(),
-                r.tracks,
-                r.read_errors,
-                relay.stats(),
+                "{id} got {} after {rejoins} rejoins; relay {:?}",
+                s.state(),
+                relay.stats()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -646,15 +671,16 @@ async fn nack(pc: &RTCPeerConnection, seq: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
-    let Setup {
-        relay,
-        clients,
-        api,
-        _serial,
-        ..
-    } = setup(SpeakerPolicy::default()).await;
-    let publ = publisher(&api, &relay, &clients, "pub").await;
-    wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
+    let (
+        Setup {
+            relay,
+            clients,
+            api,
+            _serial,
+            ..
+        },
+        publ,
+    ) = setup_with_publisher().await;
 
     let mut subs = Vec::new();
     for i in 0..3 {
@@ -674,22 +700,11 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     }
     assert!(rejoins <= 1, "{rejoins} subscribers had to join again");
     for (i, s) in subs.iter().enumerate() {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while s.counts().0 < 100 || s.counts().1 < 100 {
-            if tokio::time::Instant::now() > deadline {
-                let r = s.rx.lock().unwrap();
-                panic!(
-                    "sub{i} got {} video and {} audio packets on {} tracks (read errors {:?}): pc {:?}; relay {:?}",
-                    r.video.len(),
-                    r.audio.len(),
-                    r.tracks,
-                    r.read_errors,
-                    s.pc.connection_state(),
-                    relay.stats()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            || s.counts().0 >= 100 && s.counts().1 >= 100,
+            || format!("sub{i} got {}; relay {:?}", s.state(), relay.stats()),
+        )
+        .await;
     }
     for (i, s) in subs.iter().enumerate() {
         let r = s.rx.lock().unwrap();
@@ -736,15 +751,16 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_state_tasks_or_connections_behind() {
-    let Setup {
-        relay,
-        clients,
-        api,
-        _serial,
-        ..
-    } = setup(SpeakerPolicy::default()).await;
-    let publ = publisher(&api, &relay, &clients, "pub").await;
-    wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
+    let (
+        Setup {
+            relay,
+            clients,
+            api,
+            _serial,
+            ..
+        },
+        publ,
+    ) = setup_with_publisher().await;
 
     const ROUNDS: usize = 20;
     const PER_ROUND: usize = 10;
