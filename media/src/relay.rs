@@ -219,6 +219,8 @@ struct Subscription {
 
 /// One subscriber's copy of a simulcast track.
 struct OwnTrack {
+    /// The subscriber's participant id (for logs).
+    subscriber: String,
     local: Arc<TrackLocalStaticRTP>,
     switcher: Mutex<LayerSwitcher>,
     /// The height the subscriber renders this video at (its report).
@@ -760,6 +762,7 @@ impl Inner {
         }
         let own = t.is_simulcast().then(|| {
             Arc::new(OwnTrack {
+                subscriber: p.id.clone(),
                 local: Arc::new(TrackLocalStaticRTP::new(
                     t.local.codec(),
                     t.local.id().to_owned(),
@@ -787,13 +790,15 @@ impl Inner {
         // requests. Ends when the sender stops (track removed, PC closed).
         let t2 = Arc::clone(t);
         let counters = Arc::clone(&p.counters);
+        let subscriber = p.id.clone();
         tokio::spawn(async move {
             while let Ok((packets, _)) = sender.read_rtcp().await {
                 for pkt in packets {
                     let any = pkt.as_any();
                     if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                         counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                        t2.request_keyframe_throttled(Duration::ZERO).await;
+                        let sent = t2.request_keyframe_throttled(Duration::ZERO).await;
+                        tracing::debug!(publisher = %t2.publisher, %subscriber, sent, "relay keyframe request");
                     } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                         let lost: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
                         counters
@@ -1048,22 +1053,22 @@ impl Published {
     }
 
     /// Sends a PLI for this (video) track to its publisher, unless one went
-    /// out less than `min_interval` ago.
-    async fn request_keyframe_throttled(&self, min_interval: Duration) {
+    /// out less than `min_interval` ago. Returns whether it was sent.
+    async fn request_keyframe_throttled(&self, min_interval: Duration) -> bool {
         if self.kind != RTPCodecType::Video {
-            return;
+            return false;
         }
         let min_interval = min_interval.max(Duration::from_millis(100));
         {
             let mut last = lock(&self.last_pli);
             let now = Instant::now();
             if last.is_some_and(|l| now.duration_since(l) < min_interval) {
-                return;
+                return false;
             }
             *last = Some(now);
         }
         let Some(pc) = self.publisher_pc.upgrade() else {
-            return;
+            return false;
         };
         // A simulcast track asks every layer: each subscriber may need another.
         let mut ssrcs: Vec<u32> = lock(&self.layers).iter().map(|l| l.ssrc).collect();
@@ -1079,11 +1084,13 @@ impl Published {
                 }) as _
             })
             .collect();
-        if pc.write_rtcp(&plis).await.is_ok() {
+        let sent = pc.write_rtcp(&plis).await.is_ok();
+        if sent {
             self.publisher_counters
                 .plis_sent
                 .fetch_add(1, Ordering::Relaxed);
         }
+        sent
     }
 }
 
@@ -1149,6 +1156,7 @@ async fn forward_layer(
                 );
                 if sw.switches() > switches {
                     own.counters.layer_switches.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(publisher = %t.publisher, subscriber = %own.subscriber, rid, "relay layer switch");
                 }
                 out
             };

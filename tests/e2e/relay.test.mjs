@@ -3,7 +3,9 @@
 // itself. Real Chromium with fake camera and microphone, the relay's default network settings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { joinedRoom, everyoneJoinsCall, shot, poll } from './lib.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { joinedRoom, everyoneJoinsCall, shot, poll, ARTIFACTS } from './lib.mjs';
 
 let room;
 let pages = [];
@@ -24,7 +26,9 @@ function trackPeerConnections() {
 
 before(async () => {
   room = await joinedRoom('relay', names, {
-    env: { MESH_MAX: '4' },
+    // The relay's layer switches and subscribers' keyframe requests go to the server log at debug;
+    // relaySummary() reads them back when a page does not decode someone.
+    env: { MESH_MAX: '4', RUST_LOG: 'info,chats3_media=debug,tower_http=warn,webrtc=warn,webrtc_ice=error,webrtc_mdns=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn' },
     viewport: { width: 900, height: 640 },
     init: trackPeerConnections,
   });
@@ -33,6 +37,27 @@ before(async () => {
 
 after(async () => room?.close());
 
+
+/** Per publisher → subscriber pair (user-id prefixes), from the server log: the layers the relay
+ * switched the subscriber to, and its keyframe requests (how many the relay passed on). */
+function relaySummary() {
+  const log = readFileSync(join(ARTIFACTS, `${room.server.name}-server-${room.server.starts}.log`), 'utf8');
+  const pairs = {};
+  const field = (line, k) => (line.match(new RegExp(`${k}="?([\\w-]+)`)) || [])[1] || '?';
+  for (const line of log.replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
+    const sw = line.includes('relay layer switch');
+    const kf = line.includes('relay keyframe request');
+    if (!sw && !kf) continue;
+    const key = `${field(line, 'publisher').slice(0, 6)}>${field(line, 'subscriber').slice(0, 6)}`;
+    const p = pairs[key] || (pairs[key] = { switches: [], requests: 0, passed: 0 });
+    if (sw) p.switches.push(`${line.slice(11, 23)} ${field(line, 'rid')}`);
+    if (kf) {
+      p.requests += 1;
+      if (field(line, 'sent') === 'true') p.passed += 1;
+    }
+  }
+  return pairs;
+}
 
 /** Waits until the page is in `mode`, holds `pcs` live connections and decodes video+audio from `n` others. */
 function waitCall(page, { mode, pcs, n }) {
@@ -55,9 +80,19 @@ test('a sixth participant puts the call on the relay: one connection per page, v
         const r = window.chats3Debug.call().relay;
         const out = [];
         (await r.pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp') out.push([s.kind, s.rid, s.packetsSent]); });
-        return [r.pc.connectionState, r.pc.iceConnectionState, out, Object.values(await window.chats3Debug.getStats()).map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes])];
+        // Per inbound video stream: whose, and how far it got (bytes -> frames -> decoded), with
+        // the keyframe requests and losses that explain a stream that never decodes.
+        const report = await r.pc.getStats();
+        const inbound = [];
+        report.forEach((s) => {
+          if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+          const codec = report.get(s.codecId);
+          inbound.push({ user: (r.trackUser.get(s.trackIdentifier) || '?').slice(0, 6), ssrc: s.ssrc, mid: s.mid, codec: codec && codec.mimeType, bytes: s.bytesReceived, packets: s.packetsReceived, lost: s.packetsLost, framesReceived: s.framesReceived, framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded, framesDropped: s.framesDropped, pli: s.pliCount, fir: s.firCount, nack: s.nackCount, width: s.frameWidth, decoder: s.decoderImplementation });
+        });
+        return [r.pc.connectionState, r.pc.iceConnectionState, out, Object.values(await window.chats3Debug.getStats()).map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]), inbound];
       })));
     }
+    console.log('relay log', JSON.stringify(relaySummary()));
     throw err;
   }
   for (const page of pages) {
