@@ -479,6 +479,7 @@ impl Relay {
         for t in &others {
             lock(&t.subscribers).remove(participant);
         }
+        tracing::info!(room, participant, stats = ?p.counters.snapshot(), "relay participant left");
         let closed = p.pc.close().await;
         for t in &own {
             inner.withdraw(room, t).await;
