@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::{configure_nack, configure_rtcp_reports, configure_twcc};
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
@@ -254,7 +254,13 @@ impl Relay {
         // Install ours; Err only means one is installed already, which is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut media = media_engine()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        // webrtc-rs's defaults (NACK, RTCP reports, TWCC feedback to publishers), plus
+        // transport-wide sequence numbers on what the relay sends: each subscriber's
+        // feedback then describes its own downlink. Without them, forwarded packets
+        // kept each publisher's numbers, several unrelated sequences on one transport.
+        let registry = configure_nack(Registry::new(), &mut media);
+        let registry = configure_rtcp_reports(registry);
+        let registry = configure_twcc(registry, &mut media)?;
         let mut settings = SettingEngine::default();
         settings.set_srtp_protection_profiles(vec![
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,

@@ -38,7 +38,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI};
+use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI};
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
@@ -434,6 +434,9 @@ struct Received {
     read_errors: Vec<String>,
     /// Video per publisher (the stream id).
     video_from: HashMap<String, Vec<Video>>,
+    /// The transport-wide sequence number of every packet, audio and video
+    /// (`None`: the packet had none).
+    transport_seqs: Vec<Option<u16>>,
 }
 
 /// One received video packet.
@@ -502,6 +505,12 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
         tokio::spawn(async move {
             let kind = track.kind();
             let from = track.stream_id();
+            let transport_cc = track
+                .params()
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == TRANSPORT_CC_URI)
+                .map(|e| e.id as u8);
             loop {
                 let read = track.read_rtp().await;
                 let Some(rx) = weak_rx.upgrade() else { break };
@@ -522,6 +531,10 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
                         continue;
                     }
                 };
+                let transport_seq = transport_cc
+                    .and_then(|id| pkt.header.get_extension(id))
+                    .and_then(|b| Some(u16::from_be_bytes([*b.first()?, *b.get(1)?])));
+                r.transport_seqs.push(transport_seq);
                 if kind == RTPCodecType::Video {
                     r.video.push(pkt.header.sequence_number);
                     let p = &pkt.payload;
@@ -639,6 +652,32 @@ async fn first_packets_or_rejoin(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Everything the relay sent `r`'s connection carries one transport-wide
+/// sequence of the relay's own (distinct numbers, one run but for loss), not
+/// the publishers' numbers passed through.
+fn assert_one_transport_wide_sequence(r: &Received) {
+    let seqs: Vec<u16> = r.transport_seqs.iter().flatten().copied().collect();
+    let missing = r.transport_seqs.len() - seqs.len();
+    assert_eq!(
+        missing, 0,
+        "{missing} packets without a transport-wide sequence number"
+    );
+    let mut distinct = seqs.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let (n, d) = (seqs.len(), distinct.len());
+    // A resent packet may repeat its number; anything more is two sequences.
+    assert!(
+        d * 100 >= n * 99,
+        "{d} distinct transport-wide numbers in {n} packets"
+    );
+    let span = usize::from(distinct[d - 1] - distinct[0]) + 1;
+    assert!(
+        span <= n + n / 100 + 10,
+        "numbers span {span} for {n} packets"
+    );
 }
 
 fn assert_increasing(seqs: &[u16], what: &str) {
@@ -932,6 +971,9 @@ async fn the_loudest_publisher_takes_the_floor_and_last_n_forwards_only_its_vide
             "a was paused {pause:?}"
         );
         assert!(resumed, "a resumed with a delta frame");
+        // Both publishers number their packets from 0: passed through, s would
+        // see every number about twice.
+        assert_one_transport_wide_sequence(&r);
     }
     // A latecomer learns who holds the floor without waiting for it to move.
     let late = subscriber(&api, &relay, &clients, "late").await;
