@@ -1123,7 +1123,23 @@ async fn forward_layer(
     };
     let clock_rate = t.local.codec().clock_rate;
     let vp8 = t.vp8;
-    while let Ok((packet, _)) = remote.read_rtp().await {
+    // The RID names the layer on the publisher's connection only: subscribers
+    // get one plain stream per track (their own MID is written on the way out).
+    let rid_ids: Vec<u8> = remote
+        .params()
+        .header_extensions
+        .iter()
+        .filter(|e| {
+            e.uri == sdp::extmap::SDES_RTP_STREAM_ID_URI
+                || e.uri == sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI
+        })
+        .filter_map(|e| u8::try_from(e.id).ok())
+        .collect();
+    while let Ok((mut packet, _)) = remote.read_rtp().await {
+        for &id in &rid_ids {
+            // Err: this packet did not carry it (browsers stop sending it once acknowledged).
+            let _ = packet.header.del_extension(id);
+        }
         let size = packet.marshal_size() as u64;
         t.count_in(size);
         let key = !vp8 || vp8::keyframe_start(&packet.payload);

@@ -38,7 +38,9 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::sdp::extmap::{SDES_MID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI};
+use webrtc::sdp::extmap::{
+    SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
+};
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
@@ -437,6 +439,8 @@ struct Received {
     /// The transport-wide sequence number of every packet, audio and video
     /// (`None`: the packet had none).
     transport_seqs: Vec<Option<u16>>,
+    /// Packets that carried a RID (or repaired-RID) header extension.
+    rid_tagged: usize,
 }
 
 /// One received video packet.
@@ -505,12 +509,19 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
         tokio::spawn(async move {
             let kind = track.kind();
             let from = track.stream_id();
-            let transport_cc = track
-                .params()
-                .header_extensions
-                .iter()
-                .find(|e| e.uri == TRANSPORT_CC_URI)
-                .map(|e| e.id as u8);
+            let ext_id = |uri: &str| {
+                track
+                    .params()
+                    .header_extensions
+                    .iter()
+                    .find(|e| e.uri == uri)
+                    .map(|e| e.id as u8)
+            };
+            let transport_cc = ext_id(TRANSPORT_CC_URI);
+            let rid_ids: Vec<u8> = [SDES_RTP_STREAM_ID_URI, SDES_REPAIR_RTP_STREAM_ID_URI]
+                .into_iter()
+                .filter_map(ext_id)
+                .collect();
             loop {
                 let read = track.read_rtp().await;
                 let Some(rx) = weak_rx.upgrade() else { break };
@@ -535,6 +546,12 @@ async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Su
                     .and_then(|id| pkt.header.get_extension(id))
                     .and_then(|b| Some(u16::from_be_bytes([*b.first()?, *b.get(1)?])));
                 r.transport_seqs.push(transport_seq);
+                if rid_ids
+                    .iter()
+                    .any(|&id| pkt.header.get_extension(id).is_some())
+                {
+                    r.rid_tagged += 1;
+                }
                 if kind == RTPCodecType::Video {
                     r.video.push(pkt.header.sequence_number);
                     let p = &pkt.payload;
@@ -1177,6 +1194,8 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
             let first = v.iter().position(|x| x.height == 180).unwrap();
             assert!(v[first].key && v[first - 1].height != 180);
         }
+        // The layer's RID stays on the publisher's connection.
+        assert_eq!(r.rid_tagged, 0, "{name}: packets still tagged with a RID");
     }
     let stats = relay.stats();
     let small_stats = &stats.rooms[0].participants["small"];
