@@ -836,12 +836,7 @@ impl Inner {
         };
         let codec = remote.codec().capability;
         let vp8 = codec.mime_type.eq_ignore_ascii_case("video/VP8");
-        let audio_level_id = remote
-            .params()
-            .header_extensions
-            .iter()
-            .find(|e| e.uri == AUDIO_LEVEL_URI)
-            .and_then(|e| u8::try_from(e.id).ok());
+        let audio_level_id = extension_id(&remote, AUDIO_LEVEL_URI);
         let speakers = {
             let rooms = lock(&self.rooms);
             let Some(r) = rooms.get(room) else { return };
@@ -1101,6 +1096,16 @@ impl Published {
     }
 }
 
+/// The id the publisher's connection negotiated for the header extension `uri`.
+fn extension_id(remote: &TrackRemote, uri: &str) -> Option<u8> {
+    remote
+        .params()
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}
+
 /// A simulcast layer with no packet for this long is not offered to subscribers.
 const LAYER_IDLE: Duration = Duration::from_secs(1);
 
@@ -1125,16 +1130,13 @@ async fn forward_layer(
     let vp8 = t.vp8;
     // The RID names the layer on the publisher's connection only: subscribers
     // get one plain stream per track (their own MID is written on the way out).
-    let rid_ids: Vec<u8> = remote
-        .params()
-        .header_extensions
-        .iter()
-        .filter(|e| {
-            e.uri == sdp::extmap::SDES_RTP_STREAM_ID_URI
-                || e.uri == sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI
-        })
-        .filter_map(|e| u8::try_from(e.id).ok())
-        .collect();
+    let rid_ids: Vec<u8> = [
+        sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ]
+    .into_iter()
+    .filter_map(|uri| extension_id(&remote, uri))
+    .collect();
     while let Ok((mut packet, _)) = remote.read_rtp().await {
         for &id in &rid_ids {
             // Err: this packet did not carry it (browsers stop sending it once acknowledged).

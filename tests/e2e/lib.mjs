@@ -13,6 +13,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(here, '../..');
 export const ARTIFACTS = join(here, 'artifacts');
 export const ADMIN_PASSWORD = 'e2e-admin-pw';
+/** The servers' log filter unless RUST_LOG is set: the binary's own default (webrtc-rs at warn). */
+export const DEFAULT_RUST_LOG = 'info,tower_http=warn,webrtc=warn,webrtc_ice=error,webrtc_mdns=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn';
 mkdirSync(ARTIFACTS, { recursive: true });
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -62,7 +64,7 @@ export class Server {
         ADMIN_PASSWORD,
         RATE_LIMIT_PER_MIN: '0',
         ADMIN_RATE_LIMIT_PER_MIN: '0',
-        RUST_LOG: process.env.RUST_LOG || 'info,tower_http=warn,webrtc=warn,webrtc_ice=error,webrtc_mdns=warn',
+        RUST_LOG: process.env.RUST_LOG || DEFAULT_RUST_LOG,
         ...(this.env || {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { joinedRoom, everyoneJoinsCall, shot, poll, ARTIFACTS } from './lib.mjs';
+import { joinedRoom, everyoneJoinsCall, shot, poll, ARTIFACTS, DEFAULT_RUST_LOG } from './lib.mjs';
 
 let room;
 let pages = [];
@@ -28,7 +28,7 @@ before(async () => {
   room = await joinedRoom('relay', names, {
     // The relay's layer switches and subscribers' keyframe requests go to the server log at debug;
     // relaySummary() reads them back when a page does not decode someone.
-    env: { MESH_MAX: '4', RUST_LOG: 'info,chats3_media=debug,tower_http=warn,webrtc=warn,webrtc_ice=error,webrtc_mdns=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn' },
+    env: { MESH_MAX: '4', RUST_LOG: `${DEFAULT_RUST_LOG},chats3_media=debug` },
     viewport: { width: 900, height: 640 },
     init: trackPeerConnections,
   });
