@@ -22,7 +22,8 @@
 //!   [`Published`] whose subscribers each get their own local track; a
 //!   [`LayerSwitcher`] per subscriber forwards the layer [`choose_layer`]
 //!   picks from the subscriber's rendered-size report ([`Signal::Render`])
-//!   and bandwidth estimate (REMB), switching at keyframes.
+//!   and its share of the subscriber's bandwidth estimate (from TWCC
+//!   feedback, [`crate::bwe`]), switching at keyframes.
 //! - Active speaker and last-N: audio packets' audio-level extension feeds
 //!   the room's [`Speakers`]; a new dominant speaker is emitted as
 //!   [`RelayEvent::Speaker`], and under last-N each video track's
@@ -60,7 +61,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
@@ -71,6 +71,7 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::marshal::MarshalSize;
 
+use crate::downlink::DownlinkBuilder;
 use crate::gate::VideoGate;
 use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
 use crate::simulcast::{Layer, LayerSwitcher, choose_layer};
@@ -139,7 +140,7 @@ pub struct Relay {
 }
 
 struct Inner {
-    api: API,
+    settings: SettingEngine,
     config: RelayConfig,
     rooms: Mutex<HashMap<String, Room>>,
     out: mpsc::UnboundedSender<RelayEvent>,
@@ -215,6 +216,25 @@ struct Subscription {
     sender: Arc<RTCRtpSender>,
     /// For a simulcast track: the subscriber's own track and layer choice.
     own: Option<Arc<OwnTrack>>,
+    /// Held for video: counts towards the subscriber's video subscriptions.
+    _share: Option<VideoShare>,
+}
+
+/// Counts one of a subscriber's video subscriptions while it lives: the
+/// subscriber's bandwidth estimate is shared among them.
+struct VideoShare(Arc<Counters>);
+
+impl VideoShare {
+    fn new(counters: &Arc<Counters>) -> Self {
+        counters.video_subscriptions.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counters))
+    }
+}
+
+impl Drop for VideoShare {
+    fn drop(&mut self) {
+        self.0.video_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One subscriber's copy of a simulcast track.
@@ -253,14 +273,6 @@ impl Relay {
         // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
         // Install ours; Err only means one is installed already, which is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut media = media_engine()?;
-        // webrtc-rs's defaults (NACK, RTCP reports, TWCC feedback to publishers), plus
-        // transport-wide sequence numbers on what the relay sends: each subscriber's
-        // feedback then describes its own downlink. Without them, forwarded packets
-        // kept each publisher's numbers, several unrelated sequences on one transport.
-        let registry = configure_nack(Registry::new(), &mut media);
-        let registry = configure_rtcp_reports(registry);
-        let registry = configure_twcc(registry, &mut media)?;
         let mut settings = SettingEngine::default();
         settings.set_srtp_protection_profiles(vec![
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
@@ -284,14 +296,11 @@ impl Relay {
             let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
             settings.set_udp_network(UDPNetwork::Muxed(mux));
         }
-        let api = APIBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .build();
+        // Fail here, not at the first join, if the codecs cannot be registered.
+        media_engine()?;
         let (out, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            api,
+            settings,
             config,
             rooms: Mutex::new(HashMap::new()),
             out,
@@ -317,12 +326,18 @@ impl Relay {
                 participant: participant.into(),
             });
         }
+        let counters = Arc::<Counters>::default();
         let pc = Arc::new(
             inner
-                .api
+                .api(&counters)?
                 .new_peer_connection(RTCConfiguration::default())
                 .await?,
         );
+        let (room_id, pid) = (room.to_owned(), participant.to_owned());
+        pc.on_ice_connection_state_change(Box::new(move |state| {
+            tracing::info!(room = %room_id, participant = %pid, %state, "relay ice state");
+            Box::pin(async {})
+        }));
         let weak_inner = Arc::downgrade(inner);
         let (room_id, pid) = (room.to_owned(), participant.to_owned());
         pc.on_track(Box::new(move |track, _receiver, _transceiver| {
@@ -338,7 +353,7 @@ impl Relay {
             id: participant.to_owned(),
             pc: Arc::clone(&pc),
             neg: tokio::sync::Mutex::new(Negotiation::default()),
-            counters: Arc::default(),
+            counters,
         });
         let existing = {
             let mut rooms = lock(&inner.rooms);
@@ -613,6 +628,29 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 }
 
 impl Inner {
+    /// The API one participant's connection is built with: webrtc-rs's
+    /// defaults (NACK, RTCP reports, TWCC feedback to the participant as
+    /// publisher), transport-wide sequence numbers on what the relay sends it,
+    /// and, inside those, the [`DownlinkBuilder`] that turns its feedback into
+    /// its bandwidth estimate. Without the relay's own numbers, forwarded
+    /// packets kept each publisher's, several unrelated sequences on one
+    /// transport.
+    fn api(&self, counters: &Arc<Counters>) -> Result<API> {
+        let mut media = media_engine()?;
+        let mut registry = Registry::new();
+        registry.add(Box::new(DownlinkBuilder {
+            counters: Arc::clone(counters),
+        }));
+        let registry = configure_nack(registry, &mut media);
+        let registry = configure_rtcp_reports(registry);
+        let registry = configure_twcc(registry, &mut media)?;
+        Ok(APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(self.settings.clone())
+            .build())
+    }
+
     /// Milliseconds since the relay started: the clock of the pure state.
     fn now_ms(&self) -> u64 {
         ms_since(self.epoch)
@@ -791,6 +829,7 @@ impl Inner {
                 participant: Arc::clone(p),
                 sender: Arc::clone(&sender),
                 own,
+                _share: (t.kind == RTPCodecType::Video).then(|| VideoShare::new(&p.counters)),
             },
         );
         // RTCP from the subscriber: runs the interceptors and relays keyframe
@@ -811,11 +850,6 @@ impl Inner {
                         counters
                             .nacked_packets
                             .fetch_add(lost as u64, Ordering::Relaxed);
-                    } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
-                    {
-                        counters
-                            .estimated_bps
-                            .store(remb.bitrate as u64, Ordering::Relaxed);
                     }
                 }
             }
@@ -1038,9 +1072,15 @@ impl Published {
     /// (a keyframe is needed).
     fn retarget(&self, own: &OwnTrack, layers: &[Layer], now_ms: u64) -> bool {
         let rendered = *lock(&own.rendered_height);
+        // The subscriber's downlink estimate, shared evenly by its videos.
+        let videos = own
+            .counters
+            .video_subscriptions
+            .load(Ordering::Relaxed)
+            .max(1);
         let estimate = match own.counters.estimated_bps.load(Ordering::Relaxed) {
             0 => None,
-            b => Some(b),
+            b => Some(b / videos),
         };
         let mut sw = lock(&own.switcher);
         let current_bps = sw

@@ -61,8 +61,8 @@ pub struct LayerSwitcher {
 }
 
 /// How long after a switch the bandwidth estimate is not acted on: a
-/// receiver's estimate follows what it receives (REMB: at most about 1.5
-/// times that) and takes a few seconds to grow into a larger layer.
+/// downlink estimate follows what was delivered (at most 1.5 times that,
+/// see [`crate::bwe`]) and takes a few seconds to grow into a larger layer.
 pub const ESTIMATE_HOLD_MS: u64 = 10_000;
 
 impl LayerSwitcher {

@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub(crate) video_pauses: AtomicU64,
     pub(crate) video_resumes: AtomicU64,
     pub(crate) layer_switches: AtomicU64,
+    /// Video tracks this participant is subscribed to now.
+    pub(crate) video_subscriptions: AtomicU64,
 }
 
 /// A snapshot of one participant's counters.
@@ -38,8 +40,8 @@ pub struct ParticipantStats {
     pub keyframe_requests: u64,
     /// Packets this participant asked to have resent (NACK, as subscriber).
     pub nacked_packets: u64,
-    /// This participant's latest receive-bandwidth estimate (REMB, bits/s;
-    /// 0 until one arrives). Summed over a room: the total downlink estimate.
+    /// The relay's latest estimate of this participant's downlink (bits/s,
+    /// from its TWCC feedback; 0 until there is one). Summed over a room: the total downlink estimate.
     pub estimated_bps: u64,
     /// Times last-N paused this participant's video (as publisher).
     pub video_pauses: u64,

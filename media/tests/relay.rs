@@ -792,6 +792,8 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     for i in 0..3 {
         let s = &room.participants[&format!("sub{i}")];
         assert!(s.packets_out >= 200 && s.bytes_out > 0, "{s:?}");
+        // From the subscriber's TWCC feedback on the relay's own numbers.
+        assert!(s.estimated_bps > 0, "sub{i}: no downlink estimate: {s:?}");
     }
 
     for id in ["sub0", "sub1", "sub2", "pub"] {
