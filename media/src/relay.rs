@@ -279,6 +279,11 @@ impl Relay {
             SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
             SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
         ]);
+        // ICE-lite (RFC 8445 §2.5): the relay only answers checks and the browser, as the full
+        // agent, picks the path and nominates only the pair it uses; the relay follows its latest
+        // nomination (the vendored webrtc-ice patch). As a full agent the relay also got
+        // Chrome's nominations of pairs Chrome then did not use, and dropped off the call.
+        settings.set_lite(true);
         settings.set_include_loopback_candidate(config.include_loopback);
         if !config.public_ips.is_empty() {
             settings.set_nat_1to1_ips(config.public_ips.clone(), RTCIceCandidateType::Host);
