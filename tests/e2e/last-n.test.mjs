@@ -10,7 +10,8 @@ let pages = [];
 
 before(async () => {
   room = await joinedRoom('last-n', ['Ada', 'Bo', 'Cy'], {
-    env: { MESH_MAX: '2', LAST_N: '1' },
+    // One UDP port for every participant, as the README advises for production.
+    env: { MESH_MAX: '2', LAST_N: '1', RELAY_UDP: '127.0.0.1:0' },
     viewport: { width: 900, height: 640 },
   });
   pages = room.pages;

@@ -51,7 +51,7 @@ export class Server {
   }
 
   async start() {
-    const bin = process.env.CHATS3_BIN || join(ROOT, 'target/debug/chats3');
+    const bin = process.env.CHATS3_BIN || join(ROOT, 'target/release/chats3');
     this.starts += 1;
     const log = createWriteStream(join(ARTIFACTS, `${this.name}-server-${this.starts}.log`));
     this.proc = spawn(bin, [], {

@@ -89,7 +89,16 @@ test('a sixth participant puts the call on the relay: one connection per page, v
           const codec = report.get(s.codecId);
           inbound.push({ user: (r.trackUser.get(s.trackIdentifier) || '?').slice(0, 6), ssrc: s.ssrc, mid: s.mid, codec: codec && codec.mimeType, bytes: s.bytesReceived, packets: s.packetsReceived, lost: s.packetsLost, framesReceived: s.framesReceived, framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded, framesDropped: s.framesDropped, pli: s.pliCount, fir: s.firCount, nack: s.nackCount, width: s.frameWidth, decoder: s.decoderImplementation });
         });
-        return [r.pc.connectionState, r.pc.iceConnectionState, out, Object.values(await window.chats3Debug.getStats()).map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]), inbound];
+        // ICE: every pair that got anywhere, with its STUN counts and when it last heard anything,
+        // to tell a path that stopped carrying packets from one that never carried them.
+        const now = performance.timeOrigin + performance.now();
+        const addr = (id) => { const c = report.get(id); return c && `${c.candidateType}:${c.address}:${c.port}`; };
+        const pairs = [];
+        report.forEach((s) => {
+          if (s.type !== 'candidate-pair' || (!s.nominated && s.state !== 'succeeded')) return;
+          pairs.push({ local: addr(s.localCandidateId), remote: addr(s.remoteCandidateId), state: s.state, nominated: s.nominated, sent: s.packetsSent, received: s.packetsReceived, reqSent: s.requestsSent, respRecv: s.responsesReceived, reqRecv: s.requestsReceived, respSent: s.responsesSent, consent: s.consentRequestsSent, rtt: s.currentRoundTripTime, lastRecvAgoMs: s.lastPacketReceivedTimestamp && Math.round(now - s.lastPacketReceivedTimestamp) });
+        });
+        return [r.pc.connectionState, r.pc.iceConnectionState, out, Object.values(await window.chats3Debug.getStats()).map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]), inbound, pairs];
       })));
     }
     console.log('relay log', JSON.stringify(relaySummary()));
