@@ -186,7 +186,7 @@ impl Metrics {
             ),
             (
                 "relay_estimated_bps",
-                "Sum of current subscribers' latest receive-bandwidth estimates (REMB)",
+                "Sum of current subscribers' downlink bandwidth estimates (from their TWCC feedback)",
                 t.estimated_bps,
             ),
             (
