@@ -11,8 +11,10 @@
 //! The estimate follows Google congestion control (draft-ietf-rmcat-gcc-02),
 //! simplified:
 //! - **delay**: a trendline over the one-way delay variation between groups
-//!   of packets sent within 5 ms of each other. A rising trend means a queue
-//!   is building on the path: the estimate drops to 85 % of the rate that was
+//!   of packets sent within 5 ms of each other. A trend above the overuse
+//!   threshold (which adapts to the trends seen, so a busy host's scheduling
+//!   jitter raises it rather than reading as a queue) means a queue is
+//!   building on the path: the estimate drops to 85 % of the rate that was
 //!   delivered. Otherwise it grows by 8 % a second, up to 1.5 × the delivered
 //!   rate (an estimate never runs far ahead of what was tried).
 //! - **loss**: above 10 % lost in one feedback interval the estimate drops by
@@ -32,8 +34,17 @@ const HISTORY: usize = 1 << 13;
 const GROUP_US: u64 = 5_000;
 /// Delay samples (one per group) the trendline is fitted to.
 const TREND_WINDOW: usize = 20;
-/// The trend above which the path counts as overused (GCC's initial threshold, ms).
-const OVERUSE_THRESHOLD: f64 = 12.5;
+/// The overuse threshold's start value and bounds (GCC's, ms): it adapts to
+/// the trend it sees, so scheduling jitter on a busy host raises it instead
+/// of reading as a queue (draft-ietf-rmcat-gcc-02 §5.4).
+const THRESHOLD_START: f64 = 12.5;
+const THRESHOLD_MIN: f64 = 6.0;
+const THRESHOLD_MAX: f64 = 600.0;
+/// How fast the threshold follows a trend above it and below it (per ms).
+const THRESHOLD_UP: f64 = 0.0087;
+const THRESHOLD_DOWN: f64 = 0.039;
+/// A trend this far above the threshold is a real spike: the threshold does not chase it.
+const THRESHOLD_SPIKE: f64 = 15.0;
 /// GCC's gain on the fitted slope.
 const TREND_GAIN: f64 = 4.0;
 /// Arrivals the delivered rate is measured over.
@@ -177,6 +188,9 @@ struct Trendline {
     samples: VecDeque<(f64, f64)>,
     first_arrival_us: Option<i64>,
     deltas: usize,
+    /// The adaptive overuse threshold (0 until the first trend).
+    threshold: f64,
+    usage: Option<Usage>,
 }
 
 impl Trendline {
@@ -207,25 +221,43 @@ impl Trendline {
                 self.samples.pop_front();
             }
             self.deltas += 1;
+            if self.samples.len() == TREND_WINDOW {
+                if let Some(slope) = slope(&self.samples) {
+                    let trend = self.deltas.min(60) as f64 * slope * TREND_GAIN;
+                    self.detect(trend, (arrival_delta / 1000.0).clamp(0.0, 100.0));
+                }
+            }
         }
         self.previous = Some((send_us, arrival_us));
     }
 
-    fn usage(&self) -> Usage {
-        if self.samples.len() < TREND_WINDOW {
-            return Usage::Normal;
+    /// Classifies `trend` against the threshold, then adapts the threshold
+    /// over the `dt_ms` since the last group.
+    fn detect(&mut self, trend: f64, dt_ms: f64) {
+        if self.threshold == 0.0 {
+            self.threshold = THRESHOLD_START;
         }
-        let Some(slope) = slope(&self.samples) else {
-            return Usage::Normal;
-        };
-        let trend = self.deltas.min(60) as f64 * slope * TREND_GAIN;
-        if trend > OVERUSE_THRESHOLD {
+        self.usage = Some(if trend > self.threshold {
             Usage::Overuse
-        } else if trend < -OVERUSE_THRESHOLD {
+        } else if trend < -self.threshold {
             Usage::Underuse
         } else {
             Usage::Normal
+        });
+        let excess = trend.abs() - self.threshold;
+        if excess <= THRESHOLD_SPIKE {
+            let k = if excess < 0.0 {
+                THRESHOLD_DOWN
+            } else {
+                THRESHOLD_UP
+            };
+            self.threshold =
+                (self.threshold + k * excess * dt_ms).clamp(THRESHOLD_MIN, THRESHOLD_MAX);
         }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.unwrap_or(Usage::Normal)
     }
 }
 
@@ -515,6 +547,30 @@ mod tests {
         // 30 % loss: cut.
         let heavy = run(&mut e, 4, 1, 4_000, |_| 20_000, |i| i % 10 < 3).unwrap();
         assert!(heavy < light / 2, "{heavy} vs {light}");
+    }
+
+    #[test]
+    fn the_threshold_rises_to_a_steady_trend_but_not_to_a_spike() {
+        let mut t = Trendline::default();
+        t.detect(20.0, 5.0);
+        assert_eq!(t.usage(), Usage::Overuse);
+        for _ in 0..400 {
+            t.detect(20.0, 5.0);
+        }
+        // The start threshold (12.5) would call 18 overuse; the adapted one does not.
+        t.detect(18.0, 5.0);
+        assert_eq!(t.usage(), Usage::Normal, "threshold {}", t.threshold);
+        let before = t.threshold;
+        t.detect(before + 40.0, 5.0);
+        assert_eq!(t.usage(), Usage::Overuse);
+        assert_eq!(t.threshold, before, "a spike does not move the threshold");
+        for _ in 0..400 {
+            t.detect(0.0, 5.0);
+        }
+        assert_eq!(
+            t.threshold, THRESHOLD_MIN,
+            "a quiet path lowers it to the floor"
+        );
     }
 
     #[test]
