@@ -221,11 +221,11 @@ impl Trendline {
                 self.samples.pop_front();
             }
             self.deltas += 1;
-            if self.samples.len() == TREND_WINDOW {
-                if let Some(slope) = slope(&self.samples) {
-                    let trend = self.deltas.min(60) as f64 * slope * TREND_GAIN;
-                    self.detect(trend, (arrival_delta / 1000.0).clamp(0.0, 100.0));
-                }
+            if self.samples.len() == TREND_WINDOW
+                && let Some(slope) = slope(&self.samples)
+            {
+                let trend = self.deltas.min(60) as f64 * slope * TREND_GAIN;
+                self.detect(trend, (arrival_delta / 1000.0).clamp(0.0, 100.0));
             }
         }
         self.previous = Some((send_us, arrival_us));
