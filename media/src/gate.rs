@@ -53,6 +53,11 @@ impl VideoGate {
         self.state != State::Closed
     }
 
+    /// Whether the gate is open but still waiting for a keyframe.
+    pub fn awaits_keyframe(&self) -> bool {
+        self.state == State::AwaitingKeyframe
+    }
+
     /// Decides one packet: `Some(rewritten sequence number)` to forward it,
     /// `None` to drop it. `keyframe_start` marks the first packet of a keyframe.
     pub fn admit(&mut self, seq: u16, keyframe_start: bool) -> Option<u16> {
@@ -71,6 +76,17 @@ impl VideoGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_gate_awaits_a_keyframe_until_one_arrives() {
+        let mut g = VideoGate::closed();
+        assert!(!g.awaits_keyframe());
+        assert!(g.set_open(true));
+        assert_eq!(g.admit(5, false), None);
+        assert!(g.awaits_keyframe());
+        assert!(g.admit(6, true).is_some());
+        assert!(!g.awaits_keyframe());
+    }
 
     #[test]
     fn an_open_gate_forwards_unchanged() {

@@ -16,7 +16,9 @@
 //!   payload type per binding).
 //! - Keyframes: a PLI goes to the publisher when a subscriber is added, when
 //!   a subscriber's answer activates its tracks, and when a subscriber sends
-//!   PLI/FIR — at most once per `pli_min_interval` per track.
+//!   PLI/FIR — at most once per `pli_min_interval` per track; and again
+//!   while a resumed track or a pending layer switch still waits for its
+//!   keyframe (a lost PLI or keyframe would otherwise freeze it).
 //!
 //! - Simulcast: the layers of one track (told apart by RID) form one
 //!   [`Published`] whose subscribers each get their own local track; a
@@ -975,7 +977,16 @@ impl Inner {
                 t.count_in(size);
                 if t.kind == RTPCodecType::Video {
                     let key = !t.vp8 || vp8::keyframe_start(&packet.payload);
-                    let admitted = lock(&t.gate).admit(packet.header.sequence_number, key);
+                    let (admitted, waiting) = {
+                        let mut gate = lock(&t.gate);
+                        let admitted = gate.admit(packet.header.sequence_number, key);
+                        (admitted, gate.awaits_keyframe())
+                    };
+                    // Resumed but no keyframe yet: the request or the keyframe was lost; ask
+                    // again (throttled), or the track stays frozen until the next periodic one.
+                    if waiting && let Some(inner) = inner.upgrade() {
+                        inner.request_keyframe(&t).await;
+                    }
                     let Some(seq) = admitted else { continue };
                     packet.header.sequence_number = seq;
                 } else if t.audio_level_id.is_some()
@@ -1228,6 +1239,8 @@ async fn forward_layer(
                     own.counters.layer_switches.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(publisher = %t.publisher, subscriber = %own.subscriber, rid, "relay layer switch");
                 }
+                // The layer flows but its keyframe has not come: ask again (throttled).
+                want_keyframe |= sw.awaits_keyframe_of(&rid);
                 out
             };
             let Some((seq, ts)) = out else { continue };

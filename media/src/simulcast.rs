@@ -80,6 +80,12 @@ impl LayerSwitcher {
         self.target.as_deref()
     }
 
+    /// Whether packets of layer `rid` arrive while the switcher waits for
+    /// that layer's keyframe (a lost keyframe request: ask again).
+    pub fn awaits_keyframe_of(&self, rid: &str) -> bool {
+        self.target.as_deref() == Some(rid) && self.current.as_deref() != Some(rid)
+    }
+
     /// The layer being forwarded now.
     pub fn current(&self) -> Option<&str> {
         self.current.as_deref()
@@ -187,6 +193,22 @@ mod tests {
 
     fn pick(rendered: Option<u16>, bw: Option<u64>) -> String {
         choose_layer(&layers(), rendered, bw).unwrap().rid.clone()
+    }
+
+    #[test]
+    fn a_pending_layer_awaits_its_keyframe_and_only_that_layer() {
+        let mut sw = LayerSwitcher::default();
+        assert!(sw.set_target("h"));
+        assert!(sw.awaits_keyframe_of("h"));
+        assert!(!sw.awaits_keyframe_of("q"));
+        assert_eq!(sw.admit("h", 1, 0, false, 0, 90_000), None);
+        assert!(sw.admit("h", 2, 0, true, 0, 90_000).is_some());
+        assert!(!sw.awaits_keyframe_of("h"));
+        sw.pause();
+        assert!(
+            sw.awaits_keyframe_of("h"),
+            "a paused switcher waits for the target's keyframe"
+        );
     }
 
     #[test]
