@@ -52,6 +52,16 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
+impl IceCandidate {
+    /// Whether the candidate names an mDNS (`.local`) host instead of an address.
+    pub fn is_mdns(&self) -> bool {
+        self.candidate
+            .split_whitespace()
+            .nth(4)
+            .is_some_and(|address| address.ends_with(".local"))
+    }
+}
+
 /// A signal the relay wants delivered to one participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -94,5 +104,23 @@ mod tests {
         assert_eq!(o, serde_json::json!({"type": "offer", "data": "v=0"}));
         let r = serde_json::to_value(Signal::Ready).unwrap();
         assert_eq!(r, serde_json::json!({"type": "ready"}));
+    }
+
+    #[test]
+    fn mdns_candidates_are_told_apart_from_addresses() {
+        let c = |line: &str| IceCandidate {
+            candidate: line.into(),
+            sdp_mid: None,
+            sdp_mline_index: None,
+            username_fragment: None,
+        };
+        let mdns = "candidate:1 1 udp 2122260223 8d1f0c3e-5a6b-4c7d-9e8f-0a1b2c3d4e5f.local 54321 typ host";
+        assert!(c(mdns).is_mdns());
+        assert!(!c("candidate:1 1 udp 2122260223 192.0.2.7 54321 typ host").is_mdns());
+        assert!(
+            !c("candidate:2 1 udp 1686052607 198.51.100.1 6000 typ srflx raddr local.example 0")
+                .is_mdns()
+        );
+        assert!(!c("").is_mdns());
     }
 }
