@@ -1,10 +1,11 @@
 //! Media fan-out benchmark for the relay (`chats3_media::Relay`): one publisher sends ≈1.2 Mbps of
 //! VP8-shaped RTP (1,200-byte packets, a keyframe header every 30 frames) plus 50 packets/s of Opus
-//! to K subscribers, all real ICE, DTLS and SRTP over loopback (webrtc-rs clients in this process).
-//! Every packet carries its send time, so subscribers measure the latency the relay adds.
+//! to K subscribers, all real ICE, DTLS and SRTP over loopback. Every packet carries its send time,
+//! so subscribers measure the latency the relay adds.
 //!
-//! The relay runs on its own tokio runtime (threads `relay-rt`), the headless clients on another
-//! (`client-rt`), so the relay's CPU is read per thread from `/proc/self/task`.
+//! Two processes: this one runs the relay; it starts itself again with `--clients` to run the K + 1
+//! headless webrtc-rs clients, so CPU and RSS are measured for the relay alone. Signaling between
+//! the two travels as JSON lines over the child's stdin and stdout ([`Up`] and [`Down`]).
 //!
 //! ```sh
 //! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10
@@ -12,15 +13,18 @@
 //! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out").
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chats3_media::{Outgoing, Relay, RelayConfig, RelayEvent, Signal};
+use chats3_media::{Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
-use tokio::runtime::{Handle, Runtime};
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
@@ -47,6 +51,8 @@ const AUDIO_PPS: u64 = 50;
 struct Args {
     subscribers: usize,
     seconds: u64,
+    /// Run as the clients process (the relay process starts it so).
+    clients: bool,
 }
 
 impl Args {
@@ -54,6 +60,7 @@ impl Args {
         let mut a = Self {
             subscribers: 10,
             seconds: 10,
+            clients: false,
         };
         let argv: Vec<String> = std::env::args().collect();
         let value = |i: usize| argv.get(i + 1).and_then(|v| v.parse().ok());
@@ -61,6 +68,7 @@ impl Args {
             match arg.as_str() {
                 "--subscribers" | "-k" => a.subscribers = value(i).unwrap_or(a.subscribers),
                 "--seconds" | "-d" => a.seconds = value(i).unwrap_or(a.seconds as usize) as u64,
+                "--clients" => a.clients = true,
                 _ => {} // `cargo bench` adds `--bench`
             }
         }
@@ -118,79 +126,289 @@ fn client_api() -> API {
         .build()
 }
 
-/// Runs a relay call on the relay's runtime, so every task it spawns lives there.
-async fn on_relay<T: Send + 'static>(
-    relay_rt: &Handle,
-    f: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    relay_rt.spawn(f).await.expect("relay task")
+/// Clients process → relay process, one JSON object per line on the child's stdout.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+enum Up {
+    /// A client joins the room; its offer follows as a `Signal`.
+    Join {
+        id: String,
+    },
+    Signal {
+        id: String,
+        signal: Signal,
+    },
+    /// The measuring window opens or closes (the relay reads its CPU and counters there).
+    Window {
+        open: bool,
+    },
+    /// The clients' figures, last.
+    Result {
+        figures: ClientFigures,
+    },
 }
+
+/// Relay process → clients process, one JSON object per line on the child's stdin: a signal the
+/// relay sends to one client.
+#[derive(Serialize, Deserialize)]
+struct Down {
+    id: String,
+    signal: Signal,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientFigures {
+    receiving: u64,
+    join_seconds: f64,
+    sent_per_subscriber: u64,
+    received: u64,
+    received_bytes: u64,
+    seconds: f64,
+    latency_ms: [f64; 3],
+    cpu_cores: f64,
+    rss_mib: u64,
+}
+
+/// Writes one JSON line and flushes it.
+async fn send_line<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    value: &impl Serialize,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).expect("serialize");
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0 // USER_HZ on Linux
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---- the relay process ----
+
+/// Runs the relay, starts the clients process, and prints the figures of both.
+fn relay_main(args: &Args) {
+    let rt = rt("relay-rt", 2);
+    rt.block_on(async {
+        let (relay, mut events) = Relay::new(RelayConfig {
+            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
+            include_loopback: true,
+            ..Default::default()
+        })
+        .await
+        .expect("relay");
+        let rss_before = rss_kib();
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--clients", "--subscribers", &args.subscribers.to_string()])
+            .args(["--seconds", &args.seconds.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("clients process");
+        let mut down = child.stdin.take().expect("stdin");
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                // The bench publishes no audio levels: no speaker events to expect.
+                let RelayEvent::Signal(out) = event else {
+                    continue;
+                };
+                let line = Down {
+                    id: out.participant,
+                    signal: out.signal,
+                };
+                if send_line(&mut down, &line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // Each client's joins and signals are applied in order, clients concurrently.
+        let mut queues: HashMap<String, mpsc::UnboundedSender<Up>> = HashMap::new();
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut window = None;
+        let mut measured = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let up: Up = serde_json::from_str(&line).expect("clients protocol");
+            match up {
+                Up::Join { ref id } | Up::Signal { ref id, .. } => {
+                    let queue = queues.entry(id.clone()).or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(apply_client_ops(relay.clone(), rx));
+                        tx
+                    });
+                    let _ = queue.send(up);
+                }
+                Up::Window { open: true } => {
+                    window = Some((
+                        cpu_seconds(),
+                        relay.stats().totals.packets_out,
+                        Instant::now(),
+                    ));
+                }
+                Up::Window { open: false } => {
+                    let (cpu0, out0, t0) = window.expect("window opened first");
+                    let wall = t0.elapsed().as_secs_f64();
+                    let cpu = (cpu_seconds() - cpu0) / wall;
+                    let forwarded = (relay.stats().totals.packets_out - out0) as f64 / wall;
+                    measured = Some((cpu, forwarded, rss_kib()));
+                }
+                Up::Result { figures } => {
+                    let (cpu, forwarded, rss) = measured.expect("window closed first");
+                    print_figures(args, &figures, cpu, forwarded, rss, rss_before);
+                    break;
+                }
+            }
+        }
+        drop(queues);
+        let status = child.wait().await.expect("clients process");
+        assert!(status.success(), "clients process failed: {status}");
+    });
+}
+
+async fn apply_client_ops(relay: Relay, mut rx: mpsc::UnboundedReceiver<Up>) {
+    while let Some(up) = rx.recv().await {
+        let res = match up {
+            Up::Join { id } => relay.join(ROOM, &id).await,
+            Up::Signal { id, signal } => relay.handle_signal(ROOM, &id, signal).await,
+            Up::Window { .. } | Up::Result { .. } => Ok(()),
+        };
+        if let Err(e) = res {
+            eprintln!("relay refused a client's signal: {e}");
+        }
+    }
+}
+
+fn print_figures(
+    args: &Args,
+    c: &ClientFigures,
+    relay_cpu: f64,
+    forwarded_per_sec: f64,
+    rss: u64,
+    rss_before: u64,
+) {
+    let expected = c.sent_per_subscriber * c.receiving;
+    let per_core = if relay_cpu > 0.0 {
+        forwarded_per_sec / relay_cpu
+    } else {
+        0.0
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "subscribers": args.subscribers,
+            "subscribersReceiving": c.receiving,
+            "seconds": c.seconds,
+            "joinSeconds": c.join_seconds,
+            "sentPerSubscriber": c.sent_per_subscriber,
+            "forwardedPacketsPerSec": forwarded_per_sec.round(),
+            "receivedPacketsPerSec": (c.received as f64 / c.seconds).round(),
+            "receivedMbps": c.received_bytes as f64 * 8.0 / c.seconds / 1e6,
+            "loss": if expected > 0 { 1.0 - c.received as f64 / expected as f64 } else { 0.0 },
+            "latencyMs": {"p50": c.latency_ms[0], "p99": c.latency_ms[1], "p999": c.latency_ms[2]},
+            "relayCpuCores": relay_cpu,
+            "clientCpuCores": c.cpu_cores,
+            "forwardedPacketsPerRelayCore": per_core.round(),
+            "relayRssMiB": rss / 1024,
+            "relayRssGrowthMiB": rss.saturating_sub(rss_before) / 1024,
+            "clientsRssMiB": c.rss_mib,
+        })
+    );
+}
+
+// ---- the clients process ----
 
 type Clients = Arc<Mutex<HashMap<String, Arc<RTCPeerConnection>>>>;
 
-/// Answers the relay's offers on behalf of the headless clients: one task per client, so each
-/// client's signals are applied in the order the relay sent them. Who the relay says `ready`
-/// to goes to `ready`.
-fn drive(
-    relay: Relay,
-    relay_rt: Handle,
-    mut rx: mpsc::UnboundedReceiver<RelayEvent>,
-    clients: Clients,
-    ready: mpsc::UnboundedSender<String>,
-) {
+/// The clients' link to the relay process: lines to send up, and who waits for a relay answer.
+#[derive(Clone)]
+struct Link {
+    up: mpsc::UnboundedSender<Up>,
+    answered: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+}
+
+/// Reads the relay's signals from stdin and applies them: one task per client, so each client's
+/// signals are applied in the order the relay sent them. Who the relay says `ready` to goes to
+/// `ready`.
+fn drive(link: Link, clients: Clients, ready: mpsc::UnboundedSender<String>) {
     tokio::spawn(async move {
-        let mut queues: HashMap<String, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
-        while let Some(event) = rx.recv().await {
-            // The bench publishes no audio levels: no speaker events to expect.
-            let RelayEvent::Signal(out) = event else {
-                continue;
-            };
-            let queue = queues.entry(out.participant.clone()).or_insert_with(|| {
+        let mut queues: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let down: Down = serde_json::from_str(&line).expect("relay protocol");
+            let queue = queues.entry(down.id.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let pc = clients.lock().unwrap().get(&out.participant).cloned();
+                let pc = clients.lock().unwrap().get(&down.id).cloned();
                 tokio::spawn(apply_signals(
                     pc,
-                    relay.clone(),
-                    relay_rt.clone(),
+                    down.id.clone(),
+                    link.clone(),
                     rx,
                     ready.clone(),
                 ));
                 tx
             });
-            let _ = queue.send(out);
+            let _ = queue.send(down.signal);
         }
     });
 }
 
 async fn apply_signals(
     pc: Option<Arc<RTCPeerConnection>>,
-    relay: Relay,
-    relay_rt: Handle,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    id: String,
+    link: Link,
+    mut rx: mpsc::UnboundedReceiver<Signal>,
     ready: mpsc::UnboundedSender<String>,
 ) {
     let Some(pc) = pc else { return };
-    while let Some(out) = rx.recv().await {
+    while let Some(signal) = rx.recv().await {
         let res: anyhow::Result<()> = async {
-            match out.signal {
+            match signal {
                 Signal::Offer(sdp) => {
                     pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
                         .await?;
                     let answer = pc.create_answer(None).await?;
                     pc.set_local_description(answer).await?;
                     let sdp = pc.local_description().await.expect("local").sdp;
-                    let (relay, room, who) = (relay.clone(), out.room, out.participant);
-                    on_relay(&relay_rt, async move {
-                        relay.handle_signal(&room, &who, Signal::Answer(sdp)).await
-                    })
-                    .await?;
+                    let signal = Signal::Answer(sdp);
+                    let _ = link.up.send(Up::Signal {
+                        id: id.clone(),
+                        signal,
+                    });
                 }
                 Signal::Answer(sdp) => {
                     pc.set_remote_description(RTCSessionDescription::answer(sdp)?)
                         .await?;
+                    if let Some(tx) = link.answered.lock().unwrap().remove(&id) {
+                        let _ = tx.send(());
+                    }
                 }
                 Signal::Ready => {
-                    let _ = ready.send(out.participant);
+                    let _ = ready.send(id.clone());
                 }
                 Signal::Candidate(_) | Signal::Render(_) => {}
             }
@@ -203,11 +421,11 @@ async fn apply_signals(
     }
 }
 
-/// Creates a peer connection, joins it to the relay and sends a complete (non-trickle) offer.
+/// Creates a peer connection, joins it to the relay, sends a complete (non-trickle) offer and
+/// waits for the relay's answer (so clients join one after another, as the relay answers).
 async fn join(
     api: &API,
-    relay: &Relay,
-    relay_rt: &Handle,
+    link: &Link,
     clients: &Clients,
     id: &str,
     setup: impl AsyncFnOnce(&Arc<RTCPeerConnection>),
@@ -219,21 +437,19 @@ async fn join(
     );
     setup(&pc).await;
     clients.lock().unwrap().insert(id.into(), Arc::clone(&pc));
-    let (r, who) = (relay.clone(), id.to_owned());
-    on_relay(relay_rt, async move { r.join(ROOM, &who).await })
-        .await
-        .expect("join");
+    let (tx, answered) = oneshot::channel();
+    link.answered.lock().unwrap().insert(id.into(), tx);
+    let _ = link.up.send(Up::Join { id: id.into() });
     let offer = pc.create_offer(None).await.expect("offer");
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(offer).await.expect("local offer");
     let _ = gathered.recv().await;
     let sdp = pc.local_description().await.expect("local").sdp;
-    let (r, who) = (relay.clone(), id.to_owned());
-    on_relay(relay_rt, async move {
-        r.handle_signal(ROOM, &who, Signal::Offer(sdp)).await
-    })
-    .await
-    .expect("offer accepted");
+    let _ = link.up.send(Up::Signal {
+        id: id.into(),
+        signal: Signal::Offer(sdp),
+    });
+    answered.await.expect("the relay answers");
     pc
 }
 
@@ -392,85 +608,63 @@ async fn subscriber_setup(
     }));
 }
 
-/// CPU seconds used by this process's threads whose name starts with `prefix`.
-fn cpu_seconds(prefix: &str) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
-    let mut total = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for t in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        total += ticks(11) + ticks(12);
-    }
-    total as f64 / tick
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn main() {
-    let args = Args::parse();
-    let relay_rt = rt("relay-rt", 2);
-    let client_rt = rt("client-rt", 2);
-    let (relay, signals) = relay_rt
-        .block_on(Relay::new(RelayConfig {
-            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
-            include_loopback: true,
-            ..Default::default()
-        }))
-        .expect("relay");
-    let rss_before = rss_kib();
-    let relay_handle = relay_rt.handle().clone();
-    client_rt.block_on(async move {
+/// Runs the publisher and the subscribers, signaling through the relay process.
+fn clients_main(args: &Args) {
+    // DTLS takes rustls's process-wide provider; with two compiled in, none is implied (the relay
+    // process gets its own from `Relay::new`).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rt = rt("client-rt", 2);
+    rt.block_on(async {
         let epoch = Instant::now();
         let api = client_api();
         let clients: Clients = Arc::default();
+        let (up, mut up_rx) = mpsc::unbounded_channel::<Up>();
+        let writer = tokio::spawn(async move {
+            let mut stdout = tokio::io::stdout();
+            while let Some(line) = up_rx.recv().await {
+                if send_line(&mut stdout, &line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let link = Link {
+            up,
+            answered: Arc::default(),
+        };
         let (ready_tx, mut relay_ready) = mpsc::unbounded_channel();
-        drive(relay.clone(), relay_handle.clone(), signals, Arc::clone(&clients), ready_tx);
+        drive(link.clone(), Arc::clone(&clients), ready_tx);
         let totals = Arc::new(Totals {
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")),
+            latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+            ),
             window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
         });
         let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let video = track(MIME_TYPE_VP8, 90_000, 0, "video");
         let audio = track(MIME_TYPE_OPUS, 48_000, 2, "audio");
         let (v2, a2) = (Arc::clone(&video), Arc::clone(&audio));
-        let publisher = join(&api, &relay, &relay_handle, &clients, "publisher", async move |pc| {
+        let publisher = join(&api, &link, &clients, "publisher", async move |pc| {
             pc.add_track(v2 as _).await.expect("video track");
             pc.add_track(a2 as _).await.expect("audio track");
         })
         .await;
         // Like a browser, the publisher sends once the relay says its receivers are up.
-        while relay_ready.recv().await.is_some_and(|who| who != "publisher") {}
+        while relay_ready
+            .recv()
+            .await
+            .is_some_and(|who| who != "publisher")
+        {}
         drop(relay_ready);
-        publish(&publisher, video, audio, epoch, Arc::clone(&totals), Arc::clone(&sent));
+        publish(
+            &publisher,
+            video,
+            audio,
+            epoch,
+            Arc::clone(&totals),
+            Arc::clone(&sent),
+        );
 
         let ready = Arc::new(AtomicU64::new(0));
         let join_start = Instant::now();
@@ -478,61 +672,64 @@ fn main() {
         for i in 0..args.subscribers {
             let (t, r) = (Arc::clone(&totals), Arc::clone(&ready));
             subs.push(
-                join(&api, &relay, &relay_handle, &clients, &format!("sub-{i}"), async move |pc| {
-                    subscriber_setup(pc, epoch, t, r).await
-                })
+                join(
+                    &api,
+                    &link,
+                    &clients,
+                    &format!("sub-{i}"),
+                    async move |pc| subscriber_setup(pc, epoch, t, r).await,
+                )
                 .await,
             );
         }
         // Wait for every subscriber's first video packet (or give up on stragglers after 60 s:
         // the figures then count only the subscribers that receive, and say how many that is).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while (ready.load(Ordering::Relaxed) as usize) < args.subscribers && Instant::now() < deadline {
+        while (ready.load(Ordering::Relaxed) as usize) < args.subscribers
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let receiving = ready.load(Ordering::Relaxed);
         assert!(receiving > 0, "no subscriber receives video");
-        let join_secs = join_start.elapsed().as_secs_f64();
+        let join_seconds = join_start.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await; // settle
-        let (relay0, client0, t0) = (cpu_seconds("relay-rt"), cpu_seconds("client-rt"), Instant::now());
-        let out0 = relay.stats().totals.packets_out;
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let _ = link.up.send(Up::Window { open: true });
         totals.window[0].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         totals.window[1].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let wall = t0.elapsed().as_secs_f64();
-        let (relay_cpu, client_cpu) = ((cpu_seconds("relay-rt") - relay0) / wall, (cpu_seconds("client-rt") - client0) / wall);
-        let forwarded = relay.stats().totals.packets_out - out0;
+        let _ = link.up.send(Up::Window { open: false });
+        let seconds = t0.elapsed().as_secs_f64();
+        let cpu_cores = (cpu_seconds() - cpu0) / seconds;
+        let rss_mib = rss_kib() / 1024;
         tokio::time::sleep(Duration::from_secs(1)).await; // in-flight packets land
-        let expected = (sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed)) * receiving;
-        let received = totals.packets.load(Ordering::Relaxed);
         let h = totals.latency_us.lock().unwrap().clone();
-        let rss = rss_kib();
-        let per_core = if relay_cpu > 0.0 { forwarded as f64 / wall / relay_cpu } else { 0.0 };
-        println!(
-            "{}",
-            serde_json::json!({
-                "subscribers": args.subscribers,
-                "subscribersReceiving": receiving,
-                "seconds": wall,
-                "joinSeconds": join_secs,
-                "sentPerSubscriber": sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed),
-                "forwardedPacketsPerSec": (forwarded as f64 / wall).round(),
-                "receivedPacketsPerSec": (received as f64 / wall).round(),
-                "receivedMbps": (totals.bytes.load(Ordering::Relaxed) as f64 * 8.0 / wall / 1e6),
-                "loss": if expected > 0 { 1.0 - received as f64 / expected as f64 } else { 0.0 },
-                "latencyMs": {
-                    "p50": h.value_at_quantile(0.5) as f64 / 1000.0,
-                    "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
-                    "p999": h.value_at_quantile(0.999) as f64 / 1000.0,
-                },
-                "relayCpuCores": relay_cpu,
-                "clientCpuCores": client_cpu,
-                "forwardedPacketsPerRelayCore": per_core.round(),
-                "processRssMiB": rss / 1024,
-                "rssGrowthMiB": rss.saturating_sub(rss_before) / 1024,
-            })
-        );
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let figures = ClientFigures {
+            receiving,
+            join_seconds,
+            sent_per_subscriber: sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed),
+            received: totals.packets.load(Ordering::Relaxed),
+            received_bytes: totals.bytes.load(Ordering::Relaxed),
+            seconds,
+            latency_ms: [ms(0.5), ms(0.99), ms(0.999)],
+            cpu_cores,
+            rss_mib,
+        };
+        let _ = link.up.send(Up::Result { figures });
+        drop(link);
+        let _ = writer.await;
         drop(subs);
         drop(publisher);
     });
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.clients {
+        clients_main(&args);
+    } else {
+        relay_main(&args);
+    }
 }
