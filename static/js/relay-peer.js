@@ -87,7 +87,8 @@ export class RelayPeer {
   send(type, data) {
     if (type !== 'candidate') this.note(`send ${type}`);
     const p = this.chain.then(() => (this.closed ? null : api('POST', '/api/v1/relay/signal', { type, data })));
-    this.chain = p.catch((err) => console.warn('relay signal failed', type, err));
+    // A signal still in flight when the call went back to mesh is refused (409): expected then.
+    this.chain = p.catch((err) => this.closed || console.warn('relay signal failed', type, err));
     return p;
   }
 
