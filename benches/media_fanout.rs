@@ -622,7 +622,8 @@ fn clients_main(args: &Args) {
         let writer = tokio::spawn(async move {
             let mut stdout = tokio::io::stdout();
             while let Some(line) = up_rx.recv().await {
-                if send_line(&mut stdout, &line).await.is_err() {
+                let last = matches!(line, Up::Result { .. });
+                if send_line(&mut stdout, &line).await.is_err() || last {
                     break;
                 }
             }
@@ -718,11 +719,13 @@ fn clients_main(args: &Args) {
             rss_mib,
         };
         let _ = link.up.send(Up::Result { figures });
-        drop(link);
         let _ = writer.await;
         drop(subs);
         drop(publisher);
     });
+    // Not a plain drop: that would wait for the blocking read of stdin, which the relay process
+    // keeps open.
+    rt.shutdown_background();
 }
 
 fn main() {
