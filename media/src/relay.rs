@@ -265,8 +265,6 @@ struct LayerState {
     last_packet: Instant,
 }
 
-/// Locks a std mutex, recovering from poisoning: every critical section in
-/// this module leaves the maps consistent before anything can panic.
 /// How many sent packets each video stream to a subscriber keeps for NACKs,
 /// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
 /// longer than a receiver waits for a retransmission. webrtc-rs's default,
@@ -274,6 +272,8 @@ struct LayerState {
 /// ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
 
+/// Locks a std mutex, recovering from poisoning: every critical section in
+/// this module leaves the maps consistent before anything can panic.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
