@@ -189,9 +189,24 @@ struct Trendline {
     samples: VecDeque<(f64, f64)>,
     first_arrival_us: Option<i64>,
     deltas: usize,
-    /// The adaptive overuse threshold (0 until the first trend).
+    detector: Detector,
+}
+
+/// GCC's overuse detector: the latest trend's classification and the
+/// adaptive threshold it was made against.
+#[derive(Debug)]
+struct Detector {
     threshold: f64,
-    usage: Option<Usage>,
+    usage: Usage,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Self {
+            threshold: THRESHOLD_START,
+            usage: Usage::Normal,
+        }
+    }
 }
 
 impl Trendline {
@@ -226,25 +241,29 @@ impl Trendline {
                 && let Some(slope) = slope(&self.samples)
             {
                 let trend = self.deltas.min(60) as f64 * slope * TREND_GAIN;
-                self.detect(trend, (arrival_delta / 1000.0).clamp(0.0, 100.0));
+                self.detector
+                    .detect(trend, (arrival_delta / 1000.0).clamp(0.0, 100.0));
             }
         }
         self.previous = Some((send_us, arrival_us));
     }
 
+    fn usage(&self) -> Usage {
+        self.detector.usage
+    }
+}
+
+impl Detector {
     /// Classifies `trend` against the threshold, then adapts the threshold
     /// over the `dt_ms` since the last group.
     fn detect(&mut self, trend: f64, dt_ms: f64) {
-        if self.threshold == 0.0 {
-            self.threshold = THRESHOLD_START;
-        }
-        self.usage = Some(if trend > self.threshold {
+        self.usage = if trend > self.threshold {
             Usage::Overuse
         } else if trend < -self.threshold {
             Usage::Underuse
         } else {
             Usage::Normal
-        });
+        };
         let excess = trend.abs() - self.threshold;
         if excess <= THRESHOLD_SPIKE {
             let k = if excess < 0.0 {
@@ -255,10 +274,6 @@ impl Trendline {
             self.threshold =
                 (self.threshold + k * excess * dt_ms).clamp(THRESHOLD_MIN, THRESHOLD_MAX);
         }
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage.unwrap_or(Usage::Normal)
     }
 }
 
@@ -552,18 +567,18 @@ mod tests {
 
     #[test]
     fn the_threshold_rises_to_a_steady_trend_but_not_to_a_spike() {
-        let mut t = Trendline::default();
+        let mut t = Detector::default();
         t.detect(20.0, 5.0);
-        assert_eq!(t.usage(), Usage::Overuse);
+        assert_eq!(t.usage, Usage::Overuse);
         for _ in 0..400 {
             t.detect(20.0, 5.0);
         }
         // The start threshold (12.5) would call 18 overuse; the adapted one does not.
         t.detect(18.0, 5.0);
-        assert_eq!(t.usage(), Usage::Normal, "threshold {}", t.threshold);
+        assert_eq!(t.usage, Usage::Normal, "threshold {}", t.threshold);
         let before = t.threshold;
         t.detect(before + 40.0, 5.0);
-        assert_eq!(t.usage(), Usage::Overuse);
+        assert_eq!(t.usage, Usage::Overuse);
         assert_eq!(t.threshold, before, "a spike does not move the threshold");
         for _ in 0..400 {
             t.detect(0.0, 5.0);
