@@ -28,8 +28,9 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, SymbolTypeTcc, TransportLayerCc,
 };
 
-/// Packets remembered for matching feedback: ≈ 1.4 s of a 30 Mbps downlink
-/// of 1,200-byte packets, while feedback comes every 50–100 ms.
+/// Packets remembered for matching feedback: ≈ 1.3 s of a 30 Mbps downlink
+/// of 1,200-byte packets (3,125 packets/s), while Chrome's feedback comes
+/// every 50–250 ms.
 const HISTORY: usize = 1 << 12;
 /// Packets sent this close together form one group for the delay trend.
 const GROUP_US: u64 = 5_000;
