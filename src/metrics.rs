@@ -185,6 +185,21 @@ impl Metrics {
                 t.nacked_packets,
             ),
             (
+                "relay_resent_packets",
+                "NACKed packets the relay resent to current subscribers",
+                t.resent_packets,
+            ),
+            (
+                "relay_rtx_packets_out",
+                "Of the packets resent, those sent as RTX",
+                t.rtx_packets_out,
+            ),
+            (
+                "relay_rtx_packets_in",
+                "RTX packets from current publishers restored into their media",
+                t.rtx_packets_in,
+            ),
+            (
                 "relay_estimated_bps",
                 "Sum of current subscribers' downlink bandwidth estimates (from their TWCC feedback)",
                 t.estimated_bps,

@@ -13,19 +13,24 @@
 //! - [`vp8`]: keyframe start and size from VP8 payloads. Pure.
 //! - [`simulcast`]: layer choice per subscriber and seamless layer switching
 //!   (rewritten sequence numbers and timestamps). Pure.
+//! - [`rtx`]: RTX packets (RFC 4588) and the send history NACKs are answered
+//!   from. Pure; [`retransmit`] applies them to each connection as two
+//!   webrtc-rs interceptors (answering NACKs, restoring received RTX).
 //! - [`bwe`]: downlink bandwidth estimation from TWCC feedback (delay trend
 //!   and loss). Pure; `downlink` feeds it from each participant's connection.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
 //! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
 //! for one participant, speaker changes for a room).
-//! Not built: RTX, bandwidth probing, QUIC between relay nodes (see the
+//! Not built: bandwidth probing, QUIC between relay nodes (see the
 //! README's status table).
 
 pub mod bwe;
 mod downlink;
 pub mod gate;
 pub mod relay;
+pub mod retransmit;
+pub mod rtx;
 pub mod signal;
 pub mod simulcast;
 pub mod speaker;

@@ -56,7 +56,6 @@ use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::nack::generator::Generator;
-use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
@@ -68,7 +67,9 @@ use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::RTCPFeedback;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::sdp;
@@ -79,6 +80,7 @@ use webrtc::util::marshal::MarshalSize;
 
 use crate::downlink::DownlinkBuilder;
 use crate::gate::VideoGate;
+use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder};
 use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
 use crate::simulcast::{Layer, LayerSwitcher, choose_layer};
 use crate::speaker::{AUDIO_LEVEL_URI, SpeakerPolicy, Speakers};
@@ -267,9 +269,9 @@ struct LayerState {
 
 /// How many sent packets each video stream to a subscriber keeps for NACKs,
 /// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
-/// longer than a receiver waits for a retransmission. webrtc-rs's default,
-/// 8,192, preallocates ≈ 0.9 MB per stream: at 500 subscribers that alone was
-/// ≈ 450 MB of the relay's memory.
+/// longer than a receiver waits for a retransmission. webrtc-rs's responder
+/// preallocated 8,192 slots (≈ 0.9 MB) per stream: at 500 subscribers that
+/// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
 
 /// Locks a std mutex, recovering from poisoning: every critical section in
@@ -302,6 +304,8 @@ impl Relay {
         // connection (≈ 65 KB each).
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
         settings.set_include_loopback_candidate(config.include_loopback);
+        // An RTX stream beside each forwarded video stream whose subscriber negotiated RTX.
+        settings.enable_sender_rtx(true);
         if !config.public_ips.is_empty() {
             settings.set_nat_1to1_ips(config.public_ips.clone(), RTCIceCandidateType::Host);
         }
@@ -593,6 +597,21 @@ impl Relay {
 fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
+    // RTX for VP8, at the payload types browsers use (VP8 96, its RTX 97).
+    media.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: "video/rtx".to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: "apt=96".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 97,
+            ..Default::default()
+        },
+        RTPCodecType::Video,
+    )?;
     media.register_header_extension(
         RTCRtpHeaderExtensionCapability {
             uri: AUDIO_LEVEL_URI.to_owned(),
@@ -650,16 +669,20 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
 }
 
 impl Inner {
-    /// The API one participant's connection is built with: webrtc-rs's
-    /// defaults (NACK, RTCP reports, TWCC feedback to the participant as
-    /// publisher), transport-wide sequence numbers on what the relay sends it,
-    /// and, inside those, the [`DownlinkBuilder`] that turns its feedback into
-    /// its bandwidth estimate. Without the relay's own numbers, forwarded
-    /// packets kept each publisher's, several unrelated sequences on one
-    /// transport.
+    /// The API one participant's connection is built with, its interceptors
+    /// from the innermost out: RTX packets the participant sends restored into
+    /// their media streams (so everything above sees a retransmission as the
+    /// packet it repairs), the [`DownlinkBuilder`] that turns its TWCC
+    /// feedback into its bandwidth estimate, NACKs to it as publisher, RTCP
+    /// reports, TWCC (feedback to it, and the relay's own transport-wide
+    /// numbers on what it sends: forwarded packets kept each publisher's,
+    /// several unrelated sequences on one transport), and outermost the
+    /// answers to its NACKs, so a resent packet gets a fresh transport-wide
+    /// number.
     fn api(&self, counters: &Arc<Counters>) -> Result<API> {
         let mut media = media_engine()?;
         let mut registry = Registry::new();
+        registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
         registry.add(Box::new(DownlinkBuilder {
             counters: Arc::clone(counters),
         }));
@@ -672,12 +695,13 @@ impl Inner {
                 RTPCodecType::Video,
             );
         }
-        registry.add(Box::new(
-            Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-        ));
         registry.add(Box::new(Generator::builder()));
         let registry = configure_rtcp_reports(registry);
-        let registry = configure_twcc(registry, &mut media)?;
+        let mut registry = configure_twcc(registry, &mut media)?;
+        registry.add(Box::new(RetransmitterBuilder::new(
+            NACK_HISTORY_LOG2,
+            Arc::clone(&counters.rtx),
+        )));
         Ok(APIBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
@@ -1342,6 +1366,9 @@ impl Counters {
             plis_sent: self.plis_sent.load(Ordering::Relaxed),
             keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed),
             nacked_packets: self.nacked_packets.load(Ordering::Relaxed),
+            resent_packets: self.rtx.resent.load(Ordering::Relaxed),
+            rtx_packets_out: self.rtx.resent_as_rtx.load(Ordering::Relaxed),
+            rtx_packets_in: self.rtx.repaired.load(Ordering::Relaxed),
             estimated_bps: self.estimated_bps.load(Ordering::Relaxed),
             video_pauses: self.video_pauses.load(Ordering::Relaxed),
             video_resumes: self.video_resumes.load(Ordering::Relaxed),

@@ -1,9 +1,12 @@
 //! Relay counters: per participant, summed per room and for the whole relay.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
+
+use crate::retransmit::RtxCounters;
 
 /// Live counters of one participant.
 #[derive(Debug, Default)]
@@ -21,6 +24,8 @@ pub(crate) struct Counters {
     pub(crate) layer_switches: AtomicU64,
     /// Video tracks this participant is subscribed to now.
     pub(crate) video_subscriptions: AtomicU64,
+    /// Retransmissions on its connection, both ways.
+    pub(crate) rtx: Arc<RtxCounters>,
 }
 
 /// A snapshot of one participant's counters.
@@ -40,6 +45,12 @@ pub struct ParticipantStats {
     pub keyframe_requests: u64,
     /// Packets this participant asked to have resent (NACK, as subscriber).
     pub nacked_packets: u64,
+    /// Of those, packets the relay resent from its history.
+    pub resent_packets: u64,
+    /// Of those, resent as RTX (the subscriber negotiated RTX).
+    pub rtx_packets_out: u64,
+    /// RTX packets this participant sent (as publisher), restored into its media.
+    pub rtx_packets_in: u64,
     /// The relay's latest estimate of this participant's downlink (bits/s,
     /// from its TWCC feedback; 0 until there is one). Summed over a room: the total downlink estimate.
     pub estimated_bps: u64,
@@ -61,6 +72,9 @@ impl ParticipantStats {
         self.plis_sent += o.plis_sent;
         self.keyframe_requests += o.keyframe_requests;
         self.nacked_packets += o.nacked_packets;
+        self.resent_packets += o.resent_packets;
+        self.rtx_packets_out += o.rtx_packets_out;
+        self.rtx_packets_in += o.rtx_packets_in;
         self.estimated_bps += o.estimated_bps;
         self.video_pauses += o.video_pauses;
         self.video_resumes += o.video_resumes;

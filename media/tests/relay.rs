@@ -1,12 +1,14 @@
 //! Relay over loopback with headless webrtc-rs clients: fan-out, keyframe
-//! requests on subscribe, NACKed packets resent, active speaker and last-N, and churn without leaks.
+//! requests on subscribe, NACKed packets resent (on the media SSRC, or as RTX
+//! both ways), active speaker and last-N, and churn without leaks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chats3_media::retransmit::{RetransmitterBuilder, RtxCounters, UnwrapperBuilder};
 use chats3_media::speaker::AUDIO_LEVEL_URI;
 use chats3_media::{
     IceCandidate, Relay, RelayConfig, RelayEvent, RenderedSize, Signal, SpeakerChange,
@@ -14,13 +16,19 @@ use chats3_media::{
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::api::interceptor_registry::{
-    configure_twcc_sender_only, register_default_interceptors,
+    configure_rtcp_reports, configure_twcc_sender_only, register_default_interceptors,
 };
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
 use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::registry::Registry;
+use webrtc::interceptor::stream_info::StreamInfo;
+use webrtc::interceptor::{
+    Attributes, Error as InterceptorError, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter,
+    RTPReader, RTPWriter,
+};
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -32,9 +40,10 @@ use webrtc::rtp::extension::HeaderExtension;
 use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
@@ -49,6 +58,64 @@ const ROOM: &str = "room";
 const WAIT: Duration = Duration::from_secs(90);
 
 fn client_api() -> API {
+    let mut media = client_media();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    // Transport-wide sequence numbers on what clients send, as browsers do.
+    let registry = configure_twcc_sender_only(registry, &mut media).unwrap();
+    APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(client_settings())
+        .build()
+}
+
+/// A client that negotiates RTX (VP8 96, RTX 97, as browsers offer), answers
+/// NACKs on its RTX stream and restores the RTX it receives: the crate's own
+/// interceptors, as the relay registers them. Its first transmission of each
+/// video packet numbered in `lost` is dropped before it leaves.
+fn rtx_client_api(lost: &Arc<Mutex<HashSet<u16>>>, counters: &Arc<RtxCounters>) -> API {
+    let mut media = client_media();
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                capability: RTCRtpCodecCapability {
+                    mime_type: "video/rtx".into(),
+                    clock_rate: 90_000,
+                    sdp_fmtp_line: "apt=96".into(),
+                    ..Default::default()
+                },
+                payload_type: 97,
+                ..Default::default()
+            },
+            RTPCodecType::Video,
+        )
+        .unwrap();
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RTPCodecType::Video,
+        );
+    }
+    let mut registry = Registry::new();
+    registry.add(Box::new(Lossy(Arc::clone(lost))));
+    registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(counters))));
+    registry.add(Box::new(Generator::builder()));
+    let registry = configure_rtcp_reports(registry);
+    let mut registry = configure_twcc_sender_only(registry, &mut media).unwrap();
+    registry.add(Box::new(RetransmitterBuilder::new(9, Arc::clone(counters))));
+    let mut settings = client_settings();
+    settings.enable_sender_rtx(true);
+    APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build()
+}
+
+fn client_media() -> MediaEngine {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
     media
@@ -69,9 +136,10 @@ fn client_api() -> API {
             )
             .unwrap();
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-    // Transport-wide sequence numbers on what clients send, as browsers do.
-    let registry = configure_twcc_sender_only(registry, &mut media).unwrap();
+    media
+}
+
+fn client_settings() -> SettingEngine {
     let mut settings = SettingEngine::default();
     // Loopback IPv4 only: one host candidate per client.
     settings.set_include_loopback_candidate(true);
@@ -80,11 +148,84 @@ fn client_api() -> API {
     // A resent packet the client already had must reach the test (not be
     // dropped as a replay), and duplicates must show in the order checks.
     settings.disable_srtp_replay_protection(true);
-    APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build()
+    settings
+}
+
+/// Drops a client's first transmission of the VP8 packets numbered in its
+/// set (each number is taken out as its packet is dropped): a lossy uplink.
+struct Lossy(Arc<Mutex<HashSet<u16>>>);
+
+impl InterceptorBuilder for Lossy {
+    fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>, InterceptorError> {
+        Ok(Arc::new(Lossy(Arc::clone(&self.0))))
+    }
+}
+
+#[async_trait::async_trait]
+impl Interceptor for Lossy {
+    async fn bind_rtcp_reader(
+        &self,
+        reader: Arc<dyn RTCPReader + Send + Sync>,
+    ) -> Arc<dyn RTCPReader + Send + Sync> {
+        reader
+    }
+
+    async fn bind_rtcp_writer(
+        &self,
+        writer: Arc<dyn RTCPWriter + Send + Sync>,
+    ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn bind_local_stream(
+        &self,
+        info: &StreamInfo,
+        writer: Arc<dyn RTPWriter + Send + Sync>,
+    ) -> Arc<dyn RTPWriter + Send + Sync> {
+        if !info.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+            return writer;
+        }
+        Arc::new(LossyWriter {
+            lost: Arc::clone(&self.0),
+            next: writer,
+        })
+    }
+
+    async fn unbind_local_stream(&self, _info: &StreamInfo) {}
+
+    async fn bind_remote_stream(
+        &self,
+        _info: &StreamInfo,
+        reader: Arc<dyn RTPReader + Send + Sync>,
+    ) -> Arc<dyn RTPReader + Send + Sync> {
+        reader
+    }
+
+    async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
+
+    async fn close(&self) -> Result<(), InterceptorError> {
+        Ok(())
+    }
+}
+
+struct LossyWriter {
+    lost: Arc<Mutex<HashSet<u16>>>,
+    next: Arc<dyn RTPWriter + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl RTPWriter for LossyWriter {
+    async fn write(&self, pkt: &Packet, a: &Attributes) -> Result<usize, InterceptorError> {
+        if self
+            .lost
+            .lock()
+            .unwrap()
+            .remove(&pkt.header.sequence_number)
+        {
+            return Ok(0);
+        }
+        self.next.write(pkt, a).await
+    }
 }
 
 /// One test at a time: each runs a relay and several peers on 2 worker
@@ -781,7 +922,10 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     let stats = relay.stats();
     let room = &stats.rooms[0];
     assert_eq!(room.participants.len(), 4);
-    assert!(room.participants["sub0"].nacked_packets >= 1);
+    let s0 = &room.participants["sub0"];
+    assert!(s0.nacked_packets >= 1 && s0.resent_packets >= 1, "{s0:?}");
+    // It negotiated no RTX: the packet went again on the media SSRC.
+    assert_eq!(s0.rtx_packets_out, 0, "{s0:?}");
     let p = &room.participants["pub"];
     assert!(p.packets_in >= 200 && p.bytes_in > 0, "{p:?}");
     assert!(p.plis_sent >= 3, "{p:?}");
@@ -805,6 +949,76 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
     publ.pc.close().await.unwrap();
     assert_eq!(relay.participant_count(), 0);
     assert!(relay.stats().rooms.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtx_repairs_a_publishers_loss_and_answers_a_subscribers_nack() {
+    let Setup {
+        relay,
+        clients,
+        _serial,
+        ..
+    } = setup(SpeakerPolicy::default()).await;
+    let lost = Arc::new(Mutex::new(HashSet::new()));
+    let (pub_rtx, sub_rtx) = (Arc::<RtxCounters>::default(), Arc::<RtxCounters>::default());
+    let pub_api = rtx_client_api(&lost, &pub_rtx);
+    let sub_api = rtx_client_api(&Arc::default(), &sub_rtx);
+    let publ = publisher(&pub_api, &relay, &clients, "pub").await;
+    wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
+    let mut sub = subscriber(&sub_api, &relay, &clients, "sub").await;
+    first_packets_or_rejoin(&sub_api, &relay, &clients, "sub", &mut sub).await;
+
+    // The publisher's uplink loses two video packets half a second from now.
+    // Its packet n carries frame n + 1, timestamp 3,000 per frame.
+    let newest = sub.rx.lock().unwrap().video_from["pub"].last().unwrap().ts / 3000;
+    let first = (newest + 25) as u16;
+    lost.lock().unwrap().extend([first, first + 1]);
+    let lost_ts = [u32::from(first) + 1, u32::from(first) + 2].map(|frame| frame * 3000);
+    let arrived = |ts: u32| {
+        let r = sub.rx.lock().unwrap();
+        r.video_from["pub"].iter().filter(|v| v.ts == ts).count()
+    };
+    wait_until(
+        || lost_ts.iter().all(|&ts| arrived(ts) >= 1),
+        || {
+            format!(
+                "the lost packets never reached the subscriber: lost {:?}, arrived {:?}, publisher {pub_rtx:?}, relay {:?}",
+                lost.lock().unwrap(),
+                lost_ts.map(arrived),
+                relay.stats()
+            )
+        },
+    )
+    .await;
+    assert!(
+        lost.lock().unwrap().is_empty(),
+        "the publisher never sent them"
+    );
+    // Resent by the publisher as RTX, restored by the relay, forwarded.
+    assert!(
+        pub_rtx.resent_as_rtx.load(Ordering::SeqCst) >= 2,
+        "{pub_rtx:?}"
+    );
+    let p = relay.stats().rooms[0].participants["pub"];
+    assert!(p.rtx_packets_in >= 2, "{p:?}");
+
+    // The subscriber's NACK is answered on the RTX stream it negotiated.
+    let seq = *sub.rx.lock().unwrap().video.last().unwrap();
+    nack(&sub.pc, seq).await;
+    wait_for("the NACKed packet again, restored from RTX", || {
+        let r = sub.rx.lock().unwrap();
+        r.video.iter().filter(|&&s| s == seq).count() >= 2
+    })
+    .await;
+    assert!(sub_rtx.repaired.load(Ordering::SeqCst) >= 1, "{sub_rtx:?}");
+    let s = relay.stats().rooms[0].participants["sub"];
+    assert!(s.rtx_packets_out >= 1 && s.resent_packets >= 1, "{s:?}");
+
+    for id in ["sub", "pub"] {
+        relay.leave(ROOM, id).await.unwrap();
+    }
+    sub.pc.close().await.unwrap();
+    publ.pc.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

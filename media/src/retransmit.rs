@@ -1,0 +1,518 @@
+//! Retransmission on a webrtc-rs peer connection, both ways, as two
+//! interceptors (the packet rules are [`crate::rtx`]):
+//!
+//! - [`RetransmitterBuilder`] (sending): keeps the last packets sent on each
+//!   NACK-capable media stream and answers the peer's NACKs from them, on the
+//!   stream's RTX SSRC when the peer negotiated RTX, else on the media SSRC.
+//!   It replaces webrtc-rs's NACK responder, which knows only the latter.
+//!   Register it after the TWCC sender, so a resent packet gets a fresh
+//!   transport-wide sequence number like any other.
+//! - [`UnwrapperBuilder`] (receiving): restores the peer's RTX packets into the
+//!   media streams they repair, so the NACK generator stops asking, receiver
+//!   reports count them and the track's reader gets them (webrtc-rs 0.17
+//!   reads RTX streams only to drop them). Register it first, innermost.
+//!
+//! Both count what they do in [`RtxCounters`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use webrtc::interceptor::stream_info::StreamInfo;
+use webrtc::interceptor::{
+    Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
+};
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use webrtc::rtp::packet::Packet;
+use webrtc::sdp::extmap::{
+    SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
+};
+
+use crate::rtx::{History, associated_payload_type, is_rtx, unwrap, wrap};
+
+type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
+type RtcpPackets = Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>;
+
+/// What the two interceptors did on one connection.
+#[derive(Debug, Default)]
+pub struct RtxCounters {
+    /// NACKed packets resent from the send history (RTX or media SSRC).
+    pub resent: AtomicU64,
+    /// Of those, resent as RTX.
+    pub resent_as_rtx: AtomicU64,
+    /// RTX packets received and restored into their media stream.
+    pub repaired: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn extension_id(info: &StreamInfo, uri: &str) -> Option<u8> {
+    info.rtp_header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}
+
+fn extension_text(p: &Packet, id: Option<u8>) -> Option<String> {
+    let value = p.header.get_extension(id?)?;
+    String::from_utf8(value.to_vec()).ok()
+}
+
+/// Builds the sending side: a history of `2^log2_size` packets per stream.
+pub struct RetransmitterBuilder {
+    log2_size: u8,
+    counters: Arc<RtxCounters>,
+}
+
+impl RetransmitterBuilder {
+    pub fn new(log2_size: u8, counters: Arc<RtxCounters>) -> Self {
+        Self {
+            log2_size,
+            counters,
+        }
+    }
+}
+
+impl InterceptorBuilder for RetransmitterBuilder {
+    fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>> {
+        Ok(Arc::new(Retransmitter {
+            streams: Arc::new(SentStreams {
+                log2_size: self.log2_size,
+                counters: Arc::clone(&self.counters),
+                media: Mutex::default(),
+                rtx: Mutex::default(),
+            }),
+        }))
+    }
+}
+
+struct Retransmitter {
+    streams: Arc<SentStreams>,
+}
+
+/// The connection's outgoing media streams and their RTX streams, by media SSRC.
+struct SentStreams {
+    log2_size: u8,
+    counters: Arc<RtxCounters>,
+    media: Mutex<HashMap<u32, Arc<SentStream>>>,
+    rtx: Mutex<HashMap<u32, Arc<RtxStream>>>,
+}
+
+struct SentStream {
+    history: Mutex<History>,
+    /// The rest of the chain below the retransmitter.
+    next: Arc<dyn RTPWriter + Send + Sync>,
+}
+
+struct RtxStream {
+    ssrc: u32,
+    payload_type: u8,
+    sequence: Mutex<u16>,
+    next: Arc<dyn RTPWriter + Send + Sync>,
+}
+
+impl RtxStream {
+    fn next_sequence(&self) -> u16 {
+        let mut s = lock(&self.sequence);
+        *s = s.wrapping_add(1);
+        *s
+    }
+}
+
+impl SentStreams {
+    async fn resend(&self, nack: &TransportLayerNack) {
+        let Some(stream) = lock(&self.media).get(&nack.media_ssrc).cloned() else {
+            return;
+        };
+        let rtx = lock(&self.rtx).get(&nack.media_ssrc).cloned();
+        for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
+            let Some(original) = lock(&stream.history).get(seq).cloned() else {
+                continue;
+            };
+            let attributes = Attributes::new();
+            let sent = match &rtx {
+                Some(r) => {
+                    let packet = wrap(&original, r.ssrc, r.payload_type, r.next_sequence());
+                    let sent = r.next.write(&packet, &attributes).await;
+                    if sent.is_ok() {
+                        self.counters.resent_as_rtx.fetch_add(1, Ordering::Relaxed);
+                    }
+                    sent
+                }
+                None => stream.next.write(&original, &attributes).await,
+            };
+            match sent {
+                Ok(_) => {
+                    self.counters.resent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(error = %e, seq, "resending a NACKed packet failed"),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Interceptor for Retransmitter {
+    async fn bind_rtcp_reader(
+        &self,
+        reader: Arc<dyn RTCPReader + Send + Sync>,
+    ) -> Arc<dyn RTCPReader + Send + Sync> {
+        Arc::new(NackReader {
+            parent: reader,
+            streams: Arc::clone(&self.streams),
+        })
+    }
+
+    async fn bind_rtcp_writer(
+        &self,
+        writer: Arc<dyn RTCPWriter + Send + Sync>,
+    ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn bind_local_stream(
+        &self,
+        info: &StreamInfo,
+        writer: Arc<dyn RTPWriter + Send + Sync>,
+    ) -> Arc<dyn RTPWriter + Send + Sync> {
+        if is_rtx(&info.mime_type) {
+            if let Some(media) = &info.associated_stream {
+                let rtx = RtxStream {
+                    ssrc: info.ssrc,
+                    payload_type: info.payload_type,
+                    // Not the media stream's numbers (RFC 4588 asks for a random start).
+                    sequence: Mutex::new((info.ssrc >> 16) as u16 ^ info.ssrc as u16),
+                    next: Arc::clone(&writer),
+                };
+                lock(&self.streams.rtx).insert(media.ssrc, Arc::new(rtx));
+            }
+            return writer;
+        }
+        let nack = info
+            .rtcp_feedback
+            .iter()
+            .any(|f| f.typ == "nack" && f.parameter.is_empty());
+        if !nack {
+            return writer;
+        }
+        let stream = Arc::new(SentStream {
+            history: Mutex::new(History::new(self.streams.log2_size)),
+            next: writer,
+        });
+        lock(&self.streams.media).insert(info.ssrc, Arc::clone(&stream));
+        Arc::new(Recorder(stream))
+    }
+
+    async fn unbind_local_stream(&self, info: &StreamInfo) {
+        if is_rtx(&info.mime_type) {
+            if let Some(media) = &info.associated_stream {
+                lock(&self.streams.rtx).remove(&media.ssrc);
+            }
+        } else {
+            lock(&self.streams.media).remove(&info.ssrc);
+        }
+    }
+
+    async fn bind_remote_stream(
+        &self,
+        _info: &StreamInfo,
+        reader: Arc<dyn RTPReader + Send + Sync>,
+    ) -> Arc<dyn RTPReader + Send + Sync> {
+        reader
+    }
+
+    async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
+
+    async fn close(&self) -> Result<()> {
+        lock(&self.streams.media).clear();
+        lock(&self.streams.rtx).clear();
+        Ok(())
+    }
+}
+
+/// Records each packet sent on a media stream, then sends it.
+struct Recorder(Arc<SentStream>);
+
+#[async_trait]
+impl RTPWriter for Recorder {
+    async fn write(&self, pkt: &Packet, attributes: &Attributes) -> Result<usize> {
+        lock(&self.0.history).add(pkt);
+        self.0.next.write(pkt, attributes).await
+    }
+}
+
+/// Passes RTCP through, answering NACKs on the way.
+struct NackReader {
+    parent: Arc<dyn RTCPReader + Send + Sync>,
+    streams: Arc<SentStreams>,
+}
+
+#[async_trait]
+impl RTCPReader for NackReader {
+    async fn read(&self, buf: &mut [u8], a: &Attributes) -> Result<(RtcpPackets, Attributes)> {
+        let (packets, attributes) = self.parent.read(buf, a).await?;
+        for p in &packets {
+            if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                self.streams.resend(nack).await;
+            }
+        }
+        Ok((packets, attributes))
+    }
+}
+
+/// Builds the receiving side.
+pub struct UnwrapperBuilder {
+    counters: Arc<RtxCounters>,
+}
+
+impl UnwrapperBuilder {
+    pub fn new(counters: Arc<RtxCounters>) -> Self {
+        Self { counters }
+    }
+}
+
+impl InterceptorBuilder for UnwrapperBuilder {
+    fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>> {
+        Ok(Arc::new(Unwrapper {
+            repairs: Arc::new(Repairs {
+                counters: Arc::clone(&self.counters),
+                media: Mutex::default(),
+            }),
+        }))
+    }
+}
+
+struct Unwrapper {
+    repairs: Arc<Repairs>,
+}
+
+/// Restored packets waiting for their media stream's reader, at most this many.
+const REPAIRED_QUEUE: usize = 64;
+
+/// The connection's incoming video streams, by SSRC.
+struct Repairs {
+    counters: Arc<RtxCounters>,
+    media: Mutex<HashMap<u32, MediaIn>>,
+}
+
+struct MediaIn {
+    payload_type: u8,
+    /// `(mid, rid)` once a packet named them: how a simulcast layer's RTX
+    /// stream (which names its layer by repaired RID) finds it.
+    mid_rid: Option<(String, String)>,
+    repaired: mpsc::Sender<Packet>,
+}
+
+impl Repairs {
+    /// The media stream an RTX packet repairs, by its `(mid, repaired rid)`.
+    fn find(&self, mid: Option<&str>, rrid: &str) -> Option<u32> {
+        let media = lock(&self.media);
+        let mut matches = media.iter().filter(|(_, m)| {
+            m.mid_rid
+                .as_ref()
+                .is_some_and(|(m_mid, rid)| rid == rrid && mid.is_none_or(|mid| mid == m_mid))
+        });
+        let (&ssrc, _) = matches.next()?;
+        matches.next().is_none().then_some(ssrc)
+    }
+
+    /// Restores `rtx` onto its media stream: the payload type its RTX codec
+    /// names (`apt`), else the stream's own.
+    fn deliver(&self, media_ssrc: u32, rtx: &Packet, apt: Option<u8>, transport_cc: Option<u8>) {
+        let mut media = lock(&self.media);
+        let Some(m) = media.get(&media_ssrc) else {
+            return;
+        };
+        let payload_type = apt.unwrap_or(m.payload_type);
+        let Some(mut packet) = unwrap(rtx, media_ssrc, payload_type) else {
+            return;
+        };
+        // The transport-wide number was the RTX packet's, already counted.
+        if let Some(id) = transport_cc {
+            let _ = packet.header.del_extension(id);
+        }
+        match m.repaired.try_send(packet) {
+            Ok(()) => {
+                self.counters.repaired.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                media.remove(&media_ssrc);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Interceptor for Unwrapper {
+    async fn bind_rtcp_reader(
+        &self,
+        reader: Arc<dyn RTCPReader + Send + Sync>,
+    ) -> Arc<dyn RTCPReader + Send + Sync> {
+        reader
+    }
+
+    async fn bind_rtcp_writer(
+        &self,
+        writer: Arc<dyn RTCPWriter + Send + Sync>,
+    ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn bind_local_stream(
+        &self,
+        _info: &StreamInfo,
+        writer: Arc<dyn RTPWriter + Send + Sync>,
+    ) -> Arc<dyn RTPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn unbind_local_stream(&self, _info: &StreamInfo) {}
+
+    async fn bind_remote_stream(
+        &self,
+        info: &StreamInfo,
+        reader: Arc<dyn RTPReader + Send + Sync>,
+    ) -> Arc<dyn RTPReader + Send + Sync> {
+        if is_rtx(&info.mime_type) {
+            // Declared (`a=ssrc-group:FID`): the media SSRC is known; a
+            // simulcast layer's is found from its packets' repaired RID.
+            let media = info
+                .associated_stream
+                .as_ref()
+                .map(|a| a.ssrc)
+                .filter(|&s| s != 0);
+            return Arc::new(RtxReader {
+                parent: reader,
+                repairs: Arc::clone(&self.repairs),
+                media_ssrc: Mutex::new(media),
+                apt: associated_payload_type(&info.sdp_fmtp_line),
+                mid: extension_id(info, SDES_MID_URI),
+                rrid: extension_id(info, SDES_REPAIR_RTP_STREAM_ID_URI),
+                transport_cc: extension_id(info, TRANSPORT_CC_URI),
+            });
+        }
+        if !info.mime_type.to_ascii_lowercase().starts_with("video/") {
+            return reader;
+        }
+        let (tx, rx) = mpsc::channel(REPAIRED_QUEUE);
+        lock(&self.repairs.media).insert(
+            info.ssrc,
+            MediaIn {
+                payload_type: info.payload_type,
+                mid_rid: None,
+                repaired: tx,
+            },
+        );
+        let rid = extension_id(info, SDES_RTP_STREAM_ID_URI);
+        Arc::new(MediaReader {
+            parent: reader,
+            repairs: Arc::clone(&self.repairs),
+            ssrc: info.ssrc,
+            repaired: tokio::sync::Mutex::new(rx),
+            named: AtomicBool::new(rid.is_none()),
+            mid: extension_id(info, SDES_MID_URI),
+            rid,
+        })
+    }
+
+    async fn unbind_remote_stream(&self, info: &StreamInfo) {
+        lock(&self.repairs.media).remove(&info.ssrc);
+    }
+
+    async fn close(&self) -> Result<()> {
+        lock(&self.repairs.media).clear();
+        Ok(())
+    }
+}
+
+/// Reads an RTX stream: passes its packets on (TWCC and the receiver's
+/// counters still see them) and hands each original to its media stream.
+struct RtxReader {
+    parent: Arc<dyn RTPReader + Send + Sync>,
+    repairs: Arc<Repairs>,
+    media_ssrc: Mutex<Option<u32>>,
+    apt: Option<u8>,
+    mid: Option<u8>,
+    rrid: Option<u8>,
+    transport_cc: Option<u8>,
+}
+
+#[async_trait]
+impl RTPReader for RtxReader {
+    async fn read(&self, buf: &mut [u8], a: &Attributes) -> Result<(Packet, Attributes)> {
+        let (packet, attributes) = self.parent.read(buf, a).await?;
+        let known = *lock(&self.media_ssrc);
+        let media = known.or_else(|| {
+            let rrid = extension_text(&packet, self.rrid)?;
+            let mid = extension_text(&packet, self.mid);
+            let found = self.repairs.find(mid.as_deref(), &rrid)?;
+            *lock(&self.media_ssrc) = Some(found);
+            Some(found)
+        });
+        if let Some(media) = media {
+            self.repairs
+                .deliver(media, &packet, self.apt, self.transport_cc);
+        }
+        Ok((packet, attributes))
+    }
+}
+
+/// Reads a video stream, interleaving the packets its RTX stream restored.
+struct MediaReader {
+    parent: Arc<dyn RTPReader + Send + Sync>,
+    repairs: Arc<Repairs>,
+    ssrc: u32,
+    repaired: tokio::sync::Mutex<mpsc::Receiver<Packet>>,
+    /// Whether its `(mid, rid)` is recorded (or it has none to record).
+    named: AtomicBool,
+    mid: Option<u8>,
+    rid: Option<u8>,
+}
+
+enum Next {
+    Repaired(Packet),
+    Read(Result<(Packet, Attributes)>),
+}
+
+impl MediaReader {
+    fn learn_name(&self, p: &Packet) {
+        let Some(rid) = extension_text(p, self.rid) else {
+            return;
+        };
+        let mid = extension_text(p, self.mid).unwrap_or_default();
+        if let Some(m) = lock(&self.repairs.media).get_mut(&self.ssrc) {
+            m.mid_rid = Some((mid, rid));
+        }
+        self.named.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl RTPReader for MediaReader {
+    async fn read(&self, buf: &mut [u8], a: &Attributes) -> Result<(Packet, Attributes)> {
+        let mut repaired = self.repaired.lock().await;
+        // The parent is the SRTP stream's buffer (this interceptor is
+        // innermost), whose read loses nothing when cancelled.
+        let next = tokio::select! {
+            biased;
+            Some(p) = repaired.recv() => Next::Repaired(p),
+            r = self.parent.read(buf, a) => Next::Read(r),
+        };
+        match next {
+            Next::Repaired(p) => Ok((p, Attributes::new())),
+            Next::Read(r) => {
+                if let Ok((p, _)) = &r
+                    && !self.named.load(Ordering::Relaxed)
+                {
+                    self.learn_name(p);
+                }
+                r
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! RTX (RFC 4588) packet rules and the send history NACKs are answered from.
+//! Pure: [`crate::retransmit`] applies them to a peer connection's streams.
+//!
+//! An RTX packet repairs one media stream: it travels on its own SSRC, payload
+//! type and sequence numbers, and its payload is the original sequence number
+//! (the OSN, two bytes, big-endian) followed by the original payload. The
+//! timestamp, marker bit and header extensions are the original packet's.
+
+use bytes::{BufMut, BytesMut};
+use webrtc::rtp::packet::Packet;
+
+/// Whether a stream's codec (its MIME type, e.g. `video/rtx`) is RTX.
+pub fn is_rtx(mime_type: &str) -> bool {
+    mime_type
+        .split_once('/')
+        .is_some_and(|(_, codec)| codec.eq_ignore_ascii_case("rtx"))
+}
+
+/// The payload type an RTX codec repairs: its `apt` format parameter
+/// (`apt=96` in `a=fmtp:97 apt=96`).
+pub fn associated_payload_type(fmtp: &str) -> Option<u8> {
+    fmtp.split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("apt"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// The RTX packet that resends `original` on the RTX stream (`ssrc`,
+/// `payload_type`) as its packet number `sequence_number`.
+pub fn wrap(original: &Packet, ssrc: u32, payload_type: u8, sequence_number: u16) -> Packet {
+    let mut payload = BytesMut::with_capacity(2 + original.payload.len());
+    payload.put_u16(original.header.sequence_number);
+    payload.extend_from_slice(&original.payload);
+    let mut header = original.header.clone();
+    header.ssrc = ssrc;
+    header.payload_type = payload_type;
+    header.sequence_number = sequence_number;
+    header.padding = false;
+    Packet {
+        header,
+        payload: payload.freeze(),
+    }
+}
+
+/// The media packet an RTX packet carries, restored onto the media stream
+/// (`ssrc`, `payload_type`); `None` for a packet with no original in it (a
+/// sender pads its RTX stream to probe bandwidth).
+pub fn unwrap(rtx: &Packet, ssrc: u32, payload_type: u8) -> Option<Packet> {
+    let [hi, lo, ..] = rtx.payload[..] else {
+        return None;
+    };
+    let mut header = rtx.header.clone();
+    header.ssrc = ssrc;
+    header.payload_type = payload_type;
+    header.sequence_number = u16::from_be_bytes([hi, lo]);
+    header.padding = false;
+    Some(Packet {
+        header,
+        payload: rtx.payload.slice(2..),
+    })
+}
+
+/// The last `2^log2_size` packets sent on one stream, by sequence number.
+/// Slots a jump in sequence numbers skipped over are cleared, so a lookup
+/// never returns an older packet that shared the slot.
+pub struct History {
+    slots: Vec<Option<Packet>>,
+    mask: u16,
+    last: Option<u16>,
+}
+
+impl History {
+    /// A history of `2^log2_size` packets (`log2_size` at most 15).
+    pub fn new(log2_size: u8) -> Self {
+        let size = 1usize << log2_size.min(15);
+        Self {
+            slots: vec![None; size],
+            mask: (size - 1) as u16,
+            last: None,
+        }
+    }
+
+    /// Records a packet as sent.
+    pub fn add(&mut self, packet: &Packet) {
+        let seq = packet.header.sequence_number;
+        if let Some(last) = self.last {
+            let ahead = seq.wrapping_sub(last);
+            if ahead == 0 || ahead >= 0x8000 {
+                // A duplicate or a late packet: keep it only in its own slot.
+                if self.distance(seq).is_some() {
+                    let slot = self.slot(seq);
+                    self.slots[slot] = Some(packet.clone());
+                }
+                return;
+            }
+            let skipped = usize::from(ahead - 1).min(self.slots.len());
+            for i in 1..=skipped {
+                let slot = self.slot(last.wrapping_add(i as u16));
+                self.slots[slot] = None;
+            }
+        }
+        let slot = self.slot(seq);
+        self.slots[slot] = Some(packet.clone());
+        self.last = Some(seq);
+    }
+
+    /// The packet sent as `seq`, if still held.
+    pub fn get(&self, seq: u16) -> Option<&Packet> {
+        self.distance(seq)?;
+        self.slots[self.slot(seq)]
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
+    }
+
+    /// How far behind the newest packet `seq` is, if within the history.
+    fn distance(&self, seq: u16) -> Option<u16> {
+        let behind = self.last?.wrapping_sub(seq);
+        (behind <= self.mask).then_some(behind)
+    }
+
+    fn slot(&self, seq: u16) -> usize {
+        usize::from(seq & self.mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use webrtc::rtp::header::{Extension, Header};
+
+    fn packet(seq: u16, payload: &'static [u8]) -> Packet {
+        Packet {
+            header: Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: 90_000,
+                ssrc: 1111,
+                extension: true,
+                extension_profile: 0xBEDE,
+                extensions: vec![Extension {
+                    id: 4,
+                    payload: Bytes::from_static(&[7]),
+                }],
+                ..Default::default()
+            },
+            payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn rtx_codecs_and_their_associated_payload_type() {
+        assert!(is_rtx("video/rtx"));
+        assert!(is_rtx("video/RTX"));
+        assert!(!is_rtx("video/VP8"));
+        assert!(!is_rtx("rtx"));
+        assert_eq!(associated_payload_type("apt=96"), Some(96));
+        assert_eq!(associated_payload_type("rtx-time=3000; apt=102"), Some(102));
+        assert_eq!(associated_payload_type("profile-id=0"), None);
+        assert_eq!(associated_payload_type("apt=x"), None);
+    }
+
+    #[test]
+    fn wrap_prefixes_the_original_sequence_number_and_unwrap_restores_the_packet() {
+        let original = packet(65_530, b"vp8 frame");
+        let rtx = wrap(&original, 2222, 97, 17);
+        assert_eq!(rtx.header.ssrc, 2222);
+        assert_eq!(rtx.header.payload_type, 97);
+        assert_eq!(rtx.header.sequence_number, 17);
+        assert_eq!(rtx.header.timestamp, original.header.timestamp);
+        assert!(rtx.header.marker);
+        assert_eq!(&rtx.payload[..2], &65_530u16.to_be_bytes());
+        assert_eq!(&rtx.payload[2..], b"vp8 frame");
+
+        let restored = unwrap(&rtx, 1111, 96).unwrap();
+        assert_eq!(restored, original);
+    }
+
+    #[test]
+    fn padding_only_rtx_carries_no_packet() {
+        let mut probe = packet(5, b"");
+        probe.header.padding = true;
+        assert_eq!(unwrap(&probe, 1111, 96), None);
+        assert_eq!(unwrap(&packet(6, b"\x01"), 1111, 96), None);
+        // An original with an empty payload is two bytes of OSN.
+        let empty = unwrap(&packet(7, b"\x00\x09"), 1111, 96).unwrap();
+        assert_eq!(empty.header.sequence_number, 9);
+        assert!(empty.payload.is_empty());
+    }
+
+    #[test]
+    fn history_holds_the_last_packets_across_the_wrap() {
+        let mut h = History::new(3); // 8 packets
+        for seq in 65_530..=65_535u16 {
+            h.add(&packet(seq, b"a"));
+        }
+        for seq in 0..4u16 {
+            h.add(&packet(seq, b"b"));
+        }
+        // Newest is 3; the 8 held are 65_532 ..= 3.
+        assert!(h.get(65_531).is_none());
+        for seq in (65_532..=65_535u16).chain(0..=3) {
+            assert_eq!(h.get(seq).unwrap().header.sequence_number, seq);
+        }
+        assert!(h.get(4).is_none(), "not sent yet");
+    }
+
+    #[test]
+    fn a_gap_clears_the_slots_it_skips_and_late_packets_fill_their_own() {
+        let mut h = History::new(3);
+        for seq in 0..8u16 {
+            h.add(&packet(seq, b"old"));
+        }
+        h.add(&packet(10, b"new")); // 8 and 9 never sent
+        assert!(h.get(8).is_none());
+        assert!(h.get(9).is_none());
+        assert!(h.get(0).is_none() && h.get(1).is_none() && h.get(2).is_none());
+        assert_eq!(&h.get(10).unwrap().payload, &Bytes::from_static(b"new"));
+        assert!(h.get(3).is_some());
+        // A late packet lands in its slot without moving the newest.
+        h.add(&packet(9, b"late"));
+        assert_eq!(&h.get(9).unwrap().payload, &Bytes::from_static(b"late"));
+        h.add(&packet(11, b"next"));
+        assert!(h.get(9).is_some(), "the late packet survives the next one");
+        // A jump past the whole history empties it.
+        h.add(&packet(1_000, b"far"));
+        assert!((3..=11).all(|s| h.get(s).is_none()));
+        assert!(h.get(1_000).is_some());
+    }
+}
