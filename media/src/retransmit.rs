@@ -8,7 +8,8 @@
 //!   Register it after the TWCC sender, so a resent packet gets a fresh
 //!   transport-wide sequence number like any other.
 //! - [`UnwrapperBuilder`] (receiving): restores the peer's RTX packets into the
-//!   media streams they repair, so the NACK generator stops asking, receiver
+//!   media streams they repair, when their original is missing (browsers also
+//!   probe bandwidth by resending packets as RTX), so the NACK generator stops asking, receiver
 //!   reports count them and the track's reader gets them (webrtc-rs 0.17
 //!   reads RTX streams only to drop them). Register it first, innermost.
 //!
@@ -30,7 +31,7 @@ use webrtc::sdp::extmap::{
     SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
 };
 
-use crate::rtx::{History, associated_payload_type, is_rtx, unwrap, wrap};
+use crate::rtx::{Arrivals, History, associated_payload_type, is_rtx, unwrap, wrap};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 type RtcpPackets = Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>;
@@ -301,6 +302,8 @@ struct Repairs {
 
 struct MediaIn {
     payload_type: u8,
+    /// What arrived on the stream itself or restored.
+    arrivals: Arc<Mutex<Arrivals>>,
     /// `(mid, rid)` once a packet named them: how a simulcast layer's RTX
     /// stream (which names its layer by repaired RID) finds it.
     mid_rid: Option<(String, String)>,
@@ -331,6 +334,10 @@ impl Repairs {
         let Some(mut packet) = unwrap(rtx, media_ssrc, payload_type) else {
             return;
         };
+        // A probe resending what arrived fine: not forwarded twice.
+        if !lock(&m.arrivals).insert(packet.header.sequence_number) {
+            return;
+        }
         // The transport-wide number was the RTX packet's, already counted.
         if let Some(id) = transport_cc {
             let _ = packet.header.del_extension(id);
@@ -400,10 +407,12 @@ impl Interceptor for Unwrapper {
             return reader;
         }
         let (tx, rx) = mpsc::channel(REPAIRED_QUEUE);
+        let arrivals = Arc::<Mutex<Arrivals>>::default();
         lock(&self.repairs.media).insert(
             info.ssrc,
             MediaIn {
                 payload_type: info.payload_type,
+                arrivals: Arc::clone(&arrivals),
                 mid_rid: None,
                 repaired: tx,
             },
@@ -414,6 +423,7 @@ impl Interceptor for Unwrapper {
             repairs: Arc::clone(&self.repairs),
             ssrc: info.ssrc,
             repaired: tokio::sync::Mutex::new(rx),
+            arrivals,
             named: AtomicBool::new(rid.is_none()),
             mid: extension_id(info, SDES_MID_URI),
             rid,
@@ -468,6 +478,7 @@ struct MediaReader {
     repairs: Arc<Repairs>,
     ssrc: u32,
     repaired: tokio::sync::Mutex<mpsc::Receiver<Packet>>,
+    arrivals: Arc<Mutex<Arrivals>>,
     /// Whether its `(mid, rid)` is recorded (or it has none to record).
     named: AtomicBool,
     mid: Option<u8>,
@@ -506,10 +517,11 @@ impl RTPReader for MediaReader {
         match next {
             Next::Repaired(p) => Ok((p, Attributes::new())),
             Next::Read(r) => {
-                if let Ok((p, _)) = &r
-                    && !self.named.load(Ordering::Relaxed)
-                {
-                    self.learn_name(p);
+                if let Ok((p, _)) = &r {
+                    lock(&self.arrivals).insert(p.header.sequence_number);
+                    if !self.named.load(Ordering::Relaxed) {
+                        self.learn_name(p);
+                    }
                 }
                 r
             }

@@ -123,6 +123,70 @@ impl History {
     }
 }
 
+/// Which of the last [`Self::SPAN`] sequence numbers of a stream arrived, so
+/// an RTX packet is restored only when its original is missing. Browsers
+/// also send RTX to probe bandwidth, resending packets that arrived fine.
+pub struct Arrivals {
+    bits: Vec<u64>,
+    newest: Option<u16>,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Self {
+            bits: vec![0; usize::from(Self::SPAN) / 64],
+            newest: None,
+        }
+    }
+}
+
+impl Arrivals {
+    /// How far back arrivals are remembered.
+    pub const SPAN: u16 = 1024;
+
+    /// Records `seq` as arrived: true if it had not (a number older than the
+    /// window counts as arrived).
+    pub fn insert(&mut self, seq: u16) -> bool {
+        let Some(newest) = self.newest else {
+            self.newest = Some(seq);
+            self.set(seq, true);
+            return true;
+        };
+        let ahead = seq.wrapping_sub(newest);
+        if ahead != 0 && ahead < 0x8000 {
+            // Newer: forget what the window slides past.
+            if ahead >= Self::SPAN {
+                self.bits.fill(0);
+            }
+            for i in 1..ahead.min(Self::SPAN) {
+                self.set(newest.wrapping_add(i), false);
+            }
+            self.newest = Some(seq);
+            self.set(seq, true);
+            return true;
+        }
+        if newest.wrapping_sub(seq) >= Self::SPAN || self.get(seq) {
+            return false;
+        }
+        self.set(seq, true);
+        true
+    }
+
+    fn get(&self, seq: u16) -> bool {
+        let i = usize::from(seq % Self::SPAN);
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u16, arrived: bool) {
+        let i = usize::from(seq % Self::SPAN);
+        if arrived {
+            self.bits[i / 64] |= 1 << (i % 64);
+        } else {
+            self.bits[i / 64] &= !(1 << (i % 64));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +292,27 @@ mod tests {
         h.add(&packet(1_000, b"far"));
         assert!((3..=11).all(|s| h.get(s).is_none()));
         assert!(h.get(1_000).is_some());
+    }
+
+    #[test]
+    fn arrivals_admit_only_what_is_missing() {
+        let mut a = Arrivals::default();
+        assert!(a.insert(65_534));
+        assert!(a.insert(65_535));
+        assert!(a.insert(2)); // 0 and 1 missing, across the wrap
+        assert!(!a.insert(65_535), "a duplicate");
+        assert!(a.insert(0), "missing, restored");
+        assert!(!a.insert(0), "restored twice");
+        assert!(a.insert(1));
+        // A jump forgets the slots it passes, so their numbers one window
+        // later are new again.
+        assert!(a.insert(2 + Arrivals::SPAN));
+        assert!(a.insert(3 + Arrivals::SPAN));
+        assert!(!a.insert(2), "older than the window");
+        assert!(a.insert(1 + Arrivals::SPAN), "missing within the window");
+        // A jump past the whole window keeps nothing of before.
+        assert!(a.insert(3 + 3 * Arrivals::SPAN));
+        assert!(a.insert(3 + 2 * Arrivals::SPAN + 1));
+        assert!(a.insert(2 + 3 * Arrivals::SPAN));
     }
 }

@@ -71,8 +71,9 @@ fn client_api() -> API {
 
 /// A client that negotiates RTX (VP8 96, RTX 97, as browsers offer), answers
 /// NACKs on its RTX stream and restores the RTX it receives: the crate's own
-/// interceptors, as the relay registers them. Its first transmission of each
-/// video packet numbered in `lost` is dropped before it leaves.
+/// interceptors, as the relay registers them. The first transmission of each
+/// video packet numbered in `lost` is dropped: before it leaves, or on
+/// arrival, before the client reads it.
 fn rtx_client_api(lost: &Arc<Mutex<HashSet<u16>>>, counters: &Arc<RtxCounters>) -> API {
     let mut media = client_media();
     media
@@ -151,8 +152,9 @@ fn client_settings() -> SettingEngine {
     settings
 }
 
-/// Drops a client's first transmission of the VP8 packets numbered in its
-/// set (each number is taken out as its packet is dropped): a lossy uplink.
+/// Drops the first transmission of the VP8 packets numbered in its set, sent
+/// or received (each number is taken out as its packet is dropped): a lossy
+/// link.
 struct Lossy(Arc<Mutex<HashSet<u16>>>);
 
 impl InterceptorBuilder for Lossy {
@@ -195,16 +197,43 @@ impl Interceptor for Lossy {
 
     async fn bind_remote_stream(
         &self,
-        _info: &StreamInfo,
+        info: &StreamInfo,
         reader: Arc<dyn RTPReader + Send + Sync>,
     ) -> Arc<dyn RTPReader + Send + Sync> {
-        reader
+        if !info.mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+            return reader;
+        }
+        Arc::new(LossyReader {
+            lost: Arc::clone(&self.0),
+            next: reader,
+        })
     }
 
     async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
 
     async fn close(&self) -> Result<(), InterceptorError> {
         Ok(())
+    }
+}
+
+struct LossyReader {
+    lost: Arc<Mutex<HashSet<u16>>>,
+    next: Arc<dyn RTPReader + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl RTPReader for LossyReader {
+    async fn read(
+        &self,
+        buf: &mut [u8],
+        a: &Attributes,
+    ) -> Result<(Packet, Attributes), InterceptorError> {
+        loop {
+            let (p, attributes) = self.next.read(buf, a).await?;
+            if !self.lost.lock().unwrap().remove(&p.header.sequence_number) {
+                return Ok((p, attributes));
+            }
+        }
     }
 }
 
@@ -962,7 +991,8 @@ async fn rtx_repairs_a_publishers_loss_and_answers_a_subscribers_nack() {
     let lost = Arc::new(Mutex::new(HashSet::new()));
     let (pub_rtx, sub_rtx) = (Arc::<RtxCounters>::default(), Arc::<RtxCounters>::default());
     let pub_api = rtx_client_api(&lost, &pub_rtx);
-    let sub_api = rtx_client_api(&Arc::default(), &sub_rtx);
+    let sub_lost = Arc::new(Mutex::new(HashSet::new()));
+    let sub_api = rtx_client_api(&sub_lost, &sub_rtx);
     let publ = publisher(&pub_api, &relay, &clients, "pub").await;
     wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
     let mut sub = subscriber(&sub_api, &relay, &clients, "sub").await;
@@ -1002,14 +1032,29 @@ async fn rtx_repairs_a_publishers_loss_and_answers_a_subscribers_nack() {
     let p = relay.stats().rooms[0].participants["pub"];
     assert!(p.rtx_packets_in >= 2, "{p:?}");
 
-    // The subscriber's NACK is answered on the RTX stream it negotiated.
-    let seq = *sub.rx.lock().unwrap().video.last().unwrap();
-    nack(&sub.pc, seq).await;
-    wait_for("the NACKed packet again, restored from RTX", || {
-        let r = sub.rx.lock().unwrap();
-        r.video.iter().filter(|&&s| s == seq).count() >= 2
-    })
+    // The subscriber's downlink loses a video packet: its NACK is answered
+    // on the RTX stream it negotiated.
+    let seq = sub
+        .rx
+        .lock()
+        .unwrap()
+        .video
+        .last()
+        .unwrap()
+        .wrapping_add(25);
+    sub_lost.lock().unwrap().insert(seq);
+    wait_until(
+        || sub.rx.lock().unwrap().video.contains(&seq),
+        || {
+            format!(
+                "packet {seq} never restored: lost {:?}, subscriber {sub_rtx:?}, relay {:?}",
+                sub_lost.lock().unwrap(),
+                relay.stats()
+            )
+        },
+    )
     .await;
+    assert!(sub_lost.lock().unwrap().is_empty(), "it was never dropped");
     assert!(sub_rtx.repaired.load(Ordering::SeqCst) >= 1, "{sub_rtx:?}");
     let s = relay.stats().rooms[0].participants["sub"];
     assert!(s.rtx_packets_out >= 1 && s.resent_packets >= 1, "{s:?}");

@@ -105,6 +105,9 @@ test('a sixth participant puts the call on the relay: one connection per page, v
     throw err;
   }
   for (const page of pages) {
+    const sdp = await page.evaluate(() => window.chats3Debug.call().relay.pc.remoteDescription.sdp);
+    assert.match(sdp, /a=rtpmap:\d+ rtx\/90000/, `${page.userName}: the relay negotiated RTX`);
+    assert.match(sdp, /a=ssrc-group:FID \d+ \d+/, `${page.userName}: the relay sends an RTX stream beside each video`);
     assert.equal(await page.locator('#video-grid .tile').count(), 6, `${page.userName} shows six tiles`);
     for (const other of names) await page.locator('#video-grid .tile .name', { hasText: other }).first().waitFor();
   }
