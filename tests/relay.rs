@@ -201,6 +201,7 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         let text = m.body.as_str().unwrap_or_default();
         assert!(text.contains("chats3_relay_packets_in"), "{text}");
         assert!(text.contains("chats3_relay_layer_switches"), "{text}");
+        assert!(text.contains("chats3_relay_rtx_packets_out"), "{text}");
         if text.contains("chats3_relay_participants 0\n") {
             break;
         }

@@ -30,6 +30,9 @@
 //!   the room's [`Speakers`]; a new dominant speaker is emitted as
 //!   [`RelayEvent::Speaker`], and under last-N each video track's
 //!   [`VideoGate`] pauses or resumes it (resuming at a keyframe it requests).
+//! - Loss: the relay NACKs publishers' gaps and restores the RTX packets
+//!   they answer with; it answers subscribers' NACKs from a send history, as
+//!   RTX when the subscriber negotiated it ([`crate::retransmit`]).
 //! - SRTP: AES-GCM profiles are preferred over AES-CM + HMAC-SHA1.
 //! - After each answer the relay tells the client [`Signal::Ready`] once its
 //!   receivers have started; clients hold new tracks back until then.
