@@ -147,7 +147,13 @@ impl Metrics {
             "Relay peer connections still allocated (closed ones until freed)",
             relay.live_peer_connections() as f64,
         );
-        let t = relay.stats().totals;
+        let stats = relay.stats();
+        gauge(
+            "relay_fanout_drops",
+            "Forwarded packets the relay dropped (per fan-out lane) because its writers fell behind",
+            stats.fanout_drops as f64,
+        );
+        let t = stats.totals;
         for (name, help, v) in [
             (
                 "relay_packets_in",

@@ -6,7 +6,8 @@
 //! - [`relay`]: the relay itself, on the async webrtc-rs stack: one server-side
 //!   peer connection per participant, every published track forwarded to the
 //!   other participants of the room, keyframe requests relayed and throttled,
-//!   per-room and per-participant counters.
+//!   per-room and per-participant counters; `fanout` spreads the writes of
+//!   each forwarded packet over one writer task per core.
 //! - [`speaker`]: active speaker and last-N from audio levels. Pure.
 //! - [`gate`]: pausing/resuming a forwarded video track at keyframes with
 //!   contiguous sequence numbers. Pure.
@@ -27,6 +28,7 @@
 
 pub mod bwe;
 mod downlink;
+mod fanout;
 pub mod gate;
 pub mod relay;
 pub mod retransmit;

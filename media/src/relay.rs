@@ -76,12 +76,13 @@ use webrtc::rtp_transceiver::rtp_codec::{
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::sdp;
+use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::marshal::MarshalSize;
 
 use crate::downlink::DownlinkBuilder;
+use crate::fanout::{Batch, Fanout, Write};
 use crate::gate::VideoGate;
 use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder};
 use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
@@ -129,6 +130,9 @@ pub struct RelayConfig {
     pub pli_min_interval: Duration,
     /// Active-speaker switching and last-N.
     pub speakers: SpeakerPolicy,
+    /// Writer tasks that share the fan-out of every forwarded packet
+    /// ([`crate::fanout`]); default: one per core.
+    pub fanout_lanes: usize,
 }
 
 impl Default for RelayConfig {
@@ -139,6 +143,7 @@ impl Default for RelayConfig {
             include_loopback: false,
             pli_min_interval: Duration::from_millis(500),
             speakers: SpeakerPolicy::default(),
+            fanout_lanes: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -161,6 +166,7 @@ struct Inner {
     local_udp: Option<SocketAddr>,
     /// Time origin for the speaker detector.
     epoch: Instant,
+    fanout: Arc<Fanout>,
 }
 
 struct Room {
@@ -181,6 +187,8 @@ impl Room {
 
 struct Participant {
     id: String,
+    /// Its fan-out lane: every packet forwarded to it is written there.
+    lane: usize,
     pc: Arc<RTCPeerConnection>,
     neg: tokio::sync::Mutex<Negotiation>,
     counters: Arc<Counters>,
@@ -203,9 +211,10 @@ struct Published {
     track_id: String,
     kind: RTPCodecType,
     ssrc: u32,
-    /// Shared by all subscribers of a single-layer track; for a simulcast
-    /// track, the template of each subscriber's own.
-    local: Arc<TrackLocalStaticRTP>,
+    /// One per fan-out lane, shared by the subscribers of a single-layer
+    /// track on that lane; for a simulcast track, the first is the template
+    /// of each subscriber's own.
+    locals: Vec<Arc<TrackLocalStaticRTP>>,
     /// Simulcast layers (empty: a single-layer track).
     layers: Mutex<Vec<LayerState>>,
     /// When subscribers' layers were last re-chosen.
@@ -252,6 +261,8 @@ impl Drop for VideoShare {
 struct OwnTrack {
     /// The subscriber's participant id (for logs).
     subscriber: String,
+    /// The subscriber's fan-out lane.
+    lane: usize,
     local: Arc<TrackLocalStaticRTP>,
     switcher: Mutex<LayerSwitcher>,
     /// The height the subscriber renders this video at (its report).
@@ -330,12 +341,13 @@ impl Relay {
         let (out, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             settings,
-            config,
             rooms: Mutex::new(HashMap::new()),
             out,
             pcs: Mutex::new(Vec::new()),
             local_udp,
             epoch: Instant::now(),
+            fanout: Arc::new(Fanout::new(config.fanout_lanes)),
+            config,
         });
         Ok((Self { inner }, rx))
     }
@@ -380,6 +392,7 @@ impl Relay {
         }));
         let p = Arc::new(Participant {
             id: participant.to_owned(),
+            lane: inner.fanout.assign(),
             pc: Arc::clone(&pc),
             neg: tokio::sync::Mutex::new(Negotiation::default()),
             counters,
@@ -558,6 +571,7 @@ impl Relay {
             out.rooms.push(room);
         }
         out.rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        out.fanout_drops = self.inner.fanout.dropped();
         out
     }
 
@@ -869,10 +883,11 @@ impl Inner {
         let own = t.is_simulcast().then(|| {
             Arc::new(OwnTrack {
                 subscriber: p.id.clone(),
+                lane: p.lane,
                 local: Arc::new(TrackLocalStaticRTP::new(
-                    t.local.codec(),
-                    t.local.id().to_owned(),
-                    t.local.stream_id().to_owned(),
+                    t.template().codec(),
+                    t.template().id().to_owned(),
+                    t.template().stream_id().to_owned(),
                 )),
                 switcher: Mutex::new(LayerSwitcher::default()),
                 rendered_height: Mutex::new(None),
@@ -881,7 +896,7 @@ impl Inner {
         });
         let track: Arc<dyn TrackLocal + Send + Sync> = match &own {
             Some(o) => Arc::clone(&o.local) as _,
-            None => Arc::clone(&t.local) as _,
+            None => Arc::clone(&t.locals[p.lane % t.locals.len()]) as _,
         };
         let sender = p.pc.add_track(track).await?;
         lock(&t.subscribers).insert(
@@ -952,17 +967,21 @@ impl Inner {
             window_start: Instant::now(),
             last_packet: Instant::now(),
         });
-        let local = Arc::new(TrackLocalStaticRTP::new(
-            codec,
-            format!("{publisher}:{}", remote.id()),
-            publisher.to_owned(),
-        ));
+        let locals = (0..self.fanout.lanes())
+            .map(|_| {
+                Arc::new(TrackLocalStaticRTP::new(
+                    codec.clone(),
+                    format!("{publisher}:{}", remote.id()),
+                    publisher.to_owned(),
+                ))
+            })
+            .collect();
         let t = Arc::new(Published {
             publisher: publisher.to_owned(),
             track_id: remote.id(),
             kind: remote.kind(),
             ssrc: remote.ssrc(),
-            local,
+            locals,
             layers: Mutex::new(layer.into_iter().collect()),
             retargeted_at: Mutex::new(Instant::now()),
             publisher_pc: Arc::downgrade(&p.pc),
@@ -1018,6 +1037,7 @@ impl Inner {
             }
         }
         // Forward until the publisher's track ends (its PC closed or failed).
+        let fanout = Arc::clone(&self.fanout);
         let inner = Arc::downgrade(&self);
         drop(self);
         if !rid.is_empty() {
@@ -1048,18 +1068,30 @@ impl Inner {
                 {
                     inner.observe_audio(&room, &t, &packet).await;
                 }
-                if t.local.write_rtp(&packet).await.is_err() {
-                    continue; // a subscriber's transport closing; the rest still get it
-                }
+                // Each lane's track reaches that lane's subscribers.
+                let mut counters: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); t.locals.len()];
                 for s in lock(&t.subscribers).values() {
-                    s.participant
-                        .counters
-                        .packets_out
-                        .fetch_add(1, Ordering::Relaxed);
-                    s.participant
-                        .counters
-                        .bytes_out
-                        .fetch_add(size, Ordering::Relaxed);
+                    counters[s.participant.lane % t.locals.len()]
+                        .push(Arc::clone(&s.participant.counters));
+                }
+                for (lane, counters) in counters.into_iter().enumerate() {
+                    if counters.is_empty() {
+                        continue;
+                    }
+                    let write = Write {
+                        track: Arc::clone(&t.locals[lane]),
+                        seq: packet.header.sequence_number,
+                        timestamp: packet.header.timestamp,
+                        counters,
+                    };
+                    fanout.send(
+                        lane,
+                        Batch {
+                            packet: packet.clone(),
+                            size,
+                            writes: vec![write],
+                        },
+                    );
                 }
             }
             if let Some(inner) = inner.upgrade() {
@@ -1119,6 +1151,11 @@ impl Inner {
 }
 
 impl Published {
+    /// The codec, track id and stream id every copy of this track carries.
+    fn template(&self) -> &TrackLocalStaticRTP {
+        &self.locals[0]
+    }
+
     fn is_simulcast(&self) -> bool {
         !lock(&self.layers).is_empty()
     }
@@ -1233,10 +1270,10 @@ async fn forward_layer(
 ) {
     // One clock for all layers: a switch measures the time since the last
     // packet of another layer.
-    let Some(epoch) = inner.upgrade().map(|i| i.epoch) else {
+    let Some((epoch, fanout)) = inner.upgrade().map(|i| (i.epoch, Arc::clone(&i.fanout))) else {
         return;
     };
-    let clock_rate = t.local.codec().clock_rate;
+    let clock_rate = t.template().codec().clock_rate;
     let vp8 = t.vp8;
     // The RID names the layer on the publisher's connection only: subscribers
     // get one plain stream per track (their own MID is written on the way out).
@@ -1273,6 +1310,7 @@ async fn forward_layer(
         let mut want_keyframe = false;
         // Read the layers once per packet, and only when some choice is due.
         let mut layers = None;
+        let mut writes: Vec<Vec<Write>> = (0..fanout.lanes()).map(|_| Vec::new()).collect();
         for own in owns {
             if due || lock(&own.switcher).target().is_none() {
                 let layers = layers.get_or_insert_with(|| t.layer_infos());
@@ -1297,14 +1335,26 @@ async fn forward_layer(
                 want_keyframe |= sw.awaits_keyframe_of(&rid);
                 out
             };
-            let Some((seq, ts)) = out else { continue };
-            let mut p = packet.clone();
-            p.header.sequence_number = seq;
-            p.header.timestamp = ts;
-            if own.local.write_rtp(&p).await.is_ok() {
-                own.counters.packets_out.fetch_add(1, Ordering::Relaxed);
-                own.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
-            }
+            let Some((seq, timestamp)) = out else {
+                continue;
+            };
+            let lanes = writes.len();
+            writes[own.lane % lanes].push(Write {
+                track: Arc::clone(&own.local),
+                seq,
+                timestamp,
+                counters: vec![Arc::clone(&own.counters)],
+            });
+        }
+        for (lane, writes) in writes.into_iter().enumerate() {
+            fanout.send(
+                lane,
+                Batch {
+                    packet: packet.clone(),
+                    size,
+                    writes,
+                },
+            );
         }
         if want_keyframe && let Some(inner) = inner.upgrade() {
             inner.request_keyframe(&t).await;

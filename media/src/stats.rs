@@ -96,4 +96,7 @@ pub struct RoomStats {
 pub struct RelayStats {
     pub rooms: Vec<RoomStats>,
     pub totals: ParticipantStats,
+    /// Packets (one per fan-out lane each) dropped since the relay started
+    /// because a lane's writer was that far behind.
+    pub fanout_drops: u64,
 }
