@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -83,6 +84,7 @@ impl InterceptorBuilder for RetransmitterBuilder {
         Ok(Arc::new(Retransmitter {
             streams: Arc::new(SentStreams {
                 log2_size: self.log2_size,
+                epoch: Instant::now(),
                 counters: Arc::clone(&self.counters),
                 media: Mutex::default(),
                 rtx: Mutex::default(),
@@ -98,6 +100,8 @@ struct Retransmitter {
 /// The connection's outgoing media streams and their RTX streams, by media SSRC.
 struct SentStreams {
     log2_size: u8,
+    /// The clock of the histories' resend times.
+    epoch: Instant,
     counters: Arc<RtxCounters>,
     media: Mutex<HashMap<u32, Arc<SentStream>>>,
     rtx: Mutex<HashMap<u32, Arc<RtxStream>>>,
@@ -130,8 +134,9 @@ impl SentStreams {
             return;
         };
         let rtx = lock(&self.rtx).get(&nack.media_ssrc).cloned();
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-            let Some(original) = lock(&stream.history).get(seq).cloned() else {
+            let Some(original) = lock(&stream.history).resend(seq, now_ms) else {
                 continue;
             };
             let attributes = Attributes::new();

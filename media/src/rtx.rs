@@ -60,13 +60,26 @@ pub fn unwrap(rtx: &Packet, ssrc: u32, payload_type: u8) -> Option<Packet> {
     })
 }
 
+/// A packet is resent at most once per this many milliseconds. webrtc-rs
+/// hands a compound RTCP packet to the reader of every SSRC it reports on,
+/// so one NACK can arrive several times at once; a receiver asks again only
+/// after a round trip.
+pub const RESEND_GAP_MS: u64 = 10;
+
 /// The last `2^log2_size` packets sent on one stream, by sequence number.
 /// Slots a jump in sequence numbers skipped over are cleared, so a lookup
 /// never returns an older packet that shared the slot.
 pub struct History {
-    slots: Vec<Option<Packet>>,
+    slots: Vec<Option<Slot>>,
     mask: u16,
     last: Option<u16>,
+}
+
+#[derive(Clone)]
+struct Slot {
+    packet: Packet,
+    /// When it was last resent (ms, the caller's clock).
+    resent_ms: Option<u64>,
 }
 
 impl History {
@@ -89,7 +102,7 @@ impl History {
                 // A duplicate or a late packet: keep it only in its own slot.
                 if self.distance(seq).is_some() {
                     let slot = self.slot(seq);
-                    self.slots[slot] = Some(packet.clone());
+                    self.slots[slot] = Some(Slot::new(packet));
                 }
                 return;
             }
@@ -100,16 +113,25 @@ impl History {
             }
         }
         let slot = self.slot(seq);
-        self.slots[slot] = Some(packet.clone());
+        self.slots[slot] = Some(Slot::new(packet));
         self.last = Some(seq);
     }
 
-    /// The packet sent as `seq`, if still held.
-    pub fn get(&self, seq: u16) -> Option<&Packet> {
+    /// The packet sent as `seq`, to resend at `now_ms`: `None` if no longer
+    /// held, or if it was resent less than [`RESEND_GAP_MS`] ago.
+    pub fn resend(&mut self, seq: u16, now_ms: u64) -> Option<Packet> {
         self.distance(seq)?;
-        self.slots[self.slot(seq)]
-            .as_ref()
-            .filter(|p| p.header.sequence_number == seq)
+        let slot = self.slot(seq);
+        let s = self.slots[slot]
+            .as_mut()
+            .filter(|s| s.packet.header.sequence_number == seq)?;
+        if s.resent_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < RESEND_GAP_MS)
+        {
+            return None;
+        }
+        s.resent_ms = Some(now_ms);
+        Some(s.packet.clone())
     }
 
     /// How far behind the newest packet `seq` is, if within the history.
@@ -120,6 +142,15 @@ impl History {
 
     fn slot(&self, seq: u16) -> usize {
         usize::from(seq & self.mask)
+    }
+}
+
+impl Slot {
+    fn new(packet: &Packet) -> Self {
+        Self {
+            packet: packet.clone(),
+            resent_ms: None,
+        }
     }
 }
 
@@ -264,11 +295,11 @@ mod tests {
             h.add(&packet(seq, b"b"));
         }
         // Newest is 3; the 8 held are 65_532 ..= 3.
-        assert!(h.get(65_531).is_none());
+        assert!(h.resend(65_531, 0).is_none());
         for seq in (65_532..=65_535u16).chain(0..=3) {
-            assert_eq!(h.get(seq).unwrap().header.sequence_number, seq);
+            assert_eq!(h.resend(seq, 0).unwrap().header.sequence_number, seq);
         }
-        assert!(h.get(4).is_none(), "not sent yet");
+        assert!(h.resend(4, 0).is_none(), "not sent yet");
     }
 
     #[test]
@@ -278,20 +309,36 @@ mod tests {
             h.add(&packet(seq, b"old"));
         }
         h.add(&packet(10, b"new")); // 8 and 9 never sent
-        assert!(h.get(8).is_none());
-        assert!(h.get(9).is_none());
-        assert!(h.get(0).is_none() && h.get(1).is_none() && h.get(2).is_none());
-        assert_eq!(&h.get(10).unwrap().payload, &Bytes::from_static(b"new"));
-        assert!(h.get(3).is_some());
+        assert!(h.resend(8, 0).is_none());
+        assert!(h.resend(9, 0).is_none());
+        assert!((0..3).all(|s| h.resend(s, 0).is_none()));
+        assert_eq!(h.resend(10, 0).unwrap().payload, Bytes::from_static(b"new"));
+        assert!(h.resend(3, 0).is_some());
         // A late packet lands in its slot without moving the newest.
         h.add(&packet(9, b"late"));
-        assert_eq!(&h.get(9).unwrap().payload, &Bytes::from_static(b"late"));
+        assert_eq!(h.resend(9, 0).unwrap().payload, Bytes::from_static(b"late"));
         h.add(&packet(11, b"next"));
-        assert!(h.get(9).is_some(), "the late packet survives the next one");
+        assert!(
+            h.resend(9, 100).is_some(),
+            "the late packet survives the next one"
+        );
         // A jump past the whole history empties it.
         h.add(&packet(1_000, b"far"));
-        assert!((3..=11).all(|s| h.get(s).is_none()));
-        assert!(h.get(1_000).is_some());
+        assert!((3..=11).all(|s| h.resend(s, 200).is_none()));
+        assert!(h.resend(1_000, 200).is_some());
+    }
+
+    #[test]
+    fn a_packet_is_resent_once_per_gap() {
+        let mut h = History::new(3);
+        h.add(&packet(1, b"a"));
+        assert!(h.resend(1, 1_000).is_some());
+        assert!(h.resend(1, 1_000).is_none(), "the same NACK seen twice");
+        assert!(h.resend(1, 1_000 + RESEND_GAP_MS - 1).is_none());
+        assert!(
+            h.resend(1, 1_000 + RESEND_GAP_MS).is_some(),
+            "asked again later"
+        );
     }
 
     #[test]
