@@ -69,10 +69,7 @@ use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
-use webrtc::rtp_transceiver::RTCPFeedback;
-use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
-};
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::sdp;
@@ -84,7 +81,7 @@ use webrtc::util::marshal::MarshalSize;
 use crate::downlink::DownlinkBuilder;
 use crate::fanout::{Batch, Fanout, Write};
 use crate::gate::VideoGate;
-use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder};
+use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder, register_rtx};
 use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
 use crate::simulcast::{Layer, LayerSwitcher, choose_layer};
 use crate::speaker::{AUDIO_LEVEL_URI, SpeakerPolicy, Speakers};
@@ -614,21 +611,7 @@ impl Relay {
 fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
-    // RTX for VP8, at the payload types browsers use (VP8 96, its RTX 97).
-    media.register_codec(
-        RTCRtpCodecParameters {
-            capability: RTCRtpCodecCapability {
-                mime_type: "video/rtx".to_owned(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: "apt=96".to_owned(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: 97,
-            ..Default::default()
-        },
-        RTPCodecType::Video,
-    )?;
+    register_rtx(&mut media)?;
     media.register_header_extension(
         RTCRtpHeaderExtensionCapability {
             uri: AUDIO_LEVEL_URI.to_owned(),
@@ -703,15 +686,6 @@ impl Inner {
         registry.add(Box::new(DownlinkBuilder {
             counters: Arc::clone(counters),
         }));
-        for parameter in ["", "pli"] {
-            media.register_feedback(
-                RTCPFeedback {
-                    typ: "nack".into(),
-                    parameter: parameter.into(),
-                },
-                RTPCodecType::Video,
-            );
-        }
         registry.add(Box::new(Generator::builder()));
         let registry = configure_rtcp_reports(registry);
         let mut registry = configure_twcc(registry, &mut media)?;

@@ -22,12 +22,17 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use webrtc::api::media_engine::MediaEngine;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::{
     Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
 };
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+};
 use webrtc::sdp::extmap::{
     SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
 };
@@ -36,6 +41,39 @@ use crate::rtx::{Arrivals, History, associated_payload_type, is_rtx, unwrap, wra
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 type RtcpPackets = Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>;
+
+/// The payload types of VP8 and its RTX codec, as browsers number them.
+const VP8_PAYLOAD_TYPE: u8 = 96;
+const VP8_RTX_PAYLOAD_TYPE: u8 = 97;
+
+/// Makes `media` (with the default codecs registered) negotiate what the two
+/// interceptors work with: NACK and PLI feedback on video, and RTX for VP8.
+/// A sender also needs `SettingEngine::enable_sender_rtx` for its RTX streams.
+pub fn register_rtx(media: &mut MediaEngine) -> webrtc::error::Result<()> {
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RTPCodecType::Video,
+        );
+    }
+    media.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: "video/rtx".to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!("apt={VP8_PAYLOAD_TYPE}"),
+                rtcp_feedback: vec![],
+            },
+            payload_type: VP8_RTX_PAYLOAD_TYPE,
+            ..Default::default()
+        },
+        RTPCodecType::Video,
+    )
+}
 
 /// What the two interceptors did on one connection.
 #[derive(Debug, Default)]

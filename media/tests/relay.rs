@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chats3_media::retransmit::{RetransmitterBuilder, RtxCounters, UnwrapperBuilder};
+use chats3_media::retransmit::{RetransmitterBuilder, RtxCounters, UnwrapperBuilder, register_rtx};
 use chats3_media::speaker::AUDIO_LEVEL_URI;
 use chats3_media::{
     IceCandidate, Relay, RelayConfig, RelayEvent, RenderedSize, Signal, SpeakerChange,
@@ -40,10 +40,9 @@ use webrtc::rtp::extension::HeaderExtension;
 use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+    RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
@@ -76,30 +75,7 @@ fn client_api() -> API {
 /// arrival, before the client reads it.
 fn rtx_client_api(lost: &Arc<Mutex<HashSet<u16>>>, counters: &Arc<RtxCounters>) -> API {
     let mut media = client_media();
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                capability: RTCRtpCodecCapability {
-                    mime_type: "video/rtx".into(),
-                    clock_rate: 90_000,
-                    sdp_fmtp_line: "apt=96".into(),
-                    ..Default::default()
-                },
-                payload_type: 97,
-                ..Default::default()
-            },
-            RTPCodecType::Video,
-        )
-        .unwrap();
-    for parameter in ["", "pli"] {
-        media.register_feedback(
-            RTCPFeedback {
-                typ: "nack".into(),
-                parameter: parameter.into(),
-            },
-            RTPCodecType::Video,
-        );
-    }
+    register_rtx(&mut media).unwrap();
     let mut registry = Registry::new();
     registry.add(Box::new(Lossy(Arc::clone(lost))));
     registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(counters))));
