@@ -888,18 +888,26 @@ impl Inner {
         let counters = Arc::clone(&p.counters);
         let subscriber = p.id.clone();
         tokio::spawn(async move {
+            // webrtc-rs hands a compound RTCP packet to the reader of every
+            // SSRC it names: act only on feedback about this sender's stream.
+            let ssrc = sender
+                .get_parameters()
+                .await
+                .encodings
+                .first()
+                .map(|e| e.ssrc);
             while let Ok((packets, _)) = sender.read_rtcp().await {
                 for pkt in packets {
-                    let any = pkt.as_any();
-                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                        counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                        let sent = t2.request_keyframe_throttled(Duration::ZERO).await;
-                        tracing::debug!(publisher = %t2.publisher, %subscriber, sent, "relay keyframe request");
-                    } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
-                        let lost: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
-                        counters
-                            .nacked_packets
-                            .fetch_add(lost as u64, Ordering::Relaxed);
+                    match feedback_for(pkt.as_any(), ssrc) {
+                        Some(Feedback::KeyframeRequest) => {
+                            counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                            let sent = t2.request_keyframe_throttled(Duration::ZERO).await;
+                            tracing::debug!(publisher = %t2.publisher, %subscriber, sent, "relay keyframe request");
+                        }
+                        Some(Feedback::Nack(lost)) => {
+                            counters.nacked_packets.fetch_add(lost, Ordering::Relaxed);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -1217,6 +1225,33 @@ impl Published {
     }
 }
 
+/// What a subscriber's RTCP packet asks of the stream it was read for.
+#[derive(Debug, PartialEq, Eq)]
+enum Feedback {
+    KeyframeRequest,
+    /// Packets asked to be resent.
+    Nack(u64),
+}
+
+/// The feedback `packet` carries about the stream `ssrc` (`None`: unknown,
+/// any stream), if any.
+fn feedback_for(packet: &dyn std::any::Any, ssrc: Option<u32>) -> Option<Feedback> {
+    let about = |media: u32| ssrc.is_none_or(|s| s == media);
+    if let Some(pli) = packet.downcast_ref::<PictureLossIndication>() {
+        return about(pli.media_ssrc).then_some(Feedback::KeyframeRequest);
+    }
+    if let Some(fir) = packet.downcast_ref::<FullIntraRequest>() {
+        return fir
+            .fir
+            .iter()
+            .any(|e| about(e.ssrc))
+            .then_some(Feedback::KeyframeRequest);
+    }
+    let nack = packet.downcast_ref::<TransportLayerNack>()?;
+    let lost: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+    about(nack.media_ssrc).then_some(Feedback::Nack(lost as u64))
+}
+
 /// The id the publisher's connection negotiated for the header extension `uri`.
 fn extension_id(remote: &TrackRemote, uri: &str) -> Option<u8> {
     remote
@@ -1401,5 +1436,49 @@ impl Counters {
             video_resumes: self.video_resumes.load(Ordering::Relaxed),
             layer_switches: self.layer_switches.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use webrtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+    use webrtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
+
+    use super::*;
+
+    #[test]
+    fn feedback_counts_only_for_the_stream_it_names() {
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 7,
+        };
+        assert_eq!(feedback_for(&pli, Some(7)), Some(Feedback::KeyframeRequest));
+        assert_eq!(feedback_for(&pli, Some(8)), None);
+        assert_eq!(feedback_for(&pli, None), Some(Feedback::KeyframeRequest));
+
+        let fir = FullIntraRequest {
+            sender_ssrc: 1,
+            media_ssrc: 0,
+            fir: vec![FirEntry {
+                ssrc: 8,
+                sequence_number: 1,
+            }],
+        };
+        assert_eq!(feedback_for(&fir, Some(8)), Some(Feedback::KeyframeRequest));
+        assert_eq!(feedback_for(&fir, Some(7)), None);
+
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 7,
+            // 100, and 101 and 103 from the bitmask.
+            nacks: vec![NackPair {
+                packet_id: 100,
+                lost_packets: 0b101,
+            }],
+        };
+        assert_eq!(feedback_for(&nack, Some(7)), Some(Feedback::Nack(3)));
+        assert_eq!(feedback_for(&nack, Some(8)), None);
+        let rr = webrtc::rtcp::receiver_report::ReceiverReport::default();
+        assert_eq!(feedback_for(&rr, Some(7)), None);
     }
 }

@@ -34,6 +34,8 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::reception_report::ReceptionReport;
 use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp::extension::HeaderExtension;
@@ -850,19 +852,29 @@ fn assert_increasing(seqs: &[u16], what: &str) {
     }
 }
 
-/// Sends a NACK for video packet `seq` from a subscriber to the relay.
-async fn nack(pc: &RTCPeerConnection, seq: u16) {
-    let mut media_ssrc = None;
+/// The SSRCs a subscriber receives its (one) video and audio track on.
+async fn receiving_ssrcs(pc: &RTCPeerConnection) -> (u32, u32) {
+    let (mut video, mut audio) = (None, None);
     for t in pc.get_transceivers().await {
         for track in t.receiver().await.tracks().await {
-            if track.kind() == RTPCodecType::Video && track.ssrc() != 0 {
-                media_ssrc = Some(track.ssrc());
+            let ssrc = Some(track.ssrc()).filter(|&s| s != 0);
+            match track.kind() {
+                RTPCodecType::Video => video = video.or(ssrc),
+                _ => audio = audio.or(ssrc),
             }
         }
     }
+    (
+        video.expect("a video track"),
+        audio.expect("an audio track"),
+    )
+}
+
+/// Sends a NACK for video packet `seq` from a subscriber to the relay.
+async fn nack(pc: &RTCPeerConnection, seq: u16) {
     let nack = TransportLayerNack {
         sender_ssrc: 1,
-        media_ssrc: media_ssrc.expect("a video track"),
+        media_ssrc: receiving_ssrcs(pc).await.0,
         nacks: vec![NackPair {
             packet_id: seq,
             lost_packets: 0,
@@ -923,6 +935,30 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         r.video.iter().filter(|&&s| s == seq).count() == 2
     })
     .await;
+
+    // A compound RTCP packet that names the video and the audio stream
+    // reaches both streams' readers; its PLI is about the video only.
+    let (video_ssrc, audio_ssrc) = receiving_ssrcs(&subs[0].pc).await;
+    let requests = || relay.stats().rooms[0].participants["sub0"].keyframe_requests;
+    let before = requests();
+    let compound: Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>> = vec![
+        Box::new(ReceiverReport {
+            ssrc: 1,
+            reports: vec![ReceptionReport {
+                ssrc: audio_ssrc,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: video_ssrc,
+        }),
+    ];
+    subs[0].pc.write_rtcp(&compound).await.unwrap();
+    wait_for("the subscriber's PLI", || requests() > before).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(requests(), before + 1, "one PLI counted once");
 
     let stats = relay.stats();
     let room = &stats.rooms[0];
