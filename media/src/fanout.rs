@@ -20,8 +20,11 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use crate::stats::Counters;
 
-/// Batches a lane may hold: ≈ 0.7 s of one 1.2 Mbps video plus its audio.
-const LANE_QUEUE: usize = 128;
+/// Batches a lane may hold (one per forwarded packet that has subscribers
+/// on the lane): about a second of six publishers' simulcast video and
+/// audio. Keyframes come in bursts, all publishers' at once when someone
+/// joins; with 128, a six-page call on a loaded 2-core machine dropped a few.
+const LANE_QUEUE: usize = 1024;
 
 /// One write: `packet` as `(seq, timestamp)` to `track`, counted for each of
 /// `counters` (every subscriber bound to the track) when it went out.
