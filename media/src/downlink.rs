@@ -20,6 +20,7 @@ use webrtc::util::marshal::MarshalSize;
 
 use crate::bwe::{Estimator, SendHistory, reported};
 use crate::stats::Counters;
+use crate::stream_extension_id;
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 
@@ -52,7 +53,7 @@ impl State {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (SendHistory, Estimator)> {
-        self.bwe.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.bwe)
     }
 
     fn on_feedback(&self, cc: &TransportLayerCc) {
@@ -104,12 +105,7 @@ impl Interceptor for Downlink {
         info: &StreamInfo,
         writer: Arc<dyn RTPWriter + Send + Sync>,
     ) -> Arc<dyn RTPWriter + Send + Sync> {
-        let id = info
-            .rtp_header_extensions
-            .iter()
-            .find(|e| e.uri == TRANSPORT_CC_URI)
-            .and_then(|e| u8::try_from(e.id).ok());
-        match id {
+        match stream_extension_id(info, TRANSPORT_CC_URI) {
             Some(id) => Arc::new(SendRecorder {
                 next: writer,
                 id,

@@ -45,3 +45,20 @@ pub use signal::{IceCandidate, Outgoing, RelayEvent, RenderedSize, Signal};
 pub use speaker::{SpeakerChange, SpeakerPolicy};
 pub use stats::{ParticipantStats, RelayStats, RoomStats};
 pub use topology::{CallTopology, Topology, TopologyPolicy};
+
+/// Locks a std mutex, recovering from poisoning: every critical section in
+/// this crate leaves its data consistent before anything can panic.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The id a stream's negotiated header extensions give `uri`, if any.
+pub(crate) fn stream_extension_id(
+    info: &webrtc::interceptor::stream_info::StreamInfo,
+    uri: &str,
+) -> Option<u8> {
+    info.rtp_header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}

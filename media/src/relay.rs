@@ -44,7 +44,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -81,6 +81,7 @@ use webrtc::util::marshal::MarshalSize;
 use crate::downlink::DownlinkBuilder;
 use crate::fanout::{Batch, Fanout, Write};
 use crate::gate::VideoGate;
+use crate::lock;
 use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder, register_rtx};
 use crate::signal::{Outgoing, RelayEvent, RenderedSize, Signal};
 use crate::simulcast::{Layer, LayerSwitcher, choose_layer};
@@ -284,12 +285,6 @@ struct LayerState {
 /// preallocated 8,192 slots (≈ 0.9 MB) per stream: at 500 subscribers that
 /// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
-
-/// Locks a std mutex, recovering from poisoning: every critical section in
-/// this module leaves the maps consistent before anything can panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl Relay {
     /// Creates the relay and the channel of signals it wants delivered.

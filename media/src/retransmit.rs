@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -38,6 +38,7 @@ use webrtc::sdp::extmap::{
 };
 
 use crate::rtx::{Arrivals, History, associated_payload_type, is_rtx, unwrap, wrap};
+use crate::{lock, stream_extension_id};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 type RtcpPackets = Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>;
@@ -84,17 +85,6 @@ pub struct RtxCounters {
     pub resent_as_rtx: AtomicU64,
     /// RTX packets received and restored into their media stream.
     pub repaired: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn extension_id(info: &StreamInfo, uri: &str) -> Option<u8> {
-    info.rtp_header_extensions
-        .iter()
-        .find(|e| e.uri == uri)
-        .and_then(|e| u8::try_from(e.id).ok())
 }
 
 fn extension_text(p: &Packet, id: Option<u8>) -> Option<String> {
@@ -441,9 +431,9 @@ impl Interceptor for Unwrapper {
                 repairs: Arc::clone(&self.repairs),
                 media_ssrc: Mutex::new(media),
                 apt: associated_payload_type(&info.sdp_fmtp_line),
-                mid: extension_id(info, SDES_MID_URI),
-                rrid: extension_id(info, SDES_REPAIR_RTP_STREAM_ID_URI),
-                transport_cc: extension_id(info, TRANSPORT_CC_URI),
+                mid: stream_extension_id(info, SDES_MID_URI),
+                rrid: stream_extension_id(info, SDES_REPAIR_RTP_STREAM_ID_URI),
+                transport_cc: stream_extension_id(info, TRANSPORT_CC_URI),
             });
         }
         if !info.mime_type.to_ascii_lowercase().starts_with("video/") {
@@ -460,7 +450,7 @@ impl Interceptor for Unwrapper {
                 repaired: tx,
             },
         );
-        let rid = extension_id(info, SDES_RTP_STREAM_ID_URI);
+        let rid = stream_extension_id(info, SDES_RTP_STREAM_ID_URI);
         Arc::new(MediaReader {
             parent: reader,
             repairs: Arc::clone(&self.repairs),
@@ -468,7 +458,7 @@ impl Interceptor for Unwrapper {
             repaired: tokio::sync::Mutex::new(rx),
             arrivals,
             named: AtomicBool::new(rid.is_none()),
-            mid: extension_id(info, SDES_MID_URI),
+            mid: stream_extension_id(info, SDES_MID_URI),
             rid,
         })
     }
