@@ -83,10 +83,11 @@ impl Fanout {
             return;
         }
         if self.lanes[lane % self.lanes.len()].try_send(batch).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // The 1st, 2nd, 4th, 8th … drop: the log shows it without flooding.
+            if dropped.is_power_of_two() {
                 tracing::warn!(
-                    dropped = n + 1,
+                    dropped,
                     "relay fan-out lane full: packets dropped (the relay is short of CPU)"
                 );
             }
