@@ -47,13 +47,12 @@ pub(crate) struct Batch {
 pub(crate) struct Fanout {
     lanes: Vec<mpsc::Sender<Batch>>,
     next: AtomicUsize,
-    dropped: Arc<AtomicU64>,
+    dropped: AtomicU64,
 }
 
 impl Fanout {
     /// Starts `lanes` writer tasks (at least one). Needs a tokio runtime.
     pub(crate) fn new(lanes: usize) -> Self {
-        let dropped = Arc::new(AtomicU64::new(0));
         let lanes = (0..lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
@@ -64,7 +63,7 @@ impl Fanout {
         Self {
             lanes,
             next: AtomicUsize::new(0),
-            dropped,
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -77,12 +76,13 @@ impl Fanout {
         self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()
     }
 
-    /// Queues a batch on `lane`; drops it if the lane is that far behind.
+    /// Queues a batch on `lane` (below [`Self::lanes`]); drops it if the
+    /// lane is that far behind.
     pub(crate) fn send(&self, lane: usize, batch: Batch) {
         if batch.writes.is_empty() {
             return;
         }
-        if self.lanes[lane % self.lanes.len()].try_send(batch).is_err() {
+        if self.lanes[lane].try_send(batch).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // The 1st, 2nd, 4th, 8th … drop: the log shows it without flooding.
             if dropped.is_power_of_two() {

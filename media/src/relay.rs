@@ -185,7 +185,8 @@ impl Room {
 
 struct Participant {
     id: String,
-    /// Its fan-out lane: every packet forwarded to it is written there.
+    /// Its fan-out lane (below `Fanout::lanes`, as is every published
+    /// track's count of `locals`): every packet forwarded to it is written there.
     lane: usize,
     pc: Arc<RTCPeerConnection>,
     neg: tokio::sync::Mutex<Negotiation>,
@@ -865,7 +866,7 @@ impl Inner {
         });
         let track: Arc<dyn TrackLocal + Send + Sync> = match &own {
             Some(o) => Arc::clone(&o.local) as _,
-            None => Arc::clone(&t.locals[p.lane % t.locals.len()]) as _,
+            None => Arc::clone(&t.locals[p.lane]) as _,
         };
         let sender = p.pc.add_track(track).await?;
         lock(&t.subscribers).insert(
@@ -1048,8 +1049,7 @@ impl Inner {
                 // Each lane's track reaches that lane's subscribers.
                 let mut counters: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); t.locals.len()];
                 for s in lock(&t.subscribers).values() {
-                    counters[s.participant.lane % t.locals.len()]
-                        .push(Arc::clone(&s.participant.counters));
+                    counters[s.participant.lane].push(Arc::clone(&s.participant.counters));
                 }
                 for (lane, counters) in counters.into_iter().enumerate() {
                     if counters.is_empty() {
@@ -1342,8 +1342,7 @@ async fn forward_layer(
             let Some((seq, timestamp)) = out else {
                 continue;
             };
-            let lanes = writes.len();
-            writes[own.lane % lanes].push(Write {
+            writes[own.lane].push(Write {
                 track: Arc::clone(&own.local),
                 seq,
                 timestamp,

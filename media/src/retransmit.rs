@@ -16,7 +16,7 @@
 //! Both count what they do in [`RtxCounters`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -144,15 +144,16 @@ struct SentStream {
 struct RtxStream {
     ssrc: u32,
     payload_type: u8,
-    sequence: Mutex<u16>,
+    /// The last sequence number used.
+    sequence: AtomicU16,
     next: Arc<dyn RTPWriter + Send + Sync>,
 }
 
 impl RtxStream {
     fn next_sequence(&self) -> u16 {
-        let mut s = lock(&self.sequence);
-        *s = s.wrapping_add(1);
-        *s
+        self.sequence
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
     }
 }
 
@@ -219,7 +220,7 @@ impl Interceptor for Retransmitter {
                     ssrc: info.ssrc,
                     payload_type: info.payload_type,
                     // Not the media stream's numbers (RFC 4588 asks for a random start).
-                    sequence: Mutex::new((info.ssrc >> 16) as u16 ^ info.ssrc as u16),
+                    sequence: AtomicU16::new((info.ssrc >> 16) as u16 ^ info.ssrc as u16),
                     next: Arc::clone(&writer),
                 };
                 lock(&self.streams.rtx).insert(media.ssrc, Arc::new(rtx));
