@@ -35,19 +35,22 @@ enum Command {
         #[arg(long)]
         from: Option<PathBuf>,
     },
-    /// Take a consistent backup from the running server into DIR.
+    /// Take a consistent backup from the running server into DIR (keep it secret: it holds live session ids).
+    ///
+    /// The backup contains live session ids: anyone holding it can act as those users until their
+    /// sessions expire. It is written with mode 0600 (a directory it creates: 0700); store and move it
+    /// like a secret.
     Backup {
+        /// Directory to write backup.ndjson into (created if missing).
         #[arg(long)]
         to: PathBuf,
-        /// Server URL (default: from the configuration).
-        #[arg(long)]
-        url: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Operator commands against the running server.
     Admin {
-        /// Server URL (default: from the configuration).
-        #[arg(long)]
-        url: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
         #[command(subcommand)]
         action: AdminAction,
     },
@@ -72,6 +75,28 @@ enum Command {
         #[arg(long)]
         base_url: Option<String>,
     },
+}
+
+/// How operator commands reach the running server.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Server URL (default: from the configuration).
+    #[arg(long)]
+    url: Option<String>,
+    /// Do not verify the server's TLS certificate (e.g. a self-signed one).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ServerArgs {
+    fn client(self, config: &chats3::Config) -> anyhow::Result<chats3::cli::admin::AdminClient> {
+        use chats3::cli::admin::{AdminClient, admin_password, default_base_url};
+        if self.insecure {
+            eprintln!("chats3: warning: --insecure: the server's TLS certificate is not verified");
+        }
+        let base = self.url.unwrap_or_else(|| default_base_url(config));
+        AdminClient::new(&base, admin_password(config)?, self.insecure)
+    }
 }
 
 #[derive(Subcommand)]
@@ -158,23 +183,19 @@ fn main() -> anyhow::Result<()> {
             println!("restored into {}: {summary}", config.data_dir.display());
             Ok(())
         }
-        Command::Backup { to, url } => {
-            use chats3::cli::admin::{AdminClient, admin_password, default_base_url};
-            let base = url.unwrap_or_else(|| default_base_url(&config));
-            let client = AdminClient::new(&base, admin_password(&config)?)?;
+        Command::Backup { to, server } => {
+            let client = server.client(&config)?;
             let n = runtime()?
                 .block_on(client.backup(&to))
                 .context("backup failed")?;
             println!(
-                "backup written to {} ({n} bytes)",
+                "backup written to {} ({n} bytes; it holds live session ids: keep it secret)",
                 to.join("backup.ndjson").display()
             );
             Ok(())
         }
-        Command::Admin { url, action } => {
-            use chats3::cli::admin::{AdminClient, admin_password, default_base_url};
-            let base = url.unwrap_or_else(|| default_base_url(&config));
-            let client = AdminClient::new(&base, admin_password(&config)?)?;
+        Command::Admin { server, action } => {
+            let client = server.client(&config)?;
             let rt = runtime()?;
             let out = match action {
                 AdminAction::CreateConversation { id } => {

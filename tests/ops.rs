@@ -319,3 +319,164 @@ async fn a_data_directory_newer_than_the_binary_is_refused() {
     assert!(!ok);
     assert!(err.contains("format 99") && err.contains("newer"), "{err}");
 }
+
+/// Serves from `dir` with a generated admin password (no `ADMIN_PASSWORD`),
+/// its stderr on `stderr`, until it listens; then kills it and returns it.
+async fn serve_once(dir: &Path, stderr: std::process::Stdio) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("CHATS3_DATA_DIR", dir)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd); // our copy of a terminal's end, so that its reader sees the end
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.starts_with("chats3 listening on ") {
+                return;
+            }
+        }
+        panic!("the server exited before listening");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), listening)
+        .await
+        .expect("the server did not start in time");
+    // Everything under test is written before "listening": no clean shutdown needed.
+    child.kill().await.unwrap();
+    child
+}
+
+/// A pseudo-terminal for a child's stderr, and everything written to it (read
+/// until every copy of the terminal end is closed).
+fn terminal() -> (std::process::Stdio, tokio::task::JoinHandle<String>) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut reader, mut tty) = (0, 0);
+    use std::ptr::{null, null_mut};
+    // SAFETY: openpty writes two new descriptors into the two ints; the rest may be null.
+    let r = unsafe { libc::openpty(&mut reader, &mut tty, null_mut(), null(), null()) };
+    assert_eq!(r, 0, "openpty");
+    for fd in [reader, tty] {
+        // SAFETY: fd is open; keep it out of children spawned by concurrent tests.
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            0
+        );
+    }
+    // SAFETY: both descriptors are open and owned by nothing else.
+    let (mut reader, tty) = unsafe {
+        (
+            std::fs::File::from_raw_fd(reader),
+            OwnedFd::from_raw_fd(tty),
+        )
+    };
+    let output = tokio::task::spawn_blocking(move || {
+        let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+        // The reading end fails (EIO) once the terminal end is closed everywhere.
+        while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    (tty.into(), output)
+}
+
+fn generated_password(dir: &Path) -> String {
+    let p = std::fs::read_to_string(dir.join("admin-password")).unwrap();
+    assert!(p.trim().len() >= 20, "{p:?}");
+    p.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_admin_password_is_printed_once_and_only_to_a_terminal() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (journaled, attended) = (dir.path().join("j"), dir.path().join("t"));
+
+    // stderr a pipe, as under systemd (the journal): the file is named, the password is not.
+    let mut child = serve_once(&journaled, std::process::Stdio::piped()).await;
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).await.unwrap();
+    let password = generated_password(&journaled);
+    assert!(
+        !err.contains(&password),
+        "the password went to a log: {err}"
+    );
+    assert!(
+        err.contains("generated an admin password") && err.contains("admin-password"),
+        "{err}"
+    );
+
+    let (tty, output) = terminal();
+    serve_once(&attended, tty).await;
+    let shown = output.await.unwrap();
+    let password = generated_password(&attended);
+    assert!(
+        shown.contains(&format!("generated admin password: {password}")),
+        "{shown}"
+    );
+
+    let (tty, output) = terminal();
+    serve_once(&attended, tty).await;
+    let shown = output.await.unwrap();
+    assert!(shown.contains("loaded from the data directory"), "{shown}");
+    assert!(!shown.contains(&password), "printed again: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_verifies_tls_unless_insecure_and_writes_backups_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let tls = [
+        ("TLS_CERT_FILE", cert.to_str().unwrap()),
+        ("TLS_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let p = Proc::spawn(&data, &tls).await;
+    assert!(p.base.starts_with("https://"), "{}", p.base);
+
+    let (ok, _, err) = cli(&data, &["admin", "--url", &p.base, "list"], &[]).await;
+    assert!(!ok && err.contains("--insecure"), "{err}");
+    let args = ["admin", "--url", &p.base, "--insecure", "list"];
+    let (ok, out, err) = cli(&data, &args, &[]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("not verified"), "a warning: {err}");
+    assert!(serde_json::from_str::<Value>(&out).unwrap().is_array());
+
+    let backup = dir.path().join("backup");
+    let to = backup.to_str().unwrap();
+    let (ok, _, err) = cli(&data, &["backup", "--to", to, "--url", &p.base], &[]).await;
+    assert!(!ok && err.contains("--insecure"), "{err}");
+    let args = ["backup", "--to", to, "--url", &p.base, "--insecure"];
+    let (ok, out, err) = cli(&data, &args, &[]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("session ids"), "{out}");
+    let mode = std::fs::metadata(backup.join("backup.ndjson"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    p.sigterm().await;
+}
+
+#[tokio::test]
+async fn backup_help_says_it_holds_live_session_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = cli(dir.path(), &["backup", "--help"], &[]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("live session ids") && out.contains("0600"),
+        "{out}"
+    );
+}

@@ -1,10 +1,13 @@
 //! Operator commands (`chats3 admin …`, `chats3 backup`) that talk to the
 //! running server's admin API, so they work while it holds the store.
+//!
+//! TLS certificates are verified unless the operator asks for `insecure`. A
+//! backup holds live session ids, so its file is created with mode 0600.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -43,32 +46,45 @@ pub fn default_base_url(config: &Config) -> String {
 pub struct AdminClient {
     base: String,
     password: String,
+    insecure: bool,
     http: reqwest::Client,
 }
 
 impl AdminClient {
-    pub fn new(base: &str, password: String) -> anyhow::Result<Self> {
-        // Operators talk to their own server, often by IP with a self-signed certificate.
+    /// A client for the server at `base`; `insecure` skips TLS certificate verification.
+    pub fn new(base: &str, password: String, insecure: bool) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_certs(insecure)
             .build()?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             password,
+            insecure,
             http,
         })
     }
 
-    async fn call(&self, path: &str, mut body: Value) -> anyhow::Result<Value> {
+    /// POSTs `body` with the admin password to `/api/v1/admin/{path}`.
+    async fn send(&self, path: &str, mut body: Value) -> anyhow::Result<reqwest::Response> {
         body["adminPassword"] = json!(self.password);
         let url = format!("{}/api/v1/admin/{path}", self.base);
-        let res = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("while calling {url}"))?;
+        self.http.post(&url).json(&body).send().await.map_err(|e| {
+            let hint = self.tls_hint(&e);
+            anyhow::Error::new(e).context(format!("while calling {url}{hint}"))
+        })
+    }
+
+    /// What to try when a verified TLS connection could not be made.
+    fn tls_hint(&self, e: &reqwest::Error) -> &'static str {
+        if e.is_connect() && !self.insecure && self.base.starts_with("https:") {
+            " (the server's certificate is verified: use --url with a name it is issued for, or --insecure)"
+        } else {
+            ""
+        }
+    }
+
+    async fn call(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self.send(path, body).await?;
         let status = res.status();
         let v: Value = res.json().await.context("the server did not answer JSON")?;
         if !status.is_success() {
@@ -96,44 +112,118 @@ impl AdminClient {
 
     /// Streams a consistent backup from the server into `dir/backup.ndjson`.
     pub async fn backup(&self, dir: &Path) -> anyhow::Result<u64> {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .with_context(|| format!("while creating {}", dir.display()))?;
-        let url = format!("{}/api/v1/admin/backup", self.base);
-        let res = self
-            .http
-            .post(&url)
-            .json(&json!({ "adminPassword": self.password }))
-            .send()
-            .await?;
+        let res = self.send("backup", json!({})).await?;
         if !res.status().is_success() {
             bail!("backup refused: {}", res.status());
         }
-        let tmp = dir.join("backup.ndjson.partial");
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut stream = res.bytes_stream();
-        let mut n = 0u64;
-        let mut tail = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("the backup stream broke off")?;
-            n += chunk.len() as u64;
-            tail.extend_from_slice(&chunk);
-            if tail.len() > 4096 {
-                tail.drain(..tail.len() - 4096);
-            }
-            file.write_all(&chunk).await?;
+        write_backup(dir, res.bytes_stream()).await
+    }
+}
+
+/// Writes a backup stream to `dir/backup.ndjson` (mode 0600, in a directory
+/// created 0700): fsynced, and renamed into place only when it ends with the
+/// `end` record. Returns the number of bytes.
+pub async fn write_backup<E>(
+    dir: &Path,
+    mut stream: impl Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+) -> anyhow::Result<u64>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await
+        .with_context(|| format!("while creating {}", dir.display()))?;
+    let tmp = dir.join("backup.ndjson.partial");
+    let mut file = create_private(&tmp).await?;
+    let mut n = 0u64;
+    let mut tail = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.context("the backup stream broke off")?;
+        n += chunk.len() as u64;
+        tail.extend_from_slice(&chunk);
+        if tail.len() > 4096 {
+            tail.drain(..tail.len() - 4096);
         }
-        file.sync_all().await?;
-        let last = String::from_utf8_lossy(&tail);
-        if !last
-            .trim_end()
-            .rsplit('\n')
-            .next()
-            .is_some_and(|l| l.contains("\"kind\":\"end\""))
-        {
-            bail!("the backup is incomplete (no end record)");
-        }
-        tokio::fs::rename(&tmp, dir.join("backup.ndjson")).await?;
-        Ok(n)
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    if !ends_with_end_record(&tail) {
+        bail!("the backup is incomplete (no end record)");
+    }
+    tokio::fs::rename(&tmp, dir.join("backup.ndjson")).await?;
+    Ok(n)
+}
+
+/// Creates (or truncates) `path` readable by its owner only, also when a
+/// previous attempt left it with a wider mode.
+async fn create_private(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .with_context(|| format!("while creating {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .await?;
+    Ok(file)
+}
+
+fn ends_with_end_record(tail: &[u8]) -> bool {
+    String::from_utf8_lossy(tail)
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .is_some_and(|l| l.contains("\"kind\":\"end\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn chunks(parts: &[&'static str]) -> impl Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(bytes::Bytes::from_static(p.as_bytes()))),
+        )
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_written_readable_by_its_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("b");
+        let body = [
+            "{\"kind\":\"manifest\"}\n",
+            "{\"kind\":\"end\",\"kv\":0,\"files\":0}\n",
+        ];
+        let n = write_backup(&dir, chunks(&body)).await.unwrap();
+        assert_eq!(n, body.concat().len() as u64);
+        assert_eq!(mode(&dir.join("backup.ndjson")), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[tokio::test]
+    async fn a_stale_partial_file_is_narrowed_to_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partial = tmp.path().join("backup.ndjson.partial");
+        std::fs::write(&partial, "old").unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = write_backup(tmp.path(), chunks(&["{\"kind\":\"kv\"}\n"]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        assert_eq!(mode(&partial), 0o600);
     }
 }
