@@ -1,5 +1,17 @@
 //! Validation of user input: display names, message drafts, emoji, URLs.
 //! Errors name the offending field so the HTTP layer can report it.
+//!
+//! Display names are shown to other participants as the sender's identity, so
+//! they are NFC-normalised and may not hide anything: no control, format,
+//! private-use, unassigned or default-ignorable code points (bidi overrides,
+//! zero-width characters, Hangul fillers, soft hyphens, …). [`name_key`] is the
+//! form two names are compared in when they must not look alike. Message URLs
+//! may only point at this server.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_security::GeneralSecurityProfile;
+use unicode_security::general_security_profile::IdentifierType;
 
 use super::sanitize::strip_html;
 use crate::model::MessageType;
@@ -18,12 +30,35 @@ pub fn field(field: &'static str, reason: impl Into<String>) -> FieldError {
     }
 }
 
-/// A display name: HTML stripped, trimmed, 1..=max characters, no control characters.
+/// Whether `c` may render as nothing, change how the text around it renders
+/// or have no agreed look: controls, format characters (bidi controls,
+/// zero-width characters), line and paragraph separators, private-use,
+/// surrogate and unassigned code points, and anything Unicode calls
+/// default-ignorable (Hangul fillers, variation selectors, U+180E, U+00AD).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+            | GeneralCategory::Unassigned
+    ) || c.identifier_type() == Some(IdentifierType::Default_Ignorable)
+}
+
+/// A display name: HTML stripped, trimmed, NFC-normalised, 1..=max characters,
+/// nothing invisible (checked before and after stripping, which decodes
+/// character references).
 pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
-    if raw.chars().any(char::is_control) {
-        return Err(field("displayName", "must not contain control characters"));
+    let name: String = strip_html(raw.trim()).trim().nfc().collect();
+    if raw.chars().chain(name.chars()).any(is_invisible) {
+        return Err(field(
+            "displayName",
+            "must not contain invisible, control or formatting characters",
+        ));
     }
-    let name = strip_html(raw.trim()).trim().to_string();
     let n = name.chars().count();
     if n == 0 {
         return Err(field("displayName", "is required"));
@@ -35,6 +70,20 @@ pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
         ));
     }
     Ok(name)
+}
+
+/// The form display names are compared in for uniqueness: whitespace runs
+/// collapsed (HTML renders them as one space), then lowercased and mapped to
+/// the UTS #39 confusable skeleton, twice. Lowercasing first makes "ALICE"
+/// equal "Alice" (skeleton-first would turn its capital I into "l"), the
+/// skeleton folds look-alikes ("Аlice" with Cyrillic А, "A1ice", "B0b"), and
+/// the second round settles prototypes that are capitals with prototypes of
+/// their own ("𝐁" → "B" → "b"). Case decides which I/l confusion wins: "AIice"
+/// with a capital I keys as "aiice", not "alice". Not for display.
+pub fn name_key(name: &str) -> String {
+    let collapsed = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let once: String = unicode_security::skeleton(&collapsed.to_lowercase()).collect();
+    unicode_security::skeleton(&once.to_lowercase()).collect()
 }
 
 /// An optional avatar URL: http(s) only, bounded length.
@@ -50,6 +99,52 @@ pub fn avatar_url(raw: Option<&str>) -> Result<Option<String>, FieldError> {
         return Err(field("avatarUrl", "must be an http(s) URL"));
     }
     Ok(Some(u.to_string()))
+}
+
+/// An optional message `url`: a path on this server (one leading `/`, so
+/// not protocol-relative) or an absolute http(s) URL of `own_origin` (the
+/// configured public URL), without credentials. Backslashes, whitespace,
+/// controls, quotes and backticks are refused outright (browsers read `/\host`
+/// as `//host` and drop tabs and newlines). The checks apply to the stored,
+/// HTML-stripped form, in which character references are already decoded.
+pub fn message_url(
+    raw: Option<&str>,
+    own_origin: Option<&str>,
+) -> Result<Option<String>, FieldError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let refused = || {
+        field(
+            "url",
+            "must be a path on this server or a URL of its public origin",
+        )
+    };
+    if raw.chars().count() > 2048 {
+        return Err(refused());
+    }
+    let url = strip_html(raw);
+    let suspicious = |c: char| c.is_control() || c.is_whitespace() || "\\\"'`".contains(c);
+    if url.chars().any(suspicious) || !(is_local_path(&url) || is_own_url(&url, own_origin)) {
+        return Err(refused());
+    }
+    Ok(Some(url))
+}
+
+/// A path on the server the page came from: `/x`, never `//host`.
+fn is_local_path(u: &str) -> bool {
+    u.starts_with('/') && !u.starts_with("//")
+}
+
+/// An absolute http(s) URL, without credentials, on the origin of `own`.
+fn is_own_url(u: &str, own: Option<&str>) -> bool {
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return false;
+    }
+    let (Ok(parsed), Some(Ok(own))) = (url::Url::parse(u), own.map(url::Url::parse)) else {
+        return false;
+    };
+    parsed.username().is_empty() && parsed.password().is_none() && parsed.origin() == own.origin()
 }
 
 /// A client-supplied message id: 1..=64 of `[A-Za-z0-9_-]`.
@@ -129,6 +224,127 @@ mod tests {
         assert!(display_name("<script>x</script>", 50).is_err());
         assert!(display_name(&"a".repeat(51), 50).is_err());
         assert!(display_name("a\u{7}b", 50).is_err());
+    }
+
+    #[test]
+    fn display_names_are_nfc_and_any_script() {
+        assert_eq!(display_name("Zoe\u{308}", 50).unwrap(), "Zo\u{eb}");
+        assert_eq!(display_name("Jose\u{301}", 50).unwrap(), "Jos\u{e9}");
+        assert_eq!(display_name("李雷", 50).unwrap(), "李雷");
+        assert_eq!(display_name("Ann Lee", 50).unwrap(), "Ann Lee");
+        assert_eq!(display_name("Ann 👍", 50).unwrap(), "Ann 👍");
+        assert_eq!(
+            display_name("Ana-María O'Neil", 50).unwrap(),
+            "Ana-María O'Neil"
+        );
+        assert_eq!(display_name("محمد", 50).unwrap(), "محمد");
+    }
+
+    #[test]
+    fn display_names_cannot_hide_characters() {
+        let hidden = [
+            (
+                "bidi",
+                "\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}\u{2066}\u{2067}\u{2068}\u{2069}\u{200E}\u{200F}\u{061C}",
+            ),
+            ("zero-width", "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}"),
+            (
+                "default-ignorable",
+                "\u{3164}\u{115F}\u{1160}\u{FFA0}\u{180E}\u{00AD}\u{034F}\u{FE0F}\u{E0041}",
+            ),
+            ("control or separator", "\u{7}\u{7F}\u{85}\u{2028}\u{2029}"),
+            ("private-use or unassigned", "\u{E000}\u{0378}"),
+        ];
+        for (class, chars) in hidden {
+            for c in chars.chars() {
+                let e = display_name(&format!("Ann{c}Lee"), 50).unwrap_err();
+                assert_eq!(e.field, "displayName", "{class} U+{:04X}", c as u32);
+            }
+        }
+        assert!(
+            display_name("\u{3164}", 50).is_err(),
+            "a name of filler only"
+        );
+        assert!(
+            display_name("Ann&#x202E;eL", 50).is_err(),
+            "hidden as a reference"
+        );
+    }
+
+    #[test]
+    fn name_keys_fold_case_and_look_alikes() {
+        let same = |a: &str, b: &str| assert_eq!(name_key(a), name_key(b), "{a} vs {b}");
+        same("Ann", "ANN");
+        same("Ann", "\u{410}nn");
+        same("Alice", "ALICE");
+        same("Alice", "\u{410}lice");
+        same("Alice", "A1ice");
+        same("Alice", "A|ice");
+        same("Bob", "B0b");
+        same("Bob", "\u{1D401}\u{1D428}\u{1D41B}");
+        same("Bob", "\u{FF22}\u{FF4F}\u{FF42}");
+        same("paypal", "\u{3C1}aypal");
+        same("Zoe\u{308}", "Zo\u{eb}");
+        same("Ann Lee", "Ann  Lee");
+        same("Ann Lee", "Ann\u{A0}Lee");
+        assert_eq!(
+            name_key(&name_key("B0b \u{2211}")),
+            name_key("B0b \u{2211}")
+        );
+        let differ = |a: &str, b: &str| assert_ne!(name_key(a), name_key(b), "{a} vs {b}");
+        differ("Ann", "Anna");
+        differ("Zoe", "Zoë");
+        differ("José", "Jose");
+        differ("李雷", "李蕾");
+        differ("Ann Lee", "AnnLee");
+    }
+
+    #[test]
+    fn message_urls_stay_on_this_server() {
+        let own = Some("https://chat.example.com");
+        let ok = |u: &str, own| message_url(Some(u), own).unwrap().unwrap();
+        assert_eq!(
+            ok("/api/v1/attachments/x/content", None),
+            "/api/v1/attachments/x/content"
+        );
+        assert_eq!(ok("/a?b=1&c=2", None), "/a?b=1&amp;c=2");
+        assert_eq!(
+            ok("https://chat.example.com/x", own),
+            "https://chat.example.com/x"
+        );
+        assert_eq!(
+            ok("https://chat.example.com:443/x", own),
+            "https://chat.example.com:443/x"
+        );
+        assert_eq!(message_url(None, own).unwrap(), None);
+        for bad in [
+            "//evil.example/x.png",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "\\/evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            " //evil.example",
+            "/&#47;evil.example",
+            "/&#92;evil.example",
+            "/<b></b>/evil.example",
+            "/a\"onmouseover=x",
+            "https://evil.example/a.png",
+            "https://chat.example.com.evil.example/",
+            "https://chat.example.com@evil.example/",
+            "https://user@chat.example.com/",
+            "http://chat.example.com/x",
+            "https://chat.example.com:8443/x",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "chat.example.com/x",
+            "",
+        ] {
+            let e = message_url(Some(bad), own).unwrap_err();
+            assert_eq!(e.field, "url", "{bad:?}");
+        }
+        assert!(message_url(Some("https://chat.example.com/x"), None).is_err());
+        assert!(message_url(Some(&format!("/{}", "a".repeat(2048))), None).is_err());
     }
 
     #[test]

@@ -140,21 +140,21 @@ pub fn member_attachment(
     }
 }
 
-/// Absolute base URL for links we hand out.
+/// Base URL for links we hand out: `PUBLIC_URL` when set. Otherwise the
+/// `Host` header is the client's to choose, so in production links are paths
+/// on this server (empty base); only in development is `Host` used.
 fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(u) = &state.config.public_url {
         return u.trim_end_matches('/').to_string();
+    }
+    if state.config.production {
+        return String::new();
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let scheme = if state.config.production {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
+    format!("http://{host}")
 }
 
 /// A 15-minute download URL: presigned S3 when the bytes are already in the
