@@ -15,7 +15,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::tokens::OneTimeTokens;
 use crate::chat::presence::{Connect, Presence};
 use crate::config::{Config, Secret};
-use crate::events::{Hub, frame};
+use crate::events::{EndReason, Hub, SessionEnds, frame, kind};
+use crate::model::Session;
 use crate::store::Store;
 use crate::tls::ReloadableCert;
 
@@ -50,6 +51,12 @@ pub struct AppState {
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.
     pub calls: crate::relay::Calls,
+    /// Open streams per session, ended when their session ends.
+    pub session_ends: Arc<SessionEnds>,
+    /// `PUBLIC_URL`'s origin (`scheme://host[:port]`), when configured.
+    pub public_origin: Option<String>,
+    /// Every integrator's allowed-origin patterns (cross-site checks).
+    pub integrator_origins: Vec<String>,
 }
 
 impl AppState {
@@ -65,7 +72,7 @@ impl AppState {
             let data = serde_json::json!({ "userId": user, "displayName": name });
             self.hub.publish(
                 conv,
-                frame::encode_value("peer-join", Some(user), None, &data, None),
+                frame::encode_value(kind::PEER_JOIN, Some(user), None, &data, None),
             );
         }
         PresenceGuard {
@@ -81,7 +88,13 @@ impl AppState {
         crate::relay::call_event(self, conv, user, "call-leave");
         self.hub.publish(
             conv,
-            frame::encode_value("peer-leave", Some(user), None, &serde_json::json!({}), None),
+            frame::encode_value(
+                kind::PEER_LEAVE,
+                Some(user),
+                None,
+                &serde_json::json!({}),
+                None,
+            ),
         );
     }
 
@@ -93,7 +106,7 @@ impl AppState {
             .map(|(u, n)| serde_json::json!({ "userId": u, "displayName": n, "isMe": u == me }))
             .collect();
         frame::encode_value(
-            "room-state",
+            kind::ROOM_STATE,
             None,
             None,
             &serde_json::json!({ "participants": participants }),
@@ -102,11 +115,42 @@ impl AppState {
         .bytes
     }
 
+    /// Ends a session that is already gone from the store (or kept, on a
+    /// `keepSession` leave): its streams close with `reason`, its stream tokens
+    /// and handoff codes are void, and, unless the user is still present through
+    /// another session, it leaves any call and the relay. The one place every
+    /// ending goes through.
+    pub fn end_session(&self, s: &Session, reason: EndReason) {
+        self.session_ends.end(&s.session_id, reason);
+        self.stream_tokens.revoke_where(|sid| *sid == s.session_id);
+        self.handoffs.revoke_where(|(sid, _)| *sid == s.session_id);
+        let still_here = self.presence().is_active(&s.conversation_id, &s.user_id);
+        if reason == EndReason::Left || !still_here {
+            crate::relay::call_event(self, &s.conversation_id, &s.user_id, "call-leave");
+        }
+    }
+
+    /// Ends every session's streams in a closed conversation and its call.
+    pub fn end_conversation(&self, conv: &str) {
+        self.session_ends
+            .end_conversation(conv, EndReason::ConversationClosed);
+        crate::relay::end_call(self, conv);
+    }
+
     fn sweep(&self) {
         let now = crate::clock::now_ms();
         let cutoff = now - self.config.session_ttl_secs * 1000;
-        match self.store.sweep_sessions(cutoff) {
-            Ok(n) if n > 0 => tracing::info!(count = n, "expired sessions swept"),
+        // A session with an open stream is in use: it is refreshed, not expired.
+        match self
+            .store
+            .sweep_sessions(cutoff, |sid| self.session_ends.is_live(sid))
+        {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(count = gone.len(), "expired sessions swept");
+                for s in &gone {
+                    self.end_session(s, EndReason::Expired);
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
         }
@@ -146,7 +190,7 @@ impl Drop for PresenceGuard {
                 state.hub.publish(
                     &conv,
                     frame::encode_value(
-                        "peer-leave",
+                        kind::PEER_LEAVE,
                         Some(&user),
                         None,
                         &serde_json::json!({}),
@@ -256,14 +300,23 @@ impl App {
             None => {
                 let path = config.data_dir.join("admin-password");
                 let (p, created) = load_or_create_secret(&path, 24)?;
-                if created {
-                    eprintln!(
+                // Shown once, and only to a person at a terminal: elsewhere (systemd's
+                // journal, a log file) it would be kept, so only the file is named.
+                let to_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                match (created, to_terminal) {
+                    (true, true) => eprintln!(
                         "chats3: generated admin password: {}\nchats3: it is stored in {} (set ADMIN_PASSWORD to choose your own)",
                         p.expose(),
                         path.display()
-                    );
-                } else {
-                    tracing::info!(path = %path.display(), "admin password loaded from the data directory");
+                    ),
+                    (true, false) => tracing::info!(
+                        path = %path.display(),
+                        "generated an admin password: read it from this file (set ADMIN_PASSWORD to choose your own)"
+                    ),
+                    (false, _) => tracing::info!(
+                        path = %path.display(),
+                        "admin password loaded from the data directory"
+                    ),
                 }
                 p
             }
@@ -309,7 +362,19 @@ impl App {
         let (calls, relay_signals) = crate::relay::Calls::new(&config)
             .await
             .context("while starting the media relay")?;
+        let public_origin = config
+            .public_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization());
+        let integrator_origins = config
+            .integrators
+            .iter()
+            .flat_map(|i| i.allowed_origins.iter().cloned())
+            .collect();
         let state = Arc::new(AppState {
+            public_origin,
+            integrator_origins,
             limits: crate::http::middleware::RateLimits::new(
                 config.rate_limit_per_min,
                 config.admin_rate_limit_per_min,
@@ -329,6 +394,7 @@ impl App {
             webhook_wake: tokio::sync::Notify::new(),
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
+            session_ends: Arc::default(),
             s3,
             calls,
         });

@@ -37,6 +37,8 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     /// Open SSE streams.
     pub sse_streams: Arc<AtomicI64>,
+    /// State-changing requests refused as cross-site (`http/csrf.rs`).
+    pub csrf_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,11 +68,18 @@ impl Metrics {
             "Store group-commit flush latency",
             flush,
         );
+        let csrf_refused = Counter::default();
+        registry.register(
+            "csrf_refused",
+            "State-changing requests refused as cross-site",
+            csrf_refused.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             sse_streams: Arc::new(AtomicI64::new(0)),
+            csrf_refused,
         }
     }
 
@@ -103,6 +112,11 @@ impl Metrics {
             "sse_streams",
             "Open SSE event streams",
             self.sse_streams.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            "streaming_sessions",
+            "Sessions with an open event stream (ended with their session)",
+            state.session_ends.len() as f64,
         );
         gauge(
             "present_users",

@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::events::frame;
 use crate::events::hub::Hub;
+use crate::events::{frame, kind};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
@@ -89,7 +89,7 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
                 None => break,
                 Some(RelayEvent::Signal(out)) => {
                     let f = frame::encode_value(
-                        "relay-signal",
+                        kind::RELAY_SIGNAL,
                         None,
                         Some(&out.participant),
                         &out.signal,
@@ -102,7 +102,7 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
                     let data = json!({"speaker": change.speaker, "forwarded": change.forwarded});
                     (
                         room,
-                        frame::encode_value("call-speaker", None, None, &data, None),
+                        frame::encode_value(kind::CALL_SPEAKER, None, None, &data, None),
                     )
                 }
             };
@@ -160,6 +160,17 @@ pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
     }
 }
 
+/// Ends the conversation's call (it was closed): everyone leaves the relay.
+pub fn end_call(state: &AppState, conv: &str) {
+    let users: Vec<String> = state
+        .calls
+        .calls()
+        .remove(conv)
+        .map(|c| c.participants().map(str::to_owned).collect())
+        .unwrap_or_default();
+    leave_relay(state, conv, users);
+}
+
 /// Who must leave the relay after `user` left: `user`, and everyone when the
 /// call went back to mesh.
 fn leavers(call: &CallTopology, changed: Option<Topology>, user: &str) -> Vec<String> {
@@ -194,7 +205,7 @@ fn mode_name(t: Topology) -> &'static str {
 /// `call-mode` for the whole conversation, or for one user (`to`).
 fn mode_frame(t: Topology, to: Option<&str>) -> frame::Frame {
     frame::encode_value(
-        "call-mode",
+        kind::CALL_MODE,
         None,
         to,
         &json!({ "mode": mode_name(t) }),

@@ -89,7 +89,14 @@ async fn sigterm_shuts_down_cleanly_and_nonces_stay_used() {
     let integrators = r#"[{"id":"acme","secret":"acme-secret-0123456789","allowedOrigins":["https://acme.com"]}]"#;
     let p = Proc::spawn(dir.path(), &[("INTEGRATORS", integrators)]).await;
     let c = Client::new(&p.base);
-    let conv = c.create_conversation("c1").await;
+    let r = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN, "conversationId": "c1", "integratorId": "acme"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let conv = r.details().clone();
     let (ann, _) = c.join(&conv, "Ann").await;
     let mut st = ann.sse("", &[]).await;
     st.next_of("room-state", SEC * 5).await.unwrap();

@@ -213,3 +213,61 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
     }
     server.stop().await;
 }
+
+async fn relay_participants(c: &Client) -> f64 {
+    let r = c.get_with_bearer("/metrics", "scrape-token").await;
+    let text = r.body.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("chats3_relay_participants "))
+        .and_then(|v| v.parse().ok())
+        .expect("relay_participants gauge")
+}
+
+/// A session that ends (here: leave) loses its relay connection at once,
+/// not when ICE finally times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_closes_the_relay_connection() {
+    let server = Server::start_with(|c| {
+        c.relay_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics_token = Some(chats3::config::Secret::new("scrape-token"));
+    })
+    .await;
+    let admin = server.client();
+    let conv = admin.create_conversation("relay-leave").await;
+    let (ann, _) = admin.join(&conv, "Ann").await;
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    pc.add_transceiver_from_kind(RTPCodecType::Audio, None)
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    let r = ann
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": sdp}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(relay_participants(&admin).await, 1.0);
+    assert_eq!(ann.post("/api/v1/leave", json!({})).await.status, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while relay_participants(&admin).await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay still holds the connection a second after leave"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pc.close().await.unwrap();
+}

@@ -42,6 +42,14 @@ impl<T> OneTimeTokens<T> {
         entry.filter(|(_, exp)| *exp > now_ms).map(|(v, _)| v)
     }
 
+    /// Voids every token whose value matches (e.g. all of an ended session's).
+    pub fn revoke_where(&self, matches: impl Fn(&T) -> bool) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (v, _)| !matches(v));
+    }
+
     /// Forgets expired tokens.
     pub fn sweep(&self, now_ms: i64) {
         self.map

@@ -1,13 +1,17 @@
 //! Join codes and the join decision, pure.
 //!
-//! Rules (as the original service): a display name (case-insensitive) held by
-//! an *active* participant (one with a live event stream) is refused with 409;
-//! a name held only by inactive sessions is taken over (those sessions are
-//! deleted and the user id is kept); a conversation with `max` active
-//! participants is full.
+//! Rules: display names are compared by [`name_key`] (case- and
+//! confusable-folded). A name held by an *active* participant (one with a live
+//! event stream) is refused with 409, as in the original service. A name held
+//! by an embedded user (a session that came from an integrator's ticket) is
+//! refused too, active or not: that identity belongs to the integrator and is
+//! never handed to a join-code user. A name held only by inactive join-code
+//! sessions is taken over (those sessions end and the user id is kept, as the
+//! original did). A conversation with `max` active participants is full.
 
 use rand::Rng;
 
+use crate::chat::validate::name_key;
 use crate::model::Session;
 
 /// Unambiguous alphabet: no 0/O, 1/I/L.
@@ -39,6 +43,8 @@ pub enum JoinDecision {
         stale_sessions: Vec<String>,
     },
     NameTaken,
+    /// The name belongs to an embedded (integrator-asserted) user.
+    NameReserved,
     Full,
 }
 
@@ -50,13 +56,16 @@ pub fn decide(
     active_count: usize,
     max: usize,
 ) -> JoinDecision {
-    let lower = name.to_lowercase();
+    let key = name_key(name);
     let holders: Vec<&Session> = sessions
         .iter()
-        .filter(|s| s.display_name.to_lowercase() == lower)
+        .filter(|s| name_key(&s.display_name) == key)
         .collect();
     if holders.iter().any(|s| is_active(&s.user_id)) {
         return JoinDecision::NameTaken;
+    }
+    if holders.iter().any(|s| s.integrator_id.is_some()) {
+        return JoinDecision::NameReserved;
     }
     if active_count >= max {
         return JoinDecision::Full;
@@ -117,6 +126,21 @@ mod tests {
                 user_id: "u1".into(),
                 stale_sessions: vec!["s1".into()]
             }
+        );
+    }
+
+    #[test]
+    fn an_embedded_users_name_is_never_taken_over() {
+        let mut embedded = s("s1", "cust-7", "Casey");
+        embedded.integrator_id = Some("acme".into());
+        let ss = [embedded];
+        assert_eq!(
+            decide("casey", &ss, |_| false, 0, 50),
+            JoinDecision::NameReserved
+        );
+        assert_eq!(
+            decide("Casey", &ss, |u| u == "cust-7", 1, 50),
+            JoinDecision::NameTaken
         );
     }
 

@@ -4,7 +4,10 @@
 
 pub mod frame;
 pub mod hub;
+pub mod kind;
+pub mod session_end;
 pub mod stream;
 
 pub use frame::Frame;
 pub use hub::Hub;
+pub use session_end::{EndReason, SessionEnds};

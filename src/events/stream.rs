@@ -14,7 +14,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, hub::message_frame};
+use super::session_end::EndWatch;
+use super::{Hub, hub::message_frame, kind};
 use crate::model::Message;
 use crate::store::{Store, StoreError};
 
@@ -37,6 +38,8 @@ pub struct Subscriber {
     pub cursor: Option<u64>,
     /// Frames sent first (`connected`, `room-state`).
     pub opening: Vec<Bytes>,
+    /// Resolves when the subscriber's session ends.
+    pub ended: EndWatch,
     /// Dropped when the stream ends (presence bookkeeping).
     pub guard: Box<dyn Send + Sync>,
 }
@@ -77,7 +80,7 @@ pub fn sse_stream(
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let mut rx = ctx.hub.subscribe(&sub.conversation_id);
     async_stream::stream! {
-        let Subscriber { conversation_id: conv, user_id: user, cursor, opening, guard } = sub;
+        let Subscriber { conversation_id: conv, user_id: user, cursor, opening, mut ended, guard } = sub;
         let _guard = guard;
         yield Ok(Bytes::from_static(super::frame::RETRY));
         for b in opening {
@@ -109,6 +112,11 @@ pub fn sse_stream(
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => break,
+                reason = ended.ended() => {
+                    let data = serde_json::json!({ "reason": reason.as_str() });
+                    yield Ok(super::frame::encode_value(kind::SESSION_ENDED, None, None, &data, None).bytes);
+                    break;
+                }
                 r = rx.recv() => match r {
                     Ok(frame) => {
                         if let Some(seq) = frame.seq {

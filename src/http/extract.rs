@@ -109,7 +109,8 @@ impl FromRequestParts<Arc<AppState>> for Authed {
 /// Activity refreshes are written at most this often per session.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-/// Loads a live session by id: unknown → 401; idle past the TTL → deleted, 401;
+/// Loads a live session by id: unknown → 401; idle past the TTL (and no open
+/// stream) → deleted, 401;
 /// otherwise its activity time is refreshed.
 pub fn load_session(state: &AppState, id: &str) -> Result<Session, ApiError> {
     if id.len() > 128 {
@@ -120,8 +121,10 @@ pub fn load_session(state: &AppState, id: &str) -> Result<Session, ApiError> {
         .session(id)?
         .ok_or_else(|| ApiError::unauthorized("Invalid or expired session"))?;
     let now = crate::clock::now_ms();
-    if now - s.last_active_at_ms > state.config.session_ttl_secs * 1000 {
+    let idle = now - s.last_active_at_ms > state.config.session_ttl_secs * 1000;
+    if idle && !state.session_ends.is_live(&s.session_id) {
         let _ = state.store.forget_session(&s);
+        state.end_session(&s, crate::events::EndReason::Expired);
         return Err(ApiError::unauthorized("Session expired"));
     }
     if now - s.last_active_at_ms > TOUCH_EVERY_MS {

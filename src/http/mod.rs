@@ -3,6 +3,7 @@
 //! the store and the hub, and shape the answer; nothing below this module
 //! knows about HTTP.
 
+pub mod csrf;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/conversations", post(admin::create))
         .route("/admin/conversations/{id}", post(admin::details))
         .route("/admin/conversations/{id}/close", post(admin::close))
+        .route("/admin/conversations/{id}/owner", post(admin::set_owner))
         .route("/admin/list-conversations", post(admin::list))
         .route("/admin/backup", post(admin::backup))
         .fallback(routes::api_not_found);
@@ -66,6 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::rate_limit,

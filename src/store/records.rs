@@ -57,32 +57,39 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes sessions idle since before `cutoff_ms`; returns how many.
-    pub fn sweep_sessions(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let mut n = 0;
+    /// Removes sessions idle since before `cutoff_ms`, except those `in_use`
+    /// says are in use (their activity is refreshed instead); returns the removed.
+    pub fn sweep_sessions(
+        &self,
+        cutoff_ms: i64,
+        in_use: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut gone = Vec::new();
         for item in self.sessions.iter() {
             let (k, v) = item?;
-            let s: Session = match decode(&v, "session record") {
+            let mut s: Session = match decode(&v, "session record") {
                 Ok(s) => s,
                 Err(_) => {
                     self.sessions.remove(k)?;
                     continue;
                 }
             };
-            if s.last_active_at_ms < cutoff_ms {
-                self.sessions.remove(&k)?;
-                self.conv_sessions
-                    .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
-                n += 1;
+            if s.last_active_at_ms >= cutoff_ms {
+                continue;
             }
+            if in_use(&s.session_id) {
+                s.last_active_at_ms = crate::clock::now_ms();
+                self.touch_session(&s)?;
+                continue;
+            }
+            self.sessions.remove(&k)?;
+            self.conv_sessions
+                .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+            gone.push(s);
         }
-        Ok(n)
+        Ok(gone)
     }
 
-    // ---- nonces ---------------------------------------------------------
-
-    /// Records a nonce as used until `expires_ms`. Returns false when it was
-    /// already used. Durable before returning true.
     pub async fn use_nonce(
         &self,
         scope: &str,

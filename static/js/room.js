@@ -152,18 +152,17 @@ function onEvent(event) {
       return;
     }
     case 'peer-join':
-      if (d.userId) {
-        state.online.set(d.userId, plainText(d.displayName) || 'Guest');
-        state.names.set(d.userId, plainText(d.displayName) || 'Guest');
-        if (call.inCall && d.userId !== state.me.userId) signal('call-join', { media: call.media, reply: true }, d.userId).catch(() => {});
+      if (from) {
+        state.online.set(from, plainText(d.displayName) || 'Guest');
+        state.names.set(from, plainText(d.displayName) || 'Guest');
+        if (call.inCall && from !== state.me.userId) signal('call-join', { media: call.media, reply: true }, from).catch(() => {});
       }
       paintPeople();
       return;
     case 'peer-leave': {
-      const who = from || d.userId;
-      if (who && who !== state.me.userId) state.online.delete(who);
-      typing.receive(who, false);
-      call.handle({ ...event, fromUserId: who });
+      if (from && from !== state.me.userId) state.online.delete(from);
+      typing.receive(from, false);
+      call.handle(event);
       paintPeople();
       return;
     }
@@ -178,7 +177,7 @@ function onEvent(event) {
       typing.receive(from, Boolean(d.isTyping));
       return;
     case 'reaction':
-      reactions.apply(d.messageId, d.emoji, d.userId || from, d.added !== false);
+      reactions.apply(d.messageId, d.emoji, from, d.added !== false);
       return;
     case 'read-receipt':
       receipts.receive(from, d.messageId);
@@ -186,6 +185,11 @@ function onEvent(event) {
     case 'conversation-closed':
       closed();
       return;
+    case 'session-ended':
+      // The server ended this session (left in another tab, replaced, expired) or the conversation.
+      if (d.reason === 'conversation-closed') return closed();
+      stream?.stop();
+      return toJoin();
     default:
       call.handle(event);
   }

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::sign::ct_eq_str;
 use crate::chat::join::new_join_code;
 use crate::clock::{now_ms, rfc3339_ms};
-use crate::events::frame;
+use crate::events::{frame, kind};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
@@ -25,6 +25,21 @@ pub struct AdminBody {
     admin_password: String,
     #[serde(default)]
     conversation_id: Option<String>,
+    /// The integrator whose tickets and system messages may use this conversation.
+    #[serde(default)]
+    integrator_id: Option<String>,
+}
+
+/// A configured integrator's id, for a conversation's owner.
+fn owner(state: &AppState, id: Option<&str>) -> Result<Option<String>, ApiError> {
+    match id.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(i) if state.config.integrator(i).is_some() => Ok(Some(i.to_owned())),
+        Some(_) => Err(ApiError::field(
+            "integratorId",
+            "is not a configured integrator",
+        )),
+    }
 }
 
 fn authorize(state: &AppState, given: &str) -> Result<(), ApiError> {
@@ -51,6 +66,7 @@ pub async fn create(
     ApiJson(b): ApiJson<AdminBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &b.admin_password)?;
+    let integrator_id = owner(&state, b.integrator_id.as_deref())?;
     let id = match b.conversation_id.as_deref().map(str::trim) {
         None | Some("") => uuid::Uuid::new_v4().to_string(),
         Some(id) if valid_conversation_id(id) => id.to_string(),
@@ -67,7 +83,7 @@ pub async fn create(
         status: ConversationStatus::Active,
         created_at: rfc3339_ms(now_ms()),
         closed_at: None,
-        integrator_id: None,
+        integrator_id,
     };
     match state.store.create_conversation(&c).await {
         Ok(()) => Ok(envelope::ok("Conversation created", c)),
@@ -119,8 +135,9 @@ pub async fn close(
             serde_json::json!({ "conversationId": c.conversation_id, "closedAt": c.closed_at });
         state.hub.publish(
             &c.conversation_id,
-            frame::encode_value("conversation-closed", None, None, &data, None),
+            frame::encode_value(kind::CONVERSATION_CLOSED, None, None, &data, None),
         );
+        state.end_conversation(&c.conversation_id);
         crate::webhooks::emit(
             &state,
             &c.conversation_id,
@@ -134,6 +151,29 @@ pub async fn close(
         "Conversation closed",
         serde_json::json!({ "conversationId": c.conversation_id, "status": c.status, "closedAt": c.closed_at }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerBody {
+    admin_password: String,
+    integrator_id: Option<String>,
+}
+
+/// # `POST /api/v1/admin/conversations/{id}/owner` — `{adminPassword, integratorId|null}`
+///
+/// Assigns the conversation to an integrator (its tickets, system messages and
+/// webhooks), or to none; conversations are never assigned implicitly.
+pub async fn set_owner(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<OwnerBody>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &b.admin_password)?;
+    let mut c = load(&state, &id)?;
+    c.integrator_id = owner(&state, b.integrator_id.as_deref())?;
+    state.store.put_conversation(&c).await?;
+    Ok(envelope::ok("Conversation owner set", c))
 }
 
 /// # `POST /api/v1/admin/list-conversations`

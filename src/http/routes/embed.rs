@@ -26,6 +26,64 @@ pub struct EmbedBody {
     signature: String,
 }
 
+/// The conversation `conv_id` for a signed request of `integrator`: created,
+/// owned by that integrator, on first use (integrators address conversations
+/// by their own ids). The integrator boundary: a conversation owned by another
+/// integrator, or by none (created by the admin without `integratorId`), is
+/// refused, never adopted. Closed conversations are refused too.
+pub async fn integrator_conversation(
+    state: &AppState,
+    integrator: &str,
+    conv_id: &str,
+) -> Result<Conversation, ApiError> {
+    if !valid_conversation_id(conv_id) {
+        return Err(ApiError::field(
+            "conversationId",
+            "must be 1-64 characters of A-Z a-z 0-9 - _",
+        ));
+    }
+    let conv = match find_conversation(state, conv_id)? {
+        Some(c) => c,
+        None => {
+            let c = Conversation {
+                conversation_id: conv_id.to_owned(),
+                join_code: new_join_code(),
+                status: ConversationStatus::Active,
+                created_at: rfc3339_ms(now_ms()),
+                closed_at: None,
+                integrator_id: Some(integrator.to_owned()),
+            };
+            match state.store.create_conversation(&c).await {
+                Ok(()) => c,
+                Err(crate::store::StoreError::Exists) => state
+                    .store
+                    .conversation(conv_id)?
+                    .ok_or_else(|| ApiError::not_found("Conversation not found"))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    match conv.integrator_id.as_deref() {
+        Some(owner) if owner == integrator => {}
+        Some(_) => {
+            return Err(
+                ApiError::forbidden("Conversation belongs to another integrator")
+                    .with_details(json!({ "reason": "foreign_conversation" })),
+            );
+        }
+        None => {
+            return Err(ApiError::forbidden(
+                "Conversation is not assigned to this integrator (an admin can assign it)",
+            )
+            .with_details(json!({ "reason": "not_assigned" })));
+        }
+    }
+    if conv.status == ConversationStatus::Closed {
+        return Err(ApiError::forbidden("Conversation is closed"));
+    }
+    Ok(conv)
+}
+
 /// Verifies a ticket (including its single-use nonce) and creates the session.
 async fn handshake(
     state: &Arc<AppState>,
@@ -44,12 +102,6 @@ async fn handshake(
         now,
         policy,
     )?;
-    if !valid_conversation_id(&t.conversation_id) {
-        return Err(ApiError::field(
-            "conversationId",
-            "must be 1-64 characters of A-Z a-z 0-9 - _",
-        ));
-    }
     let name = validate::display_name(&t.display_name, state.config.max_display_name_chars)?;
     let avatar_url = validate::avatar_url(t.avatar_url.as_deref())?;
     // Keep the nonce at least as long as the ticket could still be accepted.
@@ -62,37 +114,7 @@ async fn handshake(
     {
         return Err(TicketError::Replayed.into());
     }
-    let conv = match find_conversation(state, &t.conversation_id)? {
-        Some(c) => c,
-        None => {
-            // Integrators address conversations by their own ids: create on first use.
-            let c = Conversation {
-                conversation_id: t.conversation_id.clone(),
-                join_code: new_join_code(),
-                status: ConversationStatus::Active,
-                created_at: rfc3339_ms(now),
-                closed_at: None,
-                integrator_id: Some(t.integrator_id.clone()),
-            };
-            match state.store.create_conversation(&c).await {
-                Ok(()) => c,
-                Err(crate::store::StoreError::Exists) => state
-                    .store
-                    .conversation(&t.conversation_id)?
-                    .ok_or_else(|| ApiError::not_found("Conversation not found"))?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    if conv.status == ConversationStatus::Closed {
-        return Err(ApiError::forbidden("Conversation is closed"));
-    }
-    if conv.integrator_id.is_none() {
-        // An admin-created conversation adopted by an integrator: route its webhooks there.
-        let mut adopted = conv.clone();
-        adopted.integrator_id = Some(t.integrator_id.clone());
-        state.store.put_conversation(&adopted).await?;
-    }
+    let conv = integrator_conversation(state, &t.integrator_id, &t.conversation_id).await?;
     {
         let p = state.presence();
         if !p.is_active(&conv.conversation_id, &t.user_id)

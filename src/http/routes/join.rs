@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::chat::join::{JoinDecision, decide, join_code_matches};
 use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
+use crate::events::EndReason;
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
@@ -120,6 +121,12 @@ pub async fn join(
                 "Display name is already taken in this conversation",
             ));
         }
+        JoinDecision::NameReserved => {
+            return Err(ApiError::conflict(
+                "Display name belongs to a member of this conversation",
+            )
+            .with_details(json!({ "field": "displayName", "reason": "reserved" })));
+        }
         JoinDecision::Full => return Err(ApiError::forbidden("Conversation is full")),
         JoinDecision::New => uuid::Uuid::new_v4().to_string(),
         JoinDecision::Takeover {
@@ -131,6 +138,7 @@ pub async fn join(
                 .filter(|s| stale_sessions.contains(&s.session_id))
             {
                 state.store.delete_session(s).await?;
+                state.end_session(s, EndReason::Replaced);
             }
             user_id
         }
@@ -213,9 +221,11 @@ pub async fn leave(
         json!({ "conversationId": s.conversation_id, "userId": s.user_id, "sessionKept": keep }),
     );
     if keep {
+        state.end_session(&s, EndReason::Left);
         return Ok(res);
     }
     state.store.delete_session(&s).await?;
+    state.end_session(&s, EndReason::Left);
     Ok(with_cookie(res, session_cookie(&state, "", 0)))
 }
 
@@ -236,7 +246,16 @@ pub async fn session(Authed(s): Authed) -> Response {
     )
 }
 
-/// # `GET /api/v1/conversation`
+/// Embedded roles that may invite others, and so see the join code.
+pub const INVITING_ROLES: &[&str] = &["admin", "moderator", "host", "owner", "agent"];
+
+/// Whether a session may see (and so hand out) the join code: join-code
+/// participants already know it; an embedded user only with an inviting role.
+pub fn may_invite(s: &Session) -> bool {
+    s.integrator_id.is_none() || INVITING_ROLES.contains(&s.role.as_str())
+}
+
+/// # `GET /api/v1/conversation` — `joinCode` only for sessions that [`may_invite`].
 pub async fn conversation(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
@@ -245,5 +264,11 @@ pub async fn conversation(
         .store
         .conversation(&s.conversation_id)?
         .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-    Ok(envelope::ok("Conversation", c).into_response())
+    let mut v = serde_json::to_value(&c).unwrap_or_default();
+    if !may_invite(&s)
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("joinCode");
+    }
+    Ok(envelope::ok("Conversation", v).into_response())
 }

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::{sign, ticket::parse_timestamp_ms};
 use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
-use crate::events::frame;
+use crate::events::{frame, kind};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
@@ -86,17 +86,20 @@ pub async fn send(
     ApiJson(b): ApiJson<SendBody>,
 ) -> Result<Response, ApiError> {
     writable_conversation(&state, &s)?;
+    if b.kind == MessageType::System {
+        // System lines come from the server and from signed integrator requests only.
+        return Err(
+            ApiError::forbidden("Participants cannot post system messages").with_details(
+                json!({ "field": "type", "reason": "system messages come from the server" }),
+            ),
+        );
+    }
     let body = validate::body(&b.body, b.kind, state.config.max_message_chars)?;
     let message_id = match b.message_id.as_deref() {
         Some(id) => validate::message_id(id)?,
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let url = validate::short_text("url", b.url.as_deref(), 2048)?;
-    if let Some(u) = &url
-        && !(u.starts_with("https://") || u.starts_with("http://") || u.starts_with('/'))
-    {
-        return Err(ApiError::field("url", "must be an http(s) URL or a path"));
-    }
+    let url = validate::message_url(b.url.as_deref(), state.config.public_url.as_deref())?;
     let attachment_id = match b.attachment_id.as_deref() {
         Some(a) => Some(
             validate::message_id(a)
@@ -230,7 +233,7 @@ pub async fn react(
     let data = json!({ "messageId": mid, "emoji": emoji, "added": b.added, "userId": s.user_id });
     state.hub.publish(
         &s.conversation_id,
-        frame::encode_value("reaction", Some(&s.user_id), None, &data, None),
+        frame::encode_value(kind::REACTION, Some(&s.user_id), None, &data, None),
     );
     Ok(envelope::ok("Reaction saved", data))
 }
@@ -288,17 +291,17 @@ pub async fn system_message(
         return Err(ApiError::forbidden("Timestamp outside the allowed window"));
     }
     let body = validate::body(&b.body, MessageType::System, state.config.max_message_chars)?;
-    let conv = super::join::find_conversation(&state, &b.conversation_id)?
-        .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-    if conv.status == ConversationStatus::Closed {
-        return Err(ApiError::forbidden("Conversation is closed"));
-    }
-    // A signature is valid for its whole window: make each one single-use.
+    let conv =
+        super::embed::integrator_conversation(&state, &b.integrator_id, &b.conversation_id).await?;
+    // A signature is valid for its whole window: make each one single-use. The
+    // key is the canonical signature (what we computed), so another spelling
+    // of the same bytes (padding, `+/`, spaces) is the same request.
+    let canonical = sign::sign_b64url(integ.secret.expose().as_bytes(), signed.as_bytes());
     if !state
         .store
         .use_nonce(
             &format!("sysmsg:{}", b.integrator_id),
-            &b.signature,
+            &canonical,
             now + 180_000,
         )
         .await?

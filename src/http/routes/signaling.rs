@@ -15,44 +15,38 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::frame;
+use crate::events::kind;
 use crate::events::stream::{StreamCtx, Subscriber, sse_stream};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed, load_session, session_id_of};
-use crate::model::Session;
+use crate::model::{ConversationStatus, Session};
 
 /// Lifetime of a stream token.
 const TOKEN_TTL_MS: i64 = 60_000;
 
-/// Event types only the server may emit.
-const RESERVED: &[&str] = &[
-    "system",
-    "room-state",
-    "peer-join",
-    "peer-leave",
-    "new-message",
-    "conversation-closed",
-    "call-mode",
-    "relay-signal",
-];
-
-fn valid_event_type(t: &str) -> bool {
-    (1..=32).contains(&t.len())
-        && t.as_bytes()[0].is_ascii_lowercase()
-        && t.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !RESERVED.contains(&t)
-}
-
 /// # `POST /api/v1/signaling/token` — a single-use, 60 s token for `?token=`.
-pub async fn token(State(state): State<Arc<AppState>>, Authed(s): Authed) -> Response {
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    Authed(s): Authed,
+) -> Result<Response, ApiError> {
+    open_conversation(&state, &s)?;
     let token = state
         .stream_tokens
         .issue(s.session_id, now_ms(), TOKEN_TTL_MS);
-    envelope::ok(
+    Ok(envelope::ok(
         "Stream token",
         json!({ "token": token, "expiresInMs": TOKEN_TTL_MS }),
-    )
+    ))
+}
+
+/// Streams are for open conversations: a closed one has ended every stream.
+fn open_conversation(state: &AppState, s: &Session) -> Result<(), ApiError> {
+    match state.store.conversation(&s.conversation_id)? {
+        Some(c) if c.status == ConversationStatus::Active => Ok(()),
+        Some(_) => Err(ApiError::forbidden("Conversation is closed")),
+        None => Err(ApiError::not_found("Conversation not found")),
+    }
 }
 
 fn session_for_stream(
@@ -99,13 +93,21 @@ pub async fn stream(
     let (parts, _) = req.into_parts();
     let s = session_for_stream(&state, &q, &parts)?;
     let cursor = cursor_of(&q, &parts.headers)?;
+    // Watch for the session's end before checking that it and its
+    // conversation are still open, so an ending that races this request
+    // cannot leave the stream open.
+    let ended = state.session_ends.watch(&s.session_id, &s.conversation_id);
+    if state.store.session(&s.session_id)?.is_none() {
+        return Err(ApiError::unauthorized("Invalid or expired session"));
+    }
+    open_conversation(&state, &s)?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "Service is shutting down",
         ));
     }
-    let connected = frame::encode_value("system", None, None, &"connected", None).bytes;
+    let connected = frame::encode_value(kind::SYSTEM, None, None, &"connected", None).bytes;
     let guard = state.presence_connect(&s.conversation_id, &s.user_id, &s.display_name);
     let room_state = state.room_state_frame(&s.conversation_id, &s.user_id);
     let ctx = StreamCtx {
@@ -119,6 +121,7 @@ pub async fn stream(
         user_id: s.user_id,
         cursor,
         opening: vec![connected, room_state],
+        ended,
         guard: Box::new((
             guard,
             crate::metrics::StreamGauge::new(&state.metrics.sse_streams),
@@ -152,7 +155,7 @@ pub async fn relay(
     Authed(s): Authed,
     ApiJson(b): ApiJson<RelayBody>,
 ) -> Result<Response, ApiError> {
-    if !valid_event_type(&b.kind) {
+    if !kind::client_may_send(&b.kind) {
         return Err(ApiError::field(
             "type",
             "must be a lowercase event type (a-z, 0-9, -) that is not server-owned",
@@ -180,19 +183,4 @@ pub async fn client_config(State(state): State<Arc<AppState>>, Authed(_): Authed
             "maxUploadBytes": state.config.max_upload_bytes,
         }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_types_are_checked() {
-        assert!(valid_event_type("offer"));
-        assert!(valid_event_type("ice-candidate"));
-        assert!(!valid_event_type("new-message"));
-        assert!(!valid_event_type("Offer"));
-        assert!(!valid_event_type(""));
-        assert!(!valid_event_type("-x"));
-    }
 }

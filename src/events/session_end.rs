@@ -1,0 +1,188 @@
+//! Ending a session's live streams. Each open event stream watches its
+//! session here; when the session ends (leave, expiry, takeover of its name,
+//! conversation closed) every stream of it receives the reason, sends a final
+//! `session-ended` event and closes. Pure bookkeeping: who ends a session and
+//! what else that releases is decided in `AppState::end_session`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// Why a session's streams were closed (the `reason` of `session-ended`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user left (`POST /api/v1/leave`).
+    Left,
+    /// Idle past the session TTL.
+    Expired,
+    /// Another join took over its display name.
+    Replaced,
+    /// The conversation was closed.
+    ConversationClosed,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Left => "left",
+            EndReason::Expired => "expired",
+            EndReason::Replaced => "replaced",
+            EndReason::ConversationClosed => "conversation-closed",
+        }
+    }
+}
+
+struct Live {
+    /// Tells this registration from a later one of the same session.
+    generation: u64,
+    conversation: String,
+    tx: watch::Sender<Option<EndReason>>,
+    streams: usize,
+}
+
+/// Sessions with at least one open stream.
+#[derive(Default)]
+pub struct SessionEnds {
+    // std Mutex: held for a map lookup or insert, never across an await.
+    live: Mutex<HashMap<String, Live>>,
+    generations: AtomicU64,
+}
+
+impl SessionEnds {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers one stream of `session`; the handle resolves when it ends.
+    pub fn watch(self: &Arc<Self>, session: &str, conversation: &str) -> EndWatch {
+        let mut live = self.live();
+        let entry = live.entry(session.to_owned()).or_insert_with(|| Live {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            conversation: conversation.to_owned(),
+            tx: watch::channel(None).0,
+            streams: 0,
+        });
+        entry.streams += 1;
+        EndWatch {
+            generation: entry.generation,
+            rx: entry.tx.subscribe(),
+            ends: Arc::clone(self),
+            session: session.to_owned(),
+        }
+    }
+
+    /// Ends every stream of `session`.
+    pub fn end(&self, session: &str, reason: EndReason) {
+        if let Some(l) = self.live().remove(session) {
+            l.tx.send_replace(Some(reason));
+        }
+    }
+
+    /// Ends every stream of every session in `conversation`.
+    pub fn end_conversation(&self, conversation: &str, reason: EndReason) {
+        self.live().retain(|_, l| {
+            let keep = l.conversation != conversation;
+            if !keep {
+                l.tx.send_replace(Some(reason));
+            }
+            keep
+        });
+    }
+
+    /// Whether `session` has an open stream.
+    pub fn is_live(&self, session: &str) -> bool {
+        self.live().contains_key(session)
+    }
+
+    /// Sessions with open streams (for `/metrics`).
+    pub fn len(&self) -> usize {
+        self.live().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One stream's view of its session's end.
+pub struct EndWatch {
+    generation: u64,
+    rx: watch::Receiver<Option<EndReason>>,
+    ends: Arc<SessionEnds>,
+    session: String,
+}
+
+impl EndWatch {
+    /// Resolves with the reason once the session ends; pending forever otherwise.
+    pub async fn ended(&mut self) -> EndReason {
+        let reason = self.rx.wait_for(Option::is_some).await.map(|r| *r);
+        match reason {
+            Ok(r) => r.unwrap_or(EndReason::Expired),
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for EndWatch {
+    fn drop(&mut self) {
+        let mut live = self.ends.live();
+        if let Some(l) = live.get_mut(&self.session)
+            && l.generation == self.generation
+        {
+            l.streams -= 1;
+            if l.streams == 0 {
+                live.remove(&self.session);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ending_a_session_wakes_each_of_its_streams_only() {
+        let ends = Arc::new(SessionEnds::default());
+        let mut a1 = ends.watch("a", "c");
+        let mut a2 = ends.watch("a", "c");
+        let mut b = ends.watch("b", "c");
+        ends.end("a", EndReason::Left);
+        assert_eq!(a1.ended().await, EndReason::Left);
+        assert_eq!(a2.ended().await, EndReason::Left);
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(20), b.ended()).await;
+        assert!(pending.is_err(), "b's session did not end");
+        assert!(!ends.is_live("a") && ends.is_live("b"));
+    }
+
+    #[tokio::test]
+    async fn closing_a_conversation_ends_its_sessions() {
+        let ends = Arc::new(SessionEnds::default());
+        let mut a = ends.watch("a", "c1");
+        let _b = ends.watch("b", "c2");
+        ends.end_conversation("c1", EndReason::ConversationClosed);
+        assert_eq!(a.ended().await, EndReason::ConversationClosed);
+        assert_eq!(ends.len(), 1);
+    }
+
+    #[test]
+    fn the_last_stream_closing_forgets_the_session() {
+        let ends = Arc::new(SessionEnds::default());
+        let a1 = ends.watch("a", "c");
+        let a2 = ends.watch("a", "c");
+        drop(a1);
+        assert!(ends.is_live("a"));
+        drop(a2);
+        assert!(ends.is_empty());
+        // A stream of an ended session that closes later does not touch a newer registration.
+        let old = ends.watch("a", "c");
+        ends.end("a", EndReason::Left);
+        let new = ends.watch("a", "c");
+        drop(old);
+        assert!(ends.is_live("a"));
+        drop(new);
+        assert!(ends.is_empty());
+    }
+}
