@@ -16,7 +16,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (unit + integration)"
-cargo test --workspace --all-targets
+# The parsers' property tests (`mod fuzz`) run this many cases each on CI
+# (256 by default; about a minute in all at 2048 on 2 cores).
+PROPTEST_CASES="${PROPTEST_CASES:-2048}" cargo test --workspace --all-targets
 
 echo "== end-to-end (headless Chromium)"
 bash tests/e2e/run.sh

@@ -53,6 +53,10 @@ pub struct AppState {
     pub calls: crate::relay::Calls,
     /// Open streams per session, ended when their session ends.
     pub session_ends: Arc<SessionEnds>,
+    /// Open streams per client IP.
+    pub ip_streams: Arc<crate::events::per_ip::IpStreams>,
+    /// Signaling posts per session (`limits.signaling_per_sec`).
+    pub signal_rate: governor::DefaultKeyedRateLimiter<String>,
     /// `PUBLIC_URL`'s origin (`scheme://host[:port]`), when configured.
     pub public_origin: Option<String>,
     /// Every integrator's allowed-origin patterns (cross-site checks).
@@ -160,7 +164,18 @@ impl AppState {
         self.stream_tokens.sweep(now);
         self.handoffs.sweep(now);
         self.limits.prune();
+        self.signal_rate.retain_recent();
+        self.signal_rate.shrink_to_fit();
     }
+}
+
+/// Per-session signaling rate: `per_sec` sustained, bursts of ten times that
+/// (a page trickling ICE candidates while renegotiating stays well inside).
+fn signal_rate(l: &crate::config::Limits) -> governor::DefaultKeyedRateLimiter<String> {
+    use std::num::NonZeroU32;
+    let per_sec = NonZeroU32::new(l.signaling_per_sec).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(l.signaling_per_sec.saturating_mul(10)).unwrap_or(per_sec);
+    governor::RateLimiter::keyed(governor::Quota::per_second(per_sec).allow_burst(burst))
 }
 
 pub struct PresenceGuard {
@@ -327,9 +342,13 @@ impl App {
         };
         let hub = Arc::new(Hub::default());
         let store = Arc::new(
-            Store::open(&config.data_dir, hub.clone(), config.s3.is_some()).with_context(|| {
-                format!("while opening the store in {}", config.data_dir.display())
-            })?,
+            Store::open_with(
+                &config.data_dir,
+                hub.clone(),
+                config.s3.is_some(),
+                config.min_free_bytes,
+            )
+            .with_context(|| format!("while opening the store in {}", config.data_dir.display()))?,
         );
         let tls = match &config.tls {
             Some((cert, key)) => {
@@ -350,7 +369,8 @@ impl App {
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let heartbeat = Duration::from_secs(config.heartbeat_secs);
-        let metrics = crate::metrics::Metrics::new(store.flush_histogram());
+        let metrics =
+            crate::metrics::Metrics::new(store.flush_histogram(), store.disk_full_refusals());
         let s3 = match &config.s3 {
             Some(c) => Some(crate::sync::S3::new(c).await),
             None => None,
@@ -372,6 +392,7 @@ impl App {
             .iter()
             .flat_map(|i| i.allowed_origins.iter().cloned())
             .collect();
+        let signal_rate = signal_rate(&config.limits);
         let state = Arc::new(AppState {
             public_origin,
             integrator_origins,
@@ -395,6 +416,8 @@ impl App {
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
             session_ends: Arc::default(),
+            ip_streams: Arc::default(),
+            signal_rate,
             s3,
             calls,
         });
@@ -481,19 +504,34 @@ impl App {
                 .tasks
                 .spawn(watchdog(every / 2, state.shutdown.clone()));
         }
+        let limits = crate::serve::ConnLimits {
+            max_connections: state.config.limits.max_connections,
+            idle: Duration::from_secs(state.config.limits.idle_secs),
+            write_stall: Duration::from_secs(state.config.limits.write_stall_secs),
+            open: Arc::clone(&state.metrics.connections),
+            refused: Arc::clone(&state.metrics.refused),
+        };
         if let Some(listener) = self.metrics_listener {
             let router = crate::http::metrics_router(Arc::clone(&state));
+            let limits = limits.clone();
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {
-                if let Err(e) = crate::serve::serve(listener, router, None, shutdown).await {
+                if let Err(e) = crate::serve::serve(listener, router, None, shutdown, limits).await
+                {
                     tracing::error!(error = %e, "metrics listener failed");
                 }
             });
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        crate::serve::serve(self.listener, router, self.tls, state.shutdown.clone())
-            .await
-            .context("while serving")?;
+        crate::serve::serve(
+            self.listener,
+            router,
+            self.tls,
+            state.shutdown.clone(),
+            limits,
+        )
+        .await
+        .context("while serving")?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         state.shutdown.cancel();
         state.tasks.close();

@@ -77,6 +77,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// Writes are refused (503) while the data directory's filesystem has less
+    /// than this many bytes available (0: no threshold). See `store::space`.
+    pub min_free_bytes: u64,
     pub admin_password: Option<Secret>,
     pub cookie_secret: Option<Secret>,
     pub integrators: Vec<Integrator>,
@@ -113,6 +116,103 @@ pub struct Config {
     /// Separate plain-HTTP listener for `/metrics` (e.g. `127.0.0.1:9100`).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub s3: Option<S3Config>,
+    /// What one client may make the server hold (`[limits]`).
+    pub limits: Limits,
+}
+
+/// Bounds on what clients can make the server hold. TOML table `[limits]`;
+/// each key also from the environment (upper case, e.g. `STREAMS_PER_SESSION`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open event streams per session; one more is refused with 429.
+    pub streams_per_session: usize,
+    /// Open event streams per client IP (after `trusted_proxies`); one more is refused with 429.
+    pub streams_per_ip: usize,
+    /// Bytes of events a stream may fall behind its conversation before it is closed
+    /// (`slow-consumer`); the client catches up from the store when it reconnects.
+    pub stream_queue_bytes: u64,
+    /// Seconds a connection may leave written bytes unread before it is closed.
+    pub write_stall_secs: u64,
+    /// Seconds a connection may go without reading or writing a byte (event
+    /// streams send heartbeats, so only idle keep-alive connections hit it).
+    pub idle_secs: u64,
+    /// Largest `data` of a relayed signaling event, in bytes (413 beyond).
+    pub signaling_max_bytes: usize,
+    /// Signaling posts per second per session (sustained); bursts of ten times that pass.
+    pub signaling_per_sec: u32,
+    /// Open connections; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds a request body may pause between chunks (slow uploads are cut off).
+    pub body_timeout_secs: u64,
+    /// Seconds a relay connection may take to connect before it is closed.
+    pub relay_connect_secs: u64,
+    /// Relay connections per conversation (0: `max_participants`).
+    pub relay_per_conversation: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            streams_per_session: 4,
+            streams_per_ip: 200,
+            stream_queue_bytes: 1024 * 1024,
+            write_stall_secs: 30,
+            idle_secs: 120,
+            signaling_max_bytes: 64 * 1024,
+            signaling_per_sec: 20,
+            max_connections: 10_000,
+            body_timeout_secs: 30,
+            relay_connect_secs: 30,
+            relay_per_conversation: 0,
+        }
+    }
+}
+
+impl Limits {
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        macro_rules! from_env {
+            ($($field:ident => $key:literal),* $(,)?) => {$(
+                if let Some(v) = get($key) {
+                    self.$field = parse_num($key, v)?;
+                }
+            )*};
+        }
+        from_env!(
+            streams_per_session => "STREAMS_PER_SESSION",
+            streams_per_ip => "STREAMS_PER_IP",
+            stream_queue_bytes => "STREAM_QUEUE_BYTES",
+            write_stall_secs => "WRITE_STALL_SECS",
+            idle_secs => "IDLE_SECS",
+            signaling_max_bytes => "SIGNALING_MAX_BYTES",
+            signaling_per_sec => "SIGNALING_PER_SEC",
+            max_connections => "MAX_CONNECTIONS",
+            body_timeout_secs => "BODY_TIMEOUT_SECS",
+            relay_connect_secs => "RELAY_CONNECT_SECS",
+            relay_per_conversation => "RELAY_PER_CONVERSATION",
+        );
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("streams_per_session", self.streams_per_session as u64),
+            ("streams_per_ip", self.streams_per_ip as u64),
+            ("stream_queue_bytes", self.stream_queue_bytes),
+            ("write_stall_secs", self.write_stall_secs),
+            ("idle_secs", self.idle_secs),
+            ("signaling_max_bytes", self.signaling_max_bytes as u64),
+            ("signaling_per_sec", u64::from(self.signaling_per_sec)),
+            ("max_connections", self.max_connections as u64),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("relay_connect_secs", self.relay_connect_secs),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(invalid(&format!("limits.{key}"), "must be at least 1")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for Config {
@@ -121,6 +221,7 @@ impl Default for Config {
             host: IpAddr::from([0, 0, 0, 0]),
             port: 3000,
             data_dir: PathBuf::from("./data"),
+            min_free_bytes: crate::store::DEFAULT_MIN_FREE_BYTES,
             admin_password: None,
             cookie_secret: None,
             integrators: Vec::new(),
@@ -147,6 +248,7 @@ impl Default for Config {
             metrics_token: None,
             metrics_addr: None,
             s3: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -164,6 +266,9 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
+/// The longest idle session lifetime accepted: ten years.
+const MAX_SESSION_TTL_SECS: i64 = 10 * 365 * 24 * 3600;
+
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
@@ -178,6 +283,7 @@ struct FileConfig {
     host: Option<String>,
     port: Option<u16>,
     data_dir: Option<PathBuf>,
+    min_free_bytes: Option<u64>,
     admin_password: Option<Secret>,
     cookie_secret: Option<Secret>,
     #[serde(default)]
@@ -203,6 +309,7 @@ struct FileConfig {
     tls_key_file: Option<PathBuf>,
     media: Option<MediaFileConfig>,
     s3: Option<S3Config>,
+    limits: Option<Limits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +359,7 @@ impl Config {
         }
         set(&mut self.port, fc.port);
         set(&mut self.data_dir, fc.data_dir);
+        set(&mut self.min_free_bytes, fc.min_free_bytes);
         if fc.admin_password.is_some() {
             self.admin_password = fc.admin_password;
         }
@@ -303,6 +411,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(l) = fc.limits {
+            self.limits = l;
+        }
         if let Some(m) = fc.media {
             set(&mut self.mesh_max, m.mesh_max);
             set(&mut self.last_n, m.last_n);
@@ -321,6 +432,7 @@ impl Config {
 
     fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        self.limits.apply_env(env)?;
         if let Some(v) = get("HOST") {
             self.host = parse_host("HOST", v)?;
         }
@@ -329,6 +441,9 @@ impl Config {
         }
         if let Some(v) = get("CHATS3_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("MIN_FREE_BYTES") {
+            self.min_free_bytes = parse_num("MIN_FREE_BYTES", v)?;
         }
         if let Some(v) = get("ADMIN_PASSWORD") {
             self.admin_password = Some(Secret::new(v));
@@ -443,6 +558,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.limits.validate()?;
+        if self.limits.idle_secs <= self.heartbeat_secs {
+            return Err(invalid(
+                "limits.idle_secs",
+                "must exceed heartbeat_secs, or idle event streams are cut between heartbeats",
+            ));
+        }
         if let Some(s) = &self.cookie_secret
             && s.expose().len() < 32
         {
@@ -459,7 +581,11 @@ impl Config {
                 return Err(invalid(&key, "id must not be empty"));
             }
             if integ.secret.expose().len() < 16 {
-                return Err(invalid(&key, "secret must be at least 16 characters"));
+                return Err(invalid(
+                    &key,
+                    "secret must be at least 16 characters; generate one with `chats3 secret` \
+                     or `openssl rand -hex 32` and give the new secret to that integrator",
+                ));
             }
             if let Some(u) = &integ.webhook_url
                 && !(u.starts_with("https://") || u.starts_with("http://"))
@@ -480,8 +606,18 @@ impl Config {
         if self.max_message_chars == 0 {
             return Err(invalid("MAX_MESSAGE_CHARS", "must be at least 1"));
         }
-        if self.session_ttl_secs < 60 {
-            return Err(invalid("SESSION_TTL_SECS", "must be at least 60"));
+        // Upper bounds keep the millisecond forms (`secs * 1000`) in range.
+        if !(60..=MAX_SESSION_TTL_SECS).contains(&self.session_ttl_secs) {
+            return Err(invalid(
+                "SESSION_TTL_SECS",
+                format!("must be between 60 and {MAX_SESSION_TTL_SECS} (10 years)"),
+            ));
+        }
+        if !(0..=86_400).contains(&self.ticket_max_age_secs) {
+            return Err(invalid(
+                "ticket_max_age_secs",
+                "must be between 0 and 86400",
+            ));
         }
         if !(0..=300).contains(&self.ticket_clock_skew_secs) {
             return Err(invalid(
@@ -616,6 +752,24 @@ mod tests {
     }
 
     #[test]
+    fn min_free_bytes_defaults_to_64_mib_and_is_configurable() {
+        let c = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(c.min_free_bytes, 64 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "min_free_bytes = 1048576\n").unwrap();
+        let c = Config::from_sources(Some(&p), &env(&[])).unwrap();
+        assert_eq!(c.min_free_bytes, 1024 * 1024);
+        let c = Config::from_sources(Some(&p), &env(&[("MIN_FREE_BYTES", "0")])).unwrap();
+        assert_eq!(
+            c.min_free_bytes, 0,
+            "the environment wins; 0 turns the check off"
+        );
+        let e = Config::from_sources(None, &env(&[("MIN_FREE_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("MIN_FREE_BYTES"), "{e}");
+    }
+
+    #[test]
     fn integrators_and_s3_from_env() {
         let c = Config::from_sources(
             None,
@@ -636,5 +790,134 @@ mod tests {
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert!(c.production);
         assert_eq!(format!("{:?}", c.integrators[0].secret), "***");
+    }
+
+    #[test]
+    fn durations_that_overflow_in_milliseconds_are_refused() {
+        // Found by `any_environment_loads_or_names_a_key`: a TTL of
+        // 9223372036854776 s passed, and `session_ttl_secs * 1000`
+        // overflowed on every authenticated request.
+        let e = Config::from_sources(None, &env(&[("SESSION_TTL_SECS", "9223372036854776")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("SESSION_TTL_SECS"), "{e}");
+        assert!(Config::from_sources(None, &env(&[("SESSION_TTL_SECS", "315360000")])).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for bad in [
+            "ticket_max_age_secs = 9223372036854775807\n",
+            "ticket_max_age_secs = -1\n",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Config::from_sources(Some(&p), &env(&[])).unwrap_err();
+            assert!(e.to_string().contains("ticket_max_age_secs"), "{e}");
+        }
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Environment variables and file keys the configuration reads (and a typo).
+        const ENV_KEYS: &str = "HOST PORT CHATS3_DATA_DIR ADMIN_PASSWORD COOKIE_SECRET \
+            INTEGRATORS RATE_LIMIT_PER_MIN MAX_PARTICIPANTS MAX_MESSAGE_CHARS MAX_UPLOAD_BYTES \
+            SESSION_TTL_SECS TICKET_CLOCK_SKEW_SECS CHATS3_ENV TRUSTED_PROXIES ICE_SERVERS \
+            PUBLIC_URL METRICS_ADDR TLS_CERT_FILE MESH_MAX LAST_N RELAY_UDP S3_BUCKET \
+            S3_FORCE_PATH_STYLE";
+        const FILE_KEYS: &str = "host port data_dir admin_password cookie_secret \
+            rate_limit_per_min max_participants env trusted_proxies max_message_chars \
+            max_display_name_chars max_body_bytes max_upload_bytes ticket_max_age_secs \
+            ticket_clock_skew_secs session_ttl_secs ice_servers heartbeat_secs public_url \
+            metrics_addr tls_cert_file prot";
+
+        fn keys(list: &'static str) -> impl Strategy<Value = &'static str> {
+            prop::sample::select(list.split_whitespace().collect::<Vec<_>>())
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => any::<i64>().prop_map(|n| n.to_string()),
+                2 => any::<u64>().prop_map(|n| n.to_string()),
+                3 => (0i64..100_000).prop_map(|n| n.to_string()),
+                1 => "[0-9a-f.:/,\\[\\] ]{0,24}",
+                1 => Just("[]".to_string()),
+                1 => Just(r#"[{"id":"a","secret":"0123456789abcdef","allowedOrigins":["https://[::1]"]}]"#.to_string()),
+                1 => any::<String>(),
+            ]
+        }
+
+        fn toml_value() -> impl Strategy<Value = toml::Value> {
+            prop_oneof![
+                any::<i64>().prop_map(toml::Value::Integer),
+                (0i64..100_000).prop_map(toml::Value::Integer),
+                text().prop_map(toml::Value::String),
+                any::<bool>().prop_map(toml::Value::Boolean),
+                any::<f64>().prop_map(toml::Value::Float),
+                prop::collection::vec(text().prop_map(toml::Value::String), 0..3)
+                    .prop_map(toml::Value::Array),
+            ]
+        }
+
+        /// A config file: a table of known (and some unknown) keys, a
+        /// `[media]` table, and sometimes arbitrary text instead.
+        fn file() -> impl Strategy<Value = String> {
+            let media = prop::collection::btree_map(
+                keys("mesh_max last_n relay_udp relay_public_ip"),
+                toml_value(),
+                0..3,
+            );
+            let table = (
+                prop::collection::btree_map(keys(FILE_KEYS), toml_value(), 0..4),
+                prop::option::of(media),
+            )
+                .prop_map(|(top, media)| {
+                    let mut t: toml::Table =
+                        top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    if let Some(m) = media {
+                        let m: toml::Table =
+                            m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                        t.insert("media".into(), toml::Value::Table(m));
+                    }
+                    toml::to_string(&t).unwrap_or_default()
+                });
+            prop_oneof![4 => table, 1 => any::<String>(), 1 => "[a-z_\\[\\]=\"' 0-9\n]{0,80}"]
+        }
+
+        /// What the rest of the server computes from a valid configuration.
+        fn check_derived(c: &Config) -> Result<(), TestCaseError> {
+            prop_assert!(c.session_ttl_secs.checked_mul(1000).is_some());
+            let max_age = c.ticket_max_age_secs.checked_mul(1000);
+            let skew = c.ticket_clock_skew_secs.checked_mul(1000);
+            let window = max_age.zip(skew).and_then(|(a, s)| a.checked_add(s));
+            prop_assert!(window.is_some());
+            prop_assert!(c.ticket_max_age_secs >= 0);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_environment_loads_or_names_a_key(
+                vars in prop::collection::btree_map(keys(ENV_KEYS), text(), 0..3),
+            ) {
+                let env: HashMap<String, String> =
+                    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                match Config::from_sources(None, &env) {
+                    Ok(c) => check_derived(&c)?,
+                    Err(ConfigError::Invalid { key, .. }) => prop_assert!(!key.is_empty()),
+                    Err(e) => prop_assert!(false, "unexpected {}", e),
+                }
+            }
+
+            #[test]
+            fn any_config_file_loads_or_is_refused(text in file()) {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().join("c.toml");
+                std::fs::write(&p, &text).unwrap();
+                if let Ok(c) = Config::from_sources(Some(&p), &HashMap::new()) {
+                    check_derived(&c)?;
+                }
+            }
+        }
     }
 }

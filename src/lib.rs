@@ -10,7 +10,8 @@
 //! - [`sync`]: S3 uploader (outbox → bucket) and `restore --from-s3`
 //! - [`store`]: sled trees, key encoding, group commit
 //! - [`metrics`]: Prometheus registry, request tracking, `/metrics` rendering
-//! - [`serve`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, optional rustls with SIGHUP reload)
+//! - [`serve`], [`conn_io`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, connection cap, idle and
+//!   write-stall deadlines, optional rustls with SIGHUP reload)
 //! - [`webhooks`]: signed event deliveries to integrators from a durable queue
 //! - [`ui`]: sailfish page templates
 //! - [`relay`]: relay-mode calls (call membership, `call-mode`, `/relay/signal`) over `chats3_media`
@@ -26,7 +27,10 @@ pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conn_io;
 pub mod events;
+#[cfg(test)]
+mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -26,6 +26,10 @@ enum Command {
     Serve,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Print a new random secret (64 hex characters) for an integrator or COOKIE_SECRET.
+    ///
+    /// Needs no configuration, so it also works while a too-short secret keeps the server from starting.
+    Secret,
     /// Rebuild an empty data directory from S3 or from a backup.
     Restore {
         /// Read the configured S3 bucket (ours or one written by the original service).
@@ -34,6 +38,10 @@ enum Command {
         /// Read a backup directory written by `chats3 backup --to`.
         #[arg(long)]
         from: Option<PathBuf>,
+        /// With --from-s3: give conversations that have no owner (all of the original
+        /// service's) to this configured integrator, so its tickets keep opening them.
+        #[arg(long, requires = "from_s3")]
+        owner: Option<String>,
     },
     /// Take a consistent backup from the running server into DIR (keep it secret: it holds live session ids).
     ///
@@ -112,6 +120,11 @@ enum AdminAction {
     List,
 }
 
+/// 256 random bits as 64 hex characters.
+fn new_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,9 +163,18 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Secret)) {
+        // Before the configuration: a secret that is too short must not keep you from making one.
+        println!("{}", new_secret());
+        return Ok(());
+    }
     init_tracing();
     let config = chats3::Config::load(cli.config.as_deref()).context("invalid configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Secret => {
+            println!("{}", new_secret());
+            Ok(())
+        }
         Command::CheckConfig => {
             println!(
                 "configuration OK (data directory {}, port {})",
@@ -161,7 +183,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { from_s3, from } => {
+        Command::Restore {
+            from_s3,
+            from,
+            owner,
+        } => {
             let rt = runtime()?;
             if let Some(dir) = from {
                 let (kv, files) = rt
@@ -177,8 +203,14 @@ fn main() -> anyhow::Result<()> {
                 from_s3,
                 "say where to restore from: --from-s3 or --from DIR"
             );
+            if let Some(o) = &owner {
+                anyhow::ensure!(
+                    config.integrator(o).is_some(),
+                    "--owner {o:?} is not a configured integrator (INTEGRATORS)"
+                );
+            }
             let summary = rt
-                .block_on(chats3::sync::restore::run(&config))
+                .block_on(chats3::sync::restore::run_for(&config, owner.as_deref()))
                 .context("restore failed")?;
             println!("restored into {}: {summary}", config.data_dir.display());
             Ok(())

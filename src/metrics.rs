@@ -1,6 +1,6 @@
 //! Prometheus metrics (`/metrics`, OpenMetrics text): HTTP requests by route
 //! and status with latency histograms, live SSE streams, store flush latency,
-//! and point-in-time figures read at scrape (events fanned out, store size,
+//! writes refused for a full disk, and point-in-time figures read at scrape (events fanned out, store size,
 //! S3 sync lag). Exposed only with a bearer token or on a separate address.
 
 use std::fmt::Write;
@@ -31,6 +31,44 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Counts by reason, logging each reason at warn at most once a minute.
+#[derive(Default)]
+pub struct Trips {
+    counts: Family<ReasonLabels, Counter>,
+    // std Mutex: a map lookup, never held across an await.
+    logged: std::sync::Mutex<std::collections::HashMap<&'static str, Instant>>,
+}
+
+impl Trips {
+    /// Counts without logging (expected events, such as a stream ending with its session).
+    pub fn inc(&self, reason: &'static str) {
+        self.counts.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts and warns: a bound was reached.
+    pub fn trip(&self, reason: &'static str, what: &str) {
+        self.inc(reason);
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let due = logged
+            .get(reason)
+            .is_none_or(|t| now.duration_since(*t).as_secs() >= 60);
+        if due {
+            logged.insert(reason, now);
+            tracing::warn!(reason, "{what} (logged at most once a minute per reason)");
+        }
+    }
+
+    pub fn count(&self, reason: &'static str) -> u64 {
+        self.counts.get_or_create(&ReasonLabels { reason }).get()
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -39,6 +77,12 @@ pub struct Metrics {
     pub sse_streams: Arc<AtomicI64>,
     /// State-changing requests refused as cross-site (`http/csrf.rs`).
     pub csrf_refused: Counter,
+    /// Requests refused because a bound was reached, by reason.
+    pub refused: Arc<Trips>,
+    /// Event streams the server closed, by reason.
+    pub streams_closed: Arc<Trips>,
+    /// Open connections (`serve.rs`).
+    pub connections: Arc<AtomicI64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -47,7 +91,8 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// `flush` is the store's flush-latency histogram (seconds).
-    pub fn new(flush: Histogram) -> Self {
+    /// `disk_full` counts the store's writes refused for lack of disk space.
+    pub fn new(flush: Histogram, disk_full: Counter) -> Self {
         let mut registry = Registry::with_prefix("chats3");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
@@ -68,11 +113,28 @@ impl Metrics {
             "Store group-commit flush latency",
             flush,
         );
+        registry.register(
+            "disk_full_refusals",
+            "Writes refused because the data directory's disk is full or below min_free_bytes",
+            disk_full,
+        );
         let csrf_refused = Counter::default();
         registry.register(
             "csrf_refused",
             "State-changing requests refused as cross-site",
             csrf_refused.clone(),
+        );
+        let refused = Arc::new(Trips::default());
+        registry.register(
+            "refused",
+            "Requests refused because a bound was reached, by reason",
+            refused.counts.clone(),
+        );
+        let streams_closed = Arc::new(Trips::default());
+        registry.register(
+            "streams_closed",
+            "Event streams closed by the server, by reason",
+            streams_closed.counts.clone(),
         );
         Self {
             registry,
@@ -80,6 +142,9 @@ impl Metrics {
             latency,
             sse_streams: Arc::new(AtomicI64::new(0)),
             csrf_refused,
+            refused,
+            streams_closed,
+            connections: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -112,6 +177,11 @@ impl Metrics {
             "sse_streams",
             "Open SSE event streams",
             self.sse_streams.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            "connections",
+            "Open client connections",
+            self.connections.load(Ordering::Relaxed) as f64,
         );
         gauge(
             "streaming_sessions",
@@ -150,6 +220,11 @@ impl Metrics {
             "relay_participants",
             "Participants holding a peer connection to the media relay",
             relay.participant_count() as f64,
+        );
+        gauge(
+            "relay_reaped",
+            "Relay connections closed because they failed or never connected (total)",
+            relay.reaped() as f64,
         );
         gauge(
             "relay_subscriptions",

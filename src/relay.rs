@@ -54,6 +54,7 @@ impl Calls {
                 last_n: config.last_n,
                 ..Default::default()
             },
+            connect_timeout: std::time::Duration::from_secs(config.limits.relay_connect_secs),
             ..Default::default()
         })
         .await?;
@@ -71,6 +72,13 @@ impl Calls {
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallTopology>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `user` is in the call of `conv` (said `call-join`, not yet left).
+    pub fn in_call(&self, conv: &str, user: &str) -> bool {
+        self.calls()
+            .get(conv)
+            .is_some_and(|c| c.participants().any(|p| p == user))
     }
 }
 
@@ -268,6 +276,36 @@ pub async fn signal(
 ) -> Result<Response, ApiError> {
     let relay = state.calls.relay();
     let (conv, user) = (s.conversation_id.as_str(), s.user_id.as_str());
+    // Call membership: only someone in the call (and so in an open
+    // conversation) holds a relay connection, and a room holds a bounded number.
+    if !relay.is_member(conv, user) {
+        let open = state
+            .store
+            .conversation(conv)?
+            .is_some_and(|c| c.status == crate::model::ConversationStatus::Active);
+        if !open {
+            return Err(ApiError::forbidden("Conversation is closed"));
+        }
+        if !state.calls.in_call(conv, user) {
+            return Err(ApiError::forbidden("Join the call first (call-join)")
+                .with_details(json!({ "reason": "not_in_call" })));
+        }
+        let cap = match state.config.limits.relay_per_conversation {
+            0 => state.config.max_participants,
+            n => n,
+        };
+        if relay.room_size(conv) >= cap {
+            state.metrics.refused.trip(
+                "relay_full",
+                "relay connection refused: the call's relay is full",
+            );
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "The call's relay is full",
+            )
+            .with_details(json!({ "reason": "relay_full" })));
+        }
+    }
     let first = relay.handle_signal(conv, user, sig.clone()).await;
     let res = match first {
         Err(RelayError::UnknownParticipant { .. }) if matches!(sig, Signal::Offer(_)) => {
@@ -289,7 +327,9 @@ fn relay_error(e: RelayError) -> ApiError {
             ApiError::conflict("Not in the relay yet: send an offer first")
         }
         RelayError::WebRtc(e) => ApiError::bad_request(format!("Rejected by the relay: {e}")),
-        RelayError::ServerOnlySignal(_) => ApiError::bad_request(e.to_string()),
+        RelayError::ServerOnlySignal(_) | RelayError::TooManyEarlyCandidates(_) => {
+            ApiError::bad_request(e.to_string())
+        }
         other => {
             tracing::warn!(error = %other, "relay signal failed");
             ApiError::bad_request(format!("Relay error: {other}"))

@@ -4,6 +4,7 @@
  *   const chat = Chats3.mount(document.getElementById('chat'), {
  *     baseUrl: 'https://chat.example.com', ticket, signature,   // or: src: 'https://…/embed?ticket=…&signature=…'
  *     theme: 'auto', height: 600, onEvent: (e) => console.log(e),
+ *     features: { call: true, record: false, leave: false },    // controls shown in the frame (default: none)
  *   });
  *   chat.on('unread', (e) => badge.textContent = e.count);
  *
@@ -17,19 +18,34 @@
   var ALLOW = 'camera; microphone; display-capture; clipboard-write';
   var EVENTS = ['ready', 'unread', 'message', 'call', 'resize', 'error', 'left'];
   var THEMES = ['light', 'dark', 'auto'];
+  // Room controls hidden in a frame unless the host turns them on (the original hid all three).
+  var FEATURES = ['call', 'record', 'leave'];
 
   function fail(msg) {
     throw new Error('Chats3.mount: ' + msg);
   }
 
+  /** `{call: true, leave: true}` → 'call,leave'; only `true` turns a control on. */
+  function featureList(features) {
+    if (features === undefined || features === null) return '';
+    if (typeof features !== 'object') fail('features must be an object such as {call: true, record: true, leave: true}');
+    return FEATURES.filter(function (f) { return features[f] === true; }).join(',');
+  }
+
   function resolveSrc(opts) {
-    if (opts.src) return new URL(String(opts.src), global.location.href);
-    if (!opts.baseUrl || typeof opts.ticket !== 'string' || typeof opts.signature !== 'string') {
-      fail('pass either src, or baseUrl + ticket (the exact signed JSON string) + signature');
+    var url;
+    if (opts.src) {
+      url = new URL(String(opts.src), global.location.href);
+    } else {
+      if (!opts.baseUrl || typeof opts.ticket !== 'string' || typeof opts.signature !== 'string') {
+        fail('pass either src, or baseUrl + ticket (the exact signed JSON string) + signature');
+      }
+      url = new URL('/embed', String(opts.baseUrl));
+      url.searchParams.set('ticket', opts.ticket);
+      url.searchParams.set('signature', opts.signature);
     }
-    var url = new URL('/embed', String(opts.baseUrl));
-    url.searchParams.set('ticket', opts.ticket);
-    url.searchParams.set('signature', opts.signature);
+    var features = featureList(opts.features);
+    if (features) url.searchParams.set('features', features);
     return url;
   }
 

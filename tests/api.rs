@@ -603,7 +603,7 @@ async fn security_headers_are_set() {
         assert!(cookie.contains(attr), "{cookie}");
     }
     let r = c.get("/").await;
-    assert_eq!(r.status, 303);
+    assert_eq!(r.status, 302);
     assert_eq!(r.headers["location"], "/join");
     s.stop().await;
 }

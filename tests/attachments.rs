@@ -366,3 +366,152 @@ async fn file_messages_must_reference_an_attachment_of_their_conversation() {
     assert_eq!(r.status, 400);
     s.stop().await;
 }
+
+/// Cases of the multipart property (each one an HTTP upload);
+/// `PROPTEST_CASES` overrides it for a longer run.
+const UPLOAD_CASES: u32 = 64;
+
+/// One part of a hand-written multipart body: its `Content-Disposition`
+/// value, its `Content-Type` (if any) and its bytes.
+type RawPart = (String, Option<String>, Vec<u8>);
+
+fn raw_part() -> impl proptest::strategy::Strategy<Value = RawPart> {
+    use proptest::prelude::*;
+    let name = prop_oneof![
+        any::<String>(),
+        "[./\\\\]{0,6}[a-zA-Z0-9 ._\"'%;:=<>|?*\r\n\u{0}\u{202e}é€😀-]{0,30}\\.(png|jpg|txt|pdf|exe|PNG)",
+    ];
+    let disposition = prop_oneof![
+        name.clone()
+            .prop_map(|n| format!("form-data; name=\"file\"; filename=\"{n}\"")),
+        name.prop_map(|n| {
+            let pct: String = n.bytes().map(|b| format!("%{b:02X}")).collect();
+            format!("form-data; name=\"file\"; filename*=UTF-8''{pct}")
+        }),
+        Just("form-data; name=\"note\"".to_string()),
+        "[ -~]{0,40}",
+    ];
+    let content_type = prop::option::of(prop_oneof![
+        Just("image/png".to_string()),
+        Just("text/plain; charset=utf-8".to_string()),
+        Just("application/octet-stream".to_string()),
+        "[ -~]{0,30}",
+    ]);
+    let bytes = prop_oneof![
+        Just(png()),
+        Just(jpeg()),
+        Just(b"plain text\n".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..200),
+    ];
+    // A part that should be accepted, but for its name.
+    let coherent = "[a-zA-Z0-9 ._'%\u{202e}\u{200b}é😀-]{0,12}".prop_map(|n| {
+        (
+            format!("form-data; name=\"file\"; filename=\"{n}.png\""),
+            Some("image/png".to_string()),
+            png(),
+        )
+    });
+    prop_oneof![3 => (disposition, content_type, bytes), 2 => coherent]
+}
+
+/// A multipart body (often well formed, sometimes cut short or mislabelled)
+/// and the request's content type.
+fn multipart_body() -> impl proptest::strategy::Strategy<Value = (String, Vec<u8>)> {
+    use proptest::prelude::*;
+    (
+        prop_oneof![
+            3 => Just("XyZ-b0undary".to_string()),
+            1 => "[A-Za-z0-9'()+_,./:=?-]{1,20}",
+        ],
+        prop::collection::vec(raw_part(), 0..3),
+        prop_oneof![
+            4 => Just("--\r\n".to_string()),
+            1 => Just(String::new()),
+            1 => "[ -~\r\n]{0,10}",
+        ],
+        prop_oneof![
+            4 => Just(None),
+            1 => "[ -~]{0,40}".prop_map(Some),
+        ],
+    )
+        .prop_map(|(boundary, parts, end, content_type)| {
+            let mut body = Vec::new();
+            for (disposition, ct, bytes) in parts {
+                body.extend(
+                    format!("--{boundary}\r\nContent-Disposition: {disposition}\r\n").bytes(),
+                );
+                if let Some(ct) = ct {
+                    body.extend(format!("Content-Type: {ct}\r\n").bytes());
+                }
+                body.extend(b"\r\n");
+                body.extend(bytes);
+                body.extend(b"\r\n");
+            }
+            body.extend(format!("--{boundary}{end}").bytes());
+            let ct = content_type
+                .unwrap_or_else(|| format!("multipart/form-data; boundary=\"{boundary}\""));
+            (ct, body)
+        })
+}
+
+/// Any multipart body is stored under a safe name and an accepted type, or
+/// refused with a 4xx: never a server error.
+#[test]
+fn any_multipart_upload_is_stored_safely_or_refused() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let cases = match std::env::var_os("PROPTEST_CASES") {
+        Some(_) => Config::default().cases,
+        None => UPLOAD_CASES,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (s, ann, _eve) = rt.block_on(setup());
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let statuses = std::cell::RefCell::new(std::collections::BTreeMap::<u16, u32>::new());
+    let result = runner.run(&multipart_body(), |(content_type, body)| {
+        let r = rt.block_on(
+            ann.send(
+                ann.http
+                    .post(format!("{}/api/v1/attachments", ann.base))
+                    .header("x-session-id", ann.session.as_ref().unwrap())
+                    .header("content-type", content_type)
+                    .body(body),
+            ),
+        );
+        *statuses.borrow_mut().entry(r.status).or_default() += 1;
+        if r.status >= 500 || r.status < 200 || (r.status > 200 && r.status < 400) {
+            return Err(TestCaseError::fail(format!("{}: {}", r.status, r.body)));
+        }
+        if r.status != 200 && r.body["success"] != false {
+            return Err(TestCaseError::fail(format!(
+                "not an error envelope: {}",
+                r.body
+            )));
+        }
+        if r.status == 200 {
+            let d = r.details();
+            let name = d["originalFilename"].as_str().unwrap();
+            let bad =
+                |c: char| c.is_control() || "/\\\"<>:|?*;\u{202e}\u{200b}\u{2028}".contains(c);
+            if name.is_empty() || name.chars().count() > 200 || name.chars().any(bad) {
+                return Err(TestCaseError::fail(format!("unsafe name {name:?}")));
+            }
+            let mime = d["mimeType"].as_str().unwrap();
+            if !["image/png", "image/jpeg", "text/plain"].contains(&mime) {
+                return Err(TestCaseError::fail(format!("accepted as {mime}")));
+            }
+        }
+        Ok(())
+    });
+    rt.block_on(s.stop());
+    result.unwrap();
+    let statuses = statuses.into_inner();
+    eprintln!("multipart uploads by status: {statuses:?}");
+    assert!(
+        statuses.contains_key(&200),
+        "no upload was accepted: {statuses:?}"
+    );
+}

@@ -235,6 +235,13 @@ async fn leaving_closes_the_relay_connection() {
     let admin = server.client();
     let conv = admin.create_conversation("relay-leave").await;
     let (ann, _) = admin.join(&conv, "Ann").await;
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "call-join", "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
@@ -269,5 +276,86 @@ async fn leaving_closes_the_relay_connection() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    pc.close().await.unwrap();
+}
+
+async fn metric(c: &Client, name: &str) -> f64 {
+    let r = c.get_with_bearer("/metrics", "scrape-token").await;
+    let text = r.body.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// An offer from a headless client that will never answer back.
+async fn dangling_offer() -> (webrtc::peer_connection::RTCPeerConnection, String) {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let api = APIBuilder::new().with_media_engine(media).build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    pc.add_transceiver_from_kind(RTPCodecType::Audio, None)
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    (pc, sdp)
+}
+
+/// Relay connections are for call members only, and one that never connects
+/// is closed and forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_connections_need_the_call_and_are_reaped_when_they_never_connect() {
+    let server = Server::start_with(|c| {
+        c.relay_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics_token = Some(chats3::config::Secret::new("scrape-token"));
+        c.limits.relay_connect_secs = 1;
+    })
+    .await;
+    let admin = server.client();
+    let conv = admin.create_conversation("relay-reap").await;
+    let (ann, _) = admin.join(&conv, "Ann").await;
+    let (pc, sdp) = dangling_offer().await;
+    let r = ann
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": sdp}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "not in the call: {}", r.body);
+    assert_eq!(r.details()["reason"], "not_in_call");
+    assert_eq!(relay_participants(&admin).await, 0.0);
+
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "call-join", "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = ann
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": sdp}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(relay_participants(&admin).await, 1.0);
+    let started = tokio::time::Instant::now();
+    while relay_participants(&admin).await != 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a connection that never came up is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&admin, "chats3_relay_reaped").await, 1.0);
+    println!(
+        "dangling relay connection reaped after {:?}",
+        started.elapsed()
+    );
     pc.close().await.unwrap();
 }

@@ -53,6 +53,10 @@ const TREND_GAIN: f64 = 4.0;
 const RATE_WINDOW_US: i64 = 1_000_000;
 /// Arrival span needed before anything is estimated.
 const MIN_RATE_SPAN_US: i64 = 200_000;
+/// Received packets kept for the delivered rate at most: over 2.5 s of the
+/// 30 Mbps downlink above. The window is by arrival time, which is the
+/// receiver's to report: one repeating the same time must not grow it.
+const MAX_DELIVERED: usize = 2 * HISTORY;
 
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -318,6 +322,8 @@ impl Estimator {
         if let Some(newest) = newest {
             self.delivered.retain(|d| newest - d.0 <= RATE_WINDOW_US);
         }
+        let excess = self.delivered.len().saturating_sub(MAX_DELIVERED);
+        self.delivered.drain(..excess);
         let delivered = self.delivered_bps()?;
         let usage = self.trend.usage();
         self.usage = Some(usage);
@@ -604,5 +610,166 @@ mod tests {
         .unwrap();
         assert_eq!(e.usage(), Some(Usage::Normal));
         assert!(est > 2_400_000, "{est}");
+    }
+
+    #[test]
+    fn feedback_repeating_one_arrival_time_does_not_grow_the_window() {
+        // Found by `repeated_feedback_keeps_the_estimator_bounded`: every
+        // report at one arrival time stayed inside the 1 s window, so a
+        // receiver repeating its feedback grew `delivered` without bound.
+        let results = flow(0, 4_000, 0, 100, 1_200, |_| 0, |_| false)
+            .into_iter()
+            .map(|r| PacketResult {
+                arrival_us: Some(7),
+                ..r
+            })
+            .collect::<Vec<_>>();
+        let mut e = Estimator::default();
+        for round in 0..10 {
+            e.on_feedback(&results, round * 100_000);
+        }
+        assert!(e.delivered.len() <= MAX_DELIVERED, "{}", e.delivered.len());
+    }
+
+    mod fuzz {
+        use super::*;
+        use bytes::Bytes;
+        use proptest::prelude::*;
+        use webrtc::util::marshal::Marshal;
+
+        fn symbol() -> impl Strategy<Value = SymbolTypeTcc> {
+            prop_oneof![
+                Just(SymbolTypeTcc::PacketNotReceived),
+                Just(SymbolTypeTcc::PacketReceivedSmallDelta),
+                Just(SymbolTypeTcc::PacketReceivedLargeDelta),
+                Just(SymbolTypeTcc::PacketReceivedWithoutDelta),
+            ]
+        }
+
+        /// A TWCC feedback as a receiver could write it, counts and chunks
+        /// not necessarily agreeing.
+        fn feedback() -> impl Strategy<Value = TransportLayerCc> {
+            let chunk = prop_oneof![
+                (symbol(), 0u16..0x2000).prop_map(|(s, n)| {
+                    PacketStatusChunk::RunLengthChunk(RunLengthChunk {
+                        type_tcc: StatusChunkTypeTcc::RunLengthChunk,
+                        packet_status_symbol: s,
+                        run_length: n,
+                    })
+                }),
+                prop::collection::vec(symbol(), 0..15).prop_map(|list| {
+                    PacketStatusChunk::StatusVectorChunk(StatusVectorChunk {
+                        type_tcc: StatusChunkTypeTcc::StatusVectorChunk,
+                        symbol_size: SymbolSizeTypeTcc::TwoBit,
+                        symbol_list: list,
+                    })
+                }),
+            ];
+            let delta = prop_oneof![
+                (0i64..=255).prop_map(|d| RecvDelta {
+                    type_tcc_packet: SymbolTypeTcc::PacketReceivedSmallDelta,
+                    delta: d * 250,
+                }),
+                (i64::from(i16::MIN)..=i64::from(i16::MAX)).prop_map(|d| RecvDelta {
+                    type_tcc_packet: SymbolTypeTcc::PacketReceivedLargeDelta,
+                    delta: d * 250,
+                }),
+            ];
+            (
+                any::<u16>(),
+                0u16..600,
+                0u32..(1 << 24),
+                prop::collection::vec(chunk, 0..6),
+                prop::collection::vec(delta, 0..40),
+            )
+                .prop_map(
+                    |(base, count, reference_time, packet_chunks, recv_deltas)| TransportLayerCc {
+                        base_sequence_number: base,
+                        packet_status_count: count,
+                        reference_time,
+                        packet_chunks,
+                        recv_deltas,
+                        ..Default::default()
+                    },
+                )
+        }
+
+        /// RTCP bytes: a feedback as marshaled with a few bytes changed, or anything.
+        fn rtcp_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4);
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..128),
+                (feedback(), edits).prop_map(|(cc, edits)| {
+                    let mut b = cc.marshal().map(|b| b.to_vec()).unwrap_or_default();
+                    for (at, v) in edits {
+                        if !b.is_empty() {
+                            let i = at.index(b.len());
+                            b[i] = v;
+                        }
+                    }
+                    b
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_feedback_expands_to_at_most_its_status_count(cc in feedback()) {
+                let r = reported(&cc);
+                prop_assert!(r.len() <= usize::from(cc.packet_status_count));
+                for (i, p) in r.iter().enumerate() {
+                    prop_assert!(p.seq.wrapping_sub(cc.base_sequence_number) >= i as u16);
+                }
+            }
+
+            /// What the relay does with every RTCP packet a subscriber sends:
+            /// parse, pick the TWCC feedback, match it and estimate.
+            #[test]
+            fn any_rtcp_bytes_are_parsed_and_estimated_without_panicking(
+                packets in prop::collection::vec(rtcp_bytes(), 1..6),
+                sent in prop::collection::vec((any::<u16>(), 1usize..1500), 0..64),
+            ) {
+                let mut history = SendHistory::default();
+                for (i, (seq, size)) in sent.iter().enumerate() {
+                    history.sent(*seq, i as u64 * 1_000, *size);
+                }
+                let mut e = Estimator::default();
+                for (i, bytes) in packets.iter().enumerate() {
+                    let Ok(parsed) = webrtc::rtcp::packet::unmarshal(&mut Bytes::from(bytes.clone())) else {
+                        continue;
+                    };
+                    for p in parsed {
+                        if let Some(cc) = p.as_any().downcast_ref::<TransportLayerCc>() {
+                            let results = history.resolve(&reported(cc));
+                            let _ = e.on_feedback(&results, i as u64 * 100_000);
+                        }
+                    }
+                }
+            }
+
+            /// A receiver that keeps reporting the same packets at the same
+            /// arrival time cannot grow what the estimator keeps.
+            #[test]
+            fn repeated_feedback_keeps_the_estimator_bounded(
+                arrival in any::<i64>().prop_map(|a| a / 4),
+                rounds in 3usize..6,
+            ) {
+                let results: Vec<PacketResult> = (0..(MAX_DELIVERED / 2) as u16)
+                    .map(|seq| PacketResult {
+                        seq,
+                        send_us: u64::from(seq) * 100,
+                        size: 1_200,
+                        arrival_us: Some(arrival),
+                    })
+                    .collect();
+                let mut e = Estimator::default();
+                for r in 0..rounds {
+                    let _ = e.on_feedback(&results, r as u64 * 10_000);
+                }
+                prop_assert!(e.delivered.len() <= MAX_DELIVERED, "{} kept", e.delivered.len());
+            }
+        }
     }
 }

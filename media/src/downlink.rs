@@ -142,16 +142,20 @@ struct SendRecorder {
 #[async_trait]
 impl RTPWriter for SendRecorder {
     async fn write(&self, pkt: &Packet, attributes: &Attributes) -> Result<usize> {
-        if let Some(ext) = pkt.header.get_extension(self.id)
-            && let [hi, lo, ..] = ext[..]
-        {
+        if let Some(seq) = transport_seq(&pkt.header, self.id) {
             let now = self.state.now_us();
-            self.state
-                .lock()
-                .0
-                .sent(u16::from_be_bytes([hi, lo]), now, pkt.marshal_size());
+            self.state.lock().0.sent(seq, now, pkt.marshal_size());
         }
         self.next.write(pkt, attributes).await
+    }
+}
+
+/// The transport-wide sequence number a packet carries in the extension
+/// negotiated as `id` (its first two bytes, big-endian).
+fn transport_seq(header: &webrtc::rtp::header::Header, id: u8) -> Option<u16> {
+    match header.get_extension(id)?[..] {
+        [hi, lo, ..] => Some(u16::from_be_bytes([hi, lo])),
+        _ => None,
     }
 }
 
@@ -178,5 +182,30 @@ impl RTCPReader for FeedbackReader {
             }
         }
         Ok((packets, attributes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{parse_rtp, rtp_bytes};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_packet_yields_its_transport_number_or_none(bytes in rtp_bytes(), id in any::<u8>()) {
+                let Some(p) = parse_rtp(&bytes) else { return Ok(()) };
+                let ext = p.header.get_extension(id);
+                match transport_seq(&p.header, id) {
+                    Some(seq) => prop_assert_eq!(&seq.to_be_bytes()[..], &ext.unwrap()[..2]),
+                    None => prop_assert!(ext.is_none_or(|e| e.len() < 2)),
+                }
+            }
+        }
     }
 }

@@ -117,4 +117,70 @@ mod tests {
         assert!(g.set_open(true));
         assert_eq!(g.admit(6, true), Some(5));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Packet { keyframe: bool },
+            SetOpen(bool),
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            prop::collection::vec(
+                prop_oneof![
+                    6 => any::<bool>().prop_map(|keyframe| Op::Packet { keyframe }),
+                    1 => any::<bool>().prop_map(Op::SetOpen),
+                ],
+                0..200,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn forwarded_numbers_stay_contiguous_and_resume_at_keyframes(
+                closed in any::<bool>(),
+                first in any::<u16>(),
+                ops in ops(),
+            ) {
+                let mut g = if closed { VideoGate::closed() } else { VideoGate::default() };
+                let mut seq = first;
+                let mut last_out: Option<u16> = None;
+                let mut open = !closed;
+                let mut waiting = false;
+                for op in ops {
+                    match op {
+                        Op::SetOpen(o) => {
+                            let asked = g.set_open(o);
+                            prop_assert_eq!(asked, o && !open, "a keyframe is asked for on resume only");
+                            waiting = (waiting || asked) && o;
+                            open = o;
+                            prop_assert_eq!(g.is_open(), open);
+                        }
+                        Op::Packet { keyframe } => {
+                            let out = g.admit(seq, keyframe);
+                            seq = seq.wrapping_add(1);
+                            if !open || (waiting && !keyframe) {
+                                prop_assert_eq!(out, None);
+                                continue;
+                            }
+                            waiting = false;
+                            let Some(out) = out else {
+                                return Err(TestCaseError::fail("an open gate dropped a packet"));
+                            };
+                            if let Some(last) = last_out {
+                                prop_assert_eq!(out, last.wrapping_add(1));
+                            }
+                            last_out = Some(out);
+                        }
+                    }
+                    prop_assert_eq!(g.awaits_keyframe(), waiting);
+                }
+            }
+        }
+    }
 }

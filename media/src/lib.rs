@@ -29,6 +29,8 @@
 pub mod bwe;
 mod downlink;
 mod fanout;
+#[cfg(test)]
+mod fuzzing;
 pub mod gate;
 pub mod relay;
 pub mod retransmit;

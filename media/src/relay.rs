@@ -43,7 +43,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,25 @@ pub enum RelayError {
     AlreadyJoined { room: String, participant: String },
     #[error("`{0}` is a signal only the relay sends")]
     ServerOnlySignal(&'static str),
+    #[error("more than {0} candidates before the offer")]
+    TooManyEarlyCandidates(usize),
+}
+
+/// Candidates kept per participant while its offer is still being answered.
+pub const MAX_EARLY_CANDIDATES: usize = 64;
+
+/// Removes a participant whose connection is dead, if it is still that one.
+async fn reap(inner: Weak<Inner>, room: String, p: Weak<Participant>, why: &'static str) {
+    let (Some(inner), Some(p)) = (inner.upgrade(), p.upgrade()) else {
+        return;
+    };
+    let relay = Relay {
+        inner: Arc::clone(&inner),
+    };
+    if let Ok(true) = relay.remove(&room, &p.id, Some(&p)).await {
+        inner.reaped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(room, participant = %p.id, why, "relay connection reaped");
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RelayError>;
@@ -131,6 +150,9 @@ pub struct RelayConfig {
     /// Writer tasks that share the fan-out of every forwarded packet
     /// ([`crate::fanout`]); default: one per core.
     pub fanout_lanes: usize,
+    /// A connection not connected this long after joining is closed and its
+    /// participant removed (so is one whose ICE fails at any time).
+    pub connect_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -142,6 +164,7 @@ impl Default for RelayConfig {
             pli_min_interval: Duration::from_millis(500),
             speakers: SpeakerPolicy::default(),
             fanout_lanes: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            connect_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -165,6 +188,8 @@ struct Inner {
     /// Time origin for the speaker detector.
     epoch: Instant,
     fanout: Arc<Fanout>,
+    /// Participants removed because their connection failed or never came up.
+    reaped: AtomicU64,
 }
 
 struct Room {
@@ -340,6 +365,7 @@ impl Relay {
             local_udp,
             epoch: Instant::now(),
             fanout: Arc::new(Fanout::new(config.fanout_lanes)),
+            reaped: AtomicU64::new(0),
             config,
         });
         Ok((Self { inner }, rx))
@@ -428,6 +454,7 @@ impl Relay {
             pcs.retain(|w| w.strong_count() > 0);
             pcs.push(Arc::downgrade(&pc));
         }
+        self.watch_connection(room, &p);
         let mut added = false;
         for t in existing {
             added |= inner.subscribe(&t, &p).await?;
@@ -501,6 +528,9 @@ impl Relay {
                 };
                 let mut neg = p.neg.lock().await;
                 if p.pc.remote_description().await.is_none() {
+                    if neg.early_candidates.len() >= MAX_EARLY_CANDIDATES {
+                        return Err(RelayError::TooManyEarlyCandidates(MAX_EARLY_CANDIDATES));
+                    }
                     neg.early_candidates.push(init);
                 } else {
                     p.pc.add_ice_candidate(init).await?;
@@ -514,14 +544,30 @@ impl Relay {
     /// from everyone else (renegotiating them) and drops its subscriptions.
     /// Unknown participants are ignored.
     pub async fn leave(&self, room: &str, participant: &str) -> Result<()> {
+        self.remove(room, participant, None).await.map(drop)
+    }
+
+    /// Removes `participant` (only if it is still `only`, when given): the
+    /// body of [`Relay::leave`]. Returns whether it was removed.
+    async fn remove(
+        &self,
+        room: &str,
+        participant: &str,
+        only: Option<&Arc<Participant>>,
+    ) -> Result<bool> {
         let inner = &self.inner;
         let (p, own, others) = {
             let mut rooms = lock(&inner.rooms);
             let Some(r) = rooms.get_mut(room) else {
-                return Ok(());
+                return Ok(false);
             };
+            match (r.participants.get(participant), only) {
+                (None, _) => return Ok(false),
+                (Some(p), Some(only)) if !Arc::ptr_eq(p, only) => return Ok(false),
+                _ => {}
+            }
             let Some(p) = r.participants.remove(participant) else {
-                return Ok(());
+                return Ok(false);
             };
             let (own, others): (Vec<_>, Vec<_>) =
                 r.tracks.drain(..).partition(|t| t.publisher == participant);
@@ -542,7 +588,44 @@ impl Relay {
         }
         inner.apply_last_n(room).await;
         closed?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Removes `p` when its connection fails, or when it is not connected
+    /// `connect_timeout` after joining: a client that offers and never
+    /// connects (or goes away without leaving) holds nothing for long.
+    fn watch_connection(&self, room: &str, p: &Arc<Participant>) {
+        let (weak_inner, weak_p) = (Arc::downgrade(&self.inner), Arc::downgrade(p));
+        let room_id = room.to_owned();
+        let (wi, wp, rid) = (weak_inner.clone(), weak_p.clone(), room_id.clone());
+        p.pc.on_peer_connection_state_change(Box::new(move |state| {
+            if state == RTCPeerConnectionState::Failed {
+                tokio::spawn(reap(wi.clone(), rid.clone(), wp.clone(), "ice failed"));
+            }
+            Box::pin(async {})
+        }));
+        let timeout = self.inner.config.connect_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let connected = weak_p
+                .upgrade()
+                .is_some_and(|p| p.pc.connection_state() == RTCPeerConnectionState::Connected);
+            if !connected {
+                reap(weak_inner, room_id, weak_p, "not connected in time").await;
+            }
+        });
+    }
+
+    /// Participants removed because their connection failed or never came up.
+    pub fn reaped(&self) -> u64 {
+        self.inner.reaped.load(Ordering::Relaxed)
+    }
+
+    /// Participants holding a connection in `room`.
+    pub fn room_size(&self, room: &str) -> usize {
+        lock(&self.inner.rooms)
+            .get(room)
+            .map_or(0, |r| r.participants.len())
     }
 
     /// Counters per room and participant.
@@ -779,17 +862,13 @@ impl Inner {
     /// Feeds one audio packet's level to the room's speakers; a new dominant
     /// speaker is announced and re-applies last-N.
     async fn observe_audio(&self, room: &str, t: &Published, packet: &webrtc::rtp::packet::Packet) {
-        let Some(level) = t
-            .audio_level_id
-            .and_then(|id| packet.header.get_extension(id))
-            .and_then(|b| b.first().copied())
-        else {
+        let Some(level) = crate::speaker::audio_level(&packet.header, t.audio_level_id) else {
             return;
         };
         let now = self.now_ms();
         let change = {
             let mut s = lock(&t.speakers);
-            s.observe(&t.publisher, level & 0x7f, now);
+            s.observe(&t.publisher, level, now);
             s.evaluate(now)
         };
         if let Some(change) = change {

@@ -562,3 +562,32 @@ impl RTPReader for MediaReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{parse_rtp, rtp_bytes};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            /// MID and (repaired) RID are read from any received packet as text or not at all.
+            #[test]
+            fn any_packet_names_its_stream_or_nothing(bytes in rtp_bytes(), id in any::<Option<u8>>()) {
+                let Some(p) = parse_rtp(&bytes) else { return Ok(()) };
+                match extension_text(&p, id) {
+                    Some(text) => {
+                        let ext = p.header.get_extension(id.unwrap()).unwrap();
+                        prop_assert_eq!(text.as_bytes(), &ext[..]);
+                    }
+                    None => prop_assert!(id.and_then(|i| p.header.get_extension(i))
+                        .is_none_or(|e| std::str::from_utf8(&e).is_err())),
+                }
+            }
+        }
+    }
+}

@@ -362,4 +362,191 @@ mod tests {
         assert!(a.insert(3 + 2 * Arrivals::SPAN + 1));
         assert!(a.insert(2 + 3 * Arrivals::SPAN));
     }
+
+    #[test]
+    fn a_header_extension_running_past_the_packet_is_an_error() {
+        // Found by `any_received_rtx_packet_unwraps_or_is_skipped`: rtp
+        // 0.17.2 panicked parsing these (vendor/rtp/PATCHED.md).
+        let head = [0x90, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let with = |ext: &[u8]| [&head[..], ext].concat();
+        let parse = |b: &[u8]| crate::fuzzing::strategy::parse_rtp(b);
+        // One-byte element of 16 bytes in a 4-byte block at the packet's end.
+        assert!(parse(&with(&[0xbe, 0xde, 0, 1, 0x1f, 0, 0, 0])).is_none());
+        // Two-byte element whose length byte is past the packet.
+        assert!(parse(&with(&[0x10, 0x00, 0, 1, 0, 0, 0, 5])).is_none());
+        // Two-byte element of 200 bytes.
+        assert!(parse(&with(&[0x10, 0x00, 0, 1, 5, 200, 0, 0])).is_none());
+        // Valid elements still parse.
+        let ok = parse(&with(&[0xbe, 0xde, 0, 1, 0x10, 7, 0, 0])).unwrap();
+        assert_eq!(ok.header.get_extension(1).as_deref(), Some(&[7][..]));
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{parse_rtp, rtp_bytes, rtp_packet};
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, BTreeSet};
+        use webrtc::util::marshal::Marshal;
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn wrap_then_unwrap_restores_any_packet(
+                original in rtp_packet(),
+                ssrc in any::<u32>(),
+                pt in 0u8..128,
+                seq in any::<u16>(),
+            ) {
+                let rtx = wrap(&original, ssrc, pt, seq);
+                prop_assert_eq!(rtx.payload.len(), original.payload.len() + 2);
+                let back = unwrap(&rtx, original.header.ssrc, original.header.payload_type);
+                prop_assert_eq!(back.as_ref(), Some(&original));
+                // And across the wire: marshaled, parsed, unwrapped.
+                if let Ok(bytes) = rtx.marshal() {
+                    let parsed = parse_rtp(&bytes).unwrap();
+                    let back = unwrap(&parsed, original.header.ssrc, original.header.payload_type).unwrap();
+                    prop_assert_eq!(back.header.sequence_number, original.header.sequence_number);
+                    prop_assert_eq!(back.header.timestamp, original.header.timestamp);
+                    prop_assert_eq!(back.header.marker, original.header.marker);
+                    prop_assert_eq!(&back.payload, &original.payload);
+                    for id in 0..=255u8 {
+                        prop_assert_eq!(back.header.get_extension(id), original.header.get_extension(id));
+                    }
+                }
+            }
+
+            #[test]
+            fn any_received_rtx_packet_unwraps_or_is_skipped(bytes in rtp_bytes(), ssrc in any::<u32>(), pt in any::<u8>()) {
+                let Some(p) = parse_rtp(&bytes) else { return Ok(()) };
+                match unwrap(&p, ssrc, pt) {
+                    Some(m) => {
+                        prop_assert_eq!(m.payload.len() + 2, p.payload.len());
+                        prop_assert_eq!(m.header.sequence_number.to_be_bytes(), [p.payload[0], p.payload[1]]);
+                        prop_assert_eq!(m.header.ssrc, ssrc);
+                    }
+                    None => prop_assert!(p.payload.len() < 2),
+                }
+            }
+
+            #[test]
+            fn any_codec_and_fmtp_text_is_read_without_panicking(mime in any::<String>(), fmtp in prop_oneof![
+                any::<String>(),
+                "([a-z-]{0,8}=[0-9a-z ]{0,6};? ?){0,4}",
+            ], apt in any::<u8>()) {
+                let _ = is_rtx(&mime);
+                let _ = associated_payload_type(&fmtp);
+                let with_apt = format!("{fmtp};apt={apt}");
+                if !fmtp.to_ascii_lowercase().contains("apt") {
+                    prop_assert_eq!(associated_payload_type(&with_apt), Some(apt));
+                }
+            }
+
+            /// The history answers exactly what a plain model of "the last
+            /// 2^n numbers sent, newest copy of each" holds.
+            #[test]
+            fn history_holds_what_a_model_holds(
+                log2 in 0u8..=6,
+                start in any::<u16>(),
+                steps in prop::collection::vec(
+                    prop_oneof![
+                        4 => (-70i32..70).prop_map(Step::Add),
+                        2 => (-70i32..70).prop_map(Step::Resend),
+                        1 => any::<u16>().prop_map(|s| Step::Add(i32::from(s))),
+                    ],
+                    0..120,
+                ),
+            ) {
+                let mut h = History::new(log2);
+                let mask = (1u16 << log2) - 1;
+                let mut model: BTreeMap<u16, u32> = BTreeMap::new();
+                let mut newest: Option<u16> = None;
+                let base = start;
+                let mut now = 0u64;
+                for (i, step) in steps.into_iter().enumerate() {
+                    now += RESEND_GAP_MS;
+                    match step {
+                        Step::Add(d) => {
+                            let seq = base.wrapping_add(d as u16);
+                            let mut p = packet(seq, b"");
+                            p.payload = bytes::Bytes::from((i as u32).to_be_bytes().to_vec());
+                            h.add(&p);
+                            match newest {
+                                Some(n) if {
+                                    let ahead = seq.wrapping_sub(n);
+                                    ahead == 0 || ahead >= 0x8000
+                                } => {
+                                    if n.wrapping_sub(seq) <= mask {
+                                        model.insert(seq, i as u32);
+                                    }
+                                }
+                                _ => {
+                                    newest = Some(seq);
+                                    model.insert(seq, i as u32);
+                                    model.retain(|s, _| seq.wrapping_sub(*s) <= mask);
+                                }
+                            }
+                        }
+                        Step::Resend(d) => {
+                            let seq = base.wrapping_add(d as u16);
+                            let got = h.resend(seq, now).map(|p| {
+                                prop_assert_eq!(p.header.sequence_number, seq);
+                                Ok(u32::from_be_bytes(p.payload[..4].try_into().unwrap()))
+                            }).transpose()?;
+                            prop_assert_eq!(got, model.get(&seq).copied(), "seq {}", seq);
+                        }
+                    }
+                }
+            }
+
+            /// Arrivals say "new" exactly when a model of the window says the
+            /// number is within it and not yet seen.
+            #[test]
+            fn arrivals_agree_with_a_model_of_the_window(
+                start in any::<u16>(),
+                deltas in prop::collection::vec(
+                    prop_oneof![
+                        4 => -40i32..40,
+                        1 => -2100i32..2100,
+                        1 => any::<u16>().prop_map(i32::from),
+                    ],
+                    0..200,
+                ),
+            ) {
+                let mut a = Arrivals::default();
+                let mut newest: Option<u16> = None;
+                let mut seen: BTreeSet<u16> = BTreeSet::new();
+                for d in deltas {
+                    let seq = start.wrapping_add(d as u16);
+                    let expected = match newest {
+                        None => {
+                            newest = Some(seq);
+                            seen.insert(seq);
+                            true
+                        }
+                        Some(n) => {
+                            let ahead = seq.wrapping_sub(n);
+                            if ahead != 0 && ahead < 0x8000 {
+                                newest = Some(seq);
+                                seen.retain(|s| seq.wrapping_sub(*s) < Arrivals::SPAN);
+                                seen.insert(seq);
+                                true
+                            } else if n.wrapping_sub(seq) >= Arrivals::SPAN {
+                                false
+                            } else {
+                                seen.insert(seq)
+                            }
+                        }
+                    };
+                    prop_assert_eq!(a.insert(seq), expected, "seq {}", seq);
+                }
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Add(i32),
+            Resend(i32),
+        }
+    }
 }

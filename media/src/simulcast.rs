@@ -65,6 +65,10 @@ pub struct LayerSwitcher {
 /// see [`crate::bwe`]) and takes a few seconds to grow into a larger layer.
 pub const ESTIMATE_HOLD_MS: u64 = 10_000;
 
+/// The largest forward step of an RTP timestamp (RFC 3550 comparisons are
+/// modulo 2^32: anything further is behind).
+const MAX_TS_STEP: u32 = 0x7fff_ffff;
+
 impl LayerSwitcher {
     /// Chooses the layer to forward. Returns true when a switch is now
     /// pending (the caller should request a keyframe of that layer).
@@ -140,9 +144,11 @@ impl LayerSwitcher {
             match self.last {
                 Some((last_seq, last_ts, at)) => {
                     let elapsed = now_ms.saturating_sub(at).max(1);
-                    let ticks = u32::try_from(elapsed * u64::from(clock_rate) / 1000)
+                    // At most half the timestamp space: a longer step reads as
+                    // a step back to the receiver (a pause of over 6.6 h at 90 kHz).
+                    let ticks = u32::try_from(elapsed.saturating_mul(u64::from(clock_rate)) / 1000)
                         .unwrap_or(u32::MAX)
-                        .max(1);
+                        .clamp(1, MAX_TS_STEP);
                     self.seq_offset = last_seq.wrapping_add(1).wrapping_sub(seq);
                     self.ts_offset = last_ts.wrapping_add(ticks).wrapping_sub(ts);
                 }
@@ -368,5 +374,132 @@ mod tests {
             s.admit("b", 50, 0, true, 100, 90_000),
             Some((13, 7000 + 3060))
         );
+    }
+
+    #[test]
+    fn a_stream_resumed_after_hours_moves_its_timestamp_forward() {
+        // Found by `switching_layers_keeps_one_continuous_stream`: the time
+        // a long pause took became a timestamp step of 2^31 or more (and past
+        // 13 h, u32::MAX), which a receiver reads as a step back.
+        let mut sw = LayerSwitcher::default();
+        sw.set_target("h");
+        assert_eq!(sw.admit("h", 10, 1_000, true, 0, 90_000), Some((10, 1_000)));
+        sw.pause();
+        let hours = 14 * 3_600_000;
+        let (seq, ts) = sw.admit("h", 500, 7, true, hours, 90_000).unwrap();
+        assert_eq!(seq, 11);
+        let step = ts.wrapping_sub(1_000);
+        assert!((1..0x8000_0000).contains(&step), "step {step}");
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{parse_rtp, rtp_bytes};
+        use proptest::prelude::*;
+        use webrtc::util::marshal::{Marshal, MarshalSize};
+
+        fn layer() -> impl Strategy<Value = Layer> {
+            (
+                any::<String>(),
+                prop_oneof![Just(0u16), any::<u16>()],
+                prop_oneof![Just(0u64), any::<u64>()],
+            )
+                .prop_map(|(rid, height, bps)| Layer { rid, height, bps })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// The next packet of layer `n`, starting a keyframe or not.
+            Packet(usize, bool),
+            Target(usize),
+            Pause,
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn the_chosen_layer_is_one_of_the_layers(
+                layers in prop::collection::vec(layer(), 0..5),
+                rendered in any::<Option<u16>>(),
+                bw in any::<Option<u64>>(),
+            ) {
+                match choose_layer(&layers, rendered, bw) {
+                    Some(l) => prop_assert!(layers.contains(l)),
+                    None => prop_assert!(layers.is_empty()),
+                }
+            }
+
+            /// However layers are switched and paused, the subscriber sees one
+            /// stream: each forwarded number one past the last, timestamps
+            /// moving forward, and a new layer entered only at its keyframe.
+            #[test]
+            fn switching_layers_keeps_one_continuous_stream(
+                rids in prop::collection::vec(any::<String>(), 3),
+                starts in any::<[(u16, u32); 3]>(),
+                ops in prop::collection::vec(
+                    prop_oneof![
+                        8 => (0usize..3, prop::bool::weighted(0.2)).prop_map(|(l, k)| Op::Packet(l, k)),
+                        2 => (0usize..3).prop_map(Op::Target),
+                        1 => Just(Op::Pause),
+                    ],
+                    0..200,
+                ),
+                clock_rate in prop_oneof![Just(90_000u32), Just(48_000), 1u32..=192_000],
+                gaps in prop::collection::vec(prop_oneof![20 => 0u64..50, 1 => 0u64..200_000_000], 1..8),
+            ) {
+                prop_assume!(rids[0] != rids[1] && rids[1] != rids[2] && rids[0] != rids[2]);
+                let mut sw = LayerSwitcher::default();
+                let mut next = starts;
+                let mut last: Option<(u16, u32)> = None;
+                let mut now = 0u64;
+                for (i, op) in ops.into_iter().enumerate() {
+                    now += gaps[i % gaps.len()];
+                    match op {
+                        Op::Target(l) => {
+                            sw.set_target(&rids[l]);
+                        }
+                        Op::Pause => sw.pause(),
+                        Op::Packet(l, key) => {
+                            let (seq, ts) = next[l];
+                            next[l] = (seq.wrapping_add(1), ts.wrapping_add(if key { 3_000 } else { 0 }));
+                            let was = sw.current().map(str::to_owned);
+                            let Some(out) = sw.admit(&rids[l], seq, ts, key, now, clock_rate) else {
+                                continue;
+                            };
+                            prop_assert_eq!(sw.current(), Some(rids[l].as_str()));
+                            if was.as_deref() != Some(rids[l].as_str()) {
+                                prop_assert!(key, "entered {} between keyframes", l);
+                            }
+                            if let Some((s, t)) = last {
+                                prop_assert_eq!(out.0, s.wrapping_add(1));
+                                prop_assert!(out.1.wrapping_sub(t) < 0x8000_0000, "timestamp went back");
+                            }
+                            last = Some(out);
+                        }
+                    }
+                }
+            }
+
+            /// The relay strips the RID extensions from every packet of a
+            /// simulcast layer and forwards it: any packet survives both.
+            #[test]
+            fn any_packet_survives_rid_stripping_and_forwarding(
+                bytes in rtp_bytes(),
+                ids in prop::collection::vec(any::<u8>(), 0..3),
+            ) {
+                let Some(mut p) = parse_rtp(&bytes) else { return Ok(()) };
+                for id in ids {
+                    let _ = p.header.del_extension(id);
+                    prop_assert!(p.header.get_extension(id).is_none());
+                }
+                let size = p.marshal_size();
+                if let Ok(out) = p.marshal() {
+                    prop_assert_eq!(out.len(), size);
+                    let back = parse_rtp(&out).unwrap();
+                    prop_assert_eq!(back.payload, p.payload);
+                }
+            }
+        }
     }
 }

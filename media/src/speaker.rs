@@ -17,6 +17,13 @@ use std::collections::HashMap;
 /// The audio-level header extension's URI.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
+/// The level (0–127 −dBov, the voice-activity bit dropped) an audio packet
+/// carries in the audio-level extension negotiated as `id`, if it has one.
+pub fn audio_level(header: &webrtc::rtp::header::Header, id: Option<u8>) -> Option<u8> {
+    let ext = header.get_extension(id?)?;
+    ext.first().map(|b| b & 0x7f)
+}
+
 /// Smoothed loudness (127 − level) below which nobody is speaking: about
 /// −87 dBov, well above the comfort noise a muted microphone sends.
 pub const SPEECH_FLOOR: f32 = 40.0;
@@ -320,5 +327,75 @@ mod tests {
     fn last_n_off_forwards_everyone() {
         let s = room(0, &["a", "b", "c"]);
         assert!(["a", "b", "c"].iter().all(|id| s.is_forwarded(id)));
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{parse_rtp, rtp_bytes};
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Add(usize),
+            Remove(usize),
+            /// A received audio packet's bytes, and the negotiated extension id.
+            Packet(usize, Vec<u8>, Option<u8>),
+            Level(usize, u8),
+            Evaluate,
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<(Op, u64)>> {
+            let op = prop_oneof![
+                1 => (0usize..6).prop_map(Op::Add),
+                1 => (0usize..6).prop_map(Op::Remove),
+                3 => (0usize..6, rtp_bytes(), prop::option::of(0u8..=15))
+                    .prop_map(|(p, b, id)| Op::Packet(p, b, id)),
+                4 => (0usize..6, any::<u8>()).prop_map(|(p, l)| Op::Level(p, l)),
+                3 => Just(Op::Evaluate),
+            ];
+            prop::collection::vec((op, 0u64..700), 0..150)
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_levels_keep_the_floor_and_last_n_consistent(
+                last_n in 0usize..4,
+                switch_after_ms in 0u64..1_000,
+                names in prop::collection::vec(any::<String>(), 6),
+                ops in ops(),
+            ) {
+                let mut s = Speakers::new(SpeakerPolicy { switch_after_ms, last_n });
+                let mut now = 0u64;
+                for (op, dt) in ops {
+                    now += dt;
+                    match op {
+                        Op::Add(p) => s.add(&names[p]),
+                        Op::Remove(p) => s.remove(&names[p]),
+                        Op::Packet(p, bytes, id) => {
+                            if let Some(level) = parse_rtp(&bytes).and_then(|pkt| audio_level(&pkt.header, id)) {
+                                prop_assert!(level <= 127);
+                                s.observe(&names[p], level, now);
+                            }
+                        }
+                        Op::Level(p, level) => s.observe(&names[p], level, now),
+                        Op::Evaluate => {
+                            if let Some(change) = s.evaluate(now) {
+                                prop_assert_eq!(Some(change.speaker.as_str()), s.dominant());
+                            }
+                        }
+                    }
+                    let mut seen = std::collections::HashSet::new();
+                    prop_assert!(s.recent.iter().all(|r| seen.insert(r)), "duplicates in {:?}", s.recent);
+                    if let Some(d) = s.dominant() {
+                        prop_assert_eq!(s.recent.first().map(String::as_str), Some(d));
+                        prop_assert!(s.is_forwarded(d));
+                        let c = s.current().unwrap();
+                        prop_assert!(last_n == 0 || c.forwarded.len() <= last_n);
+                    }
+                }
+            }
+        }
     }
 }

@@ -76,4 +76,71 @@ mod tests {
         inter[1] |= 1;
         assert_eq!(keyframe_size(&inter), None);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A VP8 payload descriptor with any combination of its optional fields.
+        fn descriptor() -> impl Strategy<Value = Vec<u8>> {
+            (any::<bool>(), any::<u8>(), any::<bool>(), any::<[u8; 4]>()).prop_map(
+                |(extended, x, long_picture_id, bytes)| {
+                    let x = x & 0xf0;
+                    if !extended {
+                        return vec![0x10];
+                    }
+                    let mut d = vec![0x90, x];
+                    if x & 0x80 != 0 {
+                        if long_picture_id {
+                            d.extend([0x80 | bytes[0], bytes[1]]);
+                        } else {
+                            d.push(bytes[0] & 0x7f);
+                        }
+                    }
+                    if x & 0x40 != 0 {
+                        d.push(bytes[2]);
+                    }
+                    if x & 0x30 != 0 {
+                        d.push(bytes[3]);
+                    }
+                    d
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_payload_is_read_without_panicking(p in prop::collection::vec(any::<u8>(), 0..32)) {
+                let start = keyframe_start(&p);
+                if keyframe_size(&p).is_some() {
+                    prop_assert!(start, "a size is read only from a keyframe start");
+                }
+            }
+
+            #[test]
+            fn a_keyframe_header_behind_any_descriptor_is_read_back(
+                d in descriptor(),
+                tag in any::<[u8; 3]>(),
+                width in 0u16..0x4000,
+                height in 0u16..0x4000,
+                scale in 0u16..4,
+                rest in prop::collection::vec(any::<u8>(), 0..8),
+            ) {
+                let mut p = d;
+                let at = p.len();
+                p.extend([tag[0] & !1, tag[1], tag[2], 0x9d, 0x01, 0x2a]);
+                p.extend((width | scale << 14).to_le_bytes());
+                p.extend((height | scale << 14).to_le_bytes());
+                p.extend(rest);
+                prop_assert!(keyframe_start(&p));
+                prop_assert_eq!(keyframe_size(&p), Some((width, height)));
+                // An inter frame (tag bit 0 set) is neither.
+                p[at] |= 1;
+                prop_assert!(!keyframe_start(&p));
+                prop_assert_eq!(keyframe_size(&p), None);
+            }
+        }
+    }
 }

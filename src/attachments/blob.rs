@@ -1,6 +1,7 @@
 //! Blob files: an upload streams into a temp file under `<data>/tmp/` (with a
 //! size cap and the first bytes kept for sniffing), then is fsynced and
-//! renamed into `<data>/attachments/<id>`. A dropped writer removes its temp file.
+//! renamed into `<data>/attachments/<id>`. A dropped writer removes its temp file,
+//! so a write that fails (a full disk included) leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,21 @@ pub fn blob_path(data_dir: &Path, id: &str) -> PathBuf {
 pub enum BlobError {
     #[error("file is larger than {0} bytes")]
     TooLarge(u64),
+    /// The filesystem (or a quota) is full.
+    #[error("disk full: {0}")]
+    DiskFull(std::io::Error),
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for BlobError {
+    fn from(e: std::io::Error) -> Self {
+        if crate::store::space::is_disk_full(&e) {
+            BlobError::DiskFull(e)
+        } else {
+            BlobError::Io(e)
+        }
+    }
 }
 
 pub struct BlobWriter {
@@ -97,8 +111,12 @@ impl BlobWriter {
         tokio::fs::create_dir_all(&parent).await?;
         tokio::fs::rename(&self.tmp, &dest).await?;
         self.done = true;
-        let dir = tokio::fs::File::open(&parent).await?;
-        dir.sync_all().await?;
+        let synced = async { tokio::fs::File::open(&parent).await?.sync_all().await }.await;
+        if let Err(e) = synced {
+            // Not known to be durable and not recorded: no orphan file either.
+            let _ = tokio::fs::remove_file(&dest).await;
+            return Err(e.into());
+        }
         Ok(())
     }
 }

@@ -235,4 +235,73 @@ mod tests {
         t.feed(&[0xff, 0xfe]);
         assert!(!t.is_text());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn head() -> impl Strategy<Value = Vec<u8>> {
+            let magic = prop_oneof![
+                Just(PNG.to_vec()),
+                Just(b"\xff\xd8\xff\xe0".to_vec()),
+                Just(b"GIF89a".to_vec()),
+                Just(b"RIFF\0\0\0\0WEBPVP8 ".to_vec()),
+                Just(b"%PDF-1.7".to_vec()),
+                Just(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1".to_vec()),
+                Just(b"PK\x03\x04".to_vec()),
+                Just(Vec::new()),
+            ];
+            (magic, prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(mut m, rest)| {
+                m.extend(rest);
+                m
+            })
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_upload_is_decided_and_an_accepted_one_agrees_with_its_name(
+                head in head(),
+                name in prop_oneof![any::<String>(), "[a-z]{0,5}\\.(png|PNG|jpg|jpeg|gif|webp|pdf|doc|docx|txt|md|csv|exe|html)"],
+                declared in prop::option::of(prop_oneof![
+                    any::<String>(),
+                    "(image|text|application)/[a-z.+-]{0,20}(; ?charset=[a-z0-9-]{0,8})?",
+                ]),
+            ) {
+                let sniffed = sniff(&head);
+                let mut t = TextCheck::default();
+                t.feed(&head);
+                if let Ok(k) = decide(sniffed, t.is_text(), &name, declared.as_deref()) {
+                    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+                    prop_assert!(ext.is_some_and(|e| k.extensions().contains(&e.as_str())));
+                    prop_assert!(sniffed == Some(k) || (sniffed.is_none() && k == Kind::Text));
+                    prop_assert_eq!(Kind::from_mime(k.mime()), Some(k));
+                }
+            }
+
+            /// However a stream is cut into chunks, the text check decides as
+            /// on the whole, and holds back at most one partial character.
+            #[test]
+            fn the_text_check_does_not_depend_on_chunking(
+                bytes in prop_oneof![
+                    any::<String>().prop_map(String::into_bytes),
+                    prop::collection::vec(any::<u8>(), 0..64),
+                ],
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+                at.push(0);
+                at.push(bytes.len());
+                at.sort_unstable();
+                let mut t = TextCheck::default();
+                for w in at.windows(2) {
+                    t.feed(&bytes[w[0]..w[1]]);
+                    prop_assert!(t.carry.len() <= 3);
+                }
+                let whole = std::str::from_utf8(&bytes).is_ok() && !bytes.contains(&0);
+                prop_assert_eq!(t.is_text(), whole);
+            }
+        }
+    }
 }

@@ -28,11 +28,15 @@ fn split(origin: &str) -> Option<Parts<'_>> {
     if scheme.is_empty() || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
         return None;
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => {
-            (h, Some(p.parse::<u16>().ok()?))
-        }
-        _ => (rest, None),
+    // An IPv6 host is bracketed; the port follows the host after one `:`.
+    let host_len = match rest.starts_with('[') {
+        true => rest.find(']')? + 1,
+        false => rest.find(':').unwrap_or(rest.len()),
+    };
+    let (host, port) = rest.split_at(host_len);
+    let port = match port {
+        "" => None,
+        p => Some(p.strip_prefix(':')?.parse::<u16>().ok()?),
     };
     if host.is_empty() {
         return None;
@@ -163,5 +167,83 @@ mod tests {
                 .to_string(),
             "https://*.acme.com"
         );
+    }
+
+    #[test]
+    fn ipv6_origins_match_with_and_without_their_default_port() {
+        // Found by `a_parsed_pattern_survives_its_csp_form`: "http://[::1]:80"
+        // was written as "http://[::1]", which did not parse (a bracketed
+        // host needed a port), so browsers' port-less IPv6 origins never matched.
+        let l = ["http://[::1]:80"];
+        assert!(allowed(&l, "http://[::1]"));
+        assert!(allowed(&l, "http://[::1]:80"));
+        assert!(!allowed(&l, "http://[::1]:8080"));
+        assert!(allowed(
+            &["https://[2001:db8::1]"],
+            "https://[2001:DB8::1]:443"
+        ));
+        let p = OriginPattern::parse("http://[::1]:80").unwrap();
+        assert_eq!(OriginPattern::parse(&p.to_string()), Ok(p));
+        // A colon outside brackets is a port separator, once.
+        assert!(OriginPattern::parse("https://a:b:443").is_err());
+        assert!(OriginPattern::parse("https://[::1]x").is_err());
+        assert!(OriginPattern::parse("https://[::1").is_err());
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings shaped like origins and patterns, with the characters that matter.
+        fn originish() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "(https?|HTTPS|[a-z]{0,5})://(\\*\\.)?[a-zA-Z0-9.*:@/\\[\\] -]{0,20}(:[0-9+-]{0,6})?",
+                "https?://(\\[[0-9a-f:]{0,12}\\]|[a-z]{1,6}(\\.[a-z]{1,4}){0,2})(:[0-9]{1,5})?",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_pattern_and_origin_are_decided_without_panicking(
+                patterns in prop::collection::vec(originish(), 0..4),
+                origin in originish(),
+            ) {
+                let _ = origin_allowed(&patterns, &origin);
+            }
+
+            #[test]
+            fn a_parsed_pattern_survives_its_csp_form(s in originish()) {
+                if let Ok(p) = OriginPattern::parse(&s) {
+                    prop_assert_eq!(OriginPattern::parse(&p.to_string()), Ok(p.clone()));
+                    if !p.wildcard {
+                        prop_assert!(p.matches(&p.to_string()), "{} does not match itself", p);
+                        prop_assert!(p.matches(&p.to_string().to_ascii_uppercase()));
+                    } else {
+                        let sub = p.to_string().replacen("*.", "a.", 1);
+                        prop_assert!(p.matches(&sub), "{} does not match {}", p, sub);
+                        let apex = p.to_string().replacen("*.", "", 1);
+                        prop_assert!(!p.matches(&apex), "{} matches its apex", p);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_wildcard_matches_only_names_ending_in_dot_host(
+                host in "[a-z]{1,5}\\.[a-z]{2,3}",
+                origin in originish(),
+            ) {
+                let p = OriginPattern::parse(&format!("https://*.{host}")).unwrap();
+                if p.matches(&origin) {
+                    let o = origin.trim().to_ascii_lowercase();
+                    let rest = o.strip_prefix("https://").unwrap();
+                    let name = rest.strip_suffix(":443").unwrap_or(rest);
+                    let suffix = format!(".{host}");
+                    prop_assert!(name.ends_with(&suffix) && name.len() > suffix.len(), "{}", origin);
+                }
+            }
+        }
     }
 }

@@ -70,4 +70,55 @@ mod tests {
         assert!(!verify_b64url(b"k", b"payload", "not base64 !!"));
         assert!(!verify_b64url(b"k", b"payload", ""));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn sign_then_verify_round_trips(key in any::<Vec<u8>>(), msg in any::<Vec<u8>>()) {
+                let s = sign_b64url(&key, &msg);
+                prop_assert!(verify_b64url(&key, &msg, &s));
+                let padded = format!(" {s}== ");
+                prop_assert!(verify_b64url(&key, &msg, &padded));
+                let standard = s.replace('-', "+").replace('_', "/");
+                prop_assert!(verify_b64url(&key, &msg, &standard));
+            }
+
+            #[test]
+            fn only_the_signature_itself_verifies(
+                key in any::<Vec<u8>>(),
+                msg in any::<Vec<u8>>(),
+                sig in prop_oneof![any::<String>(), "[A-Za-z0-9_+/=-]{0,48}"],
+            ) {
+                let ok = verify_b64url(&key, &msg, &sig);
+                let normalized = sig.trim().trim_end_matches('=').replace('+', "-").replace('/', "_");
+                prop_assert_eq!(ok, normalized == sign_b64url(&key, &msg));
+            }
+
+            #[test]
+            fn a_changed_signature_character_is_refused(
+                key in any::<Vec<u8>>(),
+                msg in any::<Vec<u8>>(),
+                at in any::<prop::sample::Index>(),
+                to in any::<char>(),
+            ) {
+                let mut s: Vec<char> = sign_b64url(&key, &msg).chars().collect();
+                let i = at.index(s.len());
+                prop_assume!(s[i] != to && !(s[i] == '-' && to == '+') && !(s[i] == '_' && to == '/'));
+                s[i] = to;
+                let s: String = s.into_iter().collect();
+                prop_assert!(!verify_b64url(&key, &msg, &s));
+            }
+
+            #[test]
+            fn ct_eq_str_is_string_equality(a in any::<String>(), b in any::<String>()) {
+                prop_assert_eq!(ct_eq_str(&a, &b), a == b);
+                prop_assert!(ct_eq_str(&a, &a));
+            }
+        }
+    }
 }

@@ -151,11 +151,14 @@ pub fn verify<'a>(
     ) {
         return Err(TicketError::BadSignature);
     }
-    if now_ms >= t.expires_at_ms + policy.clock_skew_ms {
+    // Saturating: the times are the integrator's (a ticket may say 1e300).
+    if now_ms >= t.expires_at_ms.saturating_add(policy.clock_skew_ms) {
         return Err(TicketError::Expired);
     }
-    let age = now_ms - t.issued_at_ms;
-    if age > policy.max_age_ms + policy.clock_skew_ms || age < -policy.clock_skew_ms {
+    let age = now_ms.saturating_sub(t.issued_at_ms);
+    if age > policy.max_age_ms.saturating_add(policy.clock_skew_ms)
+        || age < policy.clock_skew_ms.saturating_neg()
+    {
         return Err(TicketError::Stale);
     }
     if !origin_allowed(&integ.allowed_origins, &t.origin) {
@@ -271,5 +274,112 @@ mod tests {
             Some(NOW)
         );
         assert_eq!(parse_timestamp_ms(&serde_json::json!(true)), None);
+    }
+
+    #[test]
+    fn a_far_future_expiry_does_not_overflow_and_age_still_bounds_it() {
+        // Found by the property below: `expiresAt: 1e300` saturates to
+        // i64::MAX, and adding the clock skew to it overflowed.
+        let t =
+            ticket(NOW, 0, "https://acme.com").replace("\"expiresAt\":0", "\"expiresAt\":1e300");
+        assert!(t.contains("1e300"), "{t}");
+        assert!(check(&t, &signed(&t), NOW).is_ok());
+        assert_eq!(
+            check(&t, &signed(&t), NOW + 91_000),
+            Err(TicketError::Stale)
+        );
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{json_value, mutated_object, rfc3339};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// Values a ticket field could plausibly hold, times near `NOW` included.
+        fn plausible() -> impl Strategy<Value = Value> + Clone {
+            prop_oneof![
+                Just(Value::from("acme")),
+                Just(Value::from("https://app.acme.com")),
+                "[a-z0-9 ]{0,12}".prop_map(Value::from),
+                json_value(),
+                (NOW - 200_000..NOW + 200_000).prop_map(Value::from),
+                (NOW / 1000 - 200..NOW / 1000 + 200).prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                rfc3339().prop_map(Value::from),
+            ]
+        }
+
+        fn policy() -> impl Strategy<Value = TicketPolicy> {
+            // What configuration allows: a skew of 0..=300 s.
+            (0..=i64::MAX / 1000, 0..=300_000i64).prop_map(|(max_age_ms, clock_skew_ms)| {
+                TicketPolicy {
+                    max_age_ms,
+                    clock_skew_ms,
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_bytes_are_refused_without_panicking(t in any::<String>(), sig in any::<String>()) {
+                let i = integ();
+                let r = verify(&t, &sig, |id| (id == "acme").then_some(&i), NOW, POLICY);
+                prop_assert!(r.is_err());
+                let _ = parse(&t);
+            }
+
+            #[test]
+            fn any_timestamp_value_parses_or_is_refused(v in json_value()) {
+                if let Some(ms) = parse_timestamp_ms(&v) {
+                    prop_assert!(ms >= i64::MIN / 2 || matches!(v, Value::String(_)));
+                }
+            }
+
+            #[test]
+            fn signed_tickets_of_any_shape_are_decided_without_panicking(
+                t in mutated_object(
+                    serde_json::json!({
+                        "integratorId": "acme", "conversationId": "c1", "userId": "u1",
+                        "displayName": "Ann", "avatarUrl": "https://acme.com/a.png",
+                        "role": "participant", "origin": "https://app.acme.com",
+                        "issuedAt": NOW, "expiresAt": NOW + 60_000, "nonce": "n1"
+                    }),
+                    plausible(),
+                ),
+                now in prop_oneof![NOW - 300_000..NOW + 300_000, any::<i64>()],
+                policy in policy(),
+            ) {
+                let t = t.to_string();
+                let i = integ();
+                let r = verify(&t, &signed(&t), |id| (id == "acme").then_some(&i), now, policy);
+                if let Ok(v) = r {
+                    // An accepted ticket is inside its time window.
+                    prop_assert!(i128::from(now) < i128::from(v.expires_at_ms) + i128::from(policy.clock_skew_ms));
+                    let age = i128::from(now) - i128::from(v.issued_at_ms);
+                    prop_assert!(age <= i128::from(policy.max_age_ms) + i128::from(policy.clock_skew_ms));
+                    prop_assert!(age >= -i128::from(policy.clock_skew_ms));
+                    prop_assert!(origin_allowed(&i.allowed_origins, &v.origin));
+                }
+            }
+
+            #[test]
+            fn a_well_formed_ticket_in_its_window_round_trips(
+                issued_ago in -30_000i64..=90_000,
+                left in 1i64..=60_000,
+                sub in "[a-z][a-z0-9-]{0,10}",
+            ) {
+                // Issued within the allowed age and skew, expiring `left` ms from now.
+                let (issued, expires) = (NOW - issued_ago, NOW + left);
+                let t = ticket(issued, expires, &format!("https://{sub}.acme.com"));
+                let v = check(&t, &signed(&t), NOW).unwrap();
+                prop_assert_eq!(v.issued_at_ms, issued);
+                prop_assert_eq!(v.expires_at_ms, expires);
+            }
+        }
     }
 }

@@ -364,4 +364,83 @@ mod tests {
         assert!(avatar_url(Some("javascript:alert(1)")).is_err());
         assert_eq!(avatar_url(Some("")).unwrap(), None);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text with the characters validation cares about: markup, character
+        /// references, invisible and bidi characters, combining marks, URL parts.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-zA-Z <>&;#x0-9\"'/\\\\:.@?=\u{200b}\u{202e}\u{00ad}\u{0301}\u{3164}\t\n é李👍-]{0,40}",
+                "(https?:)?(//|/|\\\\)?[a-z.@:]{0,20}(/[a-z%0-9?#=&]{0,10})?",
+            ]
+        }
+
+        const OWN: &str = "https://chat.example.com";
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn an_accepted_display_name_is_bounded_visible_and_stable(raw in text(), max in 1usize..60) {
+                if let Ok(n) = display_name(&raw, max) {
+                    let count = n.chars().count();
+                    prop_assert!(count >= 1 && count <= max);
+                    prop_assert!(!n.chars().any(is_invisible), "{:?}", n);
+                    prop_assert!(!n.contains(['<', '>']));
+                    prop_assert_eq!(n.trim(), n.as_str());
+                    prop_assert_eq!(display_name(&n, max), Ok(n.clone()), "not stable under revalidation");
+                }
+            }
+
+            #[test]
+            fn any_name_has_a_bounded_key(raw in text()) {
+                let k = name_key(&raw);
+                prop_assert!(k.len() <= 32 * raw.len() + 4, "{} bytes from {}", k.len(), raw.len());
+                // Of a name that passed validation, the key is its own key.
+                if let Ok(n) = display_name(&raw, 64) {
+                    let k = name_key(&n);
+                    prop_assert_eq!(name_key(&k), k.clone());
+                }
+            }
+
+            #[test]
+            fn an_accepted_message_url_stays_on_this_server(raw in text(), own in prop::option::of(Just(OWN))) {
+                if let Ok(Some(u)) = message_url(Some(&raw), own) {
+                    prop_assert!(!u.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\'));
+                    if u.starts_with('/') {
+                        prop_assert!(!u.starts_with("//"));
+                    } else {
+                        let parsed = url::Url::parse(&u).unwrap();
+                        prop_assert_eq!(parsed.origin(), url::Url::parse(OWN).unwrap().origin());
+                    }
+                }
+            }
+
+            #[test]
+            fn other_fields_are_bounded_or_refused(raw in text(), max in 1usize..100) {
+                if let Ok(Some(u)) = avatar_url(Some(&raw)) {
+                    prop_assert!(u.len() <= 2048 && u.starts_with("http"));
+                }
+                if let Ok(id) = message_id(&raw) {
+                    prop_assert!(id.len() <= 64);
+                }
+                if let Ok(e) = emoji(&raw) {
+                    prop_assert!(e.len() <= 64);
+                }
+                for kind in [MessageType::Text, MessageType::File] {
+                    if let Ok(b) = body(&raw, kind, max) {
+                        prop_assert!(!b.contains('<'));
+                        prop_assert!(b.len() <= 8 * raw.len());
+                    }
+                }
+                if let Ok(Some(t)) = short_text("filename", Some(&raw), max) {
+                    prop_assert!(t.len() <= 8 * raw.len());
+                }
+            }
+        }
+    }
 }

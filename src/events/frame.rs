@@ -14,6 +14,8 @@ pub struct Frame {
     /// Target of a targeted event (also delivered back to the sender).
     pub to: Option<String>,
     pub bytes: Bytes,
+    /// The room's published byte count after this frame (set by the hub).
+    pub end: u64,
 }
 
 impl Frame {
@@ -27,22 +29,28 @@ impl Frame {
     }
 }
 
+/// The original service's event fields (`id`, `type`, `fromUserId`, `toUserId`
+/// — `null` for a broadcast —, `data`, `timestamp` in epoch ms), plus `eventId`
+/// on client-relayed events (what `POST /api/v1/signaling` answered).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope<'a> {
+    id: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     from_user_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     to_user_id: Option<&'a str>,
     data: &'a RawValue,
+    timestamp: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<&'a str>,
 }
 
-/// Encodes `data: {"type", "fromUserId", "toUserId", "data", "eventId"}` with an
-/// optional `id:` line. `data` must be valid JSON (it is embedded verbatim).
+/// Encodes `data: {"id", "type", "fromUserId", "toUserId", "data", "timestamp",
+/// "eventId"}` with an optional `id:` line. The event's `id` is `event_id` when
+/// given (stable, e.g. a message id), else a fresh UUID. `data` must be valid
+/// JSON (it is embedded verbatim).
 pub fn encode(
     kind: &str,
     from: Option<&str>,
@@ -58,11 +66,32 @@ pub fn encode(
             // Callers pass serde_json output; fall back to null rather than emit a broken frame.
             serde_json::from_str("null").expect("null is JSON")
         });
+    // A line break would end the `data:` line. In JSON text it can only be
+    // whitespace (strings escape it), so it is dropped.
+    let flat: Box<RawValue>;
+    let raw = match raw.get().contains(['\n', '\r']) {
+        true => {
+            flat = RawValue::from_string(raw.get().replace(['\n', '\r'], ""))
+                .expect("JSON without whitespace line breaks is still JSON");
+            &*flat
+        }
+        false => raw,
+    };
+    let fresh;
+    let id = match event_id {
+        Some(id) => id,
+        None => {
+            fresh = uuid::Uuid::new_v4().to_string();
+            &fresh
+        }
+    };
     let env = Envelope {
+        id,
         kind,
         from_user_id: from,
         to_user_id: to,
         data: raw,
+        timestamp: crate::clock::now_ms(),
         event_id,
     };
     let mut buf = BytesMut::with_capacity(data.len() + 96);
@@ -80,6 +109,7 @@ pub fn encode(
         from: from.map(str::to_string),
         to: to.map(str::to_string),
         bytes: buf.freeze(),
+        end: 0,
     }
 }
 
@@ -115,13 +145,31 @@ mod tests {
             None,
             br#"{"body":"a\nb"}"#,
             Some(42),
-            None,
+            Some("m-1"),
         );
         let s = std::str::from_utf8(&f.bytes).unwrap();
+        let (head, rest) = s.split_once(",\"timestamp\":").unwrap();
         assert_eq!(
-            s,
-            "id: 42\ndata: {\"type\":\"new-message\",\"fromUserId\":\"u1\",\"data\":{\"body\":\"a\\nb\"}}\n\n"
+            head,
+            "id: 42\ndata: {\"id\":\"m-1\",\"type\":\"new-message\",\"fromUserId\":\"u1\",\"toUserId\":null,\"data\":{\"body\":\"a\\nb\"}"
         );
+        assert!(rest.ends_with(",\"eventId\":\"m-1\"}\n\n"), "{rest}");
+        assert_eq!(
+            s.matches('\n').count(),
+            3,
+            "one id line, one data line, blank line"
+        );
+    }
+
+    #[test]
+    fn every_event_has_an_id_and_a_timestamp() {
+        let f = encode("typing", Some("a"), None, b"{}", None, None);
+        let line = std::str::from_utf8(&f.bytes).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(line.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(v["id"].as_str().map(str::len), Some(36));
+        assert!(v["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+        assert!(v["toUserId"].is_null() && v.get("eventId").is_none());
     }
 
     #[test]
@@ -132,5 +180,61 @@ mod tests {
         assert!(t.is_for("a") && t.is_for("b") && !t.is_for("c"));
         let s = encode("system", None, None, b"\"x\"", None, None);
         assert!(s.is_for("a"));
+    }
+
+    #[test]
+    fn json_with_line_breaks_still_makes_one_data_line() {
+        // Found by `any_event_is_exactly_one_sse_event`: pretty-printed data
+        // was embedded verbatim, and its line breaks split the event.
+        let f = encode(
+            "x",
+            None,
+            None,
+            b"[\n  1,\r\n  \"a\\nb\"\n]",
+            Some(3),
+            Some("e"),
+        );
+        let s = std::str::from_utf8(&f.bytes).unwrap();
+        assert!(s.contains("\"data\":[  1,  \"a\\nb\"]"), "{s}");
+        assert_eq!(s.matches('\n').count(), 3, "{s}");
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::json_value;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            /// Whatever the names and the data, a frame is one SSE event: an
+            /// optional `id:` line and one `data:` line holding one JSON object,
+            /// with no line break a client could read as another field.
+            #[test]
+            fn any_event_is_exactly_one_sse_event(
+                kind in any::<String>(),
+                from in any::<Option<String>>(),
+                to in any::<Option<String>>(),
+                data in prop_oneof![
+                    json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+                    json_value().prop_map(|v| serde_json::to_vec_pretty(&v).unwrap()),
+                    any::<Vec<u8>>(),
+                ],
+                seq in any::<Option<u64>>(),
+                event_id in any::<Option<String>>(),
+            ) {
+                let f = encode(&kind, from.as_deref(), to.as_deref(), &data, seq, event_id.as_deref());
+                let text = std::str::from_utf8(&f.bytes).unwrap();
+                let body = text.strip_suffix("\n\n").unwrap();
+                let data_line = match seq {
+                    Some(s) => body.strip_prefix(&format!("id: {s}\n")).unwrap(),
+                    None => body,
+                };
+                let json = data_line.strip_prefix("data: ").unwrap();
+                prop_assert!(!json.contains(['\n', '\r']), "a line break in {:?}", json);
+                let v: serde_json::Value = serde_json::from_str(json).unwrap();
+                prop_assert_eq!(v["type"].as_str(), Some(kind.as_str()));
+            }
+        }
     }
 }

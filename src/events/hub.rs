@@ -1,6 +1,8 @@
 //! The hub: one bounded `broadcast` channel per conversation with live
 //! subscribers. Publishing never blocks and never allocates per subscriber;
 //! a subscriber that falls behind gets `Lagged` and recovers from the store.
+//! Each room counts the bytes it has published, and each frame carries that
+//! count, so a subscriber knows how many bytes it is behind (its backlog).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,32 +17,60 @@ use crate::store::CommitListener;
 /// Frames buffered per conversation before a slow subscriber lags.
 const CHANNEL_CAPACITY: usize = 1024;
 
+struct Room {
+    tx: broadcast::Sender<Arc<Frame>>,
+    /// Bytes published so far (each frame's `end` is this count after it).
+    published: Arc<AtomicU64>,
+}
+
+/// A subscriber's end of a room.
+pub struct Subscription {
+    pub rx: broadcast::Receiver<Arc<Frame>>,
+    published: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// Bytes published to the room after `frame`: how far behind a subscriber
+    /// that just received it is.
+    pub fn backlog(&self, frame: &Frame) -> u64 {
+        self.published
+            .load(Ordering::Relaxed)
+            .saturating_sub(frame.end)
+    }
+}
+
 #[derive(Default)]
 pub struct Hub {
     // A std Mutex is fine: it is held only to look up or insert a sender, never across an await.
-    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>,
+    rooms: Mutex<HashMap<String, Room>>,
     published: AtomicU64,
     lag_recoveries: AtomicU64,
 }
 
 impl Hub {
-    pub fn subscribe(&self, conv: &str) -> broadcast::Receiver<Arc<Frame>> {
+    pub fn subscribe(&self, conv: &str) -> Subscription {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        rooms
-            .entry(conv.to_string())
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe()
+        let room = rooms.entry(conv.to_string()).or_insert_with(|| Room {
+            tx: broadcast::channel(CHANNEL_CAPACITY).0,
+            published: Arc::default(),
+        });
+        Subscription {
+            rx: room.tx.subscribe(),
+            published: Arc::clone(&room.published),
+        }
     }
 
     /// Sends a frame to the conversation's subscribers, if any.
-    pub fn publish(&self, conv: &str, frame: Frame) {
+    pub fn publish(&self, conv: &str, mut frame: Frame) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = rooms.get(conv) {
-            if tx.receiver_count() == 0 {
+        if let Some(room) = rooms.get(conv) {
+            if room.tx.receiver_count() == 0 {
                 rooms.remove(conv);
                 return;
             }
-            let _ = tx.send(Arc::new(frame));
+            let len = frame.bytes.len() as u64;
+            frame.end = room.published.fetch_add(len, Ordering::Relaxed) + len;
+            let _ = room.tx.send(Arc::new(frame));
             self.published.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -48,7 +78,7 @@ impl Hub {
     /// Drops the channel of a conversation whose last subscriber left.
     pub fn release(&self, conv: &str) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if rooms.get(conv).is_some_and(|tx| tx.receiver_count() == 0) {
+        if rooms.get(conv).is_some_and(|r| r.tx.receiver_count() == 0) {
             rooms.remove(conv);
         }
     }
@@ -72,6 +102,7 @@ impl Hub {
 }
 
 /// Frame for a committed message, built from its stored JSON (serialized once).
+/// Its event id is the message id, so a replay repeats it.
 pub fn message_frame(message: &Message, json: &[u8]) -> Frame {
     frame::encode(
         "new-message",
@@ -79,7 +110,7 @@ pub fn message_frame(message: &Message, json: &[u8]) -> Frame {
         None,
         json,
         Some(message.seq),
-        None,
+        Some(&message.message_id),
     )
 }
 
@@ -103,12 +134,18 @@ mod tests {
                 "c",
                 frame::encode("x", None, None, b"{}", Some(i + 1), None),
             );
-            assert_eq!(fast.recv().await.unwrap().seq, Some(i + 1));
+            let f = fast.rx.recv().await.unwrap();
+            assert_eq!(f.seq, Some(i + 1));
+            assert_eq!(fast.backlog(&f), 0);
         }
         assert!(matches!(
-            slow.recv().await,
+            slow.rx.recv().await,
             Err(broadcast::error::RecvError::Lagged(10))
         ));
+        // Behind by every frame still in the ring after the one it got.
+        let f = slow.rx.recv().await.unwrap();
+        let shortest = f.bytes.len() as u64;
+        assert!(slow.backlog(&f) >= shortest * (CHANNEL_CAPACITY as u64 - 1));
     }
 
     #[test]

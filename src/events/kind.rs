@@ -26,6 +26,9 @@ pub const CALL_SPEAKER: &str = "call-speaker";
 pub const RELAY_SIGNAL: &str = "relay-signal";
 /// The last event of a stream whose session ended (`{reason}`).
 pub const SESSION_ENDED: &str = "session-ended";
+/// The last event of a stream the server closed while its session lives on
+/// (`{reason: "slow-consumer"}`); the client reconnects and catches up.
+pub const STREAM_CLOSED: &str = "stream-closed";
 
 /// Every type above: refused from clients.
 pub const SERVER_OWNED: &[&str] = &[
@@ -40,6 +43,7 @@ pub const SERVER_OWNED: &[&str] = &[
     CALL_SPEAKER,
     RELAY_SIGNAL,
     SESSION_ENDED,
+    STREAM_CLOSED,
 ];
 
 /// Whether a client may relay an event of type `t`: a lowercase name

@@ -2,9 +2,12 @@
 //! frames, the frame encoding, and the subscriber stream with resume from the
 //! store. Knows nothing of HTTP requests or sessions beyond a user id.
 
+pub mod client;
+pub mod cursor;
 pub mod frame;
 pub mod hub;
 pub mod kind;
+pub mod per_ip;
 pub mod session_end;
 pub mod stream;
 

@@ -55,9 +55,18 @@ impl SessionEnds {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers one stream of `session`; the handle resolves when it ends.
-    pub fn watch(self: &Arc<Self>, session: &str, conversation: &str) -> EndWatch {
+    /// Registers one stream of `session`, unless it already has `max` open;
+    /// the handle resolves when the session ends.
+    pub fn watch(
+        self: &Arc<Self>,
+        session: &str,
+        conversation: &str,
+        max: usize,
+    ) -> Option<EndWatch> {
         let mut live = self.live();
+        if live.get(session).is_some_and(|l| l.streams >= max) {
+            return None;
+        }
         let entry = live.entry(session.to_owned()).or_insert_with(|| Live {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             conversation: conversation.to_owned(),
@@ -65,12 +74,12 @@ impl SessionEnds {
             streams: 0,
         });
         entry.streams += 1;
-        EndWatch {
+        Some(EndWatch {
             generation: entry.generation,
             rx: entry.tx.subscribe(),
             ends: Arc::clone(self),
             session: session.to_owned(),
-        }
+        })
     }
 
     /// Ends every stream of `session`.
@@ -143,12 +152,30 @@ impl Drop for EndWatch {
 mod tests {
     use super::*;
 
+    const MAX: usize = 4;
+
+    impl SessionEnds {
+        fn w(self: &Arc<Self>, session: &str, conversation: &str) -> EndWatch {
+            self.watch(session, conversation, MAX).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_session_holds_at_most_max_streams() {
+        let ends = Arc::new(SessionEnds::default());
+        let open: Vec<_> = (0..MAX).map(|_| ends.w("a", "c")).collect();
+        assert!(ends.watch("a", "c", MAX).is_none());
+        assert!(ends.watch("b", "c", MAX).is_some());
+        drop(open);
+        assert!(ends.watch("a", "c", MAX).is_some());
+    }
+
     #[tokio::test]
     async fn ending_a_session_wakes_each_of_its_streams_only() {
         let ends = Arc::new(SessionEnds::default());
-        let mut a1 = ends.watch("a", "c");
-        let mut a2 = ends.watch("a", "c");
-        let mut b = ends.watch("b", "c");
+        let mut a1 = ends.w("a", "c");
+        let mut a2 = ends.w("a", "c");
+        let mut b = ends.w("b", "c");
         ends.end("a", EndReason::Left);
         assert_eq!(a1.ended().await, EndReason::Left);
         assert_eq!(a2.ended().await, EndReason::Left);
@@ -160,8 +187,8 @@ mod tests {
     #[tokio::test]
     async fn closing_a_conversation_ends_its_sessions() {
         let ends = Arc::new(SessionEnds::default());
-        let mut a = ends.watch("a", "c1");
-        let _b = ends.watch("b", "c2");
+        let mut a = ends.w("a", "c1");
+        let _b = ends.w("b", "c2");
         ends.end_conversation("c1", EndReason::ConversationClosed);
         assert_eq!(a.ended().await, EndReason::ConversationClosed);
         assert_eq!(ends.len(), 1);
@@ -170,16 +197,16 @@ mod tests {
     #[test]
     fn the_last_stream_closing_forgets_the_session() {
         let ends = Arc::new(SessionEnds::default());
-        let a1 = ends.watch("a", "c");
-        let a2 = ends.watch("a", "c");
+        let a1 = ends.w("a", "c");
+        let a2 = ends.w("a", "c");
         drop(a1);
         assert!(ends.is_live("a"));
         drop(a2);
         assert!(ends.is_empty());
         // A stream of an ended session that closes later does not touch a newer registration.
-        let old = ends.watch("a", "c");
+        let old = ends.w("a", "c");
         ends.end("a", EndReason::Left);
-        let new = ends.watch("a", "c");
+        let new = ends.w("a", "c");
         drop(old);
         assert!(ends.is_live("a"));
         drop(new);

@@ -28,6 +28,10 @@ pub struct StreamCtx {
     pub hub: Arc<Hub>,
     pub shutdown: CancellationToken,
     pub heartbeat: Duration,
+    /// A stream further behind its room than this many bytes is closed.
+    pub queue_bytes: u64,
+    /// Streams closed by the server, by reason.
+    pub closed: Arc<crate::metrics::Trips>,
 }
 
 /// What a new stream needs to know about its subscriber.
@@ -78,7 +82,7 @@ pub fn sse_stream(
     ctx: StreamCtx,
     sub: Subscriber,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let mut rx = ctx.hub.subscribe(&sub.conversation_id);
+    let mut room = ctx.hub.subscribe(&sub.conversation_id);
     async_stream::stream! {
         let Subscriber { conversation_id: conv, user_id: user, cursor, opening, mut ended, guard } = sub;
         let _guard = guard;
@@ -113,12 +117,19 @@ pub fn sse_stream(
                 biased;
                 _ = ctx.shutdown.cancelled() => break,
                 reason = ended.ended() => {
+                    ctx.closed.inc(reason.as_str());
                     let data = serde_json::json!({ "reason": reason.as_str() });
                     yield Ok(super::frame::encode_value(kind::SESSION_ENDED, None, None, &data, None).bytes);
                     break;
                 }
-                r = rx.recv() => match r {
+                r = room.rx.recv() => match r {
                     Ok(frame) => {
+                        if room.backlog(&frame) > ctx.queue_bytes {
+                            ctx.closed.trip("slow-consumer", "event stream closed: its client reads too slowly");
+                            let data = serde_json::json!({ "reason": "slow-consumer" });
+                            yield Ok(super::frame::encode_value(kind::STREAM_CLOSED, None, None, &data, None).bytes);
+                            break;
+                        }
                         if let Some(seq) = frame.seq {
                             if seq <= last {
                                 continue;
@@ -139,7 +150,7 @@ pub fn sse_stream(
                 _ = heartbeat.tick() => yield Ok(Bytes::from_static(super::frame::HEARTBEAT)),
             }
         }
-        drop(rx);
+        drop(room);
         ctx.hub.release(&conv);
     }
 }

@@ -18,8 +18,9 @@ use super::error::ApiError;
 use crate::app::AppState;
 
 /// The content security policy: no inline code; images and media also from
-/// `media_origins` (the S3 endpoint when presigned URLs point there); framing
-/// only by `ancestors` (`'none'` when empty).
+/// `media_origins` (the S3 endpoint when presigned URLs point there), images
+/// also from any `https:` host (avatar URLs, loaded without a referrer);
+/// framing only by `ancestors` (`'none'` when empty).
 pub fn csp(media_origins: &[String], ancestors: &[String]) -> String {
     let media = media_origins
         .iter()
@@ -30,7 +31,7 @@ pub fn csp(media_origins: &[String], ancestors: &[String]) -> String {
         ancestors.join(" ")
     };
     format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:{media}; \
          media-src 'self' blob:{media}; connect-src 'self'; font-src 'self'; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors {fa}"
     )
@@ -80,13 +81,20 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .unwrap_or(peer)
 }
 
+/// The client address as resolved by [`client_ip`], for handlers that bound per address.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
 fn exempt(path: &str) -> bool {
     path == "/health" || path.starts_with("/static/") || path == "/favicon.ico"
 }
 
-pub async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if exempt(path) {
+pub async fn rate_limit(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if exempt(req.uri().path()) {
         return next.run(req).await;
     }
     let peer = req
@@ -95,6 +103,8 @@ pub async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: 
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    req.extensions_mut().insert(ClientIp(ip));
+    let path = req.uri().path();
     let limits = &state.limits;
     if let Some(l) = &limits.global
         && l.check_key(&ip).is_err()
@@ -129,6 +139,9 @@ pub async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // The auditor it once switched on is gone from browsers; `0` is today's advice,
+    // and clients of the original service check that the header is present.
+    h.insert("x-xss-protection", HeaderValue::from_static("0"));
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),

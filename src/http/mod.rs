@@ -1,8 +1,9 @@
-//! HTTP: the router, the envelope and error mapping, extractors, middleware,
-//! and one file per route group. Handlers validate input, call the chat rules,
-//! the store and the hub, and shape the answer; nothing below this module
-//! knows about HTTP.
+//! HTTP: the router, the envelope and error mapping, extractors, middleware
+//! (CORS and the cross-site guard among them), and one file per route group.
+//! Handlers validate input, call the chat rules, the store and the hub, and
+//! shape the answer; nothing below this module knows about HTTP.
 
+pub mod cors;
 pub mod csrf;
 pub mod envelope;
 pub mod error;
@@ -68,6 +69,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.config.limits.body_timeout_secs),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::guard,
@@ -76,6 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             middleware::rate_limit,
         ))
+        // Outside the rate limit and the cross-site guard: preflights are answered here.
+        .layer(cors::layer(&state.integrator_origins))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::security_headers,
@@ -83,7 +89,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             routes::panic_response,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // 503s are refusals (storage full, shutting down), logged where they are
+        // decided, at most once a minute: only other 5xx are logged as failures.
+        .layer(tower_http::trace::TraceLayer::new(
+            tower_http::classify::StatusInRangeAsFailures::new(500..=502).into_make_classifier(),
+        ))
         .with_state(state)
 }
 

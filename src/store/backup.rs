@@ -82,6 +82,7 @@ impl Store {
         if !TREES.contains(&tree) {
             return Err(StoreError::Corrupt("backup tree name"));
         }
+        self.space.check()?;
         let k = B64
             .decode(k)
             .map_err(|_| StoreError::Corrupt("backup key"))?;

@@ -16,6 +16,7 @@ impl Store {
         conv: &str,
         messages: &[Message],
     ) -> Result<(), StoreError> {
+        self.space.check()?;
         let mut batch = sled::Batch::default();
         for m in messages {
             if m.conversation_id != conv || m.seq == 0 {

@@ -12,6 +12,7 @@ mod import;
 pub mod keys;
 pub mod outbox;
 mod records;
+pub mod space;
 pub mod webhooks;
 mod writer;
 
@@ -40,13 +41,23 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("already exists")]
     Exists,
+    /// The data directory's filesystem is full, or below `min_free_bytes`
+    /// ([`space`]): writes are refused until space returns.
+    #[error("storage is full")]
+    DiskFull,
 }
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match e {
+            sled::Error::Io(io) if space::is_disk_full(&io) => StoreError::DiskFull,
+            e => StoreError::Db(e.to_string()),
+        }
     }
 }
+
+/// Default for `min_free_bytes`: headroom kept free on the data directory's filesystem.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Told about every newly committed message, in sequence order, after it is durable.
 pub trait CommitListener: Send + Sync {
@@ -66,9 +77,13 @@ pub struct Store {
     sync: sled::Tree,
     attachments: sled::Tree,
     webhooks: sled::Tree,
+    /// Index of `webhooks` by due time: `next_at_ms ++ id` (both big-endian).
+    webhook_due: sled::Tree,
     /// Whether changes are recorded in the outbox (only when S3 sync is configured).
     sync_enabled: bool,
     flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Free-space headroom, checked before every write.
+    space: Arc<space::Space>,
     writer_tx: mpsc::Sender<writer::Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -83,15 +98,31 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the store under `dir` and starts the commit writer.
+    /// Opens (or creates) the store under `dir` and starts the commit writer,
+    /// keeping [`DEFAULT_MIN_FREE_BYTES`] free.
     pub fn open(
         dir: &Path,
         listener: Arc<dyn CommitListener>,
         sync_enabled: bool,
     ) -> Result<Self, StoreError> {
+        Self::open_with(dir, listener, sync_enabled, DEFAULT_MIN_FREE_BYTES)
+    }
+
+    /// [`Store::open`], refusing writes while the filesystem has less than
+    /// `min_free_bytes` available (0: no threshold).
+    pub fn open_with(
+        dir: &Path,
+        listener: Arc<dyn CommitListener>,
+        sync_enabled: bool,
+        min_free_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        let space = Arc::new(space::Space::new(dir.to_path_buf(), min_free_bytes));
         let db = sled::Config::new()
             .path(dir.join("store"))
             .cache_capacity(256 * 1024 * 1024)
+            // sled's own timer would write out whatever is buffered, even to a
+            // full disk; the writer's flusher does it instead, only with headroom.
+            .flush_every_ms(None)
             .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
@@ -120,6 +151,7 @@ impl Store {
         );
         let w = writer::Writer {
             flush_seconds: flush_seconds.clone(),
+            space: space.clone(),
             db: db.clone(),
             messages: messages.clone(),
             conversations: db.open_tree("conversations")?,
@@ -131,7 +163,7 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || w.run(rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(Self {
+        let store = Self {
             conversations: db.open_tree("conversations")?,
             sessions: db.open_tree("sessions")?,
             conv_sessions: db.open_tree("conv_sessions")?,
@@ -144,17 +176,43 @@ impl Store {
             sync_enabled,
             attachments: db.open_tree("attachments")?,
             webhooks: db.open_tree("webhooks")?,
+            webhook_due: db.open_tree("webhook_due")?,
             db,
             flush_seconds,
+            space,
             writer_tx,
             writer: Mutex::new(Some(handle)),
-        })
+        };
+        store.index_webhooks()?;
+        Ok(store)
     }
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let res = self
+            .db
+            .flush_async()
+            .await
+            .map(drop)
+            .map_err(StoreError::from);
+        self.space.observe(&res);
+        res
+    }
+
+    /// Ok while the data directory has its headroom; `DiskFull` otherwise
+    /// (for writes outside the store, such as attachment bytes).
+    pub fn check_space(&self) -> Result<(), StoreError> {
+        self.space.check()
+    }
+
+    /// Would a write be refused for lack of disk space? (Not counted as a refusal.)
+    pub fn is_disk_low(&self) -> bool {
+        self.space.is_low()
+    }
+
+    /// Writes refused for lack of disk space, for the metrics registry.
+    pub fn disk_full_refusals(&self) -> prometheus_client::metrics::counter::Counter {
+        self.space.refusals()
     }
 
     /// Stops the writer after it commits what is queued, then flushes.
@@ -270,6 +328,7 @@ impl Store {
     // ---- conversations --------------------------------------------------
 
     pub async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        self.space.check()?;
         let res = self.conversations.compare_and_swap(
             c.conversation_id.as_bytes(),
             None as Option<&[u8]>,
@@ -283,6 +342,7 @@ impl Store {
     }
 
     pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
+        self.space.check()?;
         self.conversations
             .insert(c.conversation_id.as_bytes(), encode(c))?;
         self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;

@@ -76,6 +76,7 @@ impl Store {
         if !self.sync_enabled {
             return Ok(());
         }
+        self.space.check()?;
         mark(&self.outbox, item, crate::clock::now_ms())
     }
 
@@ -96,6 +97,7 @@ impl Store {
 
     /// Clears an item after upload, unless it was re-marked since `p` was read.
     pub fn done(&self, p: &Pending) -> Result<bool, StoreError> {
+        self.space.check()?;
         let cleared = self
             .outbox
             .compare_and_swap(
@@ -131,6 +133,7 @@ impl Store {
     }
 
     pub fn set_sync_cursor(&self, conv: &str, seq: u64) -> Result<(), StoreError> {
+        self.space.check()?;
         self.sync.insert(conv.as_bytes(), &seq.to_be_bytes())?;
         Ok(())
     }

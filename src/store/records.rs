@@ -1,12 +1,14 @@
 //! Sessions (with their per-conversation index), single-use nonces,
 //! reactions and attachment metadata: small records written directly (not
 //! through the group-commit writer) and flushed before the caller answers.
+//! Each write first checks the disk headroom ([`super::space`]).
 
 use super::{OutboxItem, Store, StoreError, decode, encode, keys};
 use crate::model::{AttachmentMeta, Session};
 
 impl Store {
     pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.space.check()?;
         self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
         self.conv_sessions
             .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
@@ -20,14 +22,19 @@ impl Store {
             .transpose()
     }
 
-    /// Records activity without forcing a flush: losing a refresh on a crash is harmless.
+    /// Records activity without forcing a flush: losing a refresh on a crash is harmless,
+    /// and so is skipping it while the disk is low (reads must keep working).
     pub fn touch_session(&self, s: &Session) -> Result<(), StoreError> {
+        if self.space.is_low() {
+            return Ok(());
+        }
         self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
         Ok(())
     }
 
     /// Removes a session without waiting for a flush (used for expiry).
     pub fn forget_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.space.check()?;
         self.sessions.remove(s.session_id.as_bytes())?;
         self.conv_sessions
             .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
@@ -35,6 +42,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.space.check()?;
         self.sessions.remove(s.session_id.as_bytes())?;
         self.conv_sessions
             .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
@@ -64,6 +72,7 @@ impl Store {
         cutoff_ms: i64,
         in_use: impl Fn(&str) -> bool,
     ) -> Result<Vec<Session>, StoreError> {
+        self.space.check()?;
         let mut gone = Vec::new();
         for item in self.sessions.iter() {
             let (k, v) = item?;
@@ -96,6 +105,7 @@ impl Store {
         nonce: &str,
         expires_ms: i64,
     ) -> Result<bool, StoreError> {
+        self.space.check()?;
         let key = keys::joined(&[scope, nonce]);
         let fresh = self
             .nonces
@@ -112,6 +122,7 @@ impl Store {
     }
 
     pub fn sweep_nonces(&self, now_ms: i64) -> Result<usize, StoreError> {
+        self.space.check()?;
         let mut n = 0;
         for item in self.nonces.iter() {
             let (k, v) = item?;
@@ -134,6 +145,7 @@ impl Store {
         user: &str,
         added: bool,
     ) -> Result<(), StoreError> {
+        self.space.check()?;
         let key = keys::joined(&[conv, message_id, emoji, user]);
         if added {
             self.reactions.insert(key, &[])?;
@@ -185,6 +197,7 @@ impl Store {
 
     /// Records an uploaded attachment (its bytes are already on disk) and marks it for sync.
     pub async fn put_attachment(&self, a: &AttachmentMeta) -> Result<(), StoreError> {
+        self.space.check()?;
         self.mark(&OutboxItem::Attachment(
             a.conversation_id.clone(),
             a.attachment_id.clone(),
@@ -222,6 +235,7 @@ impl Store {
     }
 
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.space.check()?;
         self.meta.insert(key, value)?;
         Ok(())
     }

@@ -8,6 +8,16 @@
 //! and tells the commit listener (the event hub), in sequence order. Appends
 //! therefore share fsyncs, preparing the next group overlaps the current
 //! flush, and an acknowledged message is on disk.
+//!
+//! When idle, the flusher also writes out, every [`IDLE_FLUSH`], what was
+//! stored without a flush (in place of sled's own timer, which would write even
+//! to a full disk).
+//!
+//! A write or flush that fails (a full disk included) fails the appends it
+//! covered, unacknowledged and unannounced; both threads carry on with the next
+//! group. New messages are refused before they are written while the disk is
+//! below its headroom ([`super::space`]); a resent `messageId` that is already
+//! stored is still answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +25,14 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::space::Space;
 use super::{CommitListener, StoreError, keys};
 use crate::model::Message;
 
 /// Largest group written with one flush.
 const MAX_GROUP: usize = 1024;
+/// How often the flusher, when idle, writes out what was stored without a flush.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The result of an append: the stored message and whether it already existed
 /// (same client `messageId` sent again).
@@ -64,6 +77,7 @@ pub(super) struct Writer {
     pub outbox: Option<sled::Tree>,
     pub listener: Arc<dyn CommitListener>,
     pub flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    pub space: Arc<Space>,
     /// Next sequence number per conversation, loaded lazily from the tree.
     pub next_seq: HashMap<String, u64>,
 }
@@ -74,14 +88,35 @@ fn flusher(
     db: sled::Db,
     listener: Arc<dyn CommitListener>,
     flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    space: Arc<Space>,
     rx: std_mpsc::Receiver<Job>,
 ) {
-    while let Ok(first) = rx.recv() {
+    let mut idle_ok = true;
+    loop {
+        let first = match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(job) => job,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                idle_ok = idle_flush(&db, &space, idle_ok);
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
-        let started = std::time::Instant::now();
-        let flushed = db.flush().map(|_| ()).map_err(StoreError::from);
-        flush_seconds.observe(started.elapsed().as_secs_f64());
+        // Nothing waits on a flush when every append was refused (e.g. the disk is full).
+        let waiting = jobs.iter().any(|j| match j {
+            Job::Group(pending) => pending.iter().any(|(_, res)| res.is_ok()),
+            Job::Watermarks(..) => true,
+        });
+        let flushed = if waiting {
+            let started = std::time::Instant::now();
+            let flushed = db.flush().map(|_| ()).map_err(StoreError::from);
+            flush_seconds.observe(started.elapsed().as_secs_f64());
+            space.observe(&flushed);
+            flushed
+        } else {
+            Ok(())
+        };
         if let Err(e) = &flushed {
             tracing::error!(error = %e, "store flush failed; failing the appends it covered");
         }
@@ -109,18 +144,38 @@ fn flusher(
     }
 }
 
+/// Writes out what was stored without a flush of its own (activity refreshes,
+/// sweeps, sync progress) and what sled restructured while reading, in place of
+/// sled's timer, but never while the disk is below its headroom: sled would
+/// refuse every write after meeting a full disk ([`super::space`]). Returns
+/// whether it succeeded; a failure is logged when the previous one succeeded.
+fn idle_flush(db: &sled::Db, space: &Space, was_ok: bool) -> bool {
+    if space.is_low() {
+        return was_ok;
+    }
+    let res = db.flush().map(drop).map_err(StoreError::from);
+    space.observe(&res);
+    if let Err(e) = &res
+        && was_ok
+    {
+        tracing::error!(error = %e, "background store flush failed");
+    }
+    res.is_ok()
+}
+
 impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let (jobs, job_rx) = std_mpsc::channel();
         let flusher = {
-            let (db, listener, hist) = (
+            let (db, listener, hist, space) = (
                 self.db.clone(),
                 self.listener.clone(),
                 self.flush_seconds.clone(),
+                self.space.clone(),
             );
             std::thread::Builder::new()
                 .name("store-flusher".into())
-                .spawn(move || flusher(db, listener, hist, job_rx))
+                .spawn(move || flusher(db, listener, hist, space, job_rx))
         };
         let flusher = match flusher {
             Ok(h) => h,
@@ -205,7 +260,10 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.messages.apply_batch(batch) {
+        // A group of duplicates and refusals only has nothing to write.
+        if !touched.is_empty()
+            && let Err(e) = self.messages.apply_batch(batch)
+        {
             tracing::error!(error = %e, "message group write failed");
             // Sequence numbers handed out in this group were not written:
             // forget the cached counters so they reload from disk.
@@ -213,6 +271,7 @@ impl Writer {
                 self.next_seq.remove(c);
             }
             let err = StoreError::from(e);
+            self.space.observe::<()>(&Err(err.clone()));
             pending = pending
                 .into_iter()
                 .map(|(reply, res)| (reply, res.and(Err(err.clone()))))
@@ -264,6 +323,8 @@ impl Writer {
                 duplicate: true,
             });
         }
+        // Only new messages take space; the duplicate above is answered regardless.
+        self.space.check()?;
         let seq = match self.next_seq.get(&conv) {
             Some(s) => *s,
             None => last_seq(&self.messages, &conv)? + 1,

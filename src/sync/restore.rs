@@ -10,6 +10,8 @@
 //! order. Sync cursors are set to the end of each restored history, so a
 //! server started on the result with the same bucket uploads only new
 //! messages. Refuses a directory that is not empty: restore never merges.
+//! Conversations the bucket gives no owner (every one the original wrote) can
+//! be given one (`--owner`), so that integrator's tickets keep opening them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -61,12 +63,17 @@ impl std::fmt::Display for Summary {
 /// Restores the bucket of `config.s3` into `config.data_dir`, which must be
 /// empty or missing.
 pub async fn run(config: &Config) -> Result<Summary, SyncError> {
+    run_for(config, None).await
+}
+
+/// [`run`], giving every conversation without an owner to the integrator `owner`.
+pub async fn run_for(config: &Config, owner: Option<&str>) -> Result<Summary, SyncError> {
     let s3_config = config.s3.as_ref().ok_or(SyncError::NotConfigured)?;
     let dir = &config.data_dir;
     ensure_empty(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| SyncError::io(dir, e))?;
     let s3 = S3::new(s3_config).await;
-    let result = restore_into(&s3, dir).await;
+    let result = restore_into(&s3, dir, owner).await;
     if result.is_err() {
         tracing::error!(
             dir = %dir.display(),
@@ -95,12 +102,13 @@ impl CommitListener for Silent {
 }
 
 /// Restores `s3`'s bucket into the (empty) data directory `dir`.
-pub async fn restore_into(s3: &S3, dir: &Path) -> Result<Summary, SyncError> {
+pub async fn restore_into(s3: &S3, dir: &Path, owner: Option<&str>) -> Result<Summary, SyncError> {
     let store = Arc::new(Store::open(dir, Arc::new(Silent), false)?);
     let result = Restore {
         s3,
         store: &store,
         dir,
+        owner,
         summary: Summary::default(),
     }
     .all()
@@ -133,6 +141,8 @@ struct Restore<'a> {
     s3: &'a S3,
     store: &'a Store,
     dir: &'a Path,
+    /// The integrator that gets the conversations the bucket gives no owner.
+    owner: Option<&'a str>,
     summary: Summary,
 }
 
@@ -229,7 +239,7 @@ impl Restore<'_> {
             message_bar.inc(objects.message_keys.len() as u64);
             return Ok(());
         };
-        let c: Conversation = match serde_json::from_slice(&record) {
+        let mut c: Conversation = match serde_json::from_slice(&record) {
             Ok(c) => c,
             Err(e) => {
                 self.skip(&meta_key, &format!("not a conversation record: {e}"));
@@ -241,6 +251,9 @@ impl Restore<'_> {
             self.skip(&meta_key, "conversationId differs from its folder");
             message_bar.inc(objects.message_keys.len() as u64);
             return Ok(());
+        }
+        if c.integrator_id.is_none() {
+            c.integrator_id = self.owner.map(str::to_owned);
         }
         self.store.create_conversation(&c).await?;
         self.summary.conversations += 1;
@@ -399,6 +412,11 @@ fn parse_message(raw: &[u8]) -> Result<Message, serde_json::Error> {
     serde_json::from_value(v)
 }
 
+/// The largest `seq` a restored message keeps: the largest integer a browser
+/// reads exactly, and far from the end of `u64`, where the next append's
+/// number would overflow. Larger ones are renumbered.
+const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// Deduplicates by `messageId` and decides every message's `seq`; returns the
 /// messages in `seq` order and how many copies were dropped.
 fn order(mut found: Vec<Found>) -> (Vec<Message>, usize) {
@@ -427,7 +445,7 @@ fn order(mut found: Vec<Found>) -> (Vec<Message>, usize) {
     let mut unnumbered: Vec<Found> = Vec::new();
     let mut numbered: Vec<Message> = Vec::with_capacity(kept.len());
     for f in kept {
-        if f.message.seq != 0 && taken.insert(f.message.seq) {
+        if (1..=MAX_SEQ).contains(&f.message.seq) && taken.insert(f.message.seq) {
             numbered.push(f.message);
         } else {
             unnumbered.push(f);
@@ -520,6 +538,19 @@ mod tests {
     }
 
     #[test]
+    fn a_sequence_number_past_what_clients_read_is_renumbered() {
+        // Found by `any_found_messages_get_unique_ascending_numbers`: a
+        // bucket's `seq: u64::MAX` was kept, and the next append
+        // (`last + 1`) overflowed.
+        let (ms, _) = order(vec![
+            found("a", u64::MAX, 100, 0, 0),
+            found("b", MAX_SEQ, 200, 1, 0),
+            found("c", MAX_SEQ + 1, 300, 2, 0),
+        ]);
+        assert_eq!(ids(&ms), vec![("a", 1), ("c", 2), ("b", MAX_SEQ)]);
+    }
+
+    #[test]
     fn a_non_empty_directory_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(ensure_empty(tmp.path()).is_ok());
@@ -529,5 +560,92 @@ mod tests {
             ensure_empty(tmp.path()),
             Err(SyncError::NotEmpty(_))
         ));
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzzing::strategy::{json_value, mutated_object, rfc3339};
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        fn record(id: &str, seq: u64, body: &str, at: &str) -> Value {
+            json!({
+                "messageId": id, "conversationId": "c", "senderUserId": "u",
+                "senderDisplayName": "U", "senderRole": "participant", "type": "text",
+                "body": body, "clientTimestamp": null, "serverReceivedAt": at, "seq": seq,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config())]
+
+            #[test]
+            fn any_line_parses_or_is_skipped(raw in prop_oneof![
+                any::<Vec<u8>>(),
+                any::<String>().prop_map(String::into_bytes),
+                mutated_object(record("m", 1, "hi", "2024-01-01T00:00:00Z"), json_value())
+                    .prop_map(|v| v.to_string().into_bytes()),
+            ]) {
+                if let Ok(m) = parse_message(&raw) {
+                    prop_assert!(m.message_id.len() <= raw.len());
+                }
+            }
+
+            #[test]
+            fn any_found_messages_get_unique_ascending_numbers(items in prop::collection::vec(
+                (
+                    0usize..8,
+                    prop_oneof![Just(0u64), 1u64..20, Just(MAX_SEQ), any::<u64>()],
+                    any::<i64>(),
+                    0usize..4,
+                    0usize..4,
+                ),
+                0..30,
+            )) {
+                let ids: HashSet<usize> = items.iter().map(|i| i.0).collect();
+                let n = items.len();
+                let (ms, dups) = order(
+                    items
+                        .into_iter()
+                        .map(|(id, seq, at, object, line)| found(&format!("m{id}"), seq, at, object, line))
+                        .collect(),
+                );
+                prop_assert_eq!(ms.len(), ids.len());
+                prop_assert_eq!(dups + ms.len(), n);
+                prop_assert!(ms.windows(2).all(|w| w[0].seq < w[1].seq));
+                prop_assert!(ms.iter().all(|m| (1..=MAX_SEQ).contains(&m.seq)));
+            }
+
+            /// NDJSON write → read: what the uploader segments, restore reads
+            /// back as the same messages under the same numbers.
+            #[test]
+            fn uploaded_segments_restore_to_the_same_messages(
+                first in 1u64..1_000_000,
+                msgs in prop::collection::vec((any::<String>(), rfc3339()), 0..10),
+            ) {
+                let written: Vec<(u64, Bytes)> = msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (body, at))| {
+                        let seq = first + i as u64;
+                        let v = record(&format!("m{seq}"), seq, body, at);
+                        (seq, Bytes::from(serde_json::to_vec(&v).unwrap()))
+                    })
+                    .collect();
+                let mut found = Vec::new();
+                for (object, seg) in layout::segments("c", &written).iter().enumerate() {
+                    for (line, raw) in layout::ndjson_lines(&seg.body).enumerate() {
+                        let message = parse_message(raw).unwrap();
+                        let received_ms = layout::parse_rfc3339_ms(&message.server_received_at).unwrap_or(0);
+                        found.push(Found { message, received_ms, object, line });
+                    }
+                }
+                let (ms, dups) = order(found);
+                prop_assert_eq!(dups, 0);
+                let want: Vec<Message> =
+                    written.iter().map(|(_, j)| serde_json::from_slice(j).unwrap()).collect();
+                prop_assert_eq!(ms, want);
+            }
+        }
     }
 }

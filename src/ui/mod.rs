@@ -10,7 +10,15 @@ use sailfish::TemplateSimple;
 #[derive(TemplateSimple)]
 #[template(path = "join.stpl")]
 struct JoinPage<'a> {
-    prefill: &'a str,
+    conversation_id: &'a str,
+    join_code: &'a str,
+}
+
+/// What a join link fills in (each value already checked by the caller).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JoinPrefill<'a> {
+    pub conversation_id: Option<&'a str>,
+    pub join_code: Option<&'a str>,
 }
 
 #[derive(TemplateSimple)]
@@ -33,11 +41,12 @@ fn render(result: sailfish::RenderResult) -> String {
     })
 }
 
-/// `GET /join` — the join form; `prefill_conversation` comes from `?c=ID`.
-pub fn join_page(prefill_conversation: Option<&str>) -> String {
+/// `GET /join` — the join form, prefilled from a join link.
+pub fn join_page(prefill: JoinPrefill<'_>) -> String {
     render(
         JoinPage {
-            prefill: prefill_conversation.unwrap_or(""),
+            conversation_id: prefill.conversation_id.unwrap_or(""),
+            join_code: prefill.join_code.unwrap_or(""),
         }
         .render_once(),
     )
@@ -59,7 +68,11 @@ mod tests {
 
     #[test]
     fn join_page_prefills_and_escapes_the_conversation_id() {
-        let html = join_page(Some("a\"><script>x</script>"));
+        let html = join_page(JoinPrefill {
+            conversation_id: Some("a\"><script>x</script>"),
+            join_code: Some("AB12CD"),
+        });
+        assert!(html.contains("value=\"AB12CD\""));
         assert!(html.contains("value=\"a&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""));
         assert!(!html.contains("<script>x"));
     }
@@ -73,7 +86,11 @@ mod tests {
 
     #[test]
     fn pages_have_no_inline_scripts_or_styles() {
-        for html in [join_page(None), room_page("x"), admin_page()] {
+        for html in [
+            join_page(JoinPrefill::default()),
+            room_page("x"),
+            admin_page(),
+        ] {
             assert!(!html.contains("style="), "style attribute in page");
             assert!(!html.contains("<style"), "style element in page");
             for (i, _) in html.match_indices("<script") {

@@ -56,8 +56,12 @@ async fn attempt(state: &AppState, http: &reqwest::Client, d: &Delivery) -> Resu
 }
 
 pub async fn run(state: Arc<AppState>) {
+    // No redirects: a webhook goes to the configured URL only, never where a
+    // response points it (an integrator's endpoint must not bounce our signed
+    // body to a third party or an internal address).
     let http = match reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(h) => h,
@@ -67,6 +71,14 @@ pub async fn run(state: Arc<AppState>) {
         }
     };
     loop {
+        // With the disk full no outcome could be recorded, and every delivery
+        // would be sent again and again: wait for space instead.
+        if state.store.is_disk_low() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = state.shutdown.cancelled() => return,
+            }
+        }
         let due = state
             .store
             .due_webhooks(now_ms(), BATCH)

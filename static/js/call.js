@@ -465,7 +465,7 @@ export class Call {
       video.muted = isLocal; // never play our own microphone back
       tile = el('div', { class: `tile${isLocal ? ' local' : ''}`, dataset: { userId: isLocal ? this.state.me.userId : id, video: 'on', audio: 'on' } },
         video,
-        el('div', { class: 'tile-placeholder' }, avatar(isLocal ? this.state.me.userId : id, name)),
+        el('div', { class: 'tile-placeholder' }, avatar(isLocal ? this.state.me.userId : id, name, this.state.avatars.get(isLocal ? this.state.me.userId : id))),
         el('div', { class: 'tile-label' },
           el('span', { class: 'name', text: isLocal ? `${name} (you)` : name }),
           el('span', { class: 'tile-muted', role: 'img', 'aria-label': 'microphone muted', text: '🔇' })),

@@ -1,7 +1,7 @@
 // chat.js — the message list: history paging (infinite scroll upward), live messages,
 // sending with retry, file messages and client-side search. No HTML from users: text nodes only.
 import { api, uuid, ApiError } from './api.js';
-import { el, $, formatTime, plainText } from './dom.js';
+import { el, $, avatar, formatTime, plainText } from './dom.js';
 
 const GROUP_MS = 5 * 60 * 1000;
 const PAGE = 50;
@@ -99,6 +99,7 @@ export class Chat {
     msg = { ...msg, body: plainText(msg.body), senderDisplayName: plainText(msg.senderDisplayName), filename: plainText(msg.filename) };
     const existing = this.byId.get(msg.messageId);
     if (msg.senderUserId && msg.senderDisplayName && msg.senderUserId !== 'system') this.state.names.set(msg.senderUserId, msg.senderDisplayName);
+    if (msg.senderUserId && msg.senderAvatarUrl && msg.senderUserId !== 'system') this.state.avatars.set(msg.senderUserId, msg.senderAvatarUrl);
     if (existing) {
       const hadSeq = typeof existing.msg.seq === 'number';
       existing.msg = { ...existing.msg, ...msg };
@@ -168,6 +169,7 @@ export class Chat {
     if (!system) {
       li.append(
         el('div', { class: 'msg-meta' },
+          avatar(msg.senderUserId || '', msg.senderDisplayName, msg.senderAvatarUrl || this.state.avatars.get(msg.senderUserId)),
           el('span', { class: 'msg-author', text: mine ? 'You' : msg.senderDisplayName || 'Unknown' }),
           el('time', { datetime: when, text: formatTime(when) })),
       );

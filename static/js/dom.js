@@ -60,9 +60,28 @@ export function hueOf(id) {
   return h % 360;
 }
 
-export function avatar(userId, name) {
+/** An avatar URL we show: https only (no mixed content, no `javascript:`); anything else → null. */
+export function avatarSrc(url) {
+  try {
+    return typeof url === 'string' && new URL(url).protocol === 'https:' ? url : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Initials on the user's colour; with an https `avatarUrl` (from a ticket or a join) the picture is
+ * laid over them, fetched without a referrer, and removed again if it fails to load.
+ */
+export function avatar(userId, name, avatarUrl) {
   const node = el('span', { class: 'avatar', 'aria-hidden': 'true', text: initials(name) });
   node.style.background = `hsl(${hueOf(userId)} 50% 30%)`;
+  const src = avatarSrc(avatarUrl);
+  if (src) {
+    const img = el('img', { class: 'avatar-img', src, alt: '', referrerpolicy: 'no-referrer', loading: 'lazy', decoding: 'async' });
+    img.addEventListener('error', () => img.remove(), { once: true });
+    node.append(img);
+  }
   return node;
 }
 

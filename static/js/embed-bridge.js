@@ -2,7 +2,8 @@
 // into a session kept in this tab's sessionStorage (never in a URL), and the postMessage bridge
 // to the host page. The bridge is active only when the page is framed and the host's origin is
 // known (it comes from the signed ticket); it always posts to that exact origin, never '*', and
-// accepts commands only from the parent window at that origin.
+// accepts commands (the SDK's, and the original's `{type: 'leave'}`) only from the parent window
+// at that origin.
 import { api, saveSession } from './api.js';
 
 const HOST_PREFIX = 'chats3.host.';
@@ -110,6 +111,11 @@ export class EmbedBridge {
   receive(event) {
     if (event.origin !== this.hostOrigin || event.source !== window.parent) return;
     const msg = event.data;
+    // The original service's host command, still obeyed (same origin and window checks as the rest).
+    if (msg && typeof msg === 'object' && msg.type === 'leave' && msg.command === undefined) {
+      this.commands.leave?.();
+      return;
+    }
     if (!msg || typeof msg !== 'object' || msg.target !== 'chats3' || typeof msg.command !== 'string') return;
     switch (msg.command) {
       case 'setTheme':

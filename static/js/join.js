@@ -15,7 +15,8 @@ try {
 } catch {
   /* storage disabled */
 }
-(cid.value ? code : cid).focus();
+// A join link may fill in the id and the code (`?conversationId=…&joinCode=…`): start at the first empty field.
+([cid, code, name].find((input) => !input.value) || name).focus();
 
 function showError(message, field) {
   error.textContent = message;
@@ -61,7 +62,8 @@ form.addEventListener('submit', async (event) => {
   } catch (err) {
     submit.disabled = false;
     submit.textContent = 'Join';
-    if (err.status === 409) showError('That name is already in use in this conversation. Pick another one.', name);
+    if (err.details && err.details.reason === 'closed') showError('This conversation has been closed.', cid);
+    else if (err.status === 409) showError('That name is already in use in this conversation. Pick another one.', name);
     else if (err.status === 429) showError('Too many attempts. Wait a minute and try again.');
     else if (err.status === 0) showError(err.message);
     else showError(err.message || 'Could not join.', fieldFor(err.details) || (err.status === 403 ? code : null));

@@ -12,12 +12,24 @@ import { takeHandoff, isFramed, EmbedBridge } from './embed-bridge.js';
 
 const conversationId = document.body.dataset.conversationId;
 const joinUrl = `/join?c=${encodeURIComponent(conversationId)}`;
-const state = { conversationId, me: null, names: new Map(), online: new Map(), closed: false, streamState: 'connecting', ready: false };
+const state = { conversationId, me: null, names: new Map(), avatars: new Map(), online: new Map(), closed: false, streamState: 'connecting', ready: false };
 const baseTitle = `${conversationId} · chats3`;
 let unread = 0;
 let chat, reactions, typing, receipts, files, call, stream;
 let bridge = null; // EmbedBridge when framed by a known host (embed-bridge.js)
 const framed = isFramed();
+const features = frameFeatures();
+
+/**
+ * The controls shown: all of them standalone; inside a frame only those the host asked for with
+ * the SDK's `features` option (`GET /embed?features=…` → `?f=call,record,leave`), as the original
+ * hid Call, Record and Leave when framed.
+ */
+function frameFeatures() {
+  if (!framed) return { call: true, record: true, leave: true };
+  const asked = new Set((new URLSearchParams(location.search).get('f') || '').split(','));
+  return { call: asked.has('call'), record: asked.has('record'), leave: asked.has('leave') };
+}
 
 // ---- small UI helpers ----
 
@@ -67,7 +79,7 @@ function paintPeople() {
   const people = [...state.online.entries()].sort((a, b) => (a[0] === state.me.userId ? -1 : b[0] === state.me.userId ? 1 : a[1].localeCompare(b[1])));
   for (const [userId, name] of people) {
     list.append(el('li', { class: 'person', dataset: { userId } },
-      avatar(userId, name),
+      avatar(userId, name, state.avatars.get(userId)),
       el('span', { class: 'person-name', text: userId === state.me.userId ? `${name} (you)` : name }),
       el('span', { class: 'dot', role: 'img', 'aria-label': 'online' }),
       inCall.has(userId) ? el('span', { class: 'tag tag-call', text: 'in call' }) : null));
@@ -75,7 +87,7 @@ function paintPeople() {
   $('people-count').textContent = String(state.online.size);
   const others = [...inCall].filter((u) => u !== state.me.userId).length;
   const btn = $('call-btn');
-  btn.hidden = Boolean(call && call.inCall); // the call toolbar has "Leave call"
+  btn.hidden = !features.call || Boolean(call && call.inCall); // the call toolbar has "Leave call"
   btn.disabled = state.closed;
   btn.textContent = others ? `Join call (${others})` : 'Start call';
   btn.classList.toggle('btn-live', others > 0);
@@ -185,6 +197,8 @@ function onEvent(event) {
     case 'conversation-closed':
       closed();
       return;
+    case 'stream-closed':
+      return; // the server closed a stream that fell behind; EventSource reconnects and catches up
     case 'session-ended':
       // The server ended this session (left in another tab, replaced, expired) or the conversation.
       if (d.reason === 'conversation-closed') return closed();
@@ -280,6 +294,8 @@ async function main() {
   setTitle();
   const handoff = await takeHandoff(conversationId);
   if (framed) $('invite-btn').hidden = true; // embedded users come with tickets, not join codes
+  $('leave-btn').hidden = !features.leave;
+  $('record-btn').hidden = !features.record;
   bridge = EmbedBridge.create(handoff.hostOrigin, {
     focus: () => $('composer-input').focus(),
     leave: () => leave(),
@@ -300,6 +316,7 @@ async function main() {
   if (session.conversationId && session.conversationId !== conversationId) return toJoin();
   state.me = { userId: session.userId, displayName: plainText(session.displayName) };
   state.names.set(session.userId, state.me.displayName);
+  if (session.avatarUrl) state.avatars.set(session.userId, session.avatarUrl);
   state.online.set(session.userId, state.me.displayName);
 
   chat = new Chat(state, {

@@ -37,6 +37,9 @@ async function start() {
     theme: params.get('theme') || 'auto',
     height: 560,
     title: 'Support chat',
+    // Controls shown inside the frame (all hidden by default, as in the original service);
+    // this page has its own Leave button, which calls chat.leave().
+    features: { call: true, record: true, leave: false },
     onEvent: (e) => {
       events.push(e);
       note(describe(e), e.type === 'error' ? 'error' : '');

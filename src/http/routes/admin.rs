@@ -109,7 +109,7 @@ pub async fn details(
     let mut v = serde_json::to_value(&c).unwrap_or_default();
     v["activeParticipants"] = state.presence().count(&c.conversation_id).into();
     v["messageCount"] = state.store.last_seq(&c.conversation_id)?.into();
-    Ok(envelope::ok("Conversation", v))
+    Ok(envelope::ok("Conversation retrieved", v))
 }
 
 /// # `POST /api/v1/admin/conversations/{id}/close`
@@ -147,10 +147,8 @@ pub async fn close(
         )
         .await;
     }
-    Ok(envelope::ok(
-        "Conversation closed",
-        serde_json::json!({ "conversationId": c.conversation_id, "status": c.status, "closedAt": c.closed_at }),
-    ))
+    // The whole conversation, as the original answered.
+    Ok(envelope::ok("Conversation closed", c))
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,8 @@ fn too_large(limit: u64) -> ApiError {
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large(limit)
+    } else if crate::http::error::is_body_timeout(&e) {
+        ApiError::body_timeout()
     } else {
         ApiError::bad_request(format!("Invalid multipart body: {}", e.body_text()))
     }
@@ -41,12 +44,19 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
-    mut mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    // A missing or unusable multipart content type is a 400 in the envelope too.
+    let mut mp = mp
+        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {}", e.body_text())))?;
     match state.store.conversation(&s.conversation_id)? {
         Some(c) if c.status == ConversationStatus::Active => {}
         Some(_) => return Err(ApiError::forbidden("Conversation is closed")),
         None => return Err(ApiError::not_found("Conversation not found")),
+    }
+    // The bytes go beside the store: they must not eat its disk headroom either.
+    if let Err(e) = state.store.check_space() {
+        return Ok(refused_unread(e.into()));
     }
     let limit = state.config.max_upload_bytes;
     let data_dir = &state.config.data_dir;
@@ -67,6 +77,9 @@ pub async fn upload(
             .await
             .map_err(io_error)?;
         while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+            if let Err(e) = state.store.check_space() {
+                return Ok(refused_unread(e.into()));
+            }
             w.write(&chunk).await.map_err(|e| match e {
                 BlobError::TooLarge(l) => too_large(l),
                 other => io_error(other),
@@ -74,8 +87,10 @@ pub async fn upload(
         }
         upload = Some((w, filename, declared));
     }
-    let (mut w, raw_name, declared) =
-        upload.ok_or_else(|| ApiError::field("file", "is required"))?;
+    let (mut w, raw_name, declared) = upload.ok_or_else(|| {
+        ApiError::bad_request("No file uploaded")
+            .with_details(json!({ "field": "file", "reason": "is required" }))
+    })?;
     if w.size() == 0 {
         return Err(ApiError::field("file", "is empty"));
     }
@@ -87,7 +102,7 @@ pub async fn upload(
     };
     let k =
         kind::decide(sniffed, w.text.is_text(), &filename, declared.as_deref()).map_err(|e| {
-            ApiError::bad_request("Invalid file content")
+            ApiError::bad_request("Invalid file content (magic number mismatch)")
                 .with_details(json!({ "field": "file", "reason": e.to_string() }))
         })?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -102,9 +117,13 @@ pub async fn upload(
         size_bytes: size,
         created_at: rfc3339_ms(now_ms()),
     };
-    state.store.put_attachment(&meta).await?;
+    if let Err(e) = state.store.put_attachment(&meta).await {
+        // Unrecorded bytes would never be served or cleaned up.
+        let _ = tokio::fs::remove_file(blob_path(data_dir, &meta.attachment_id)).await;
+        return Err(e.into());
+    }
     Ok(envelope::ok(
-        "File uploaded",
+        "Attachment uploaded",
         json!({
             "attachmentId": meta.attachment_id,
             "originalFilename": meta.original_filename,
@@ -114,7 +133,19 @@ pub async fn upload(
     ))
 }
 
+/// A refusal answered before the body is read to its end: the connection
+/// cannot carry another request, and `Connection: close` tells the client so.
+fn refused_unread(e: ApiError) -> Response {
+    let mut res = e.into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 fn io_error(e: BlobError) -> ApiError {
+    if let BlobError::DiskFull(_) = e {
+        return ApiError::disk_full();
+    }
     tracing::error!(error = %e, "attachment write failed");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -203,7 +234,7 @@ pub async fn metadata(
         return Ok(res);
     }
     Ok(envelope::ok(
-        "Attachment",
+        "Attachment retrieved",
         json!({ "metadata": a, "signedUrl": url }),
     ))
 }

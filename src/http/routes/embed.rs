@@ -136,13 +136,25 @@ async fn handshake(
         integrator_id: Some(t.integrator_id),
     };
     state.store.put_session(&session).await?;
-    state
+    // Every page load of the host mints a ticket: announce a user id once per
+    // conversation, not once per handshake (the original announced none).
+    let first_join = state
         .store
-        .append(system_draft(
-            &session.conversation_id,
-            format!("{name} joined the conversation"),
-        ))
+        .use_nonce(
+            &format!("first-join:{}", session.conversation_id),
+            &session.user_id,
+            i64::MAX,
+        )
         .await?;
+    if first_join {
+        state
+            .store
+            .append(system_draft(
+                &session.conversation_id,
+                format!("{name} joined the conversation"),
+            ))
+            .await?;
+    }
     crate::webhooks::emit(
         state,
         &session.conversation_id,
@@ -161,7 +173,7 @@ pub async fn embed_api(
 ) -> Result<Response, ApiError> {
     let (s, _) = handshake(&state, &b.ticket, &b.signature).await?;
     let res = envelope::ok(
-        "Embed handshake complete",
+        "Session created",
         json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id }),
     );
     Ok(with_cookie(
@@ -198,6 +210,23 @@ pub async fn handoff(
 pub struct EmbedQuery {
     ticket: Option<String>,
     signature: Option<String>,
+    /// Room controls the host shows inside its frame (`call,record,leave`).
+    features: Option<String>,
+}
+
+/// Controls hidden inside a frame unless the host asks for them (the original
+/// hid all three when framed).
+const FRAME_FEATURES: [&str; 3] = ["call", "record", "leave"];
+
+/// The known names in `raw` (comma-separated), in canonical order, for the
+/// room URL's `f=` parameter; `None` when there are none.
+pub fn frame_features(raw: Option<&str>) -> Option<String> {
+    let asked: Vec<&str> = raw.unwrap_or_default().split(',').map(str::trim).collect();
+    let known: Vec<&str> = FRAME_FEATURES
+        .into_iter()
+        .filter(|f| asked.contains(f))
+        .collect();
+    (!known.is_empty()).then(|| known.join(","))
 }
 
 /// # `GET /embed?ticket=…&signature=…`
@@ -205,14 +234,18 @@ pub async fn embed_page(
     State(state): State<Arc<AppState>>,
     Query(q): Query<EmbedQuery>,
 ) -> Result<Response, ApiError> {
+    let missing = |field: &str| {
+        ApiError::bad_request("Missing ticket or signature")
+            .with_details(json!({ "field": field, "reason": "is required" }))
+    };
     let ticket = q
         .ticket
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::field("ticket", "is required"))?;
+        .ok_or_else(|| missing("ticket"))?;
     let signature = q
         .signature
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::field("signature", "is required"))?;
+        .ok_or_else(|| missing("signature"))?;
     let (s, host_origin) = handshake(&state, &ticket, &signature).await?;
     let code = state.handoffs.issue(
         (s.session_id.clone(), host_origin),
@@ -223,7 +256,11 @@ pub async fn embed_page(
     // The handoff code, not the session id, rides in the URL: it is single-use and
     // short-lived, and lets the room page get its session where cookies are blocked.
     let integrator = s.integrator_id.as_deref().unwrap_or_default();
-    let location = format!("/room/{}?i={integrator}&h={code}", s.conversation_id);
+    let mut location = format!("/room/{}?i={integrator}&h={code}", s.conversation_id);
+    if let Some(f) = frame_features(q.features.as_deref()) {
+        location.push_str("&f=");
+        location.push_str(&f);
+    }
     // Conversation ids are URL-safe by construction.
     res.headers_mut().insert(
         header::LOCATION,
@@ -235,4 +272,24 @@ pub async fn embed_page(
         res,
         session_cookie(&state, &s.session_id, state.config.session_ttl_secs),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_features_keep_known_names_in_order() {
+        assert_eq!(frame_features(None), None);
+        assert_eq!(frame_features(Some("")), None);
+        assert_eq!(frame_features(Some("bogus,<script>")), None);
+        assert_eq!(
+            frame_features(Some("leave, call,call")).as_deref(),
+            Some("call,leave")
+        );
+        assert_eq!(
+            frame_features(Some("record,leave,call")).as_deref(),
+            Some("call,record,leave")
+        );
+    }
 }

@@ -76,6 +76,9 @@ pub fn find_conversation(state: &AppState, id: &str) -> Result<Option<Conversati
     Ok(state.store.conversation(id)?)
 }
 
+/// The role of a join-code session (the original's).
+pub const JOIN_CODE_ROLE: &str = "user";
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinBody {
@@ -99,7 +102,9 @@ pub async fn join(
         return Err(ApiError::forbidden("Invalid conversation or join code"));
     }
     if conv.status == ConversationStatus::Closed {
-        return Err(ApiError::forbidden("Conversation is closed"));
+        // The original's text (it treated a closed conversation as a wrong code).
+        return Err(ApiError::forbidden("Invalid conversation or join code")
+            .with_details(json!({ "reason": "closed" })));
     }
     let cid = conv.conversation_id;
     // Serialize joins so two people cannot claim the same name at once.
@@ -122,10 +127,10 @@ pub async fn join(
             ));
         }
         JoinDecision::NameReserved => {
-            return Err(ApiError::conflict(
-                "Display name belongs to a member of this conversation",
-            )
-            .with_details(json!({ "field": "displayName", "reason": "reserved" })));
+            return Err(
+                ApiError::conflict("Display name is already taken in this conversation")
+                    .with_details(json!({ "field": "displayName", "reason": "reserved" })),
+            );
         }
         JoinDecision::Full => return Err(ApiError::forbidden("Conversation is full")),
         JoinDecision::New => uuid::Uuid::new_v4().to_string(),
@@ -149,7 +154,7 @@ pub async fn join(
         user_id,
         display_name: name.clone(),
         avatar_url,
-        role: "participant".into(),
+        role: JOIN_CODE_ROLE.into(),
         conversation_id: cid.clone(),
         created_at_ms: now,
         last_active_at_ms: now,
@@ -232,7 +237,7 @@ pub async fn leave(
 /// # `GET /api/v1/session`
 pub async fn session(Authed(s): Authed) -> Response {
     envelope::ok(
-        "Session",
+        "Session retrieved",
         json!({
             "sessionId": s.session_id,
             "userId": s.user_id,
@@ -241,7 +246,8 @@ pub async fn session(Authed(s): Authed) -> Response {
             "role": s.role,
             "conversationId": s.conversation_id,
             "createdAt": rfc3339_ms(s.created_at_ms),
-            "lastActiveAt": rfc3339_ms(s.last_active_at_ms),
+            // Epoch milliseconds, as the original (`createdAt` is a string there too).
+            "lastActiveAt": s.last_active_at_ms,
         }),
     )
 }
@@ -270,5 +276,5 @@ pub async fn conversation(
     {
         o.remove("joinCode");
     }
-    Ok(envelope::ok("Conversation", v).into_response())
+    Ok(envelope::ok("Conversation retrieved", v).into_response())
 }

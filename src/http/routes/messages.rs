@@ -36,6 +36,13 @@ async fn message_created(state: &Arc<AppState>, m: &Message) {
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 500;
 
+/// Longest integrator system message, in characters (the original's limit;
+/// participants' messages stay at `max_message_chars`).
+pub const SYSTEM_MESSAGE_MAX_CHARS: usize = 12_000;
+
+/// Timestamps below this are epoch seconds, not milliseconds (it is 1973 in ms).
+const SECONDS_NOT_MS: f64 = 1e11;
+
 /// The session's conversation, refusing writes when it is closed.
 fn writable_conversation(state: &AppState, s: &Session) -> Result<(), ApiError> {
     match state.store.conversation(&s.conversation_id)? {
@@ -52,7 +59,8 @@ fn writable_conversation(state: &AppState, s: &Session) -> Result<(), ApiError> 
 pub struct SendBody {
     #[serde(default)]
     message_id: Option<String>,
-    #[serde(rename = "type")]
+    /// `text` when absent, as in the original.
+    #[serde(rename = "type", default = "text_type")]
     kind: MessageType,
     body: String,
     #[serde(default)]
@@ -65,6 +73,10 @@ pub struct SendBody {
     mimetype: Option<String>,
     #[serde(default)]
     url: Option<String>,
+}
+
+fn text_type() -> MessageType {
+    MessageType::Text
 }
 
 fn client_timestamp(v: Option<Value>, now: i64) -> Result<Value, ApiError> {
@@ -154,7 +166,7 @@ pub async fn send(
     if !appended.duplicate {
         message_created(&state, &appended.message).await;
     }
-    Ok(envelope::ok("Message sent", &*appended.message))
+    Ok(envelope::ok("Message saved", &*appended.message))
 }
 
 /// # `GET /api/v1/messages?before=<messageId|seq>&limit=<1..500>`
@@ -192,7 +204,7 @@ pub async fn history(
         .map_err(|_| crate::store::StoreError::Corrupt("message record"))?;
     let page =
         json!({ "hasMore": has_more, "before": rows.first().map(|(seq, _)| *seq), "limit": limit });
-    Ok(envelope::ok_paged("Messages", messages, page))
+    Ok(envelope::ok_paged("Messages retrieved", messages, page))
 }
 
 /// # `GET /api/v1/reactions`
@@ -201,7 +213,7 @@ pub async fn reactions(
     Authed(s): Authed,
 ) -> Result<Response, ApiError> {
     Ok(envelope::ok(
-        "Reactions",
+        "Reactions retrieved",
         state.store.reactions(&s.conversation_id)?,
     ))
 }
@@ -214,7 +226,29 @@ pub struct ReactBody {
     added: bool,
 }
 
-/// # `POST /api/v1/reactions`
+/// Stores one reaction change and tells the conversation.
+async fn set_reaction(
+    state: &AppState,
+    s: &Session,
+    message_id: &str,
+    emoji: &str,
+    added: bool,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .set_reaction(&s.conversation_id, message_id, emoji, &s.user_id, added)
+        .await?;
+    let data =
+        json!({ "messageId": message_id, "emoji": emoji, "added": added, "userId": s.user_id });
+    state.hub.publish(
+        &s.conversation_id,
+        frame::encode_value(kind::REACTION, Some(&s.user_id), None, &data, None),
+    );
+    Ok(())
+}
+
+/// # `POST /api/v1/reactions` — one reaction per user per message: adding an
+/// emoji removes the user's other one (each removal is its own `reaction` event).
 pub async fn react(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
@@ -226,16 +260,20 @@ pub async fn react(
     if state.store.seq_of(&s.conversation_id, &mid)?.is_none() {
         return Err(ApiError::not_found("Message not found"));
     }
-    state
-        .store
-        .set_reaction(&s.conversation_id, &mid, &emoji, &s.user_id, b.added)
-        .await?;
-    let data = json!({ "messageId": mid, "emoji": emoji, "added": b.added, "userId": s.user_id });
-    state.hub.publish(
-        &s.conversation_id,
-        frame::encode_value(kind::REACTION, Some(&s.user_id), None, &data, None),
-    );
-    Ok(envelope::ok("Reaction saved", data))
+    let replaced = if b.added {
+        let all = state.store.reactions(&s.conversation_id)?;
+        crate::chat::reactions::replaced(&all, &mid, &s.user_id, &emoji)
+    } else {
+        Vec::new()
+    };
+    for old in &replaced {
+        set_reaction(&state, &s, &mid, old, false).await?;
+    }
+    set_reaction(&state, &s, &mid, &emoji, b.added).await?;
+    Ok(envelope::ok(
+        "Reaction saved",
+        json!({ "messageId": mid, "emoji": emoji, "added": b.added, "userId": s.user_id, "replaced": replaced }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -284,13 +322,16 @@ pub async fn system_message(
     ) {
         return Err(ApiError::forbidden("Invalid signature"));
     }
-    let ts = parse_timestamp_ms(&b.timestamp)
-        .ok_or_else(|| ApiError::field("timestamp", "must be epoch milliseconds"))?;
+    let ts = system_timestamp(&b.timestamp)?;
     let now = now_ms();
     if (now - ts).abs() > 60_000 {
-        return Err(ApiError::forbidden("Timestamp outside the allowed window"));
+        return Err(
+            ApiError::forbidden("Request timestamp too old or in future")
+                .with_details(json!({ "reason": "timestamp_window", "maxSkewMs": 60_000 })),
+        );
     }
-    let body = validate::body(&b.body, MessageType::System, state.config.max_message_chars)?;
+    let max_chars = SYSTEM_MESSAGE_MAX_CHARS.max(state.config.max_message_chars);
+    let body = validate::body(&b.body, MessageType::System, max_chars)?;
     let conv =
         super::embed::integrator_conversation(&state, &b.integrator_id, &b.conversation_id).await?;
     // A signature is valid for its whole window: make each one single-use. The
@@ -313,12 +354,41 @@ pub async fn system_message(
         .append(system_draft(&conv.conversation_id, body))
         .await?;
     message_created(&state, &appended.message).await;
-    Ok(envelope::ok("System message posted", &*appended.message))
+    Ok(envelope::ok("System message sent", &*appended.message))
+}
+
+/// A system message's `timestamp`: epoch milliseconds, or an ISO 8601 string
+/// (what the original's integrators sign). A number that can only be seconds is
+/// refused with the unit named, rather than read as a time in 1970.
+fn system_timestamp(v: &Value) -> Result<i64, ApiError> {
+    let unit = "must be epoch milliseconds or an ISO 8601 string";
+    if v.as_f64().is_some_and(|n| n < SECONDS_NOT_MS) {
+        return Err(ApiError::field(
+            "timestamp",
+            format!("{unit} (this looks like seconds: multiply by 1000)"),
+        ));
+    }
+    parse_timestamp_ms(v).ok_or_else(|| ApiError::field("timestamp", unit))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_timestamps_are_milliseconds_or_iso_strings_never_seconds() {
+        assert_eq!(
+            system_timestamp(&json!(1_700_000_000_000i64)).unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            system_timestamp(&json!("2023-11-14T22:13:20.000Z")).unwrap(),
+            1_700_000_000_000
+        );
+        let e = system_timestamp(&json!(1_700_000_000)).unwrap_err();
+        assert!(e.message.contains("seconds"), "{}", e.message);
+        assert!(system_timestamp(&json!("yesterday")).is_err());
+    }
 
     #[test]
     fn signing_string_matches_json_stringify() {

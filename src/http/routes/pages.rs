@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
@@ -27,22 +27,36 @@ fn page(html: String, csp: String) -> Response {
     res
 }
 
-/// # `GET /`
-pub async fn index() -> Redirect {
-    Redirect::to("/join")
+/// # `GET /` — 302 to the join page, as the original.
+pub async fn index() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, "/join")]).into_response()
 }
 
-/// # `GET /join?c=<conversationId>`
+/// The join form's prefill from a join link: `?c=ID` (ours) or the original's
+/// `?conversationId=ID&joinCode=CODE`. Values that could not be valid are dropped.
+pub fn join_prefill(q: &HashMap<String, String>) -> crate::ui::JoinPrefill<'_> {
+    let conversation_id = ["conversationId", "c"]
+        .iter()
+        .filter_map(|k| q.get(*k))
+        .map(|c| c.trim())
+        .find(|c| valid_conversation_id(c));
+    let join_code = q
+        .get("joinCode")
+        .map(|c| c.trim())
+        .filter(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    crate::ui::JoinPrefill {
+        conversation_id,
+        join_code,
+    }
+}
+
+/// # `GET /join[?c=ID | ?conversationId=ID&joinCode=CODE]`
 pub async fn join_page(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let prefill = q
-        .get("c")
-        .map(String::as_str)
-        .filter(|c| valid_conversation_id(c));
     page(
-        crate::ui::join_page(prefill),
+        crate::ui::join_page(join_prefill(&q)),
         csp(&state.media_origins, &[]),
     )
 }
@@ -102,4 +116,36 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn join_links_of_both_forms_prefill_the_form() {
+        let q = query(&[("conversationId", "conv-1"), ("joinCode", "AB12CD")]);
+        let p = join_prefill(&q);
+        assert_eq!(
+            (p.conversation_id, p.join_code),
+            (Some("conv-1"), Some("AB12CD"))
+        );
+        let q = query(&[("c", "team-9")]);
+        let p = join_prefill(&q);
+        assert_eq!((p.conversation_id, p.join_code), (Some("team-9"), None));
+    }
+
+    #[test]
+    fn impossible_values_are_not_prefilled() {
+        let q = query(&[("conversationId", "a b"), ("joinCode", "<script>")]);
+        let p = join_prefill(&q);
+        assert_eq!((p.conversation_id, p.join_code), (None, None));
+    }
 }

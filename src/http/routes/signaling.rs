@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::clock::now_ms;
+use crate::events::client::{self, ClientEventError};
 use crate::events::frame;
 use crate::events::kind;
 use crate::events::stream::{StreamCtx, Subscriber, sse_stream};
 use crate::http::envelope;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authed, load_session, session_id_of};
+use crate::http::extract::{ApiJson, Authed, load_session, require_session_id};
+use crate::http::middleware::ClientIp;
 use crate::model::{ConversationStatus, Session};
 
 /// Lifetime of a stream token.
@@ -60,28 +62,28 @@ fn session_for_stream(
             None => Err(ApiError::unauthorized("Invalid or expired stream token")),
         };
     }
-    let id = session_id_of(parts).ok_or_else(|| ApiError::unauthorized("Session required"))?;
+    let id = require_session_id(parts)?;
     load_session(state, &id)
 }
 
 fn cursor_of(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let raw = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .or_else(|| {
-            q.get("cursor")
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-        });
-    match raw {
-        None => Ok(None),
-        Some(r) => r
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::field("cursor", "must be a non-negative integer event id")),
-    }
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    crate::events::cursor::resume_after(header, q.get("cursor").map(String::as_str))
+        .map_err(|e| ApiError::field("cursor", e.to_string()))
+}
+
+/// 429 for a stream past a per-session or per-address bound: the client keeps
+/// its other streams and retries with backoff.
+fn too_many_streams(state: &AppState, bound: &'static str) -> ApiError {
+    state
+        .metrics
+        .refused
+        .trip(bound, "event stream refused: too many open");
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "Too many open event streams",
+    )
+    .with_details(json!({ "reason": bound }))
 }
 
 /// # `GET /api/v1/signaling` — the SSE stream; resumes after `Last-Event-ID` / `?cursor=`.
@@ -96,9 +98,25 @@ pub async fn stream(
     // Watch for the session's end before checking that it and its
     // conversation are still open, so an ending that races this request
     // cannot leave the stream open.
-    let ended = state.session_ends.watch(&s.session_id, &s.conversation_id);
+    let limits = &state.config.limits;
+    let ip = parts
+        .extensions
+        .get::<ClientIp>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0);
+    let ip_permit = state
+        .ip_streams
+        .try_open(ip, limits.streams_per_ip)
+        .ok_or_else(|| too_many_streams(&state, "streams_per_ip"))?;
+    let ended = state
+        .session_ends
+        .watch(
+            &s.session_id,
+            &s.conversation_id,
+            limits.streams_per_session,
+        )
+        .ok_or_else(|| too_many_streams(&state, "streams_per_session"))?;
     if state.store.session(&s.session_id)?.is_none() {
-        return Err(ApiError::unauthorized("Invalid or expired session"));
+        return Err(ApiError::invalid_session("invalid_session"));
     }
     open_conversation(&state, &s)?;
     if state.shutdown.is_cancelled() {
@@ -115,6 +133,8 @@ pub async fn stream(
         hub: state.hub.clone(),
         shutdown: state.shutdown.clone(),
         heartbeat: state.heartbeat,
+        queue_bytes: limits.stream_queue_bytes,
+        closed: state.metrics.streams_closed.clone(),
     };
     let sub = Subscriber {
         conversation_id: s.conversation_id,
@@ -124,6 +144,7 @@ pub async fn stream(
         ended,
         guard: Box::new((
             guard,
+            ip_permit,
             crate::metrics::StreamGauge::new(&state.metrics.sse_streams),
         )),
     };
@@ -161,16 +182,43 @@ pub async fn relay(
             "must be a lowercase event type (a-z, 0-9, -) that is not server-owned",
         ));
     }
+    if state.signal_rate.check_key(&s.session_id).is_err() {
+        state.metrics.refused.trip(
+            "signaling_rate",
+            "signaling refused: a session posts too fast",
+        );
+        return Err(ApiError::too_many().with_details(json!({ "reason": "signaling_rate" })));
+    }
+    let data = serde_json::value::to_raw_value(&b.data)
+        .map_err(|_| ApiError::field("data", "is not JSON"))?;
+    client::check(&b.kind, &data, state.config.limits.signaling_max_bytes).map_err(|e| {
+        let status = match e {
+            ClientEventError::TooLarge { .. } => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            ClientEventError::Shape(_) => axum::http::StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("Invalid data: {e}"))
+            .with_details(json!({ "field": "data", "reason": e.to_string() }))
+    })?;
     let to = match b.to_user_id.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(t) if t.len() > 128 => return Err(ApiError::field("toUserId", "is too long")),
         Some(t) => Some(t),
     };
     let event_id = uuid::Uuid::new_v4().to_string();
-    let f = frame::encode_value(&b.kind, Some(&s.user_id), to, &b.data, Some(&event_id));
+    let f = frame::encode(
+        &b.kind,
+        Some(&s.user_id),
+        to,
+        data.get().as_bytes(),
+        None,
+        Some(&event_id),
+    );
     state.hub.publish(&s.conversation_id, f);
     crate::relay::call_event(&state, &s.conversation_id, &s.user_id, &b.kind);
-    Ok(envelope::ok("Event sent", json!({ "eventId": event_id })))
+    Ok(envelope::ok(
+        "Signaling event added",
+        json!({ "eventId": event_id }),
+    ))
 }
 
 /// # `GET /api/v1/client-config` — what the browser needs to place calls.

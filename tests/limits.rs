@@ -1,0 +1,393 @@
+//! Bounds on what one client can make the server hold, each tested as the
+//! abusive client: too many streams, a reader that stops reading, oversized
+//! and too frequent signaling, stalled bodies, idle connections, too many
+//! connections. Every refusal is counted in `/metrics`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "scrape-token";
+
+async fn start(tweak: impl FnOnce(&mut chats3::Config)) -> Server {
+    Server::start_with(|c| {
+        c.metrics_token = Some(chats3::config::Secret::new(TOKEN));
+        tweak(c);
+    })
+    .await
+}
+
+/// One sample of `/metrics` (the first line starting with `name`).
+async fn metric(c: &Client, name: &str) -> f64 {
+    let r = c.get_with_bearer("/metrics", TOKEN).await;
+    let text = r.body.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn addr(s: &Server) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+/// A raw HTTP/1.1 request on a new connection (nothing read back).
+async fn raw(s: &Server, request: &str) -> TcpStream {
+    let mut t = TcpStream::connect(addr(s)).await.unwrap();
+    t.write_all(request.as_bytes()).await.unwrap();
+    t
+}
+
+/// Reads until the server closes the connection or `within` passes; the bytes read.
+async fn read_to_close(t: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, t.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&all).into_owned()),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reads until the bytes read contain `marker` (or `within` passes).
+async fn read_until(t: &mut TcpStream, marker: &str, within: Duration) -> Option<String> {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    while !String::from_utf8_lossy(&all).contains(marker) {
+        match tokio::time::timeout_at(deadline, t.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => all.extend_from_slice(&buf[..n]),
+            _ => {
+                let text = String::from_utf8_lossy(&all);
+                println!(
+                    "read {} bytes without {marker:?}; ends with {:?}",
+                    all.len(),
+                    &text[text.len().saturating_sub(200)..]
+                );
+                return None;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&all).into_owned())
+}
+
+#[tokio::test]
+async fn a_session_holds_at_most_its_streams() {
+    let s = start(|c| c.limits.streams_per_session = 2).await;
+    let c = s.client();
+    let conv = c.create_conversation("streams").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let first = ann.sse("", &[]).await;
+    let _second = ann.sse("", &[]).await;
+    let r = ann.get("/api/v1/signaling").await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.details()["reason"], "streams_per_session");
+    // Another session is not affected; a closed stream frees its slot.
+    let (bob, _) = c.join(&conv, "Bob").await;
+    bob.sse("", &[]).await;
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // Only the status: a 200 is a stream that never ends.
+        let r = ann
+            .http
+            .get(format!("{}/api/v1/signaling", s.base))
+            .header("x-session-id", ann.session.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metric(&c, "chats3_refused_total{reason=\"streams_per_session\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn an_address_holds_at_most_its_streams_behind_a_trusted_proxy_too() {
+    let s = start(|c| {
+        c.limits.streams_per_ip = 2;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let c = s.client();
+    let conv = c.create_conversation("per-ip").await;
+    let mut held = Vec::new();
+    for name in ["A", "B"] {
+        let (u, _) = c.join(&conv, name).await;
+        held.push(u.sse("", &[("x-forwarded-for", "203.0.113.7")]).await);
+    }
+    let (carol, _) = c.join(&conv, "C").await;
+    let r = carol
+        .send(
+            carol
+                .http
+                .get(format!("{}/api/v1/signaling", s.base))
+                .header("x-session-id", carol.session.as_deref().unwrap())
+                .header("x-forwarded-for", "203.0.113.7"),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.details()["reason"], "streams_per_ip");
+    // The same session from another client address is fine.
+    carol.sse("", &[("x-forwarded-for", "198.51.100.1")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
+    let s = start(|c| c.limits.write_stall_secs = 1).await;
+    let c = s.client();
+    let conv = c.create_conversation("stall").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let (bob, _) = c.join(&conv, "Bob").await;
+    let (mallory, _) = c.join(&conv, "Mallory").await;
+    let mut reader = ann.sse("", &[]).await;
+    reader.next_of("room-state", SEC * 5).await.unwrap();
+    // Mallory opens a stream and never reads it.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
+    let req = format!(
+        "GET /api/v1/signaling HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
+        mallory.session.as_deref().unwrap()
+    );
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(metric(&c, "chats3_sse_streams").await, 2.0);
+
+    // Ann keeps reading while Bob posts 2.7 MB.
+    let reading = tokio::spawn(async move {
+        let mut got = 0;
+        while got < 300 && reader.next_of("new-message", SEC * 10).await.is_some() {
+            got += 1;
+        }
+        got
+    });
+    let body = "x".repeat(9_000);
+    for _ in 0..300 {
+        let r = bob
+            .post("/api/v1/messages", json!({"type": "text", "body": body}))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let got = reading.await.unwrap();
+    assert_eq!(got, 300, "the reading subscriber got every message");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&c, "chats3_sse_streams").await > 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled stream was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("stalled stream closed; the reader got all {got} messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_too_far_behind_is_closed_with_a_reason() {
+    let s = start(|c| c.limits.stream_queue_bytes = 128 * 1024).await;
+    let c = s.client();
+    let conv = c.create_conversation("behind").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let (slow, _) = c.join(&conv, "Slow").await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut t = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
+    let req = format!(
+        "GET /api/v1/signaling HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
+        slow.session.as_deref().unwrap()
+    );
+    t.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let body = "y".repeat(9_000);
+    for _ in 0..200 {
+        assert_eq!(
+            ann.post("/api/v1/messages", json!({"type": "text", "body": body}))
+                .await
+                .status,
+            200
+        );
+    }
+    // It reads again: what it gets ends with the reason, then the stream's
+    // body ends (the last chunk; the connection itself may stay open).
+    let text = read_until(&mut t, "\r\n0\r\n\r\n", Duration::from_secs(10))
+        .await
+        .expect("the stream's body ended");
+    assert!(
+        text.contains(r#""type":"stream-closed""#) && text.contains("slow-consumer"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert!(metric(&c, "chats3_streams_closed_total{reason=\"slow-consumer\"}").await >= 1.0);
+    // It reconnects and catches up from the store.
+    let mut again = slow.sse("?cursor=0", &[]).await;
+    let n = again
+        .drain(SEC)
+        .await
+        .iter()
+        .filter(|e| e.kind() == "new-message")
+        .count();
+    assert!(n >= 200, "caught up {n}");
+}
+
+#[tokio::test]
+async fn signaling_payloads_are_capped_and_shaped() {
+    let s = start(|_| {}).await;
+    let c = s.client();
+    let conv = c.create_conversation("payloads").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let big = "a".repeat(70 * 1024);
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "offer", "data": {"sdp": big}}),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let sdp = "a".repeat(60 * 1024);
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "offer", "data": {"sdp": sdp}}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "an SDP with many candidates fits: {}",
+        r.body
+    );
+    for bad in [
+        json!({"isTyping": "yes"}),
+        json!({"isTyping": true, "pad": "p".repeat(1000)}),
+    ] {
+        let r = ann
+            .post("/api/v1/signaling", json!({"type": "typing", "data": bad}))
+            .await;
+        assert!(r.status == 400 || r.status == 413, "{}", r.body);
+    }
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "read-receipt", "data": {"messageId": 7}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test]
+async fn one_session_cannot_flood_signaling() {
+    let s = start(|c| c.limits.signaling_per_sec = 2).await;
+    let c = s.client();
+    let conv = c.create_conversation("flood").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let (bob, _) = c.join(&conv, "Bob").await;
+    let mut refused = 0;
+    for _ in 0..40 {
+        let r = ann
+            .post(
+                "/api/v1/signaling",
+                json!({"type": "ice-candidate", "data": {}}),
+            )
+            .await;
+        if r.status == 429 {
+            assert_eq!(r.details()["reason"], "signaling_rate");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 15,
+        "burst of 20 allowed, then refused: {refused}"
+    );
+    // Bob has his own budget.
+    let r = bob
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "ice-candidate", "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408() {
+    let s = start(|c| c.limits.body_timeout_secs = 1).await;
+    let c = s.client();
+    let conv = c.create_conversation("slowloris").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let started = std::time::Instant::now();
+    let mut t = raw(
+        &s,
+        &format!(
+            "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"type\":",
+            ann.session.as_deref().unwrap()
+        ),
+    )
+    .await;
+    let text = read_to_close(&mut t, Duration::from_secs(10))
+        .await
+        .unwrap_or_default();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    println!(
+        "stalled body answered {:?} after {:?}",
+        &text[..12],
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let s = start(|c| {
+        c.heartbeat_secs = 1;
+        c.limits.idle_secs = 2;
+    })
+    .await;
+    let mut t = raw(&s, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let started = std::time::Instant::now();
+    let text = read_to_close(&mut t, Duration::from_secs(10))
+        .await
+        .expect("closed when idle");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let idle = started.elapsed();
+    assert!(idle >= Duration::from_secs(2), "{idle:?}");
+    println!("keep-alive connection closed after {idle:?} idle");
+    // An event stream is not idle: its heartbeats keep it open past idle_secs.
+    let c = s.client();
+    let conv = c.create_conversation("idle").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let mut st = ann.sse("", &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    st.drain(Duration::from_millis(200)).await;
+    assert!(!st.ended, "the stream outlived idle_secs");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait() {
+    let s = start(|c| c.limits.max_connections = 2).await;
+    let a = raw(&s, "").await;
+    let _b = raw(&s, "").await;
+    let mut third = raw(
+        &s,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        read_to_close(&mut third, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the third connection was served past the cap"
+    );
+    drop(a);
+    let text = read_to_close(&mut third, Duration::from_secs(5))
+        .await
+        .expect("served once a slot freed");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
