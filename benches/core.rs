@@ -33,6 +33,7 @@ fn message(conv: &str, i: u64) -> Message {
         filename: None,
         mimetype: None,
         url: None,
+        system_kind: None,
         seq: 0,
     }
 }
@@ -72,7 +73,15 @@ fn sse_frame(c: &mut Criterion) {
     let m = message("c", 1);
     let json = serde_json::to_vec(&m).unwrap();
     c.bench_function("sse_frame_encode", |b| {
-        b.iter(|| frame::encode("new-message", Some("u1"), None, &json, Some(42), None))
+        b.iter(|| {
+            frame::Event {
+                kind: "new-message",
+                from: Some("u1"),
+                seq: Some(42),
+                ..Default::default()
+            }
+            .json(&json)
+        })
     });
 }
 

@@ -65,7 +65,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
-        self.presence.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.presence)
     }
 
     /// Registers a live stream; announces `peer-join` for a newly present user.
@@ -76,7 +76,12 @@ impl AppState {
             let data = serde_json::json!({ "userId": user, "displayName": name });
             self.hub.publish(
                 conv,
-                frame::encode_value(kind::PEER_JOIN, Some(user), None, &data, None),
+                frame::Event {
+                    kind: kind::PEER_JOIN,
+                    from: Some(user),
+                    ..Default::default()
+                }
+                .value(&data),
             );
         }
         PresenceGuard {
@@ -92,13 +97,12 @@ impl AppState {
         crate::relay::call_event(self, conv, user, "call-leave");
         self.hub.publish(
             conv,
-            frame::encode_value(
-                kind::PEER_LEAVE,
-                Some(user),
-                None,
-                &serde_json::json!({}),
-                None,
-            ),
+            frame::Event {
+                kind: kind::PEER_LEAVE,
+                from: Some(user),
+                ..Default::default()
+            }
+            .value(&serde_json::json!({})),
         );
     }
 
@@ -109,13 +113,11 @@ impl AppState {
             .into_iter()
             .map(|(u, n)| serde_json::json!({ "userId": u, "displayName": n, "isMe": u == me }))
             .collect();
-        frame::encode_value(
-            kind::ROOM_STATE,
-            None,
-            None,
-            &serde_json::json!({ "participants": participants }),
-            None,
-        )
+        frame::Event {
+            kind: kind::ROOM_STATE,
+            ..Default::default()
+        }
+        .value(&serde_json::json!({ "participants": participants }))
         .bytes
     }
 
@@ -204,13 +206,12 @@ impl Drop for PresenceGuard {
                 crate::relay::call_event(&state, &conv, &user, "call-leave");
                 state.hub.publish(
                     &conv,
-                    frame::encode_value(
-                        kind::PEER_LEAVE,
-                        Some(&user),
-                        None,
-                        &serde_json::json!({}),
-                        None,
-                    ),
+                    frame::Event {
+                        kind: kind::PEER_LEAVE,
+                        from: Some(&user),
+                        ..Default::default()
+                    }
+                    .value(&serde_json::json!({})),
                 );
             }
         };

@@ -16,7 +16,7 @@
 //! - [`ui`]: sailfish page templates
 //! - [`relay`]: relay-mode calls (call membership, `call-mode`, `/relay/signal`) over `chats3_media`
 //! - [`cli`]: `ticket`, `admin …`, `backup`, `restore --from` (operator tools)
-//! - [`config`], [`model`], [`clock`]: configuration, domain records, time helpers
+//! - [`config`], [`model`], [`clock`], [`lock`]: configuration, domain records, time helpers, the mutex helper
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +32,7 @@ pub mod events;
 #[cfg(test)]
 mod fuzzing;
 pub mod http;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod relay;

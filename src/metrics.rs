@@ -54,7 +54,7 @@ impl Trips {
     pub fn trip(&self, reason: &'static str, what: &str) {
         self.inc(reason);
         let now = Instant::now();
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logged = crate::lock::lock(&self.logged);
         let due = logged
             .get(reason)
             .is_none_or(|t| now.duration_since(*t).as_secs() >= 60);

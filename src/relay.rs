@@ -71,7 +71,7 @@ impl Calls {
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallTopology>> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.calls)
     }
 
     /// Whether `user` is in the call of `conv` (said `call-join`, not yet left).
@@ -96,13 +96,12 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
             let (room, f) = match out {
                 None => break,
                 Some(RelayEvent::Signal(out)) => {
-                    let f = frame::encode_value(
-                        kind::RELAY_SIGNAL,
-                        None,
-                        Some(&out.participant),
-                        &out.signal,
-                        None,
-                    );
+                    let f = frame::Event {
+                        kind: kind::RELAY_SIGNAL,
+                        to: Some(&out.participant),
+                        ..Default::default()
+                    }
+                    .value(&out.signal);
                     (out.room, f)
                 }
                 Some(RelayEvent::Speaker { room, change }) => {
@@ -110,7 +109,11 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
                     let data = json!({"speaker": change.speaker, "forwarded": change.forwarded});
                     (
                         room,
-                        frame::encode_value(kind::CALL_SPEAKER, None, None, &data, None),
+                        frame::Event {
+                            kind: kind::CALL_SPEAKER,
+                            ..Default::default()
+                        }
+                        .value(&data),
                     )
                 }
             };
@@ -212,13 +215,12 @@ fn mode_name(t: Topology) -> &'static str {
 
 /// `call-mode` for the whole conversation, or for one user (`to`).
 fn mode_frame(t: Topology, to: Option<&str>) -> frame::Frame {
-    frame::encode_value(
-        kind::CALL_MODE,
-        None,
+    frame::Event {
+        kind: kind::CALL_MODE,
         to,
-        &json!({ "mode": mode_name(t) }),
-        None,
-    )
+        ..Default::default()
+    }
+    .value(&json!({ "mode": mode_name(t) }))
 }
 
 fn broadcast_mode(state: &AppState, conv: &str, t: Topology) {

@@ -25,37 +25,24 @@ impl<T> OneTimeTokens<T> {
     pub fn issue(&self, value: T, now_ms: i64, ttl_ms: i64) -> String {
         let bytes: [u8; 24] = rand::random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone(), (value, now_ms + ttl_ms));
+        crate::lock::lock(&self.map).insert(token.clone(), (value, now_ms + ttl_ms));
         token
     }
 
     /// The token's value, if it exists and has not expired; it is consumed either way.
     pub fn redeem(&self, token: &str, now_ms: i64) -> Option<T> {
-        let entry = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token);
+        let entry = crate::lock::lock(&self.map).remove(token);
         entry.filter(|(_, exp)| *exp > now_ms).map(|(v, _)| v)
     }
 
     /// Voids every token whose value matches (e.g. all of an ended session's).
     pub fn revoke_where(&self, matches: impl Fn(&T) -> bool) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (v, _)| !matches(v));
+        crate::lock::lock(&self.map).retain(|_, (v, _)| !matches(v));
     }
 
     /// Forgets expired tokens.
     pub fn sweep(&self, now_ms: i64) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, exp)| *exp > now_ms);
+        crate::lock::lock(&self.map).retain(|_, (_, exp)| *exp > now_ms);
     }
 }
 

@@ -72,7 +72,7 @@ mod tests {
             /// right after that frame.
             #[test]
             fn a_frames_id_line_resumes_after_it(seq in any::<u64>(), query in prop::option::of(cursorish())) {
-                let f = frame::encode("new-message", Some("u"), None, b"{}", Some(seq), Some("m"));
+                let f = frame::Event { kind: "new-message", from: Some("u"), seq: Some(seq), event_id: Some("m"), ..Default::default() }.json(b"{}");
                 let text = std::str::from_utf8(&f.bytes).unwrap();
                 let id = text.lines().find_map(|l| l.strip_prefix("id:")).unwrap();
                 prop_assert_eq!(resume_after(Some(id), query.as_deref()), Ok(Some(seq)));

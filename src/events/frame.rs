@@ -47,83 +47,96 @@ struct Envelope<'a> {
     event_id: Option<&'a str>,
 }
 
-/// Encodes `data: {"id", "type", "fromUserId", "toUserId", "data", "timestamp",
-/// "eventId"}` with an optional `id:` line. The event's `id` is `event_id` when
-/// given (stable, e.g. a message id), else a fresh UUID. `data` must be valid
-/// JSON (it is embedded verbatim).
-pub fn encode(
-    kind: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    data: &[u8],
-    seq: Option<u64>,
-    event_id: Option<&str>,
-) -> Frame {
-    let raw: &RawValue = std::str::from_utf8(data)
-        .ok()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| {
-            // Callers pass serde_json output; fall back to null rather than emit a broken frame.
-            serde_json::from_str("null").expect("null is JSON")
-        });
-    // A line break would end the `data:` line. In JSON text it can only be
-    // whitespace (strings escape it), so it is dropped.
-    let flat: Box<RawValue>;
-    let raw = match raw.get().contains(['\n', '\r']) {
-        true => {
-            flat = RawValue::from_string(raw.get().replace(['\n', '\r'], ""))
-                .expect("JSON without whitespace line breaks is still JSON");
-            &*flat
-        }
-        false => raw,
-    };
-    let fresh;
-    let id = match event_id {
-        Some(id) => id,
-        None => {
-            fresh = uuid::Uuid::new_v4().to_string();
-            &fresh
-        }
-    };
-    let env = Envelope {
-        id,
-        kind,
-        from_user_id: from,
-        to_user_id: to,
-        data: raw,
-        timestamp: crate::clock::now_ms(),
-        event_id,
-    };
-    let mut buf = BytesMut::with_capacity(data.len() + 96);
-    if let Some(seq) = seq {
-        buf.put_slice(b"id: ");
-        buf.put_slice(itoa_u64(seq).as_bytes());
-        buf.put_u8(b'\n');
-    }
-    buf.put_slice(b"data: ");
-    // Serializing borrowed strings and a RawValue cannot fail; compact JSON has no newlines.
-    serde_json::to_writer((&mut buf).writer(), &env).expect("event serializes");
-    buf.put_slice(b"\n\n");
-    Frame {
-        seq,
-        from: from.map(str::to_string),
-        to: to.map(str::to_string),
-        bytes: buf.freeze(),
-        end: 0,
-    }
+/// An event to encode, said by name: `Event { kind: kind::PEER_JOIN, from:
+/// Some(user), ..Event::default() }.value(&data)`. Encoded once into a
+/// [`Frame`] shared by every subscriber.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Event<'a> {
+    /// The event type (`kind::…` for server events).
+    pub kind: &'a str,
+    /// Sender; broadcasts are not echoed to it.
+    pub from: Option<&'a str>,
+    /// Target of a targeted event (also delivered back to the sender).
+    pub to: Option<&'a str>,
+    /// Store sequence number of a persisted event (the SSE `id:` line).
+    pub seq: Option<u64>,
+    /// Stable event id (e.g. a message id, or what `POST /api/v1/signaling`
+    /// answered); a fresh UUID otherwise.
+    pub event_id: Option<&'a str>,
 }
 
-/// Encodes a JSON-serializable value as event data.
-pub fn encode_value<T: serde::Serialize>(
-    kind: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    data: &T,
-    event_id: Option<&str>,
-) -> Frame {
-    // Event payloads are plain data; serialization cannot fail.
-    let json = serde_json::to_vec(data).expect("event data serializes");
-    encode(kind, from, to, &json, None, event_id)
+impl Event<'_> {
+    /// Encodes a JSON-serializable value as the event's data.
+    pub fn value<T: serde::Serialize>(self, data: &T) -> Frame {
+        // Event payloads are plain data; serialization cannot fail.
+        let json = serde_json::to_vec(data).expect("event data serializes");
+        self.json(&json)
+    }
+
+    /// Encodes `data: {"id", "type", "fromUserId", "toUserId", "data",
+    /// "timestamp", "eventId"}` with an `id:` line for a persisted event.
+    /// `data` must be valid JSON (it is embedded verbatim).
+    pub fn json(self, data: &[u8]) -> Frame {
+        let Event {
+            kind,
+            from,
+            to,
+            seq,
+            event_id,
+        } = self;
+        let raw: &RawValue = std::str::from_utf8(data)
+            .ok()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| {
+                // Callers pass serde_json output; fall back to null rather than emit a broken frame.
+                serde_json::from_str("null").expect("null is JSON")
+            });
+        // A line break would end the `data:` line. In JSON text it can only be
+        // whitespace (strings escape it), so it is dropped.
+        let flat: Box<RawValue>;
+        let raw = match raw.get().contains(['\n', '\r']) {
+            true => {
+                flat = RawValue::from_string(raw.get().replace(['\n', '\r'], ""))
+                    .expect("JSON without whitespace line breaks is still JSON");
+                &*flat
+            }
+            false => raw,
+        };
+        let fresh;
+        let id = match event_id {
+            Some(id) => id,
+            None => {
+                fresh = uuid::Uuid::new_v4().to_string();
+                &fresh
+            }
+        };
+        let env = Envelope {
+            id,
+            kind,
+            from_user_id: from,
+            to_user_id: to,
+            data: raw,
+            timestamp: crate::clock::now_ms(),
+            event_id,
+        };
+        let mut buf = BytesMut::with_capacity(data.len() + 96);
+        if let Some(seq) = seq {
+            buf.put_slice(b"id: ");
+            buf.put_slice(itoa_u64(seq).as_bytes());
+            buf.put_u8(b'\n');
+        }
+        buf.put_slice(b"data: ");
+        // Serializing borrowed strings and a RawValue cannot fail; compact JSON has no newlines.
+        serde_json::to_writer((&mut buf).writer(), &env).expect("event serializes");
+        buf.put_slice(b"\n\n");
+        Frame {
+            seq,
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            bytes: buf.freeze(),
+            end: 0,
+        }
+    }
 }
 
 fn itoa_u64(n: u64) -> String {
@@ -139,14 +152,14 @@ mod tests {
 
     #[test]
     fn persisted_event_has_id_line_and_single_data_line() {
-        let f = encode(
-            "new-message",
-            Some("u1"),
-            None,
-            br#"{"body":"a\nb"}"#,
-            Some(42),
-            Some("m-1"),
-        );
+        let f = Event {
+            kind: "new-message",
+            from: Some("u1"),
+            seq: Some(42),
+            event_id: Some("m-1"),
+            ..Default::default()
+        }
+        .json(br#"{"body":"a\nb"}"#);
         let s = std::str::from_utf8(&f.bytes).unwrap();
         let (head, rest) = s.split_once(",\"timestamp\":").unwrap();
         assert_eq!(
@@ -163,7 +176,12 @@ mod tests {
 
     #[test]
     fn every_event_has_an_id_and_a_timestamp() {
-        let f = encode("typing", Some("a"), None, b"{}", None, None);
+        let f = Event {
+            kind: "typing",
+            from: Some("a"),
+            ..Default::default()
+        }
+        .json(b"{}");
         let line = std::str::from_utf8(&f.bytes).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(line.strip_prefix("data: ").unwrap().trim_end()).unwrap();
@@ -174,11 +192,26 @@ mod tests {
 
     #[test]
     fn routing_rules() {
-        let b = encode("typing", Some("a"), None, b"{}", None, None);
+        let b = Event {
+            kind: "typing",
+            from: Some("a"),
+            ..Default::default()
+        }
+        .json(b"{}");
         assert!(!b.is_for("a") && b.is_for("b"));
-        let t = encode("offer", Some("a"), Some("b"), b"{}", None, None);
+        let t = Event {
+            kind: "offer",
+            from: Some("a"),
+            to: Some("b"),
+            ..Default::default()
+        }
+        .json(b"{}");
         assert!(t.is_for("a") && t.is_for("b") && !t.is_for("c"));
-        let s = encode("system", None, None, b"\"x\"", None, None);
+        let s = Event {
+            kind: "system",
+            ..Default::default()
+        }
+        .json(b"\"x\"");
         assert!(s.is_for("a"));
     }
 
@@ -186,14 +219,13 @@ mod tests {
     fn json_with_line_breaks_still_makes_one_data_line() {
         // Found by `any_event_is_exactly_one_sse_event`: pretty-printed data
         // was embedded verbatim, and its line breaks split the event.
-        let f = encode(
-            "x",
-            None,
-            None,
-            b"[\n  1,\r\n  \"a\\nb\"\n]",
-            Some(3),
-            Some("e"),
-        );
+        let f = Event {
+            kind: "x",
+            seq: Some(3),
+            event_id: Some("e"),
+            ..Default::default()
+        }
+        .json(b"[\n  1,\r\n  \"a\\nb\"\n]");
         let s = std::str::from_utf8(&f.bytes).unwrap();
         assert!(s.contains("\"data\":[  1,  \"a\\nb\"]"), "{s}");
         assert_eq!(s.matches('\n').count(), 3, "{s}");
@@ -223,7 +255,7 @@ mod tests {
                 seq in any::<Option<u64>>(),
                 event_id in any::<Option<String>>(),
             ) {
-                let f = encode(&kind, from.as_deref(), to.as_deref(), &data, seq, event_id.as_deref());
+                let f = Event { kind: &kind, from: from.as_deref(), to: to.as_deref(), seq, event_id: event_id.as_deref() }.json(&data);
                 let text = std::str::from_utf8(&f.bytes).unwrap();
                 let body = text.strip_suffix("\n\n").unwrap();
                 let data_line = match seq {

@@ -49,7 +49,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn subscribe(&self, conv: &str) -> Subscription {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = crate::lock::lock(&self.rooms);
         let room = rooms.entry(conv.to_string()).or_insert_with(|| Room {
             tx: broadcast::channel(CHANNEL_CAPACITY).0,
             published: Arc::default(),
@@ -62,7 +62,7 @@ impl Hub {
 
     /// Sends a frame to the conversation's subscribers, if any.
     pub fn publish(&self, conv: &str, mut frame: Frame) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = crate::lock::lock(&self.rooms);
         if let Some(room) = rooms.get(conv) {
             if room.tx.receiver_count() == 0 {
                 rooms.remove(conv);
@@ -77,7 +77,7 @@ impl Hub {
 
     /// Drops the channel of a conversation whose last subscriber left.
     pub fn release(&self, conv: &str) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = crate::lock::lock(&self.rooms);
         if rooms.get(conv).is_some_and(|r| r.tx.receiver_count() == 0) {
             rooms.remove(conv);
         }
@@ -97,21 +97,21 @@ impl Hub {
     }
 
     pub fn active_rooms(&self) -> usize {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+        crate::lock::lock(&self.rooms).len()
     }
 }
 
 /// Frame for a committed message, built from its stored JSON (serialized once).
 /// Its event id is the message id, so a replay repeats it.
 pub fn message_frame(message: &Message, json: &[u8]) -> Frame {
-    frame::encode(
-        "new-message",
-        Some(&message.sender_user_id),
-        None,
-        json,
-        Some(message.seq),
-        Some(&message.message_id),
-    )
+    frame::Event {
+        kind: super::kind::NEW_MESSAGE,
+        from: Some(&message.sender_user_id),
+        seq: Some(message.seq),
+        event_id: Some(&message.message_id),
+        ..Default::default()
+    }
+    .json(json)
 }
 
 impl CommitListener for Hub {
@@ -132,7 +132,12 @@ mod tests {
         for i in 0..(CHANNEL_CAPACITY as u64 + 10) {
             hub.publish(
                 "c",
-                frame::encode("x", None, None, b"{}", Some(i + 1), None),
+                frame::Event {
+                    kind: "x",
+                    seq: Some(i + 1),
+                    ..Default::default()
+                }
+                .json(b"{}"),
             );
             let f = fast.rx.recv().await.unwrap();
             assert_eq!(f.seq, Some(i + 1));
@@ -151,7 +156,14 @@ mod tests {
     #[test]
     fn publishing_to_an_empty_room_is_a_no_op() {
         let hub = Hub::default();
-        hub.publish("nobody", frame::encode("x", None, None, b"{}", None, None));
+        hub.publish(
+            "nobody",
+            frame::Event {
+                kind: "x",
+                ..Default::default()
+            }
+            .json(b"{}"),
+        );
         assert_eq!(hub.active_rooms(), 0);
         assert_eq!(hub.published(), 0);
     }

@@ -14,7 +14,7 @@ pub struct IpStreams {
 
 impl IpStreams {
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.open)
     }
 
     /// A permit for one more stream from `ip`, unless it already has `max`.

@@ -52,7 +52,7 @@ pub struct SessionEnds {
 
 impl SessionEnds {
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.live)
     }
 
     /// Registers one stream of `session`, unless it already has `max` open;

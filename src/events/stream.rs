@@ -119,7 +119,7 @@ pub fn sse_stream(
                 reason = ended.ended() => {
                     ctx.closed.inc(reason.as_str());
                     let data = serde_json::json!({ "reason": reason.as_str() });
-                    yield Ok(super::frame::encode_value(kind::SESSION_ENDED, None, None, &data, None).bytes);
+                    yield Ok(super::frame::Event { kind: kind::SESSION_ENDED, ..Default::default() }.value(&data).bytes);
                     break;
                 }
                 r = room.rx.recv() => match r {
@@ -127,7 +127,7 @@ pub fn sse_stream(
                         if room.backlog(&frame) > ctx.queue_bytes {
                             ctx.closed.trip("slow-consumer", "event stream closed: its client reads too slowly");
                             let data = serde_json::json!({ "reason": "slow-consumer" });
-                            yield Ok(super::frame::encode_value(kind::STREAM_CLOSED, None, None, &data, None).bytes);
+                            yield Ok(super::frame::Event { kind: kind::STREAM_CLOSED, ..Default::default() }.value(&data).bytes);
                             break;
                         }
                         if let Some(seq) = frame.seq {

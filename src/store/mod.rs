@@ -219,7 +219,7 @@ impl Store {
     pub fn shutdown(&self) {
         let _ = self.writer_tx.try_send(writer::Request::Shutdown);
         // A poisoned lock only means another thread panicked while holding it; the handle is still valid.
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = crate::lock::lock(&self.writer).take();
         if let Some(h) = handle {
             let _ = h.join();
         }

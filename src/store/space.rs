@@ -115,7 +115,7 @@ impl Space {
                  (acknowledged writes are safe); free space, then restart"
             );
             // The refusals that follow repeat this a minute from now, not at once.
-            *self.warned_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            *crate::lock::lock(&self.warned_at) = Some(Instant::now());
         }
     }
 
@@ -163,7 +163,7 @@ impl Space {
 
     fn warn_at_most_every_minute(&self, log: impl FnOnce()) {
         let now = Instant::now();
-        let mut at = self.warned_at.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = crate::lock::lock(&self.warned_at);
         if at.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
             *at = Some(now);
             log();

@@ -135,7 +135,11 @@ pub async fn close(
             serde_json::json!({ "conversationId": c.conversation_id, "closedAt": c.closed_at });
         state.hub.publish(
             &c.conversation_id,
-            frame::encode_value(kind::CONVERSATION_CLOSED, None, None, &data, None),
+            frame::Event {
+                kind: kind::CONVERSATION_CLOSED,
+                ..Default::default()
+            }
+            .value(&data),
         );
         state.end_conversation(&c.conversation_id);
         crate::webhooks::emit(

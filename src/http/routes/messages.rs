@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::join::system_draft;
+use super::join::system_notice;
 use crate::app::AppState;
 use crate::auth::{sign, ticket::parse_timestamp_ms};
 use crate::chat::validate;
@@ -18,7 +18,7 @@ use crate::events::{frame, kind};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
-use crate::model::{ConversationStatus, Message, MessageType, Session};
+use crate::model::{ConversationStatus, Message, MessageType, Session, SystemKind};
 
 async fn message_created(state: &Arc<AppState>, m: &Message) {
     let data = serde_json::to_value(m).unwrap_or_default();
@@ -157,6 +157,7 @@ pub async fn send(
         filename,
         mimetype,
         url,
+        system_kind: None,
         seq: 0,
     };
     let appended = state.store.append(draft).await?;
@@ -242,7 +243,12 @@ async fn set_reaction(
         json!({ "messageId": message_id, "emoji": emoji, "added": added, "userId": s.user_id });
     state.hub.publish(
         &s.conversation_id,
-        frame::encode_value(kind::REACTION, Some(&s.user_id), None, &data, None),
+        frame::Event {
+            kind: kind::REACTION,
+            from: Some(&s.user_id),
+            ..Default::default()
+        }
+        .value(&data),
     );
     Ok(())
 }
@@ -351,7 +357,11 @@ pub async fn system_message(
     }
     let appended = state
         .store
-        .append(system_draft(&conv.conversation_id, body))
+        .append(system_notice(
+            &conv.conversation_id,
+            body,
+            SystemKind::Integrator,
+        ))
         .await?;
     message_created(&state, &appended.message).await;
     Ok(envelope::ok("System message sent", &*appended.message))

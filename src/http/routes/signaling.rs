@@ -125,7 +125,12 @@ pub async fn stream(
             "Service is shutting down",
         ));
     }
-    let connected = frame::encode_value(kind::SYSTEM, None, None, &"connected", None).bytes;
+    let connected = frame::Event {
+        kind: kind::SYSTEM,
+        ..Default::default()
+    }
+    .value(&"connected")
+    .bytes;
     let guard = state.presence_connect(&s.conversation_id, &s.user_id, &s.display_name);
     let room_state = state.room_state_frame(&s.conversation_id, &s.user_id);
     let ctx = StreamCtx {
@@ -205,14 +210,14 @@ pub async fn relay(
         Some(t) => Some(t),
     };
     let event_id = uuid::Uuid::new_v4().to_string();
-    let f = frame::encode(
-        &b.kind,
-        Some(&s.user_id),
+    let f = frame::Event {
+        kind: &b.kind,
+        from: Some(&s.user_id),
         to,
-        data.get().as_bytes(),
-        None,
-        Some(&event_id),
-    );
+        event_id: Some(&event_id),
+        ..Default::default()
+    }
+    .json(data.get().as_bytes());
     state.hub.publish(&s.conversation_id, f);
     crate::relay::call_event(&state, &s.conversation_id, &s.user_id, &b.kind);
     Ok(envelope::ok(
