@@ -3,7 +3,6 @@
 //! writes refused for a full disk, and point-in-time figures read at scrape (events fanned out, store size,
 //! S3 sync lag). Exposed only with a bearer token or on a separate address.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
@@ -12,8 +11,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -167,166 +167,7 @@ impl Metrics {
     pub fn render(&self, state: &AppState) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
-        let mut gauge = |name: &str, help: &str, v: f64| {
-            let _ = write!(
-                out,
-                "# HELP chats3_{name} {help}\n# TYPE chats3_{name} gauge\nchats3_{name} {v}\n"
-            );
-        };
-        gauge(
-            "sse_streams",
-            "Open SSE event streams",
-            self.sse_streams.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            "connections",
-            "Open client connections",
-            self.connections.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            "streaming_sessions",
-            "Sessions with an open event stream (ended with their session)",
-            state.session_ends.len() as f64,
-        );
-        gauge(
-            "present_users",
-            "Users with a live stream or within the leave grace period",
-            state.presence().total_users() as f64,
-        );
-        gauge(
-            "active_conversations",
-            "Conversations with subscribers",
-            state.hub.active_rooms() as f64,
-        );
-        gauge(
-            "store_size_bytes",
-            "Size of the store on disk",
-            state.store.size_on_disk() as f64,
-        );
-        let (pending, oldest) = state.store.outbox_lag();
-        gauge(
-            "s3_sync_pending_items",
-            "Outbox items not yet written to S3",
-            pending as f64,
-        );
-        let age = oldest.map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
-        gauge(
-            "s3_sync_oldest_pending_seconds",
-            "Age of the oldest outbox item",
-            age,
-        );
-        let relay = state.calls.relay();
-        gauge(
-            "relay_participants",
-            "Participants holding a peer connection to the media relay",
-            relay.participant_count() as f64,
-        );
-        gauge(
-            "relay_reaped",
-            "Relay connections closed because they failed or never connected (total)",
-            relay.reaped() as f64,
-        );
-        gauge(
-            "relay_subscriptions",
-            "Published tracks times their subscribers on the relay",
-            relay.subscription_count() as f64,
-        );
-        gauge(
-            "relay_peer_connections",
-            "Relay peer connections still allocated (closed ones until freed)",
-            relay.live_peer_connections() as f64,
-        );
-        let stats = relay.stats();
-        gauge(
-            "relay_fanout_drops",
-            "Forwarded packets the relay dropped (per fan-out lane) because its writers fell behind",
-            stats.fanout_drops as f64,
-        );
-        let t = stats.totals;
-        for (name, help, v) in [
-            (
-                "relay_packets_in",
-                "RTP packets received from current relay participants",
-                t.packets_in,
-            ),
-            (
-                "relay_bytes_in",
-                "RTP bytes received from current relay participants",
-                t.bytes_in,
-            ),
-            (
-                "relay_packets_out",
-                "RTP packets forwarded to current relay participants",
-                t.packets_out,
-            ),
-            (
-                "relay_bytes_out",
-                "RTP bytes forwarded to current relay participants",
-                t.bytes_out,
-            ),
-            (
-                "relay_plis_sent",
-                "Keyframe requests sent to current publishers",
-                t.plis_sent,
-            ),
-            (
-                "relay_keyframe_requests",
-                "PLI/FIR received from current subscribers",
-                t.keyframe_requests,
-            ),
-            (
-                "relay_nacked_packets",
-                "Packets current subscribers asked to have resent (NACK)",
-                t.nacked_packets,
-            ),
-            (
-                "relay_resent_packets",
-                "NACKed packets the relay resent to current subscribers",
-                t.resent_packets,
-            ),
-            (
-                "relay_rtx_packets_out",
-                "Of the packets resent, those sent as RTX",
-                t.rtx_packets_out,
-            ),
-            (
-                "relay_rtx_packets_in",
-                "RTX packets from current publishers restored into their media",
-                t.rtx_packets_in,
-            ),
-            (
-                "relay_estimated_bps",
-                "Sum of current subscribers' downlink bandwidth estimates (from their TWCC feedback)",
-                t.estimated_bps,
-            ),
-            (
-                "relay_video_pauses",
-                "Times last-N paused a current publisher's video",
-                t.video_pauses,
-            ),
-            (
-                "relay_video_resumes",
-                "Times last-N resumed a current publisher's video",
-                t.video_resumes,
-            ),
-            (
-                "relay_layer_switches",
-                "Simulcast layer switches made for current subscribers",
-                t.layer_switches,
-            ),
-        ] {
-            gauge(name, help, v as f64);
-        }
-        let _ = write!(
-            out,
-            "# HELP chats3_events_published Events fanned out to conversations\n# TYPE chats3_events_published counter\nchats3_events_published_total {}\n",
-            state.hub.published()
-        );
-        let _ = write!(
-            out,
-            "# HELP chats3_sse_lag_recoveries Subscribers that fell behind and replayed from the store\n# TYPE chats3_sse_lag_recoveries counter\nchats3_sse_lag_recoveries_total {}\n",
-            state.hub.lag_recoveries()
-        );
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scrape(self, state));
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
@@ -365,4 +206,184 @@ impl Drop for StreamGauge {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Figures read at scrape time from the parts that own them, as typed
+/// metrics: gauges for what goes up and down, counters for running totals.
+fn scrape(m: &Metrics, state: &AppState) -> Registry {
+    let mut r = Registry::with_prefix("chats3");
+    let gauge = |r: &mut Registry, name: &str, help: &str, v: f64| {
+        r.register(name, help, ConstGauge::new(v));
+    };
+    gauge(
+        &mut r,
+        "sse_streams",
+        "Open SSE event streams",
+        m.sse_streams.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut r,
+        "connections",
+        "Open client connections",
+        m.connections.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut r,
+        "streaming_sessions",
+        "Sessions with an open event stream (ended with their session)",
+        state.session_ends.len() as f64,
+    );
+    gauge(
+        &mut r,
+        "present_users",
+        "Users with a live stream or within the leave grace period",
+        state.presence().total_users() as f64,
+    );
+    gauge(
+        &mut r,
+        "active_conversations",
+        "Conversations with subscribers",
+        state.hub.active_rooms() as f64,
+    );
+    gauge(
+        &mut r,
+        "store_size_bytes",
+        "Size of the store on disk",
+        state.store.size_on_disk() as f64,
+    );
+    let (pending, oldest) = state.store.outbox_lag();
+    gauge(
+        &mut r,
+        "s3_sync_pending_items",
+        "Outbox items not yet written to S3",
+        pending as f64,
+    );
+    let age = oldest.map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
+    gauge(
+        &mut r,
+        "s3_sync_oldest_pending_seconds",
+        "Age of the oldest outbox item",
+        age,
+    );
+    let relay = state.calls.relay();
+    gauge(
+        &mut r,
+        "relay_participants",
+        "Participants holding a peer connection to the media relay",
+        relay.participant_count() as f64,
+    );
+    gauge(
+        &mut r,
+        "relay_subscriptions",
+        "Published tracks times their subscribers on the relay",
+        relay.subscription_count() as f64,
+    );
+    gauge(
+        &mut r,
+        "relay_peer_connections",
+        "Relay peer connections still allocated (closed ones until freed)",
+        relay.live_peer_connections() as f64,
+    );
+    let stats = relay.stats();
+    let t = stats.totals;
+    // Sums over the current participants: they fall when someone leaves, so gauges.
+    for (name, help, v) in [
+        (
+            "relay_packets_in",
+            "RTP packets received from current relay participants",
+            t.packets_in,
+        ),
+        (
+            "relay_bytes_in",
+            "RTP bytes received from current relay participants",
+            t.bytes_in,
+        ),
+        (
+            "relay_packets_out",
+            "RTP packets forwarded to current relay participants",
+            t.packets_out,
+        ),
+        (
+            "relay_bytes_out",
+            "RTP bytes forwarded to current relay participants",
+            t.bytes_out,
+        ),
+        (
+            "relay_plis_sent",
+            "Keyframe requests sent to current publishers",
+            t.plis_sent,
+        ),
+        (
+            "relay_keyframe_requests",
+            "PLI/FIR received from current subscribers",
+            t.keyframe_requests,
+        ),
+        (
+            "relay_nacked_packets",
+            "Packets current subscribers asked to have resent (NACK)",
+            t.nacked_packets,
+        ),
+        (
+            "relay_resent_packets",
+            "NACKed packets the relay resent to current subscribers",
+            t.resent_packets,
+        ),
+        (
+            "relay_rtx_packets_out",
+            "Of the packets resent, those sent as RTX",
+            t.rtx_packets_out,
+        ),
+        (
+            "relay_rtx_packets_in",
+            "RTX packets from current publishers restored into their media",
+            t.rtx_packets_in,
+        ),
+        (
+            "relay_estimated_bps",
+            "Sum of current subscribers' downlink bandwidth estimates (from their TWCC feedback)",
+            t.estimated_bps,
+        ),
+        (
+            "relay_video_pauses",
+            "Times last-N paused a current publisher's video",
+            t.video_pauses,
+        ),
+        (
+            "relay_video_resumes",
+            "Times last-N resumed a current publisher's video",
+            t.video_resumes,
+        ),
+        (
+            "relay_layer_switches",
+            "Simulcast layer switches made for current subscribers",
+            t.layer_switches,
+        ),
+    ] {
+        gauge(&mut r, name, help, v as f64);
+    }
+    for (name, help, v) in [
+        (
+            "relay_reaped",
+            "Relay connections closed because they failed or never connected",
+            relay.reaped(),
+        ),
+        (
+            "relay_fanout_drops",
+            "Forwarded packets the relay dropped because its writers fell behind",
+            stats.fanout_drops,
+        ),
+        (
+            "events_published",
+            "Events fanned out to conversations",
+            state.hub.published(),
+        ),
+        (
+            "sse_lag_recoveries",
+            "Subscribers that fell behind and replayed from the store",
+            state.hub.lag_recoveries(),
+        ),
+    ] {
+        r.register(name, help, ConstCounter::new(v));
+    }
+    r
 }

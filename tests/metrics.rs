@@ -85,3 +85,43 @@ async fn metrics_are_off_without_configuration_and_open_on_their_own_address() {
     );
     s.stop().await;
 }
+
+/// The exposition is valid OpenMetrics, read by a real parser, and each
+/// figure has the type its meaning calls for.
+#[tokio::test]
+async fn the_exposition_parses_and_types_say_what_figures_mean() {
+    let s =
+        Server::start_with(|c| c.metrics_token = Some(chats3::config::Secret::new("scrape-token")))
+            .await;
+    let c = s.client();
+    let conv = c.create_conversation("types").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    ann.say("hi").await;
+    let r = c.get_with_bearer("/metrics", "scrape-token").await;
+    let text = r.body.as_str().unwrap().to_owned();
+    let exposition = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|e| panic!("not valid OpenMetrics: {e:?}\n{text}"));
+    use openmetrics_parser::OpenMetricsType::{Counter, Gauge, Histogram};
+    for (family, want) in [
+        ("chats3_http_requests", Counter),
+        ("chats3_http_request_duration_seconds", Histogram),
+        ("chats3_store_flush_duration_seconds", Histogram),
+        ("chats3_sse_streams", Gauge),
+        ("chats3_connections", Gauge),
+        ("chats3_store_size_bytes", Gauge),
+        ("chats3_relay_participants", Gauge),
+        ("chats3_events_published", Counter),
+        ("chats3_sse_lag_recoveries", Counter),
+        ("chats3_relay_reaped", Counter),
+        ("chats3_relay_fanout_drops", Counter),
+        ("chats3_csrf_refused", Counter),
+        ("chats3_disk_full_refusals", Counter),
+    ] {
+        let f = exposition
+            .families
+            .get(family)
+            .unwrap_or_else(|| panic!("{family} missing"));
+        assert_eq!(f.family_type, want, "{family}");
+    }
+    s.stop().await;
+}

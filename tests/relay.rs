@@ -352,7 +352,7 @@ async fn relay_connections_need_the_call_and_are_reaped_when_they_never_connect(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(metric(&admin, "chats3_relay_reaped").await, 1.0);
+    assert_eq!(metric(&admin, "chats3_relay_reaped_total").await, 1.0);
     println!(
         "dangling relay connection reaped after {:?}",
         started.elapsed()
