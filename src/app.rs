@@ -50,7 +50,7 @@ pub struct AppState {
     /// The S3 bucket, when sync is configured.
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.
-    pub calls: crate::relay::Calls,
+    pub calls: crate::calls::Calls,
     /// Open streams per session, ended when their session ends.
     pub session_ends: Arc<SessionEnds>,
     /// Open streams per client IP.
@@ -94,7 +94,7 @@ impl AppState {
     /// Announces that `user` left now (explicit leave).
     pub fn announce_leave(&self, conv: &str, user: &str) {
         self.presence().remove(conv, user);
-        crate::relay::call_event(self, conv, user, "call-leave");
+        crate::calls::call_event(self, conv, user, crate::calls::CallEvent::Leave);
         self.hub.publish(
             conv,
             frame::Event {
@@ -132,7 +132,12 @@ impl AppState {
         self.handoffs.revoke_where(|(sid, _)| *sid == s.session_id);
         let still_here = self.presence().is_active(&s.conversation_id, &s.user_id);
         if reason == EndReason::Left || !still_here {
-            crate::relay::call_event(self, &s.conversation_id, &s.user_id, "call-leave");
+            crate::calls::call_event(
+                self,
+                &s.conversation_id,
+                &s.user_id,
+                crate::calls::CallEvent::Leave,
+            );
         }
     }
 
@@ -140,7 +145,7 @@ impl AppState {
     pub fn end_conversation(&self, conv: &str) {
         self.session_ends
             .end_conversation(conv, EndReason::ConversationClosed);
-        crate::relay::end_call(self, conv);
+        crate::calls::end_call(self, conv);
     }
 
     fn sweep(&self) {
@@ -203,7 +208,7 @@ impl Drop for PresenceGuard {
             }
             if state.presence().expire(&conv, &user, generation) {
                 // Gone for good (tab closed, network lost): out of any call too.
-                crate::relay::call_event(&state, &conv, &user, "call-leave");
+                crate::calls::call_event(&state, &conv, &user, crate::calls::CallEvent::Leave);
                 state.hub.publish(
                     &conv,
                     frame::Event {
@@ -380,7 +385,7 @@ impl App {
             Some(s3) => s3_origin(s3).await.into_iter().collect(),
             None => Vec::new(),
         };
-        let (calls, relay_signals) = crate::relay::Calls::new(&config)
+        let (calls, relay_signals) = crate::calls::Calls::new(&config)
             .await
             .context("while starting the media relay")?;
         let public_origin = config
@@ -422,7 +427,7 @@ impl App {
             s3,
             calls,
         });
-        crate::relay::spawn_delivery(&state, relay_signals);
+        crate::calls::spawn_delivery(&state, relay_signals);
         Ok(Self {
             state,
             listener,
@@ -466,7 +471,7 @@ impl App {
             }
         };
         state.tasks.spawn(sweeper);
-        crate::relay::spawn_topology_ticker(&state);
+        crate::calls::spawn_topology_ticker(&state);
         if state.s3.is_some() {
             state
                 .tasks

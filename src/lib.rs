@@ -14,7 +14,7 @@
 //!   write-stall deadlines, optional rustls with SIGHUP reload)
 //! - [`webhooks`]: signed event deliveries to integrators from a durable queue
 //! - [`ui`]: sailfish page templates
-//! - [`relay`]: relay-mode calls (call membership, `call-mode`, `/relay/signal`) over `chats3_media`
+//! - [`calls`]: call membership and topology per conversation (`call-mode`), the app side of `chats3_media`
 //! - [`cli`]: `ticket`, `admin …`, `backup`, `restore --from` (operator tools)
 //! - [`config`], [`model`], [`clock`], [`lock`]: configuration, domain records, time helpers, the mutex helper
 
@@ -23,6 +23,7 @@
 pub mod app;
 pub mod attachments;
 pub mod auth;
+pub mod calls;
 pub mod chat;
 pub mod cli;
 pub mod clock;
@@ -35,7 +36,6 @@ pub mod http;
 pub mod lock;
 pub mod metrics;
 pub mod model;
-pub mod relay;
 pub mod serve;
 pub mod store;
 pub mod sync;

@@ -212,77 +212,76 @@ impl Drop for StreamGauge {
 /// metrics: gauges for what goes up and down, counters for running totals.
 fn scrape(m: &Metrics, state: &AppState) -> Registry {
     let mut r = Registry::with_prefix("chats3");
-    let gauge = |r: &mut Registry, name: &str, help: &str, v: f64| {
+    let gauge = |r: &mut Registry, name: &str, help: &str, v: i64| {
         r.register(name, help, ConstGauge::new(v));
     };
     gauge(
         &mut r,
         "sse_streams",
         "Open SSE event streams",
-        m.sse_streams.load(Ordering::Relaxed) as f64,
+        m.sse_streams.load(Ordering::Relaxed),
     );
     gauge(
         &mut r,
         "connections",
         "Open client connections",
-        m.connections.load(Ordering::Relaxed) as f64,
+        m.connections.load(Ordering::Relaxed),
     );
     gauge(
         &mut r,
         "streaming_sessions",
         "Sessions with an open event stream (ended with their session)",
-        state.session_ends.len() as f64,
+        state.session_ends.len() as i64,
     );
     gauge(
         &mut r,
         "present_users",
         "Users with a live stream or within the leave grace period",
-        state.presence().total_users() as f64,
+        state.presence().total_users() as i64,
     );
     gauge(
         &mut r,
         "active_conversations",
         "Conversations with subscribers",
-        state.hub.active_rooms() as f64,
+        state.hub.active_rooms() as i64,
     );
     gauge(
         &mut r,
         "store_size_bytes",
         "Size of the store on disk",
-        state.store.size_on_disk() as f64,
+        state.store.size_on_disk() as i64,
     );
     let (pending, oldest) = state.store.outbox_lag();
     gauge(
         &mut r,
         "s3_sync_pending_items",
         "Outbox items not yet written to S3",
-        pending as f64,
+        pending as i64,
     );
     let age = oldest.map_or(0.0, |t| (crate::clock::now_ms() - t).max(0) as f64 / 1000.0);
-    gauge(
-        &mut r,
+    r.register(
         "s3_sync_oldest_pending_seconds",
         "Age of the oldest outbox item",
-        age,
+        ConstGauge::new(age),
     );
     let relay = state.calls.relay();
     gauge(
         &mut r,
         "relay_participants",
         "Participants holding a peer connection to the media relay",
-        relay.participant_count() as f64,
+        relay.participant_count() as i64,
     );
     gauge(
         &mut r,
         "relay_subscriptions",
         "Published tracks times their subscribers on the relay",
-        relay.subscription_count() as f64,
+        relay.subscription_count() as i64,
     );
     gauge(
         &mut r,
         "relay_peer_connections",
         "Relay peer connections still allocated (closed ones until freed)",
-        relay.live_peer_connections() as f64,
+        relay.live_peer_connections() as i64,
     );
     let stats = relay.stats();
     let t = stats.totals;
@@ -359,7 +358,7 @@ fn scrape(m: &Metrics, state: &AppState) -> Registry {
             t.layer_switches,
         ),
     ] {
-        gauge(&mut r, name, help, v as f64);
+        gauge(&mut r, name, help, i64::try_from(v).unwrap_or(i64::MAX));
     }
     for (name, help, v) in [
         (

@@ -171,6 +171,25 @@ impl From<TicketError> for ApiError {
     }
 }
 
+impl From<chats3_media::RelayError> for ApiError {
+    fn from(e: chats3_media::RelayError) -> Self {
+        use chats3_media::RelayError as E;
+        match e {
+            E::UnknownParticipant { .. } => {
+                ApiError::conflict("Not in the relay yet: send an offer first")
+            }
+            E::WebRtc(e) => ApiError::bad_request(format!("Rejected by the relay: {e}")),
+            E::ServerOnlySignal(_) | E::TooManyEarlyCandidates(_) | E::AlreadyJoined { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
+            E::Io(_) | E::UnspecifiedBind(_) => {
+                tracing::warn!(error = %e, "relay failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Relay error")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::app::AppState;
-use routes::{admin, attachments, embed, health, join, messages, pages, signaling};
+use routes::{admin, attachments, embed, health, join, messages, pages, relay, signaling};
 
 pub fn router(state: Arc<AppState>) -> Router {
     // Multipart framing on top of the largest accepted file.
@@ -38,7 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/signaling", get(signaling::stream).post(signaling::relay))
         .route("/signaling/token", post(signaling::token))
         .route("/client-config", get(signaling::client_config))
-        .route("/relay/signal", post(crate::relay::signal))
+        .route("/relay/signal", post(relay::signal))
         .route(
             "/attachments",
             post(attachments::upload).layer(DefaultBodyLimit::max(upload_limit)),

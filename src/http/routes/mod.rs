@@ -7,6 +7,7 @@ pub mod health;
 pub mod join;
 pub mod messages;
 pub mod pages;
+pub mod relay;
 pub mod signaling;
 
 use axum::http::StatusCode;

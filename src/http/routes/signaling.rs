@@ -219,7 +219,9 @@ pub async fn relay(
     }
     .json(data.get().as_bytes());
     state.hub.publish(&s.conversation_id, f);
-    crate::relay::call_event(&state, &s.conversation_id, &s.user_id, &b.kind);
+    if let Some(event) = crate::calls::CallEvent::from_kind(&b.kind) {
+        crate::calls::call_event(&state, &s.conversation_id, &s.user_id, event);
+    }
     Ok(envelope::ok(
         "Signaling event added",
         json!({ "eventId": event_id }),

@@ -1,14 +1,15 @@
-//! Relay-mode calls: the app side of `chats3_media::Relay`.
+//! Calls: membership and topology per conversation, and the app side of
+//! `chats3_media::Relay`.
 //!
 //! - Call membership: browsers broadcast `call-join` / `call-leave` over
 //!   `POST /api/v1/signaling`; [`call_event`] tracks them per conversation
 //!   with `chats3_media::CallTopology` and broadcasts `call-mode`
 //!   `{mode: "mesh"|"relay"}` whenever the topology changes.
-//! - Media signaling: `POST /api/v1/relay/signal` ([`signal`]) feeds the
-//!   caller's offer/answer/candidate to the relay (the first offer joins the
-//!   relay room, which is the conversation); the relay's own offers and
-//!   answers come back as `relay-signal` events targeted at that user on the
-//!   conversation's event stream ([`spawn_delivery`]).
+//! - Media signaling: `POST /api/v1/relay/signal` (`http/routes/relay.rs`)
+//!   feeds the caller's offer/answer/candidate to the relay (the first offer
+//!   joins the relay room, which is the conversation); the relay's own offers
+//!   and answers come back as `relay-signal` events targeted at that user on
+//!   the conversation's event stream ([`spawn_delivery`]).
 //! - Active speaker: the relay's speaker changes are broadcast as
 //!   `call-speaker` `{speaker, forwarded}` (`forwarded`: whose video the
 //!   relay sends under last-N).
@@ -16,10 +17,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::response::Response;
 use chats3_media::{
-    CallTopology, Relay, RelayConfig, RelayError, RelayEvent, Signal, SpeakerPolicy, Topology,
+    CallTopology, Relay, RelayConfig, RelayError, RelayEvent, SpeakerPolicy, Topology,
     TopologyPolicy,
 };
 use serde_json::json;
@@ -30,9 +29,6 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::events::hub::Hub;
 use crate::events::{frame, kind};
-use crate::http::envelope;
-use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authed};
 
 /// The relay and the call membership of every conversation.
 pub struct Calls {
@@ -122,24 +118,46 @@ pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEve
     });
 }
 
-/// Updates call membership for a `call-join` / `call-leave` / `call-query`
-/// (a page that just loaded is in no call; other kinds are ignored) and
+/// What a page says about its call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    /// `call-join`: it is in the call.
+    Join,
+    /// `call-leave` (or its session ended): it is not.
+    Leave,
+    /// `call-query`: a page that just loaded, so in no call.
+    Query,
+}
+
+impl CallEvent {
+    /// The call event a client-relayed event type announces, if any.
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "call-join" => Some(Self::Join),
+            "call-leave" => Some(Self::Leave),
+            "call-query" => Some(Self::Query),
+            _ => None,
+        }
+    }
+}
+
+/// Updates call membership for a [`CallEvent`] and
 /// broadcasts `call-mode` when the topology changes. A joiner that did not
 /// change the topology is told the current mode in a targeted `call-mode`, so
 /// a page never has to guess it. Leaving removes the user from the relay.
-pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
+pub fn call_event(state: &AppState, conv: &str, user: &str, event: CallEvent) {
     let now = u64::try_from(now_ms()).unwrap_or(0);
     let (changed, current, left_relay) = {
         let mut calls = state.calls.calls();
         let policy = state.calls.policy;
-        match kind {
-            "call-join" => {
+        match event {
+            CallEvent::Join => {
                 let call = calls
                     .entry(conv.to_owned())
                     .or_insert_with(|| CallTopology::new(policy, now));
                 (call.join(user, now), call.topology(), Vec::new())
             }
-            "call-leave" | "call-query" => {
+            CallEvent::Leave | CallEvent::Query => {
                 let Some(call) = calls
                     .get_mut(conv)
                     .filter(|c| c.participants().any(|p| p == user))
@@ -160,13 +178,14 @@ pub fn call_event(state: &AppState, conv: &str, user: &str, kind: &str) {
                 }
                 (changed, current, left)
             }
-            _ => return,
         }
     };
     leave_relay(state, conv, left_relay);
     match changed {
         Some(t) => broadcast_mode(state, conv, t),
-        None if kind == "call-join" => state.hub.publish(conv, mode_frame(current, Some(user))),
+        None if event == CallEvent::Join => {
+            state.hub.publish(conv, mode_frame(current, Some(user)))
+        }
         None => {}
     }
 }
@@ -265,76 +284,4 @@ pub fn spawn_topology_ticker(state: &Arc<AppState>) {
             }
         }
     });
-}
-
-/// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate|render, data}`.
-///
-/// The first offer joins the relay; candidates must follow their offer
-/// (send them once the offer's request has completed).
-pub async fn signal(
-    State(state): State<Arc<AppState>>,
-    Authed(s): Authed,
-    ApiJson(sig): ApiJson<Signal>,
-) -> Result<Response, ApiError> {
-    let relay = state.calls.relay();
-    let (conv, user) = (s.conversation_id.as_str(), s.user_id.as_str());
-    // Call membership: only someone in the call (and so in an open
-    // conversation) holds a relay connection, and a room holds a bounded number.
-    if !relay.is_member(conv, user) {
-        let open = state
-            .store
-            .conversation(conv)?
-            .is_some_and(|c| c.status == crate::model::ConversationStatus::Active);
-        if !open {
-            return Err(ApiError::forbidden("Conversation is closed"));
-        }
-        if !state.calls.in_call(conv, user) {
-            return Err(ApiError::forbidden("Join the call first (call-join)")
-                .with_details(json!({ "reason": "not_in_call" })));
-        }
-        let cap = match state.config.limits.relay_per_conversation {
-            0 => state.config.max_participants,
-            n => n,
-        };
-        if relay.room_size(conv) >= cap {
-            state.metrics.refused.trip(
-                "relay_full",
-                "relay connection refused: the call's relay is full",
-            );
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "The call's relay is full",
-            )
-            .with_details(json!({ "reason": "relay_full" })));
-        }
-    }
-    let first = relay.handle_signal(conv, user, sig.clone()).await;
-    let res = match first {
-        Err(RelayError::UnknownParticipant { .. }) if matches!(sig, Signal::Offer(_)) => {
-            match relay.join(conv, user).await {
-                Ok(()) | Err(RelayError::AlreadyJoined { .. }) => {}
-                Err(e) => return Err(relay_error(e)),
-            }
-            relay.handle_signal(conv, user, sig).await
-        }
-        other => other,
-    };
-    res.map_err(relay_error)?;
-    Ok(envelope::ok("Signal accepted", json!({})))
-}
-
-fn relay_error(e: RelayError) -> ApiError {
-    match e {
-        RelayError::UnknownParticipant { .. } => {
-            ApiError::conflict("Not in the relay yet: send an offer first")
-        }
-        RelayError::WebRtc(e) => ApiError::bad_request(format!("Rejected by the relay: {e}")),
-        RelayError::ServerOnlySignal(_) | RelayError::TooManyEarlyCandidates(_) => {
-            ApiError::bad_request(e.to_string())
-        }
-        other => {
-            tracing::warn!(error = %other, "relay signal failed");
-            ApiError::bad_request(format!("Relay error: {other}"))
-        }
-    }
 }
