@@ -40,6 +40,19 @@ pub enum MessageType {
     File,
 }
 
+/// What a `system` message announces, so that clients (and the embed SDK's
+/// `message` events) can tell a join line from the integrator's own notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    /// "<name> joined the conversation"
+    Join,
+    /// "<name> left the conversation"
+    Leave,
+    /// A signed `POST /api/v1/system-message` from the owning integrator.
+    Integrator,
+}
+
 /// A stored chat message. `seq` is the per-conversation sequence number, which
 /// is also the SSE event id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +78,11 @@ pub struct Message {
     pub mimetype: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Set on `system` messages the server writes for a reason it knows (absent on
+    /// other system lines, on messages stored before it existed, and on every
+    /// `text`/`file` message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_kind: Option<SystemKind>,
     #[serde(default)]
     pub seq: u64,
 }

@@ -2,15 +2,17 @@
  *
  *   <script src="https://chat.example.com/static/embed.js"></script>
  *   const chat = Chats3.mount(document.getElementById('chat'), {
- *     baseUrl: 'https://chat.example.com', ticket, signature,   // or: src: 'https://…/embed?ticket=…&signature=…'
- *     theme: 'auto', height: 600, onEvent: (e) => console.log(e),
+ *     ticket, signature,                                         // or: src: 'https://…/embed?ticket=…&signature=…'
+ *     theme: 'auto', height: 'auto', minHeight: 320, maxHeight: 720, onEvent: (e) => console.log(e),
  *     features: { call: true, record: false, leave: false },    // controls shown in the frame (default: none)
  *   });
  *   chat.on('unread', (e) => badge.textContent = e.count);
  *
  * Plain script, no dependencies. It defines `window.Chats3`; loaded with `import` it does the same
- * (`import './embed.js'; const { Chats3 } = globalThis;`). Messages are accepted only from the
- * iframe's window at the chats3 origin, and commands are posted to that exact origin, never '*'.
+ * (`import './embed.js'; const { Chats3 } = globalThis;`). `baseUrl` defaults to the origin this
+ * file was loaded from with `<script src>`; imported as a module it cannot know, so pass `baseUrl`.
+ * Messages are accepted only from the iframe's window at the chats3 origin, and commands are posted
+ * to that exact origin, never '*'.
  */
 (function (global) {
   'use strict';
@@ -20,6 +22,19 @@
   var THEMES = ['light', 'dark', 'auto'];
   // Room controls hidden in a frame unless the host turns them on (the original hid all three).
   var FEATURES = ['call', 'record', 'leave'];
+
+  // Where this file came from: the default `baseUrl`. `document.currentScript` is this <script>
+  // element only while a classic script runs (async and defer included), so it is read now; it is
+  // null when the file is imported as a module or evaluated some other way.
+  var scriptOrigin = (function () {
+    try {
+      var s = global.document && global.document.currentScript;
+      var src = s && s.src ? new URL(s.src, global.location.href) : null;
+      return src && (src.protocol === 'https:' || src.protocol === 'http:') ? src.origin : null;
+    } catch (e) {
+      return null;
+    }
+  })();
 
   function fail(msg) {
     throw new Error('Chats3.mount: ' + msg);
@@ -37,10 +52,12 @@
     if (opts.src) {
       url = new URL(String(opts.src), global.location.href);
     } else {
-      if (!opts.baseUrl || typeof opts.ticket !== 'string' || typeof opts.signature !== 'string') {
-        fail('pass either src, or baseUrl + ticket (the exact signed JSON string) + signature');
+      if (typeof opts.ticket !== 'string' || typeof opts.signature !== 'string') {
+        fail('pass either src, or ticket (the exact signed JSON string) + signature');
       }
-      url = new URL('/embed', String(opts.baseUrl));
+      var base = opts.baseUrl || scriptOrigin;
+      if (!base) fail('pass baseUrl (the chats3 origin): embed.js was not loaded with a <script src>, so it cannot tell where chats3 is');
+      url = new URL('/embed', String(base));
       url.searchParams.set('ticket', opts.ticket);
       url.searchParams.set('signature', opts.signature);
     }
@@ -53,6 +70,9 @@
     if (v === undefined || v === null || v === '') return fallback;
     return typeof v === 'number' ? v + 'px' : String(v);
   }
+
+  // The largest height a `resize` event may set (px): a bound on what a confused page could ask.
+  var MAX_AUTO_HEIGHT = 100000;
 
   /**
    * Creates the chat iframe inside `element` and returns a handle:
@@ -74,7 +94,12 @@
     iframe.style.border = '0';
     iframe.style.display = 'block';
     iframe.style.width = cssSize(opts.width, '100%');
-    iframe.style.height = cssSize(opts.height, '600px');
+    // height: 'auto' follows the room's `resize` events; minHeight / maxHeight bound it (CSS does
+    // the clamping, so any CSS length works). It starts at 400 px until the room has measured itself.
+    var autoHeight = opts.height === 'auto';
+    iframe.style.height = autoHeight ? '400px' : cssSize(opts.height, '600px');
+    if (opts.minHeight !== undefined) iframe.style.minHeight = cssSize(opts.minHeight, '');
+    if (opts.maxHeight !== undefined) iframe.style.maxHeight = cssSize(opts.maxHeight, '');
 
     var handlers = {};
     var ready = false;
@@ -118,6 +143,9 @@
         for (var i = 0; i < pending.length; i += 1) iframe.contentWindow.postMessage(pending[i], origin);
       }
       if (data.type === 'unread') handle.unread = data.count;
+      if (data.type === 'resize' && autoHeight && typeof data.height === 'number' && data.height > 0) {
+        iframe.style.height = Math.ceil(Math.min(data.height, MAX_AUTO_HEIGHT)) + 'px';
+      }
       emit(data);
     }
 
@@ -157,5 +185,6 @@
     return handle;
   }
 
-  global.Chats3 = { mount: mount, version: '1' };
+  // `baseUrl`: the chats3 origin mount() uses when given none (null when this file was imported).
+  global.Chats3 = { mount: mount, version: '1', baseUrl: scriptOrigin };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -154,8 +154,9 @@ async fn join_rules_follow_the_original_service() {
 
     // Full at max active participants (2 here).
     let (bob, _) = c.join(&conv, "Bob").await;
-    let _bob_stream = bob.sse("", &[]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Present once his stream is open: the server counts him before it answers.
+    let mut bob_stream = bob.sse("", &[]).await;
+    bob_stream.next_of("room-state", SEC * 5).await.unwrap();
     let r = c
         .post(
             "/api/v1/join",

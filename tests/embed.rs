@@ -263,3 +263,196 @@ async fn integrators_post_signed_system_messages() {
     assert_eq!(c.post("/api/v1/system-message", unknown).await.status, 403);
     s.stop().await;
 }
+
+/// `GET /embed?ticket=…&signature=…` for a ticket `t` signed `sig`.
+async fn get_embed(s: &Server, t: &str, sig: &str) -> Resp {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/embed", s.base),
+        &[("ticket", t), ("signature", sig)],
+    )
+    .unwrap();
+    let c = s.client();
+    c.send(c.http.get(url)).await
+}
+
+fn header<'a>(r: &'a Resp, name: &str) -> Option<&'a str> {
+    r.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+/// The last directive of the CSP, `frame-ancestors …`.
+fn frame_ancestors(r: &Resp) -> &str {
+    let csp = header(r, "content-security-policy").unwrap();
+    csp.rsplit(';').next().unwrap().trim()
+}
+
+#[tokio::test]
+async fn a_refused_ticket_is_a_page_only_its_own_allowed_origin_may_frame_and_it_reflects_nothing()
+{
+    let s = start().await;
+    let now = now_ms();
+    // Tampered: the signature is of other bytes, and every claim an attacker controls is markup.
+    let t = json!({
+        "integratorId": "acme", "conversationId": "support-42",
+        "userId": "\"><img src=x onerror=alert(2)>", "displayName": "<script>alert(1)</script>",
+        "role": "</p><h1>pwned</h1>", "origin": "http://localhost:8080",
+        "issuedAt": now, "expiresAt": now + 60_000, "nonce": "n-refused-1"
+    })
+    .to_string();
+    let sig = sign(&t.replace("alert(1)", "alert(0)"));
+    let r = get_embed(&s, &t, &sig).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        header(&r, "content-type").unwrap().starts_with("text/html"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(frame_ancestors(&r), "frame-ancestors http://localhost:8080");
+    let csp = header(&r, "content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self';") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(header(&r, "x-frame-options"), None);
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    let html = r.body.as_str().unwrap();
+    assert!(
+        html.contains("data-host-origin=\"http://localhost:8080\""),
+        "{html}"
+    );
+    assert!(html.contains("data-reason=\"bad_signature\""), "{html}");
+    assert!(html.contains("/static/js/embed-refused.js"));
+    assert!(html.contains("The link to this chat is not valid"));
+    for reflected in ["alert", "<img", "pwned", "support-42", "n-refused-1", &sig] {
+        assert!(!html.contains(reflected), "{reflected} reflected: {html}");
+    }
+
+    // A wildcard pattern: framed by the one origin the ticket names, not the whole pattern.
+    let t = ticket(
+        "n-refused-2",
+        "https://shop.acme.com",
+        now - 200_000,
+        now - 100_000,
+    );
+    let r = get_embed(&s, &t, &sign(&t)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(frame_ancestors(&r), "frame-ancestors https://shop.acme.com");
+    assert!(r.body.as_str().unwrap().contains("data-reason=\"expired\""));
+
+    // Reused: the second GET of a ticket that opened the room.
+    let t = ticket("n-refused-3", "http://localhost:8080", now, now + 60_000);
+    assert_eq!(get_embed(&s, &t, &sign(&t)).await.status, 302);
+    let r = get_embed(&s, &t, &sign(&t)).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body
+            .as_str()
+            .unwrap()
+            .contains("data-reason=\"replayed\"")
+    );
+
+    // No allowed origin to show it to: the JSON refusal, framed by nobody.
+    let unknown = ticket("n-refused-4", "http://localhost:8080", now, now + 60_000)
+        .replace("\"acme\"", "\"other\"");
+    let cases = [
+        // a subdomain the wildcard admits, spelled to break out of the CSP
+        (
+            ticket(
+                "n-refused-5",
+                "https://a;script-src.acme.com",
+                now,
+                now + 60_000,
+            ),
+            "bad_signature",
+        ),
+        (
+            ticket("n-refused-6", "https://evil.example", now, now + 60_000),
+            "origin_not_allowed",
+        ),
+        (unknown, "unknown_integrator"),
+        ("not json".to_string(), "malformed"),
+    ];
+    for (t, reason) in cases {
+        let sig = if reason == "bad_signature" {
+            "x".repeat(43)
+        } else {
+            sign(&t)
+        };
+        let r = get_embed(&s, &t, &sig).await;
+        assert_eq!(r.status, 403, "{t}");
+        assert_eq!(r.details()["reason"], reason, "{}", r.body);
+        assert_eq!(frame_ancestors(&r), "frame-ancestors 'none'", "{t}");
+        assert_eq!(header(&r, "x-frame-options"), Some("DENY"), "{t}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn system_lines_say_what_they_announce_and_timestamps_in_seconds_are_refused_by_unit() {
+    let s = start().await;
+    let c = s.client();
+    let now = now_ms();
+    let t = ticket("n-kinds", "https://app.acme.com", now, now + 60_000);
+    let r = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let casey = c.with_session(r.details()["sessionId"].as_str().unwrap());
+    let text = casey
+        .post("/api/v1/messages", json!({"type": "text", "body": "hello"}))
+        .await;
+    assert_eq!(text.status, 200, "{}", text.body);
+    assert!(text.details().get("systemKind").is_none(), "{}", text.body);
+    let notice = c
+        .post(
+            "/api/v1/system-message",
+            system_message("support-42", "Order shipped", now_ms()),
+        )
+        .await;
+    assert_eq!(notice.status, 200, "{}", notice.body);
+    assert_eq!(notice.details()["systemKind"], "integrator");
+    let history = casey.get("/api/v1/messages").await;
+    let kinds: Vec<(String, Value)> = history
+        .details()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap().to_string(),
+                m["systemKind"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("system".to_string(), json!("join")),
+            ("text".to_string(), Value::Null),
+            ("system".to_string(), json!("integrator")),
+        ]
+    );
+    assert_eq!(casey.post("/api/v1/leave", json!({})).await.status, 200);
+    // The leave ended the session; read the line through a new one.
+    let t = ticket(
+        "n-kinds-2",
+        "https://app.acme.com",
+        now_ms(),
+        now_ms() + 60_000,
+    );
+    let again = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)}))
+        .await;
+    let reader = c.with_session(again.details()["sessionId"].as_str().unwrap());
+    let last = reader.get("/api/v1/messages").await;
+    let last = last.details().as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["systemKind"], "leave", "{last}");
+
+    // Seconds where milliseconds belong: refused, naming the unit.
+    let secs = system_message("support-42", "late", now_ms() / 1000);
+    let r = c.post("/api/v1/system-message", secs).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.details()["field"], "timestamp");
+    let m = r.body["message"].as_str().unwrap();
+    assert!(m.contains("milliseconds") && m.contains("seconds"), "{m}");
+    s.stop().await;
+}

@@ -110,6 +110,23 @@ impl fmt::Display for OriginPattern {
     }
 }
 
+/// `origin` when it is a browser's serialization of an `http(s)` origin
+/// (`scheme://host[:port]`, lowercase, no default port) made only of characters
+/// that cannot change the meaning of a CSP source list or an HTML attribute;
+/// `None` otherwise. A wildcard pattern lets the integrator's clients choose the
+/// subdomain, so a matching origin is not yet safe to write into a header.
+pub fn canonical_origin(origin: &str) -> Option<&str> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:[]/".contains(c);
+    if !origin.chars().all(ok_char) {
+        return None;
+    }
+    let url = url::Url::parse(origin).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    (url.origin().ascii_serialization() == origin).then_some(origin)
+}
+
 /// True when `origin` matches any pattern in `allowed` (invalid patterns never match).
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     allowed
@@ -190,6 +207,35 @@ mod tests {
         assert!(OriginPattern::parse("https://[::1").is_err());
     }
 
+    #[test]
+    fn canonical_origins_are_what_a_browser_sends() {
+        for o in [
+            "https://shop.example.com",
+            "http://localhost:8080",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(canonical_origin(o), Some(o));
+        }
+        for o in [
+            "https://Shop.example.com",
+            "https://shop.example.com:443",
+            "https://shop.example.com/",
+            "https://a;b.example.com",
+            "https://a'b.example.com",
+            "https://a\"b.example.com",
+            "https://a,b.example.com",
+            "https://a b.example.com",
+            " https://shop.example.com",
+            "ftp://files.example.com",
+            "javascript://x",
+            "null",
+            "",
+        ] {
+            assert_eq!(canonical_origin(o), None, "{o}");
+        }
+    }
+
     mod fuzz {
         use super::*;
         use proptest::prelude::*;
@@ -227,6 +273,14 @@ mod tests {
                         let apex = p.to_string().replacen("*.", "", 1);
                         prop_assert!(!p.matches(&apex), "{} matches its apex", p);
                     }
+                }
+            }
+
+            #[test]
+            fn a_canonical_origin_is_safe_in_a_header_and_an_attribute(o in originish()) {
+                if let Some(c) = canonical_origin(&o) {
+                    prop_assert!(!c.contains([';', ',', ' ', '\'', '"', '<', '>', '&', '*']), "{}", c);
+                    prop_assert!(axum::http::HeaderValue::from_str(c).is_ok());
                 }
             }
 

@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{origin::origin_allowed, sign::verify_b64url};
+use super::origin::{canonical_origin, origin_allowed};
+use super::sign::verify_b64url;
 use crate::config::Integrator;
 
 /// A verified ticket's claims.
@@ -131,6 +132,44 @@ pub fn parse(ticket: &str) -> Result<Ticket, TicketError> {
         expires_at_ms: req_time(raw.expires_at, "expiresAt")?,
         nonce: req_str(raw.nonce, "nonce")?,
     })
+}
+
+/// The integrator id and origin a ticket names, read without verifying
+/// anything: for a refusal, whose log line it is and where it may be shown.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub integrator_id: Option<String>,
+    pub origin: Option<String>,
+}
+
+/// Reads [`Claims`] from any bytes; what is missing or not a string is `None`.
+pub fn claims(ticket: &str) -> Claims {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Raw {
+        integrator_id: Option<Value>,
+        origin: Option<Value>,
+    }
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    match serde_json::from_str::<Raw>(ticket) {
+        Ok(r) => Claims {
+            integrator_id: text(r.integrator_id),
+            origin: text(r.origin),
+        },
+        Err(_) => Claims::default(),
+    }
+}
+
+/// Where the refusal of a ticket claiming `origin` for `integ` may be shown:
+/// that origin, when it is canonical and in the integrator's `allowedOrigins`.
+/// An unsigned ticket can claim any integrator and origin, so this only tells
+/// the caller which of the integrator's own pages may see a page of fixed text.
+pub fn refusal_origin(integ: &Integrator, origin: &str) -> Option<String> {
+    let origin = canonical_origin(origin)?;
+    origin_allowed(&integ.allowed_origins, origin).then(|| origin.to_owned())
 }
 
 /// Verifies everything but the nonce: fields, integrator, signature over the
@@ -263,6 +302,33 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_shown_only_to_a_canonical_allowed_origin() {
+        let t = ticket(NOW, NOW + 60_000, "https://app.acme.com");
+        let c = claims(&t);
+        assert_eq!(c.integrator_id.as_deref(), Some("acme"));
+        assert_eq!(
+            refusal_origin(&integ(), c.origin.as_deref().unwrap()).as_deref(),
+            Some("https://app.acme.com")
+        );
+        for o in [
+            "https://evil.com",
+            "https://App.acme.com",
+            "https://a;b.acme.com",
+            "https://app.acme.com:443",
+        ] {
+            assert_eq!(refusal_origin(&integ(), o), None, "{o}");
+        }
+        assert_eq!(claims("nope"), Claims::default());
+        assert_eq!(
+            claims(r#"{"integratorId":7,"origin":"https://acme.com"}"#),
+            Claims {
+                integrator_id: None,
+                origin: Some("https://acme.com".into())
+            }
+        );
+    }
+
+    #[test]
     fn seconds_and_rfc3339_timestamps_are_understood() {
         assert_eq!(
             parse_timestamp_ms(&serde_json::json!(1_700_000_000)),
@@ -331,6 +397,23 @@ mod tests {
                 let r = verify(&t, &sig, |id| (id == "acme").then_some(&i), NOW, POLICY);
                 prop_assert!(r.is_err());
                 let _ = parse(&t);
+            }
+
+            #[test]
+            fn any_bytes_give_claims_and_a_refusal_origin_only_from_the_allow_list(
+                t in prop_oneof![
+                    any::<String>(),
+                    mutated_object(
+                        serde_json::json!({"integratorId": "acme", "origin": "https://app.acme.com"}),
+                        plausible(),
+                    ).prop_map(|v| v.to_string()),
+                ],
+            ) {
+                let c = claims(&t);
+                if let Some(o) = c.origin.as_deref().and_then(|o| refusal_origin(&integ(), o)) {
+                    prop_assert!(origin_allowed(&integ().allowed_origins, &o));
+                    prop_assert_eq!(canonical_origin(&o), Some(o.as_str()));
+                }
             }
 
             #[test]

@@ -2,7 +2,7 @@
 //! backend would, and prints it with its signature and a ready `/embed` URL.
 
 use crate::auth::sign::sign_b64url;
-use crate::config::Integrator;
+use crate::config::{Config, Integrator};
 
 pub struct TicketRequest<'a> {
     pub conversation_id: &'a str,
@@ -48,6 +48,22 @@ pub fn mint(integ: &Integrator, req: &TicketRequest<'_>, now_ms: i64, nonce: &st
     let ticket = serde_json::to_string(&wire).expect("ticket serializes");
     let signature = sign_b64url(integ.secret.expose().as_bytes(), ticket.as_bytes());
     Minted { ticket, signature }
+}
+
+/// The chats3 address the printed URL starts with, and where it came from:
+/// `--base-url`, else the configured `PUBLIC_URL`, else where this configuration
+/// listens (`HOST`, 127.0.0.1 for an unspecified address; `PORT`; https with TLS).
+/// Never `localhost` by itself: a host page on `http://localhost:8080` and chats3
+/// on `localhost` would be one site, which hides what third-party embedding changes.
+pub fn base_url(explicit: Option<String>, config: &Config) -> (String, &'static str) {
+    match (explicit, &config.public_url) {
+        (Some(b), _) => (b, "--base-url"),
+        (None, Some(p)) => (p.clone(), "PUBLIC_URL"),
+        (None, None) => (
+            crate::cli::admin::default_base_url(config),
+            "HOST and PORT; set PUBLIC_URL or --base-url to change it",
+        ),
+    }
 }
 
 /// `{base}/embed?ticket=…&signature=…` with both values URL-encoded.
@@ -101,5 +117,26 @@ mod tests {
             "{url}"
         );
         assert!(url.contains("&signature="));
+    }
+
+    #[test]
+    fn the_printed_url_uses_the_configured_address() {
+        let mut c = Config {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 3000,
+            ..Default::default()
+        };
+        assert_eq!(base_url(None, &c).0, "http://127.0.0.1:3000");
+        c.host = "0.0.0.0".parse().unwrap();
+        assert_eq!(base_url(None, &c).0, "http://127.0.0.1:3000");
+        c.public_url = Some("https://chat.example.net".into());
+        assert_eq!(
+            base_url(None, &c),
+            ("https://chat.example.net".into(), "PUBLIC_URL")
+        );
+        assert_eq!(
+            base_url(Some("http://127.0.0.1:9".into()), &c).0,
+            "http://127.0.0.1:9"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Page templates (sailfish) for the browser app: the join, room and admin pages.
+//! Page templates (sailfish) for the browser app: the join, room and admin pages,
+//! and the refusal `GET /embed` shows in a host's frame.
 //!
 //! This module only turns a few strings into HTML; it owns no state, does no I/O and
 //! knows nothing about sessions. The pages are shells: everything dynamic is done by the
@@ -31,6 +32,14 @@ struct RoomPage<'a> {
 #[template(path = "admin.stpl")]
 struct AdminPage {}
 
+#[derive(TemplateSimple)]
+#[template(path = "embed-refused.stpl")]
+struct EmbedRefusedPage<'a> {
+    reason: &'a str,
+    message: &'a str,
+    host_origin: &'a str,
+}
+
 /// Renders a template; these templates only print escaped `&str`s, whose rendering
 /// cannot fail, so the error branch is unreachable in practice. It still answers with a
 /// minimal page instead of panicking.
@@ -62,6 +71,19 @@ pub fn admin_page() -> String {
     render(AdminPage {}.render_once())
 }
 
+/// `GET /embed` with a refused ticket, inside the host's frame: a fixed sentence
+/// and reason code; `host_origin` is where `embed-refused.js` posts the `error` event.
+pub fn embed_refused_page(reason: &str, message: &str, host_origin: &str) -> String {
+    render(
+        EmbedRefusedPage {
+            reason,
+            message,
+            host_origin,
+        }
+        .render_once(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +112,7 @@ mod tests {
             join_page(JoinPrefill::default()),
             room_page("x"),
             admin_page(),
+            embed_refused_page("expired", "Reload.", "https://shop.example.com"),
         ] {
             assert!(!html.contains("style="), "style attribute in page");
             assert!(!html.contains("<style"), "style element in page");

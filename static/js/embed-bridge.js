@@ -66,6 +66,49 @@ export async function takeHandoff(conversationId) {
   return { hostOrigin: loadHost(conversationId), error };
 }
 
+/**
+ * What a message is, in the SDK's words: `text` and `file` (a person's), `join` and `leave` (the
+ * server's lines about people), `integrator` (the integrator's signed system message) or `system`
+ * (any other line of the server's, e.g. "The conversation was closed").
+ */
+export function messageKind(msg) {
+  if (msg.type === 'text' || msg.type === 'file') return msg.type;
+  if (msg.type === 'system' && ['join', 'leave', 'integrator'].includes(msg.systemKind)) return msg.systemKind;
+  return msg.type === 'system' ? 'system' : 'text';
+}
+
+/**
+ * What a person would call unread: someone else's text or file, or the integrator's own notice;
+ * never a join or leave line, nor one's own message from another tab.
+ */
+export function countsAsUnread(msg, myUserId) {
+  if (!msg || msg.senderUserId === myUserId) return false;
+  return ['text', 'file', 'integrator'].includes(messageKind(msg));
+}
+
+/**
+ * The room's preferred height (px): what the page would need to show the message list without
+ * scrolling. The page is exactly as tall as the frame and only the list (and the people column
+ * beside it) scrolls, so the document's own height would only repeat the frame's; instead the
+ * list's box is replaced by the height of what it holds.
+ */
+export function preferredHeight() {
+  const root = document.documentElement;
+  const list = document.getElementById('messages');
+  const column = list?.parentElement;
+  if (!list || !column) return Math.ceil(root.scrollHeight);
+  const natural = (box) => {
+    const cs = getComputedStyle(box);
+    let h = parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom);
+    for (const child of box.children) h += child.offsetHeight;
+    return h;
+  };
+  let row = column.clientHeight - list.clientHeight + natural(list);
+  const people = document.getElementById('people');
+  if (people && getComputedStyle(people).position === 'static') row = Math.max(row, natural(people));
+  return Math.ceil(root.clientHeight - column.clientHeight + row);
+}
+
 /** True when this page runs inside a frame. */
 export function isFramed() {
   try {
@@ -89,8 +132,13 @@ export class EmbedBridge {
     this.onMessage = (e) => this.receive(e);
     window.addEventListener('message', this.onMessage);
     if ('ResizeObserver' in window) {
+      // The frame, the list's box and what the list holds, and the parts around it that come and go.
       this.resizeObserver = new ResizeObserver(() => this.resize());
       this.resizeObserver.observe(document.documentElement);
+      for (const id of ['messages', 'message-list', 'history-top', 'call', 'banner', 'composer', 'uploads', 'people-list']) {
+        const node = document.getElementById(id);
+        if (node) this.resizeObserver.observe(node);
+      }
     }
   }
 
@@ -147,7 +195,14 @@ export class EmbedBridge {
   /** Metadata only: the body never leaves the frame. */
   message(msg, mine = false) {
     if (!msg || !msg.messageId) return;
-    const out = { messageId: msg.messageId, messageType: msg.type || 'text', serverReceivedAt: msg.serverReceivedAt || null, mine };
+    const out = {
+      messageId: msg.messageId,
+      kind: messageKind(msg),
+      messageType: msg.type || 'text',
+      senderUserId: msg.senderUserId || null,
+      serverReceivedAt: msg.serverReceivedAt || null,
+      mine,
+    };
     if (msg.senderDisplayName) out.senderDisplayName = msg.senderDisplayName;
     this.post('message', out);
   }
@@ -164,8 +219,9 @@ export class EmbedBridge {
     if (event) this.post('call', { event, participants: n, joined: Boolean(inCall) });
   }
 
+  /** `height`: the room's preferred height (see preferredHeight), not the frame's. */
   resize(force = false) {
-    const height = Math.ceil(document.documentElement.scrollHeight);
+    const height = preferredHeight();
     if (!force && height === this.lastHeight) return;
     this.lastHeight = height;
     this.post('resize', { height });

@@ -8,7 +8,7 @@ import { Typing } from './typing.js';
 import { Receipts } from './receipts.js';
 import { Files } from './files.js';
 import { Call } from './call.js';
-import { takeHandoff, isFramed, EmbedBridge } from './embed-bridge.js';
+import { takeHandoff, isFramed, EmbedBridge, countsAsUnread } from './embed-bridge.js';
 
 const conversationId = document.body.dataset.conversationId;
 const joinUrl = `/join?c=${encodeURIComponent(conversationId)}`;
@@ -323,7 +323,8 @@ async function main() {
     onRendered: (node, msg) => reactions.decorate(node, msg),
     onIncoming: (msg) => {
       bridge?.message(msg, false);
-      if (away()) {
+      // Others' text and files and the integrator's notices; join and leave lines are not news.
+      if (away() && countsAsUnread(msg, state.me.userId)) {
         unread += 1;
         setTitle();
       }

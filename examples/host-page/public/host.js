@@ -14,10 +14,10 @@ function describe(e) {
   switch (e.type) {
     case 'ready': return `ready: ${e.displayName} in ${e.conversationId}`;
     case 'unread': return `unread: ${e.count}`;
-    case 'message': return `message: ${e.messageType} from ${e.mine ? 'me' : e.senderDisplayName || 'someone'}`;
+    case 'message': return `message: ${e.kind} from ${e.mine ? 'me' : e.senderDisplayName || 'someone'}`;
     case 'call': return `call: ${e.event}, ${e.participants} in the call`;
     case 'resize': return `resize: ${e.height}px`;
-    case 'error': return `error: ${e.code}: ${e.message}`;
+    case 'error': return `error: ${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.message}`;
     default: return e.type;
   }
 }

@@ -1,6 +1,7 @@
 //! The embed handshake: an integrator-signed ticket is traded for a session,
 //! by API (`POST /api/v1/embed`) or by navigation (`GET /embed`, which sets the
 //! cookie and redirects to the room without putting the session in the URL).
+//! A refused ticket is answered and logged by `refusal`.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::join::{find_conversation, new_session_id, session_cookie, system_draft, with_cookie};
+use super::join::{find_conversation, new_session_id, session_cookie, system_notice, with_cookie};
 use crate::app::AppState;
 use crate::auth::ticket::{self, Ticket, TicketError, TicketPolicy};
 use crate::chat::{join::new_join_code, validate};
@@ -18,7 +19,10 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::model::{Conversation, ConversationStatus, Session, valid_conversation_id};
+use crate::model::{Conversation, ConversationStatus, Session, SystemKind, valid_conversation_id};
+
+mod refusal;
+use refusal::{log_refusal, refused};
 
 #[derive(Deserialize)]
 pub struct EmbedBody {
@@ -79,7 +83,8 @@ pub async fn integrator_conversation(
         }
     }
     if conv.status == ConversationStatus::Closed {
-        return Err(ApiError::forbidden("Conversation is closed"));
+        return Err(ApiError::forbidden("Conversation is closed")
+            .with_details(json!({ "reason": "closed" })));
     }
     Ok(conv)
 }
@@ -120,7 +125,8 @@ async fn handshake(
         if !p.is_active(&conv.conversation_id, &t.user_id)
             && p.count(&conv.conversation_id) >= state.config.max_participants
         {
-            return Err(ApiError::forbidden("Conversation is full"));
+            return Err(ApiError::forbidden("Conversation is full")
+                .with_details(json!({ "reason": "full" })));
         }
     }
     let host_origin = t.origin.clone();
@@ -149,9 +155,10 @@ async fn handshake(
     if first_join {
         state
             .store
-            .append(system_draft(
+            .append(system_notice(
                 &session.conversation_id,
                 format!("{name} joined the conversation"),
+                SystemKind::Join,
             ))
             .await?;
     }
@@ -171,7 +178,11 @@ pub async fn embed_api(
     State(state): State<Arc<AppState>>,
     ApiJson(b): ApiJson<EmbedBody>,
 ) -> Result<Response, ApiError> {
-    let (s, _) = handshake(&state, &b.ticket, &b.signature).await?;
+    let (s, _) = handshake(&state, &b.ticket, &b.signature)
+        .await
+        .inspect_err(|e| {
+            log_refusal(&state, &ticket::claims(&b.ticket), "POST /api/v1/embed", e);
+        })?;
     let res = envelope::ok(
         "Session created",
         json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id }),
@@ -246,7 +257,10 @@ pub async fn embed_page(
         .signature
         .filter(|t| !t.is_empty())
         .ok_or_else(|| missing("signature"))?;
-    let (s, host_origin) = handshake(&state, &ticket, &signature).await?;
+    let (s, host_origin) = match handshake(&state, &ticket, &signature).await {
+        Ok(ok) => ok,
+        Err(e) => return Ok(refused(&state, &ticket, e)),
+    };
     let code = state.handoffs.issue(
         (s.session_id.clone(), host_origin),
         now_ms(),

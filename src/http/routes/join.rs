@@ -19,7 +19,8 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
 use crate::model::{
-    Conversation, ConversationStatus, Message, MessageType, Session, valid_conversation_id,
+    Conversation, ConversationStatus, Message, MessageType, Session, SystemKind,
+    valid_conversation_id,
 };
 
 /// 256 random bits, base64url.
@@ -46,6 +47,14 @@ pub fn with_cookie(mut res: Response, cookie: HeaderValue) -> Response {
     res
 }
 
+/// A system message (sender `system`) for a conversation, announcing `kind`.
+pub fn system_notice(conv: &str, body: String, kind: SystemKind) -> Message {
+    Message {
+        system_kind: Some(kind),
+        ..system_draft(conv, body)
+    }
+}
+
 /// A system message (sender `system`) for a conversation.
 pub fn system_draft(conv: &str, body: String) -> Message {
     let now = now_ms();
@@ -64,6 +73,7 @@ pub fn system_draft(conv: &str, body: String) -> Message {
         filename: None,
         mimetype: None,
         url: None,
+        system_kind: None,
         seq: 0,
     }
 }
@@ -164,9 +174,10 @@ pub async fn join(
     drop(_lock);
     state
         .store
-        .append(system_draft(
+        .append(system_notice(
             &cid,
             format!("{name} joined the conversation"),
+            SystemKind::Join,
         ))
         .await?;
     crate::webhooks::emit(
@@ -207,9 +218,10 @@ pub async fn leave(
     };
     state
         .store
-        .append(system_draft(
+        .append(system_notice(
             &s.conversation_id,
             format!("{} left the conversation", s.display_name),
+            SystemKind::Leave,
         ))
         .await?;
     state.announce_leave(&s.conversation_id, &s.user_id);

@@ -17,7 +17,7 @@ use crate::model::valid_conversation_id;
 #[folder = "static/"]
 struct Assets;
 
-fn page(html: String, csp: String) -> Response {
+pub(super) fn page(html: String, csp: String) -> Response {
     let mut res = Html(html).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

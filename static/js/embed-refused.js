@@ -1,0 +1,44 @@
+// embed-refused.js — the page `GET /embed` shows in the host's frame when it refuses a ticket
+// (templates/embed-refused.stpl). It tells the host page why, over the same channel as the room:
+// one `error` event {code: 'ticket', reason, message}, posted only to the ticket's origin (which
+// the server checked against the integrator's allowedOrigins; the page's CSP lets only that origin
+// frame it), never '*'; and a `resize` with the height the message needs. It sends nothing else
+// and reads nothing but the page's own fixed text.
+
+function isOrigin(value) {
+  try {
+    return typeof value === 'string' && new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
+function framed() {
+  try {
+    return window.parent !== window;
+  } catch {
+    return true;
+  }
+}
+
+const hostOrigin = document.body.dataset.hostOrigin;
+const reason = document.body.dataset.reason || 'refused';
+const message = document.getElementById('refused-message')?.textContent || 'The chat could not be opened.';
+
+function post(type, data) {
+  try {
+    window.parent.postMessage({ ...data, source: 'chats3', type }, hostOrigin);
+  } catch {
+    /* parent gone */
+  }
+}
+
+if (framed() && isOrigin(hostOrigin)) {
+  post('error', { code: 'ticket', reason, message });
+  const card = document.getElementById('refused');
+  const margins = () => {
+    const cs = getComputedStyle(document.body);
+    return parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom) + parseFloat(cs.marginTop) + parseFloat(cs.marginBottom);
+  };
+  if (card) post('resize', { height: Math.ceil(card.offsetHeight + margins()) });
+}
