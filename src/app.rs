@@ -516,6 +516,7 @@ impl App {
             write_stall: Duration::from_secs(state.config.limits.write_stall_secs),
             open: Arc::clone(&state.metrics.connections),
             refused: Arc::clone(&state.metrics.refused),
+            closed: Arc::clone(&state.metrics.connections_closed),
         };
         if let Some(listener) = self.metrics_listener {
             let router = crate::http::metrics_router(Arc::clone(&state));

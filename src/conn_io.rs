@@ -10,8 +10,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::metrics::Trips;
 
 pub struct DeadlineIo<S> {
     inner: S,
@@ -20,16 +24,19 @@ pub struct DeadlineIo<S> {
     /// When the current run of pending writes started.
     write_pending_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// Where closes are counted by reason (`idle`, `write-stall`).
+    closed: Arc<Trips>,
 }
 
 impl<S> DeadlineIo<S> {
-    pub fn new(inner: S, idle: Duration, stall: Duration) -> Self {
+    pub fn new(inner: S, idle: Duration, stall: Duration, closed: Arc<Trips>) -> Self {
         Self {
             inner,
             idle,
             stall,
             write_pending_since: None,
             timer: Box::pin(tokio::time::sleep(idle)),
+            closed,
         }
     }
 
@@ -51,6 +58,25 @@ fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("connection {what}"))
 }
 
+impl<S> DeadlineIo<S> {
+    /// The error for a passed deadline, counted by which one it was.
+    fn deadline_close(&self) -> io::Error {
+        if self.write_pending_since.is_some() {
+            return self.stall_close();
+        }
+        self.closed.inc("idle");
+        timed_out("idle")
+    }
+
+    fn stall_close(&self) -> io::Error {
+        self.closed.trip(
+            "write-stall",
+            "connection closed: its client stopped reading",
+        );
+        timed_out("write stalled")
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for DeadlineIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -66,7 +92,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for DeadlineIo<S> {
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out("idle"))),
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(this.deadline_close())),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -91,7 +117,7 @@ impl<S> DeadlineIo<S> {
                     self.activity();
                 }
                 if self.expired(cx) {
-                    Poll::Ready(Err(timed_out("write stalled")))
+                    Poll::Ready(Err(self.stall_close()))
                 } else {
                     Poll::Pending
                 }
@@ -145,7 +171,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_times_out() {
         let (a, _b) = tokio::io::duplex(64);
-        let mut io = DeadlineIo::new(a, IDLE, STALL);
+        let mut io = DeadlineIo::new(a, IDLE, STALL, Arc::default());
         let started = Instant::now();
         let mut buf = [0u8; 8];
         let e = io.read(&mut buf).await.unwrap_err();
@@ -156,7 +182,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn activity_pushes_the_idle_deadline() {
         let (a, mut b) = tokio::io::duplex(64);
-        let mut io = DeadlineIo::new(a, IDLE, STALL);
+        let mut io = DeadlineIo::new(a, IDLE, STALL, Arc::default());
         tokio::spawn(async move {
             for _ in 0..3 {
                 tokio::time::sleep(Duration::from_secs(50)).await;
@@ -177,10 +203,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_stops_reading_stalls_the_writer() {
         let (a, _b) = tokio::io::duplex(16);
-        let mut io = DeadlineIo::new(a, IDLE, STALL);
+        let mut io = DeadlineIo::new(a, IDLE, STALL, Arc::default());
         let started = Instant::now();
         let e = io.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed().as_secs(), STALL.as_secs());
+        assert_eq!(io.closed.count("write-stall"), 1);
     }
 }

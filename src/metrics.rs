@@ -83,6 +83,8 @@ pub struct Metrics {
     pub streams_closed: Arc<Trips>,
     /// Open connections (`serve.rs`).
     pub connections: Arc<AtomicI64>,
+    /// Connections the server closed, by reason (`conn_io.rs`: idle, write-stall).
+    pub connections_closed: Arc<Trips>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -136,7 +138,14 @@ impl Metrics {
             "Event streams closed by the server, by reason",
             streams_closed.counts.clone(),
         );
+        let connections_closed = Arc::new(Trips::default());
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server, by reason (idle, write-stall)",
+            connections_closed.counts.clone(),
+        );
         Self {
+            connections_closed,
             registry,
             requests,
             latency,

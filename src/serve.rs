@@ -44,6 +44,8 @@ pub struct ConnLimits {
     pub open: Arc<AtomicI64>,
     /// Where reaching `max_connections` is counted and logged.
     pub refused: Arc<crate::metrics::Trips>,
+    /// Where deadline closes are counted.
+    pub closed: Arc<crate::metrics::Trips>,
 }
 
 /// Counts a connection as open while it lives.
@@ -123,7 +125,12 @@ pub async fn serve(
             _permit: permit,
             open: Arc::clone(&limits.open),
         };
-        let stream = DeadlineIo::new(stream, limits.idle, limits.write_stall);
+        let stream = DeadlineIo::new(
+            stream,
+            limits.idle,
+            limits.write_stall,
+            Arc::clone(&limits.closed),
+        );
         let svc =
             router
                 .clone()

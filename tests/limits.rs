@@ -189,6 +189,14 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        metric(
+            &c,
+            "chats3_connections_closed_total{reason=\"write-stall\"}"
+        )
+        .await
+            >= 1.0
+    );
     println!("stalled stream closed; the reader got all {got} messages");
 }
 

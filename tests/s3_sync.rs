@@ -156,9 +156,16 @@ async fn an_s3_outage_neither_slows_requests_nor_loses_or_duplicates_messages() 
         alice.say(&format!("during {i}")).await;
         slowest = slowest.max(t.elapsed());
     }
-    // Long enough for several failed uploads and backoffs.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let lag = admin.get("/health").await.body["details"]["s3"].clone();
+    // The backlog waits (uploads fail and back off) until it is 2 s old.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lag = loop {
+        let lag = admin.get("/health").await.body["details"]["s3"].clone();
+        if lag["oldestPendingMs"].as_u64().unwrap_or(0) >= 2000 {
+            break lag;
+        }
+        assert!(Instant::now() < deadline, "{lag}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(lag["pendingItems"].as_u64().unwrap() > 0, "{lag}");
     assert!(lag["oldestPendingMs"].as_u64().unwrap() >= 2000, "{lag}");
     let history_during = history(&alice).await;

@@ -55,11 +55,25 @@ impl Target {
     /// Opens a connection, bound to `source` when given (to spread many
     /// connections over several loopback addresses and their port ranges).
     pub async fn connect(&self, source: Option<IpAddr>) -> anyhow::Result<Conn> {
+        self.connect_with(source, None).await
+    }
+
+    /// [`Target::connect`], with the socket's receive buffer set to
+    /// `recv_buffer` bytes before connecting (the kernel doubles it), so a
+    /// client that stops reading makes the server's writes stall sooner.
+    pub async fn connect_with(
+        &self,
+        source: Option<IpAddr>,
+        recv_buffer: Option<u32>,
+    ) -> anyhow::Result<Conn> {
         let sock = if self.addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
             TcpSocket::new_v6()?
         };
+        if let Some(bytes) = recv_buffer {
+            sock.set_recv_buffer_size(bytes)?;
+        }
         if let Some(ip) = source {
             sock.bind(SocketAddr::new(ip, 0))
                 .with_context(|| format!("binding source address {ip}"))?;

@@ -53,7 +53,7 @@ async fn hold(
         let Ok(_permit) = gate.acquire().await else {
             return;
         };
-        sse::open(&t, &session, source).await
+        sse::open(&t, &session, source, None).await
     };
     let mut body = match opened {
         Ok(b) => b,

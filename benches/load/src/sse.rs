@@ -10,9 +10,15 @@ use hyper::body::Incoming;
 
 use crate::client::{self, Target};
 
-/// Opens one stream for `session` on a connection of its own.
-pub async fn open(t: &Target, session: &str, source: Option<IpAddr>) -> anyhow::Result<Incoming> {
-    let mut conn = t.connect(source).await?;
+/// Opens one stream for `session` on a connection of its own (with a
+/// receive buffer of `recv_buffer` bytes when given).
+pub async fn open(
+    t: &Target,
+    session: &str,
+    source: Option<IpAddr>,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Incoming> {
+    let mut conn = t.connect_with(source, recv_buffer).await?;
     let req = t.request(Method::GET, "/api/v1/signaling", Some(session), None);
     let res = client::send(&mut conn, req).await?;
     if res.status() != hyper::StatusCode::OK {
