@@ -31,6 +31,10 @@ enum Command {
     /// Needs no configuration, so it also works while a too-short secret keeps the server from starting.
     Secret,
     /// Rebuild an empty data directory from S3 or from a backup.
+    ///
+    /// With --from-s3, running it again into the directory of an interrupted restore
+    /// (Ctrl-C, kill, power loss) resumes it. Exit status 2: restored, but some objects
+    /// could not be (see --allow-skips).
     Restore {
         /// Read the configured S3 bucket (ours or one written by the original service).
         #[arg(long, conflicts_with = "from")]
@@ -38,10 +42,17 @@ enum Command {
         /// Read a backup directory written by `chats3 backup --to`.
         #[arg(long)]
         from: Option<PathBuf>,
-        /// With --from-s3: give conversations that have no owner (all of the original
-        /// service's) to this configured integrator, so its tickets keep opening them.
+        /// With --from-s3: give conversations the bucket names no owner for (all of the
+        /// original service's) to this configured integrator, so its tickets keep opening them.
         #[arg(long, requires = "from_s3")]
         owner: Option<String>,
+        /// With --from-s3: S3 requests (listing and reading) in flight at once [default: 32].
+        #[arg(long, requires = "from_s3", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: Option<u16>,
+        /// With --from-s3: exit with status 0 even when objects could not be restored (they are
+        /// listed in the summary and next to the data directory either way).
+        #[arg(long, requires = "from_s3")]
+        allow_skips: bool,
     },
     /// Take a consistent backup from the running server into DIR (keep it secret: it holds live session ids).
     ///
@@ -79,7 +90,8 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 60)]
         ttl: i64,
-        /// Base URL of this server for the printed link.
+        /// Base URL of this server for the printed link (default: PUBLIC_URL, else http://HOST:PORT
+        /// with 127.0.0.1 for an unspecified HOST).
         #[arg(long)]
         base_url: Option<String>,
     },
@@ -161,6 +173,51 @@ async fn shutdown_signal() {
     }
 }
 
+/// What `restore --from-s3` prints when it is done.
+fn print_restore_summary(
+    config: &chats3::Config,
+    options: &chats3::sync::restore::Options,
+    summary: &chats3::sync::restore::Summary,
+    took: std::time::Duration,
+) {
+    println!(
+        "restored into {} in {:.1} s: {summary}",
+        config.data_dir.display(),
+        took.as_secs_f64()
+    );
+    if summary.resumed > 0 {
+        println!(
+            "  {} of them had been restored by an interrupted run; this run did the rest",
+            summary.resumed
+        );
+    }
+    if let (Some(owner), n @ 1..) = (&options.owner, summary.given_to_owner) {
+        println!(
+            "  {n} conversations given to --owner {owner} (the bucket names no owner for them)"
+        );
+    }
+    if summary.unowned > 0 {
+        println!(
+            "  {} conversations have no owner (the bucket names none): integrators' tickets cannot open \
+             them until one is assigned (--owner, or POST /api/v1/admin/conversations/{{id}}/owner)",
+            summary.unowned
+        );
+    }
+    const SHOWN: usize = 20;
+    if !summary.skipped.is_empty() {
+        println!("  skipped (could not be restored):");
+        for s in summary.skipped.iter().take(SHOWN) {
+            println!("    {}: {}", s.key, s.reason);
+        }
+        if summary.skipped.len() > SHOWN {
+            println!("    … and {} more", summary.skipped.len() - SHOWN);
+        }
+        if let Some(file) = &summary.skipped_file {
+            println!("  all skipped objects are listed in {}", file.display());
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Secret)) {
@@ -187,6 +244,8 @@ fn main() -> anyhow::Result<()> {
             from_s3,
             from,
             owner,
+            concurrency,
+            allow_skips,
         } => {
             let rt = runtime()?;
             if let Some(dir) = from {
@@ -209,10 +268,35 @@ fn main() -> anyhow::Result<()> {
                     "--owner {o:?} is not a configured integrator (INTEGRATORS)"
                 );
             }
+            let options = chats3::sync::restore::Options {
+                owner,
+                concurrency: concurrency
+                    .map_or(chats3::sync::restore::DEFAULT_CONCURRENCY, usize::from),
+                report: chats3::sync::restore::Report::auto(),
+            };
+            let started = std::time::Instant::now();
             let summary = rt
-                .block_on(chats3::sync::restore::run_for(&config, owner.as_deref()))
+                .block_on(async {
+                    tokio::select! {
+                        r = chats3::sync::restore::run_with(&config, &options) => r.map(Some),
+                        _ = shutdown_signal() => Ok(None),
+                    }
+                })
                 .context("restore failed")?;
-            println!("restored into {}: {summary}", config.data_dir.display());
+            let Some(summary) = summary else {
+                // What is restored so far is journaled: a rerun resumes from there.
+                eprintln!("chats3: restore interrupted; run the same command again to resume it");
+                std::process::exit(130);
+            };
+            print_restore_summary(&config, &options, &summary, started.elapsed());
+            if !summary.skipped.is_empty() && !allow_skips {
+                eprintln!(
+                    "chats3: {} objects (or lines) could not be restored; everything else is. \
+                     Pass --allow-skips to accept that (exit status 0).",
+                    summary.skipped.len()
+                );
+                std::process::exit(2);
+            }
             Ok(())
         }
         Command::Backup { to, server } => {
@@ -247,9 +331,9 @@ fn main() -> anyhow::Result<()> {
             origin,
             role,
             ttl,
-            base_url,
+            base_url: base_url_arg,
         } => {
-            use chats3::cli::ticket::{TicketRequest, embed_url, mint};
+            use chats3::cli::ticket::{TicketRequest, base_url, embed_url, mint};
             let integ = config.integrator(&integrator).with_context(|| {
                 format!("integrator {integrator:?} is not configured (INTEGRATORS)")
             })?;
@@ -263,9 +347,8 @@ fn main() -> anyhow::Result<()> {
             };
             let nonce = uuid::Uuid::new_v4().to_string();
             let m = mint(integ, &req, chats3::clock::now_ms(), &nonce);
-            let base = base_url
-                .or_else(|| config.public_url.clone())
-                .unwrap_or_else(|| format!("http://localhost:{}", config.port));
+            let (base, from) = base_url(base_url_arg, &config);
+            eprintln!("chats3 at {base} (from {from})");
             println!("ticket:    {}", m.ticket);
             println!("signature: {}", m.signature);
             println!("url:       {}", embed_url(&base, &m));

@@ -107,7 +107,9 @@ async fn a_round_trip_through_the_bucket_restores_everything_byte_for_byte() {
         .unwrap();
     assert_eq!(summary.conversations, 2);
     assert_eq!(summary.messages, history_a.len() + history_b.len());
-    assert_eq!((summary.duplicates, summary.skipped), (0, 0));
+    assert_eq!(summary.duplicates, 0);
+    assert_eq!(summary.skipped, []);
+    assert_eq!(summary.without_meta, 0);
     assert_eq!(summary.attachments, 2);
     assert_eq!(summary.reactions, 3);
 
@@ -149,10 +151,10 @@ async fn a_round_trip_through_the_bucket_restores_everything_byte_for_byte() {
         after.shutdown();
     }
 
-    // A second restore into the now non-empty directory is refused.
+    // A second restore into the now restored directory is refused.
     let again = chats3::sync::restore::run(&restore_config(&target, cfg.clone())).await;
     assert!(
-        matches!(again, Err(chats3::sync::SyncError::NotEmpty(_))),
+        matches!(again, Err(chats3::sync::SyncError::AlreadyRestored { .. })),
         "{again:?}"
     );
 
@@ -319,13 +321,13 @@ async fn a_bucket_written_by_the_original_service_is_restored_by_the_binary() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("1 conversations, 5 messages (1 duplicate copies dropped), 1 reactions, 1 attachments, 0 skipped"),
+        stdout.contains("1 conversations (0 created without meta.json), 5 messages (1 duplicate copies dropped), 1 reactions, 1 attachments, 0 skipped"),
         "{stdout}"
     );
     let out = restore(&dir).output().await.unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        String::from_utf8_lossy(&out.stderr).contains("already holds a complete restore"),
         "{out:?}"
     );
 

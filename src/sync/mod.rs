@@ -3,11 +3,11 @@
 //! rebuilds an empty data directory from such a bucket.
 //!
 //! - [`client`]: the aws-sdk-s3 client with explicit timeouts; put / get /
-//!   list / presigned GET. The only file that talks to the SDK.
+//!   list (flat or by level) / presigned GET. The only file that talks to the SDK.
 //! - [`layout`]: object keys and NDJSON segments (pure).
 //! - [`backoff`]: retry delays with jitter (pure).
 //! - [`uploader`]: the background task (outbox → bucket), lag figures.
-//! - [`restore`]: bucket → empty data directory.
+//! - [`restore`]: bucket → empty data directory (parallel, resumable).
 //!
 //! This module reads the store and writes the bucket; it never touches HTTP
 //! and never blocks a request: users are served from the store alone.
@@ -46,8 +46,20 @@ pub enum SyncError {
     BadObject { key: String, reason: String },
     #[error("S3 is not configured (set S3_BUCKET or [s3] bucket)")]
     NotConfigured,
-    #[error("data directory {0} is not empty; restore only fills an empty (or missing) directory")]
+    #[error(
+        "data directory {0} is not empty; restore only fills an empty (or missing) directory, or resumes its own interrupted restore"
+    )]
     NotEmpty(PathBuf),
+    #[error(
+        "data directory {dir} already holds a complete restore of bucket {bucket} (finished {finished_at}); restore never merges: remove the directory to restore again"
+    )]
+    AlreadyRestored {
+        dir: PathBuf,
+        bucket: String,
+        finished_at: String,
+    },
+    #[error("cannot resume the interrupted restore in {dir}: {reason}")]
+    CannotResume { dir: PathBuf, reason: String },
 }
 
 impl SyncError {

@@ -5,6 +5,8 @@
 #![allow(dead_code)] // each test binary uses a different subset of the helpers
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -14,6 +16,7 @@ use s3s::service::S3ServiceBuilder;
 use s3s_fs::FileSystem;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::common::Client;
@@ -24,14 +27,71 @@ pub const SECRET_KEY: &str = "testtesttest";
 pub struct S3Server {
     pub port: u16,
     pub root: PathBuf,
+    /// Holds requests past a limit (see [`Gate::hold_after`]).
+    pub gate: Arc<Gate>,
     _tmp: tempfile::TempDir,
     task: Option<JoinHandle<()>>,
 }
 
-async fn serve(root: &Path, port: u16) -> (u16, JoinHandle<()>) {
+/// Lets requests through up to a limit, then holds them until released: a
+/// client (a restore) can be caught part way, its requests hanging.
+pub struct Gate {
+    passed: AtomicUsize,
+    limit: AtomicUsize,
+    opened: Notify,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate {
+            passed: AtomicUsize::new(0),
+            limit: AtomicUsize::new(usize::MAX),
+            opened: Notify::new(),
+        }
+    }
+
+    /// Counts requests from now on and holds every one after the first `n`.
+    pub fn hold_after(&self, n: usize) {
+        self.passed.store(0, SeqCst);
+        self.limit.store(n, SeqCst);
+    }
+
+    /// Lets every request through again, held ones too.
+    pub fn release(&self) {
+        self.limit.store(usize::MAX, SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    /// Requests counted since [`Gate::hold_after`], held ones included.
+    pub fn passed(&self) -> usize {
+        self.passed.load(SeqCst)
+    }
+
+    async fn pass(&self) {
+        let n = self.passed.fetch_add(1, SeqCst) + 1;
+        loop {
+            let opened = self.opened.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if n <= self.limit.load(SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
+}
+
+async fn serve(root: &Path, port: u16, gate: Arc<Gate>) -> (u16, JoinHandle<()>) {
     let mut b = S3ServiceBuilder::new(FileSystem::new(root).unwrap());
     b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = b.build();
+    let s3 = b.build();
+    let service = hyper::service::service_fn(move |req| {
+        let (s3, gate) = (s3.clone(), Arc::clone(&gate));
+        async move {
+            gate.pass().await;
+            hyper::service::Service::call(&s3, req).await
+        }
+    });
     // Rebinding right after an abort can race the old socket's close: retry briefly.
     let mut tries = 0;
     let listener = loop {
@@ -54,6 +114,13 @@ async fn serve(root: &Path, port: u16) -> (u16, JoinHandle<()>) {
             let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
+            // As S3 front ends do: without it, a response whose body follows
+            // its head in a second write waits for the client's delayed ACK
+            // (Nagle), up to 40 ms per small object. `S3_TEST_NAGLE=1` leaves
+            // it off, as this server had it before (BENCHMARKS.md, restore).
+            if std::env::var_os("S3_TEST_NAGLE").is_none() {
+                let _ = sock.set_nodelay(true);
+            }
             let conn = http
                 .serve_connection(TokioIo::new(sock), service.clone())
                 .into_owned();
@@ -74,10 +141,12 @@ impl S3Server {
         for b in buckets {
             std::fs::create_dir(root.join(b)).unwrap();
         }
-        let (port, task) = serve(&root, 0).await;
+        let gate = Arc::new(Gate::new());
+        let (port, task) = serve(&root, 0, Arc::clone(&gate)).await;
         S3Server {
             port,
             root,
+            gate,
             _tmp: tmp,
             task: Some(task),
         }
@@ -94,7 +163,7 @@ impl S3Server {
     pub async fn restart(&mut self) {
         self.stop();
         tokio::task::yield_now().await;
-        let (_, task) = serve(&self.root, self.port).await;
+        let (_, task) = serve(&self.root, self.port, Arc::clone(&self.gate)).await;
         self.task = Some(task);
     }
 
