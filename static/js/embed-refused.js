@@ -40,5 +40,10 @@ if (framed() && isOrigin(hostOrigin)) {
     const cs = getComputedStyle(document.body);
     return parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom) + parseFloat(cs.marginTop) + parseFloat(cs.marginBottom);
   };
-  if (card) post('resize', { height: Math.ceil(card.offsetHeight + margins()) });
+  if (card) {
+    // Again whenever the card's size changes (the stylesheet may apply after this runs).
+    const report = () => post('resize', { height: Math.ceil(card.offsetHeight + margins()) });
+    report();
+    new ResizeObserver(report).observe(card);
+  }
 }
