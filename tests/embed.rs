@@ -2,25 +2,14 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
-use hmac::{Hmac, Mac};
+
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 const SECRET: &str = "acme-secret-0123456789";
 
 fn sign(msg: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(msg.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    hmac_b64url(SECRET, msg)
 }
 
 fn ticket(nonce: &str, origin: &str, issued: i64, expires: i64) -> String {

@@ -22,15 +22,6 @@ async fn start(tweak: impl FnOnce(&mut chats3::Config)) -> Server {
     .await
 }
 
-/// One sample of `/metrics` (the first line starting with `name`).
-async fn metric(c: &Client, name: &str) -> f64 {
-    let r = c.get_with_bearer("/metrics", TOKEN).await;
-    let text = r.body.as_str().unwrap().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 fn addr(s: &Server) -> String {
     s.base.trim_start_matches("http://").to_string()
 }
@@ -109,7 +100,14 @@ async fn a_session_holds_at_most_its_streams() {
         assert!(tokio::time::Instant::now() < deadline, "slot never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(metric(&c, "chats3_refused_total{reason=\"streams_per_session\"}").await >= 1.0);
+    assert!(
+        c.metric(
+            TOKEN,
+            "chats3_refused_total{reason=\"streams_per_session\"}"
+        )
+        .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -162,7 +160,7 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
     );
     stalled.write_all(req.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(metric(&c, "chats3_sse_streams").await, 2.0);
+    assert_eq!(c.metric(TOKEN, "chats3_sse_streams").await, 2.0);
 
     // Ann keeps reading while Bob posts 2.7 MB.
     let reading = tokio::spawn(async move {
@@ -182,7 +180,7 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
     let got = reading.await.unwrap();
     assert_eq!(got, 300, "the reading subscriber got every message");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while metric(&c, "chats3_sse_streams").await > 1.0 {
+    while c.metric(TOKEN, "chats3_sse_streams").await > 1.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the stalled stream was never closed"
@@ -190,8 +188,8 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        metric(
-            &c,
+        c.metric(
+            TOKEN,
             "chats3_connections_closed_total{reason=\"write-stall\"}"
         )
         .await
@@ -235,7 +233,14 @@ async fn a_reader_too_far_behind_is_closed_with_a_reason() {
         "{}",
         &text[text.len().saturating_sub(300)..]
     );
-    assert!(metric(&c, "chats3_streams_closed_total{reason=\"slow-consumer\"}").await >= 1.0);
+    assert!(
+        c.metric(
+            TOKEN,
+            "chats3_streams_closed_total{reason=\"slow-consumer\"}"
+        )
+        .await
+            >= 1.0
+    );
     // It reconnects and catches up from the store.
     let mut again = slow.sse("?cursor=0", &[]).await;
     let n = again

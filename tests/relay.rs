@@ -215,12 +215,7 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
 }
 
 async fn relay_participants(c: &Client) -> f64 {
-    let r = c.get_with_bearer("/metrics", "scrape-token").await;
-    let text = r.body.as_str().unwrap().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("chats3_relay_participants "))
-        .and_then(|v| v.parse().ok())
-        .expect("relay_participants gauge")
+    c.metric("scrape-token", "chats3_relay_participants ").await
 }
 
 /// A session that ends (here: leave) loses its relay connection at once,
@@ -277,14 +272,6 @@ async fn leaving_closes_the_relay_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     pc.close().await.unwrap();
-}
-
-async fn metric(c: &Client, name: &str) -> f64 {
-    let r = c.get_with_bearer("/metrics", "scrape-token").await;
-    let text = r.body.as_str().unwrap().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 /// An offer from a headless client that will never answer back.
@@ -352,7 +339,12 @@ async fn relay_connections_need_the_call_and_are_reaped_when_they_never_connect(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(metric(&admin, "chats3_relay_reaped_total").await, 1.0);
+    assert_eq!(
+        admin
+            .metric("scrape-token", "chats3_relay_reaped_total")
+            .await,
+        1.0
+    );
     println!(
         "dangling relay connection reaped after {:?}",
         started.elapsed()

@@ -5,25 +5,16 @@
 mod common;
 
 use base64::Engine;
+
 use common::*;
-use hmac::{Hmac, Mac};
+
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 const ACME_SECRET: &str = "acme-secret-0123456789";
 const GLOBEX_SECRET: &str = "globex-secret-987654321";
 
 fn sign(secret: &str, msg: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(msg.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    hmac_b64url(secret, msg)
 }
 
 fn integrator(id: &str, secret: &str, origin: &str) -> chats3::config::Integrator {

@@ -413,3 +413,31 @@ impl Sse {
 }
 
 pub const SEC: Duration = Duration::from_secs(1);
+
+/// base64url HMAC-SHA256 of `msg`, as integrators sign tickets and system messages.
+pub fn hmac_b64url(secret: &str, msg: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(msg.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Wall-clock epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl Client {
+    /// One sample of `/metrics` (scraped with `token`), 0 when absent.
+    pub async fn metric(&self, token: &str, name: &str) -> f64 {
+        let r = self.get_with_bearer("/metrics", token).await;
+        let text = r.body.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::clock::now_ms;
@@ -172,7 +172,7 @@ pub struct RelayBody {
     #[serde(default)]
     to_user_id: Option<String>,
     #[serde(default)]
-    data: Value,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// # `POST /api/v1/signaling` — relays an event to the conversation (or to `toUserId`).
@@ -194,9 +194,9 @@ pub async fn relay(
         );
         return Err(ApiError::too_many().with_details(json!({ "reason": "signaling_rate" })));
     }
-    let data = serde_json::value::to_raw_value(&b.data)
-        .map_err(|_| ApiError::field("data", "is not JSON"))?;
-    client::check(&b.kind, &data, state.config.limits.signaling_max_bytes).map_err(|e| {
+    let null = serde_json::value::RawValue::NULL;
+    let data: &serde_json::value::RawValue = b.data.as_deref().unwrap_or(null);
+    client::check(&b.kind, data, state.config.limits.signaling_max_bytes).map_err(|e| {
         let status = match e {
             ClientEventError::TooLarge { .. } => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             ClientEventError::Shape(_) => axum::http::StatusCode::BAD_REQUEST,
