@@ -1,6 +1,7 @@
-//! `AppState` — the one place where the store, hub, presence, limits and
-//! secrets are wired — plus the server's lifecycle: bind, serve, background
-//! sweeper, graceful shutdown (stop accepting, end SSE streams, flush).
+//! The server's lifecycle: `App::build` wires the [`AppState`] (store, hub,
+//! calls, webhooks, secrets) and binds the listeners; `App::run` starts the
+//! background tasks — each given only what it uses — serves, and shuts down
+//! gracefully (stop accepting, end SSE streams, wait for tasks, flush).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,168 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::tokens::OneTimeTokens;
-use crate::chat::presence::{Connect, Presence};
+use crate::chat::presence::Presence;
 use crate::config::{Config, Secret};
-use crate::events::{EndReason, Hub, SessionEnds, frame, kind};
-use crate::model::Session;
+use crate::events::Hub;
+use crate::state::{AppState, RateLimits};
 use crate::store::Store;
 use crate::tls::ReloadableCert;
-
-/// How long a participant whose last stream closed still counts as present.
-pub const LEAVE_GRACE: Duration = Duration::from_secs(3);
-
-pub struct AppState {
-    pub config: Config,
-    pub store: Arc<Store>,
-    pub hub: Arc<Hub>,
-    // std Mutex: held for short, non-async critical sections only.
-    pub presence: Mutex<Presence>,
-    pub admin_password: Secret,
-    /// Key for server-signed tokens and URLs (from `COOKIE_SECRET` or generated).
-    pub url_key: Secret,
-    /// Single-use SSE stream tokens → session id.
-    pub stream_tokens: OneTimeTokens<String>,
-    /// Single-use embed handoff codes → (session id, host origin).
-    pub handoffs: OneTimeTokens<(String, String)>,
-    pub limits: crate::http::middleware::RateLimits,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-    pub heartbeat: Duration,
-    pub metrics: crate::metrics::Metrics,
-    /// Wakes the webhook dispatcher when a delivery is queued.
-    pub webhook_wake: tokio::sync::Notify,
-    /// Origins allowed for images and media besides our own (the S3 endpoint).
-    pub media_origins: Vec<String>,
-    /// Serializes joins so a display name cannot be claimed twice concurrently.
-    pub join_lock: tokio::sync::Mutex<()>,
-    /// The S3 bucket, when sync is configured.
-    pub s3: Option<crate::sync::S3>,
-    /// The media relay and per-conversation call membership.
-    pub calls: crate::calls::Calls,
-    /// Open streams per session, ended when their session ends.
-    pub session_ends: Arc<SessionEnds>,
-    /// Open streams per client IP.
-    pub ip_streams: Arc<crate::events::per_ip::IpStreams>,
-    /// Signaling posts per session (`limits.signaling_per_sec`).
-    pub signal_rate: governor::DefaultKeyedRateLimiter<String>,
-    /// `PUBLIC_URL`'s origin (`scheme://host[:port]`), when configured.
-    pub public_origin: Option<String>,
-    /// Every integrator's allowed-origin patterns (cross-site checks).
-    pub integrator_origins: Vec<String>,
-}
-
-impl AppState {
-    pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
-        crate::lock::lock(&self.presence)
-    }
-
-    /// Registers a live stream; announces `peer-join` for a newly present user.
-    /// The returned guard announces `peer-leave` after the grace period once the
-    /// user's last stream is gone.
-    pub fn presence_connect(self: &Arc<Self>, conv: &str, user: &str, name: &str) -> PresenceGuard {
-        if self.presence().connect(conv, user, name) == Connect::Joined {
-            let data = serde_json::json!({ "userId": user, "displayName": name });
-            self.hub.publish(
-                conv,
-                frame::Event {
-                    kind: kind::PEER_JOIN,
-                    from: Some(user),
-                    ..Default::default()
-                }
-                .value(&data),
-            );
-        }
-        PresenceGuard {
-            state: Arc::clone(self),
-            conv: conv.to_string(),
-            user: user.to_string(),
-        }
-    }
-
-    /// Announces that `user` left now (explicit leave).
-    pub fn announce_leave(&self, conv: &str, user: &str) {
-        self.presence().remove(conv, user);
-        crate::calls::call_event(self, conv, user, crate::calls::CallEvent::Leave);
-        self.hub.publish(
-            conv,
-            frame::Event {
-                kind: kind::PEER_LEAVE,
-                from: Some(user),
-                ..Default::default()
-            }
-            .value(&serde_json::json!({})),
-        );
-    }
-
-    pub fn room_state_frame(&self, conv: &str, me: &str) -> bytes::Bytes {
-        let participants: Vec<_> = self
-            .presence()
-            .participants(conv)
-            .into_iter()
-            .map(|(u, n)| serde_json::json!({ "userId": u, "displayName": n, "isMe": u == me }))
-            .collect();
-        frame::Event {
-            kind: kind::ROOM_STATE,
-            ..Default::default()
-        }
-        .value(&serde_json::json!({ "participants": participants }))
-        .bytes
-    }
-
-    /// Ends a session that is already gone from the store (or kept, on a
-    /// `keepSession` leave): its streams close with `reason`, its stream tokens
-    /// and handoff codes are void, and, unless the user is still present through
-    /// another session, it leaves any call and the relay. The one place every
-    /// ending goes through.
-    pub fn end_session(&self, s: &Session, reason: EndReason) {
-        self.session_ends.end(&s.session_id, reason);
-        self.stream_tokens.revoke_where(|sid| *sid == s.session_id);
-        self.handoffs.revoke_where(|(sid, _)| *sid == s.session_id);
-        let still_here = self.presence().is_active(&s.conversation_id, &s.user_id);
-        if reason == EndReason::Left || !still_here {
-            crate::calls::call_event(
-                self,
-                &s.conversation_id,
-                &s.user_id,
-                crate::calls::CallEvent::Leave,
-            );
-        }
-    }
-
-    /// Ends every session's streams in a closed conversation and its call.
-    pub fn end_conversation(&self, conv: &str) {
-        self.session_ends
-            .end_conversation(conv, EndReason::ConversationClosed);
-        crate::calls::end_call(self, conv);
-    }
-
-    fn sweep(&self) {
-        let now = crate::clock::now_ms();
-        let cutoff = now - self.config.session_ttl_secs * 1000;
-        // A session with an open stream is in use: it is refreshed, not expired.
-        match self
-            .store
-            .sweep_sessions(cutoff, |sid| self.session_ends.is_live(sid))
-        {
-            Ok(gone) if !gone.is_empty() => {
-                tracing::info!(count = gone.len(), "expired sessions swept");
-                for s in &gone {
-                    self.end_session(s, EndReason::Expired);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
-        }
-        if let Err(e) = self.store.sweep_nonces(now) {
-            tracing::warn!(error = %e, "nonce sweep failed");
-        }
-        self.stream_tokens.sweep(now);
-        self.handoffs.sweep(now);
-        self.limits.prune();
-        self.signal_rate.retain_recent();
-        self.signal_rate.shrink_to_fit();
-    }
-}
+use crate::webhooks::Webhooks;
 
 /// Per-session signaling rate: `per_sec` sustained, bursts of ten times that
 /// (a page trickling ICE candidates while renegotiating stays well inside).
@@ -183,47 +29,6 @@ fn signal_rate(l: &crate::config::Limits) -> governor::DefaultKeyedRateLimiter<S
     let per_sec = NonZeroU32::new(l.signaling_per_sec).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(l.signaling_per_sec.saturating_mul(10)).unwrap_or(per_sec);
     governor::RateLimiter::keyed(governor::Quota::per_second(per_sec).allow_burst(burst))
-}
-
-pub struct PresenceGuard {
-    state: Arc<AppState>,
-    conv: String,
-    user: String,
-}
-
-impl Drop for PresenceGuard {
-    fn drop(&mut self) {
-        let Some(generation) = self.state.presence().disconnect(&self.conv, &self.user) else {
-            return;
-        };
-        let state = Arc::clone(&self.state);
-        let (conv, user) = (
-            std::mem::take(&mut self.conv),
-            std::mem::take(&mut self.user),
-        );
-        let task = async move {
-            tokio::select! {
-                _ = tokio::time::sleep(LEAVE_GRACE) => {}
-                _ = state.shutdown.cancelled() => return,
-            }
-            if state.presence().expire(&conv, &user, generation) {
-                // Gone for good (tab closed, network lost): out of any call too.
-                crate::calls::call_event(&state, &conv, &user, crate::calls::CallEvent::Leave);
-                state.hub.publish(
-                    &conv,
-                    frame::Event {
-                        kind: kind::PEER_LEAVE,
-                        from: Some(&user),
-                        ..Default::default()
-                    }
-                    .value(&serde_json::json!({})),
-                );
-            }
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            self.state.tasks.spawn(task);
-        }
-    }
 }
 
 /// Reads a secret from `path`, or generates and stores one (mode 0600).
@@ -385,9 +190,15 @@ impl App {
             Some(s3) => s3_origin(s3).await.into_iter().collect(),
             None => Vec::new(),
         };
-        let (calls, relay_signals) = crate::calls::Calls::new(&config)
+        let (calls, relay_signals) = crate::calls::Calls::new(&config, Arc::clone(&hub))
             .await
             .context("while starting the media relay")?;
+        let shutdown = CancellationToken::new();
+        crate::calls::spawn_delivery(Arc::clone(&hub), relay_signals, shutdown.clone());
+        let webhooks = Arc::new(Webhooks::new(
+            Arc::clone(&store),
+            config.integrators.clone(),
+        ));
         let public_origin = config
             .public_url
             .as_deref()
@@ -402,10 +213,7 @@ impl App {
         let state = Arc::new(AppState {
             public_origin,
             integrator_origins,
-            limits: crate::http::middleware::RateLimits::new(
-                config.rate_limit_per_min,
-                config.admin_rate_limit_per_min,
-            ),
+            limits: RateLimits::new(config.rate_limit_per_min, config.admin_rate_limit_per_min),
             config,
             store,
             hub,
@@ -414,20 +222,19 @@ impl App {
             url_key,
             stream_tokens: OneTimeTokens::default(),
             handoffs: OneTimeTokens::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
             heartbeat,
             metrics,
-            webhook_wake: tokio::sync::Notify::new(),
+            webhooks,
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
             session_ends: Arc::default(),
             ip_streams: Arc::default(),
             signal_rate,
             s3,
-            calls,
+            calls: Arc::new(calls),
         });
-        crate::calls::spawn_delivery(&state, relay_signals);
         Ok(Self {
             state,
             listener,
@@ -471,21 +278,24 @@ impl App {
             }
         };
         state.tasks.spawn(sweeper);
-        crate::calls::spawn_topology_ticker(&state);
-        if state.s3.is_some() {
-            state
-                .tasks
-                .spawn(crate::sync::uploader::run(Arc::clone(&state)));
+        crate::calls::spawn_topology_ticker(
+            Arc::clone(&state.calls),
+            &state.tasks,
+            state.shutdown.clone(),
+        );
+        if let Some(s3) = state.s3.clone() {
+            state.tasks.spawn(crate::sync::uploader::run(
+                Arc::clone(&state.store),
+                s3,
+                state.config.data_dir.clone(),
+                state.shutdown.clone(),
+            ));
         }
-        if state
-            .config
-            .integrators
-            .iter()
-            .any(|i| i.webhook_url.is_some())
-        {
-            state
-                .tasks
-                .spawn(crate::webhooks::dispatch::run(Arc::clone(&state)));
+        if state.webhooks.enabled() {
+            state.tasks.spawn(crate::webhooks::dispatch::run(
+                Arc::clone(&state.webhooks),
+                state.shutdown.clone(),
+            ));
         }
         let router = crate::http::router(Arc::clone(&state));
         {

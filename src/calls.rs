@@ -2,7 +2,7 @@
 //! `chats3_media::Relay`.
 //!
 //! - Call membership: browsers broadcast `call-join` / `call-leave` over
-//!   `POST /api/v1/signaling`; [`call_event`] tracks them per conversation
+//!   `POST /api/v1/signaling`; [`Calls::call_event`] tracks them per conversation
 //!   with `chats3_media::CallTopology` and broadcasts `call-mode`
 //!   `{mode: "mesh"|"relay"}` whenever the topology changes.
 //! - Media signaling: `POST /api/v1/relay/signal` (`http/routes/relay.rs`)
@@ -13,6 +13,8 @@
 //! - Active speaker: the relay's speaker changes are broadcast as
 //!   `call-speaker` `{speaker, forwarded}` (`forwarded`: whose video the
 //!   relay sends under last-N).
+//!
+//! Knows the hub (to publish) and the relay; not HTTP, not `AppState`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,8 +25,9 @@ use chats3_media::{
 };
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::events::hub::Hub;
@@ -33,15 +36,18 @@ use crate::events::{frame, kind};
 /// The relay and the call membership of every conversation.
 pub struct Calls {
     relay: Relay,
+    hub: Arc<Hub>,
     policy: TopologyPolicy,
     calls: Mutex<HashMap<String, CallTopology>>,
 }
 
 impl Calls {
     /// Starts the relay (binding `relay_udp` when set) and returns the channel
-    /// of signals to deliver; hand it to [`spawn_delivery`].
+    /// of signals to deliver; hand it to [`spawn_delivery`]. `hub` carries the
+    /// `call-mode` events.
     pub async fn new(
         config: &Config,
+        hub: Arc<Hub>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<RelayEvent>), RelayError> {
         let (relay, rx) = Relay::new(RelayConfig {
             udp_bind: config.relay_udp,
@@ -56,6 +62,7 @@ impl Calls {
         .await?;
         let calls = Self {
             relay,
+            hub,
             policy: TopologyPolicy::with_mesh_max(config.mesh_max),
             calls: Mutex::new(HashMap::new()),
         };
@@ -80,9 +87,11 @@ impl Calls {
 
 /// Delivers the relay's signals as targeted `relay-signal` events and its
 /// speaker changes as `call-speaker` broadcasts, until shutdown.
-pub fn spawn_delivery(state: &AppState, mut rx: mpsc::UnboundedReceiver<RelayEvent>) {
-    let hub: Arc<Hub> = Arc::clone(&state.hub);
-    let shutdown = state.shutdown.clone();
+pub fn spawn_delivery(
+    hub: Arc<Hub>,
+    mut rx: mpsc::UnboundedReceiver<RelayEvent>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let out = tokio::select! {
@@ -141,64 +150,88 @@ impl CallEvent {
     }
 }
 
-/// Updates call membership for a [`CallEvent`] and
-/// broadcasts `call-mode` when the topology changes. A joiner that did not
-/// change the topology is told the current mode in a targeted `call-mode`, so
-/// a page never has to guess it. Leaving removes the user from the relay.
-pub fn call_event(state: &AppState, conv: &str, user: &str, event: CallEvent) {
-    let now = u64::try_from(now_ms()).unwrap_or(0);
-    let (changed, current, left_relay) = {
-        let mut calls = state.calls.calls();
-        let policy = state.calls.policy;
-        match event {
-            CallEvent::Join => {
-                let call = calls
-                    .entry(conv.to_owned())
-                    .or_insert_with(|| CallTopology::new(policy, now));
-                (call.join(user, now), call.topology(), Vec::new())
-            }
-            CallEvent::Leave | CallEvent::Query => {
-                let Some(call) = calls
-                    .get_mut(conv)
-                    .filter(|c| c.participants().any(|p| p == user))
-                else {
-                    // Not in the call, but maybe still holding a relay connection (an offer
-                    // posted without call-join): free it too.
-                    drop(calls);
-                    if state.calls.relay.is_member(conv, user) {
-                        leave_relay(state, conv, vec![user.to_owned()]);
-                    }
-                    return;
-                };
-                let changed = call.leave(user, now);
-                let current = call.topology();
-                let left = leavers(call, changed, user);
-                if call.is_empty() {
-                    calls.remove(conv);
+impl Calls {
+    /// Updates call membership for a [`CallEvent`] and
+    /// broadcasts `call-mode` when the topology changes. A joiner that did not
+    /// change the topology is told the current mode in a targeted `call-mode`, so
+    /// a page never has to guess it. Leaving removes the user from the relay.
+    pub fn call_event(&self, conv: &str, user: &str, event: CallEvent) {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        let (changed, current, left_relay) = {
+            let mut calls = self.calls();
+            let policy = self.policy;
+            match event {
+                CallEvent::Join => {
+                    let call = calls
+                        .entry(conv.to_owned())
+                        .or_insert_with(|| CallTopology::new(policy, now));
+                    (call.join(user, now), call.topology(), Vec::new())
                 }
-                (changed, current, left)
+                CallEvent::Leave | CallEvent::Query => {
+                    let Some(call) = calls
+                        .get_mut(conv)
+                        .filter(|c| c.participants().any(|p| p == user))
+                    else {
+                        // Not in the call, but maybe still holding a relay connection (an offer
+                        // posted without call-join): free it too.
+                        drop(calls);
+                        if self.relay.is_member(conv, user) {
+                            self.leave_relay(conv, vec![user.to_owned()]);
+                        }
+                        return;
+                    };
+                    let changed = call.leave(user, now);
+                    let current = call.topology();
+                    let left = leavers(call, changed, user);
+                    if call.is_empty() {
+                        calls.remove(conv);
+                    }
+                    (changed, current, left)
+                }
             }
+        };
+        self.leave_relay(conv, left_relay);
+        match changed {
+            Some(t) => self.broadcast_mode(conv, t),
+            None if event == CallEvent::Join => {
+                self.hub.publish(conv, mode_frame(current, Some(user)))
+            }
+            None => {}
         }
-    };
-    leave_relay(state, conv, left_relay);
-    match changed {
-        Some(t) => broadcast_mode(state, conv, t),
-        None if event == CallEvent::Join => {
-            state.hub.publish(conv, mode_frame(current, Some(user)))
-        }
-        None => {}
     }
-}
 
-/// Ends the conversation's call (it was closed): everyone leaves the relay.
-pub fn end_call(state: &AppState, conv: &str) {
-    let users: Vec<String> = state
-        .calls
-        .calls()
-        .remove(conv)
-        .map(|c| c.participants().map(str::to_owned).collect())
-        .unwrap_or_default();
-    leave_relay(state, conv, users);
+    /// Ends the conversation's call (it was closed): everyone leaves the relay.
+    pub fn end_call(&self, conv: &str) {
+        let users: Vec<String> = self
+            .calls()
+            .remove(conv)
+            .map(|c| c.participants().map(str::to_owned).collect())
+            .unwrap_or_default();
+        self.leave_relay(conv, users);
+    }
+
+    fn leave_relay(&self, conv: &str, users: Vec<String>) {
+        if users.is_empty() {
+            return;
+        }
+        let (relay, conv) = (self.relay.clone(), conv.to_owned());
+        tokio::spawn(async move {
+            for user in users {
+                if let Err(e) = relay.leave(&conv, &user).await {
+                    tracing::debug!(error = %e, "relay leave");
+                }
+            }
+        });
+    }
+
+    fn broadcast_mode(&self, conv: &str, t: Topology) {
+        tracing::info!(
+            conversation = conv,
+            mode = mode_name(t),
+            "call topology changed"
+        );
+        self.hub.publish(conv, mode_frame(t, None));
+    }
 }
 
 /// Who must leave the relay after `user` left: `user`, and everyone when the
@@ -209,20 +242,6 @@ fn leavers(call: &CallTopology, changed: Option<Topology>, user: &str) -> Vec<St
         out.extend(call.participants().map(str::to_owned));
     }
     out
-}
-
-fn leave_relay(state: &AppState, conv: &str, users: Vec<String>) {
-    if users.is_empty() {
-        return;
-    }
-    let (relay, conv) = (state.calls.relay.clone(), conv.to_owned());
-    tokio::spawn(async move {
-        for user in users {
-            if let Err(e) = relay.leave(&conv, &user).await {
-                tracing::debug!(error = %e, "relay leave");
-            }
-        }
-    });
 }
 
 fn mode_name(t: Topology) -> &'static str {
@@ -242,21 +261,10 @@ fn mode_frame(t: Topology, to: Option<&str>) -> frame::Frame {
     .value(&json!({ "mode": mode_name(t) }))
 }
 
-fn broadcast_mode(state: &AppState, conv: &str, t: Topology) {
-    tracing::info!(
-        conversation = conv,
-        mode = mode_name(t),
-        "call topology changed"
-    );
-    state.hub.publish(conv, mode_frame(t, None));
-}
-
 /// Re-evaluates every call once a second, so a relay call that shrank during
 /// its dwell period returns to mesh without waiting for another join or leave.
-pub fn spawn_topology_ticker(state: &Arc<AppState>) {
-    let state = Arc::clone(state);
-    let shutdown = state.shutdown.clone();
-    state.tasks.clone().spawn(async move {
+pub fn spawn_topology_ticker(calls: Arc<Calls>, tasks: &TaskTracker, shutdown: CancellationToken) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -265,8 +273,7 @@ pub fn spawn_topology_ticker(state: &Arc<AppState>) {
                 _ = shutdown.cancelled() => return,
             }
             let now = u64::try_from(now_ms()).unwrap_or(0);
-            let changes: Vec<(String, Vec<String>)> = state
-                .calls
+            let changes: Vec<(String, Vec<String>)> = calls
                 .calls()
                 .iter_mut()
                 .filter_map(|(conv, call)| {
@@ -279,8 +286,8 @@ pub fn spawn_topology_ticker(state: &Arc<AppState>) {
                 })
                 .collect();
             for (conv, users) in changes {
-                leave_relay(&state, &conv, users);
-                broadcast_mode(&state, &conv, Topology::Mesh);
+                calls.leave_relay(&conv, users);
+                calls.broadcast_mode(&conv, Topology::Mesh);
             }
         }
     });

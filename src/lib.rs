@@ -1,15 +1,17 @@
 //! chats3 — a self-hosted, embeddable real-time chat service.
 //!
-//! Module map (dependencies point down):
+//! Module map (dependencies point down; the layering rule is in `ARCHITECTURE.md`
+//! and checked by `scripts/layering.sh`):
+//! - [`app`]: `App::build` (wiring, listeners, TLS) and `App::run` (background tasks, serve, drain)
 //! - [`http`]: router, envelope, `ApiError` mapping, extractors, middleware, routes
-//! - [`app`]: `AppState` wiring, lifecycle, background sweeper, graceful shutdown
+//! - [`state`]: `AppState`, what requests share, and the operations spanning its parts
 //! - [`auth`]: embed tickets, origin patterns, HMAC helpers (pure)
 //! - [`chat`]: sanitizing, validation, join rules, presence (pure)
 //! - [`events`]: the per-conversation hub, SSE frames, subscriber streams with resume
 //! - [`attachments`]: upload type checks, filenames, signed URLs, blob files
 //! - [`sync`]: S3 uploader (outbox → bucket) and `restore --from-s3`
 //! - [`store`]: sled trees, key encoding, group commit
-//! - [`metrics`]: Prometheus registry, request tracking, `/metrics` rendering
+//! - [`metrics`]: Prometheus registry, counters and gauges, `/metrics` rendering
 //! - [`serve`], [`conn_io`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, connection cap, idle and
 //!   write-stall deadlines, optional rustls with SIGHUP reload)
 //! - [`webhooks`]: signed event deliveries to integrators from a durable queue
@@ -37,11 +39,13 @@ pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod ui;
 pub mod webhooks;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::Config;
+pub use state::AppState;

@@ -2,14 +2,16 @@
 //! and status with latency histograms, live SSE streams, store flush latency,
 //! writes refused for a full disk, and point-in-time figures read at scrape (events fanned out, store size,
 //! S3 sync lag). Exposed only with a bearer token or on a separate address.
+//!
+//! Holds the registry and the handles others bump; the route-tracking layer
+//! and the `/metrics` handlers are in `http/`. Figures read at scrape come
+//! from a [`Sources`] the caller assembles, not from `AppState`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use chats3_media::Relay;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -17,7 +19,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::AppState;
+use crate::events::Hub;
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -157,7 +160,8 @@ impl Metrics {
         }
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+    /// Counts one request and records its latency.
+    pub fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
@@ -172,33 +176,26 @@ impl Metrics {
             .observe(secs);
     }
 
-    /// The full exposition, registry plus figures read now.
-    pub fn render(&self, state: &AppState) -> String {
+    /// The full exposition, registry plus figures read now from `sources`.
+    pub fn render(&self, sources: &Sources<'_>) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
-        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scrape(self, state));
+        let _ =
+            prometheus_client::encoding::text::encode_registry(&mut out, &scrape(self, sources));
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }
 
-/// Route layer: counts and times every matched request.
-pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let start = Instant::now();
-    let res = next.run(req).await;
-    state.metrics.observe(
-        &method,
-        &route,
-        res.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    res
+/// The parts whose figures are read at scrape time.
+pub struct Sources<'a> {
+    pub store: &'a Store,
+    pub hub: &'a Hub,
+    pub relay: &'a Relay,
+    /// Sessions with an open event stream.
+    pub streaming_sessions: usize,
+    /// Users with a live stream or within the leave grace period.
+    pub present_users: usize,
 }
 
 /// Counts an open SSE stream while alive.
@@ -219,7 +216,7 @@ impl Drop for StreamGauge {
 
 /// Figures read at scrape time from the parts that own them, as typed
 /// metrics: gauges for what goes up and down, counters for running totals.
-fn scrape(m: &Metrics, state: &AppState) -> Registry {
+fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
     let mut r = Registry::with_prefix("chats3");
     let gauge = |r: &mut Registry, name: &str, help: &str, v: i64| {
         r.register(name, help, ConstGauge::new(v));
@@ -240,27 +237,27 @@ fn scrape(m: &Metrics, state: &AppState) -> Registry {
         &mut r,
         "streaming_sessions",
         "Sessions with an open event stream (ended with their session)",
-        state.session_ends.len() as i64,
+        src.streaming_sessions as i64,
     );
     gauge(
         &mut r,
         "present_users",
         "Users with a live stream or within the leave grace period",
-        state.presence().total_users() as i64,
+        src.present_users as i64,
     );
     gauge(
         &mut r,
         "active_conversations",
         "Conversations with subscribers",
-        state.hub.active_rooms() as i64,
+        src.hub.active_rooms() as i64,
     );
     gauge(
         &mut r,
         "store_size_bytes",
         "Size of the store on disk",
-        state.store.size_on_disk() as i64,
+        src.store.size_on_disk() as i64,
     );
-    let (pending, oldest) = state.store.outbox_lag();
+    let (pending, oldest) = src.store.outbox_lag();
     gauge(
         &mut r,
         "s3_sync_pending_items",
@@ -273,7 +270,7 @@ fn scrape(m: &Metrics, state: &AppState) -> Registry {
         "Age of the oldest outbox item",
         ConstGauge::new(age),
     );
-    let relay = state.calls.relay();
+    let relay = src.relay;
     gauge(
         &mut r,
         "relay_participants",
@@ -383,12 +380,12 @@ fn scrape(m: &Metrics, state: &AppState) -> Registry {
         (
             "events_published",
             "Events fanned out to conversations",
-            state.hub.published(),
+            src.hub.published(),
         ),
         (
             "sse_lag_recoveries",
             "Subscribers that fell behind and replayed from the store",
-            state.hub.lag_recoveries(),
+            src.hub.lag_recoveries(),
         ),
     ] {
         r.register(name, help, ConstCounter::new(v));

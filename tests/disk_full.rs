@@ -15,7 +15,9 @@ use common::*;
 use serde_json::{Value, json};
 
 const METRICS_TOKEN: &str = "disk-full-metrics-token";
-/// Longer than the store's free-space cache (`store::space::REFRESH`).
+/// Longer than the store's free-space cache (`store::space::REFRESH`). The
+/// sleeps on it wait out that cache, a TTL, not an event the test could
+/// observe: once it has passed, every write must be refused.
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// A tmpfs mounted on a temp dir for one test, unmounted on drop.
@@ -283,7 +285,8 @@ async fn a_full_disk_refuses_writes_with_503_keeps_every_acknowledged_message_an
     assert_disk_full(&post(&ann, "full-again").await, "message while full again");
     for _ in 0..3 {
         assert_all_kept(&ann.all_messages().await, &acked);
-        // Longer than sled's own flush timer (500 ms).
+        // Time passing is the test: in all, longer than sled's own flush
+        // timer (500 ms), which must not write to the full disk.
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     fs.unfill();

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -41,7 +40,11 @@ async fn every_acknowledged_message_survives_kill_9() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed mid-load: once plenty of writes are acknowledged, with more in flight.
+    until(SEC * 60, "500 acknowledged writes", async || {
+        (acked.lock().unwrap().len() >= 500).then_some(())
+    })
+    .await;
     p.kill9().await;
     for w in writers {
         w.await.unwrap();

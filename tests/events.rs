@@ -8,8 +8,14 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
+const TOKEN: &str = "events-metrics-token";
+
 async fn setup() -> (Server, serde_json::Value, Client) {
-    let s = Server::start_with(|c| c.heartbeat_secs = 1).await;
+    let s = Server::start_with(|c| {
+        c.heartbeat_secs = 1;
+        c.metrics_token = Some(chats3::config::Secret::new(TOKEN));
+    })
+    .await;
     let c = s.client();
     let conv = c.create_conversation("c1").await;
     (s, conv, c)
@@ -50,9 +56,15 @@ async fn presence_announces_join_and_leave_after_the_grace_period() {
     assert_eq!(j.data["data"]["userId"], bob_id.as_str());
     assert_eq!(j.data["data"]["displayName"], "Bob");
 
-    // A reconnection within the grace period is silent.
+    // A reconnection within the grace period is silent. The server has seen
+    // the stream close (one stream left, Ann's) before Bob comes back.
     drop(b);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(
+        SEC * 5,
+        "the server to see Bob's stream close",
+        async || (c.metric(TOKEN, "chats3_sse_streams").await == 1.0).then_some(()),
+    )
+    .await;
     let b = bob.sse("", &[]).await;
     let quiet = a.drain(Duration::from_millis(3500)).await;
     assert!(

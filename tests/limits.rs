@@ -159,7 +159,10 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
         mallory.session.as_deref().unwrap()
     );
     stalled.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until(SEC * 5, "Mallory's stream to open", async || {
+        (c.metric(TOKEN, "chats3_sse_streams").await == 2.0).then_some(())
+    })
+    .await;
     assert_eq!(c.metric(TOKEN, "chats3_sse_streams").await, 2.0);
 
     // Ann keeps reading while Bob posts 2.7 MB.
@@ -213,7 +216,10 @@ async fn a_reader_too_far_behind_is_closed_with_a_reason() {
         slow.session.as_deref().unwrap()
     );
     t.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until(SEC * 5, "the slow reader's stream to open", async || {
+        (c.metric(TOKEN, "chats3_sse_streams").await == 1.0).then_some(())
+    })
+    .await;
     let body = "y".repeat(9_000);
     for _ in 0..200 {
         assert_eq!(
@@ -377,6 +383,7 @@ async fn idle_connections_are_closed() {
     let conv = c.create_conversation("idle").await;
     let (ann, _) = c.join(&conv, "Ann").await;
     let mut st = ann.sse("", &[]).await;
+    // Time passing is the test here: longer than idle_secs (2).
     tokio::time::sleep(Duration::from_secs(3)).await;
     st.drain(Duration::from_millis(200)).await;
     assert!(!st.ended, "the stream outlived idle_secs");

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::*;
 use serde_json::{Value, json};
@@ -161,10 +161,12 @@ async fn a_backup_under_write_load_restores_to_a_consistent_state() {
         ann.say(&format!("before-{i}")).await;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let posted = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let ann = ann.clone();
             let stop = stop.clone();
+            let posted = posted.clone();
             tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -173,12 +175,17 @@ async fn a_backup_under_write_load_restores_to_a_consistent_state() {
                         json!({"type": "text", "body": format!("during-{w}-{i}")}),
                     )
                     .await;
+                    posted.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The backup starts while the writers are writing.
+    until(SEC * 10, "the writers to be under way", async || {
+        (posted.load(Ordering::Relaxed) >= 16).then_some(())
+    })
+    .await;
     let backup = dir.path().join("backup");
     let (ok, out, err) = cli(
         &data,

@@ -851,6 +851,7 @@ async fn an_expired_session_cannot_open_a_stream() {
         .as_str()
         .unwrap()
         .to_string();
+    // Time passing is the test here: past the 1 s session TTL.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let r = c.get(&format!("/api/v1/signaling?token={token}")).await;
     assert_eq!(r.status, 401, "{}", r.body);

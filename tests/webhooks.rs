@@ -108,9 +108,21 @@ async fn integrators_receive_signed_events_and_outages_are_retried() {
     assert_eq!(got[1].1["data"]["messageId"], m["messageId"]);
     assert_eq!(got[1].1["data"]["body"], "hello integrator");
 
-    // The receiver goes away; chat keeps working at full speed.
+    // The receiver goes away (its address drops every connection unanswered);
+    // chat keeps working at full speed.
     rx.abort();
     let _ = rx.await;
+    let down = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let tried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dropper = tokio::spawn({
+        let tried = tried.clone();
+        async move {
+            while let Ok((conn, _)) = down.accept().await {
+                tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(conn);
+            }
+        }
+    });
     let started = std::time::Instant::now();
     for i in 0..5 {
         casey.say(&format!("while down {i}")).await;
@@ -119,7 +131,14 @@ async fn integrators_receive_signed_events_and_outages_are_retried() {
         started.elapsed() < Duration::from_secs(3),
         "chat was slowed by a dead webhook"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The dispatcher meets the outage (attempts fail) before the receiver comes back.
+    until(SEC * 10, "five failed delivery attempts", async || {
+        (tried.load(std::sync::atomic::Ordering::Relaxed) >= 5).then_some(())
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap().len(), 2, "delivered while down");
+    dropper.abort();
+    let _ = dropper.await;
     // It comes back on the same address: everything arrives, once.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let _rx = receiver(listener, seen.clone()).await;

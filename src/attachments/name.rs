@@ -150,7 +150,7 @@ mod tests {
                 let name = sanitize_filename(&raw);
                 for n in [&name, &raw] {
                     let d = content_disposition(inline, n);
-                    prop_assert!(axum::http::HeaderValue::from_str(&d).is_ok(), "{:?}", d);
+                    prop_assert!(http::HeaderValue::from_str(&d).is_ok(), "{:?}", d);
                     let (head, star) = d.rsplit_once("; filename*=UTF-8''").unwrap();
                     prop_assert_eq!(head.matches('"').count(), 2, "quotes in {:?}", head);
                     let decoded = pct_decode(star);

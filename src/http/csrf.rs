@@ -19,8 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::auth::origin::origin_allowed;
+use crate::state::AppState;
 
 /// Why a request was refused.
 #[derive(Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::model::Session;
+use crate::state::AppState;
 
 /// A JSON body. Requires a JSON content type (which also keeps cross-site
 /// form posts out) and reports the offending field on error.

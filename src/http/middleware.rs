@@ -1,21 +1,21 @@
 //! Cross-cutting HTTP layers: client IP resolution (trusting `X-Forwarded-For`
-//! only from configured proxies), per-IP rate limits (governor), and security
+//! only from configured proxies), per-IP rate limits (the quotas are
+//! `state::RateLimits`), request metrics by matched route, and security
 //! headers (CSP without `unsafe-inline`, nosniff, referrer policy, HSTS in
 //! production).
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The content security policy: no inline code; images and media also from
 /// `media_origins` (the S3 endpoint when presigned URLs point there), images
@@ -35,29 +35,6 @@ pub fn csp(media_origins: &[String], ancestors: &[String]) -> String {
          media-src 'self' blob:{media}; connect-src 'self'; font-src 'self'; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors {fa}"
     )
-}
-
-pub struct RateLimits {
-    global: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    admin: Option<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-impl RateLimits {
-    pub fn new(per_min: u32, admin_per_min: u32) -> Self {
-        let mk = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        Self {
-            global: mk(per_min),
-            admin: mk(admin_per_min),
-        }
-    }
-
-    /// Forgets idle keys so the limiter's memory stays bounded.
-    pub fn prune(&self) {
-        for l in [&self.global, &self.admin].into_iter().flatten() {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-    }
 }
 
 /// The client address: the peer, or the right-most untrusted `X-Forwarded-For`
@@ -104,17 +81,8 @@ pub async fn rate_limit(
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
-    let path = req.uri().path();
-    let limits = &state.limits;
-    if let Some(l) = &limits.global
-        && l.check_key(&ip).is_err()
-    {
-        return limited();
-    }
-    if path.starts_with("/api/v1/admin/")
-        && let Some(l) = &limits.admin
-        && l.check_key(&ip).is_err()
-    {
+    let admin = req.uri().path().starts_with("/api/v1/admin/");
+    if !state.limits.allow(&ip, admin) {
         return limited();
     }
     next.run(req).await
@@ -125,6 +93,25 @@ fn limited() -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     r
+}
+
+/// Route layer: counts and times every matched request (`metrics::Metrics::observe`).
+pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.observe(
+        &method,
+        &route,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    res
 }
 
 pub async fn security_headers(
@@ -187,16 +174,5 @@ mod tests {
         let stranger: IpAddr = "5.6.7.8".parse().unwrap();
         assert_eq!(client_ip(stranger, &h, &trusted), stranger);
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
-    }
-
-    #[test]
-    fn limiter_refuses_after_quota() {
-        let l = RateLimits::new(2, 0);
-        let ip: IpAddr = "1.1.1.1".parse().unwrap();
-        let g = l.global.as_ref().unwrap();
-        assert!(g.check_key(&ip).is_ok());
-        assert!(g.check_key(&ip).is_ok());
-        assert!(g.check_key(&ip).is_err());
-        assert!(l.admin.is_none());
     }
 }

@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use routes::{admin, attachments, embed, health, join, messages, pages, relay, signaling};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -66,7 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(routes::not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::metrics::track,
+            middleware::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

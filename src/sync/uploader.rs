@@ -21,10 +21,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::{S3, SyncError, layout};
-use crate::app::AppState;
 use crate::store::{OutboxItem, Pending, Store};
 
 /// How often the outbox is looked at.
@@ -53,16 +53,13 @@ pub(super) const BUCKET_META_KEY: &str = "s3-bucket";
 const NDJSON: &str = "application/x-ndjson";
 const JSON: &str = "application/json";
 
-/// Runs until `state.shutdown`, then makes one last bounded drain attempt.
-/// Returns at once when S3 is not configured.
-pub async fn run(state: Arc<AppState>) {
-    let Some(s3) = state.s3.clone() else {
-        return;
-    };
+/// Uploads from `store` (attachment files under `data_dir`) to `s3` until
+/// `shutdown`, then makes one last bounded drain attempt.
+pub async fn run(store: Arc<Store>, s3: S3, data_dir: PathBuf, shutdown: CancellationToken) {
     let up = Uploader {
-        store: Arc::clone(&state.store),
+        store,
         s3,
-        data_dir: state.config.data_dir.clone(),
+        data_dir,
     };
     if let Err(e) = up.reconcile().await {
         tracing::error!(error = %e, "S3 sync: reconciling the outbox failed");
@@ -72,7 +69,7 @@ pub async fn run(state: Arc<AppState>) {
     let mut last_lag_log = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
         if last_lag_log.elapsed() >= LAG_LOG_EVERY {

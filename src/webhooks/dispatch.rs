@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
-use super::sign;
-use crate::app::AppState;
+use super::{Webhooks, sign};
 use crate::clock::now_ms;
 use crate::store::webhooks::Delivery;
 
@@ -24,9 +24,8 @@ pub fn backoff_ms(attempts: u32, unit: f64) -> i64 {
     d.as_millis() as i64
 }
 
-async fn attempt(state: &AppState, http: &reqwest::Client, d: &Delivery) -> Result<(), String> {
-    let integ = state
-        .config
+async fn attempt(hooks: &Webhooks, http: &reqwest::Client, d: &Delivery) -> Result<(), String> {
+    let integ = hooks
         .integrator(&d.integrator_id)
         .ok_or("integrator no longer configured")?;
     let url = integ
@@ -55,7 +54,8 @@ async fn attempt(state: &AppState, http: &reqwest::Client, d: &Delivery) -> Resu
     }
 }
 
-pub async fn run(state: Arc<AppState>) {
+/// Sends until `shutdown`.
+pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
     // No redirects: a webhook goes to the configured URL only, never where a
     // response points it (an integrator's endpoint must not bounce our signed
     // body to a third party or an internal address).
@@ -73,13 +73,13 @@ pub async fn run(state: Arc<AppState>) {
     loop {
         // With the disk full no outcome could be recorded, and every delivery
         // would be sent again and again: wait for space instead.
-        if state.store.is_disk_low() {
+        if hooks.store.is_disk_low() {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = state.shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return,
             }
         }
-        let due = state
+        let due = hooks
             .store
             .due_webhooks(now_ms(), BATCH)
             .unwrap_or_else(|e| {
@@ -87,7 +87,7 @@ pub async fn run(state: Arc<AppState>) {
                 Vec::new()
             });
         let results =
-            futures_util::future::join_all(due.iter().map(|(_, d)| attempt(&state, &http, d)))
+            futures_util::future::join_all(due.iter().map(|(_, d)| attempt(&hooks, &http, d)))
                 .await;
         for ((id, mut d), res) in due.into_iter().zip(results) {
             let update = match res {
@@ -103,11 +103,11 @@ pub async fn run(state: Arc<AppState>) {
                     Some(d)
                 }
             };
-            if let Err(e) = state.store.update_webhook(id, update.as_ref()) {
+            if let Err(e) = hooks.store.update_webhook(id, update.as_ref()) {
                 tracing::error!(error = %e, "updating the webhook queue failed");
             }
         }
-        if state
+        if hooks
             .store
             .due_webhooks(now_ms(), 1)
             .is_ok_and(|d| !d.is_empty())
@@ -115,9 +115,9 @@ pub async fn run(state: Arc<AppState>) {
             continue;
         }
         tokio::select! {
-            _ = state.webhook_wake.notified() => {}
+            _ = hooks.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = state.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -10,46 +10,73 @@ pub mod sign;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
-use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Integrator;
+use crate::store::Store;
 use crate::store::webhooks::Delivery;
 
-/// Queues `kind` for the integrator of conversation `conv`, if it wants webhooks.
-/// Errors are logged, not returned: a webhook never fails a chat request.
-pub async fn emit(state: &Arc<AppState>, conv: &str, kind: &str, event_id: &str, data: Value) {
-    let integrator_id = match state.store.conversation(conv) {
-        Ok(Some(c)) => c.integrator_id,
-        _ => None,
-    };
-    let Some(integ) = integrator_id
-        .as_deref()
-        .and_then(|i| state.config.integrator(i))
-    else {
-        return;
-    };
-    if integ.webhook_url.is_none() {
-        return;
+/// What queuing and sending webhooks needs: the store (the durable queue),
+/// the integrators (URLs and signing secrets), and the dispatcher's wake-up.
+pub struct Webhooks {
+    store: Arc<Store>,
+    integrators: Vec<Integrator>,
+    /// Wakes the dispatcher when a delivery is queued.
+    wake: Notify,
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<Store>, integrators: Vec<Integrator>) -> Self {
+        Self {
+            store,
+            integrators,
+            wake: Notify::new(),
+        }
     }
-    let now = now_ms();
-    let body = json!({
-        "id": event_id,
-        "type": kind,
-        "createdAt": rfc3339_ms(now),
-        "integratorId": integ.id,
-        "conversationId": conv,
-        "data": data,
-    })
-    .to_string();
-    let d = Delivery {
-        integrator_id: integ.id.clone(),
-        body,
-        attempts: 0,
-        next_at_ms: now,
-        created_at_ms: now,
-    };
-    match state.store.enqueue_webhook(&d).await {
-        Ok(_) => state.webhook_wake.notify_one(),
-        Err(e) => tracing::error!(error = %e, kind, "could not queue a webhook"),
+
+    /// Whether any integrator wants webhooks (the dispatcher runs only then).
+    pub fn enabled(&self) -> bool {
+        self.integrators.iter().any(|i| i.webhook_url.is_some())
+    }
+
+    fn integrator(&self, id: &str) -> Option<&Integrator> {
+        self.integrators.iter().find(|i| i.id == id)
+    }
+
+    /// Queues `kind` for the integrator of conversation `conv`, if it wants webhooks.
+    /// Errors are logged, not returned: a webhook never fails a chat request.
+    pub async fn emit(&self, conv: &str, kind: &str, event_id: &str, data: Value) {
+        let integrator_id = match self.store.conversation(conv) {
+            Ok(Some(c)) => c.integrator_id,
+            _ => None,
+        };
+        let Some(integ) = integrator_id.as_deref().and_then(|i| self.integrator(i)) else {
+            return;
+        };
+        if integ.webhook_url.is_none() {
+            return;
+        }
+        let now = now_ms();
+        let body = json!({
+            "id": event_id,
+            "type": kind,
+            "createdAt": rfc3339_ms(now),
+            "integratorId": integ.id,
+            "conversationId": conv,
+            "data": data,
+        })
+        .to_string();
+        let d = Delivery {
+            integrator_id: integ.id.clone(),
+            body,
+            attempts: 0,
+            next_at_ms: now,
+            created_at_ms: now,
+        };
+        match self.store.enqueue_webhook(&d).await {
+            Ok(_) => self.wake.notify_one(),
+            Err(e) => tracing::error!(error = %e, kind, "could not queue a webhook"),
+        }
     }
 }

@@ -83,6 +83,8 @@ impl Server {
 pub struct Proc {
     pub child: tokio::process::Child,
     pub base: String,
+    /// Its log (standard error) so far, also passed on to the test's standard error.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Proc {
@@ -98,12 +100,23 @@ impl Proc {
             .env("ADMIN_RATE_LIMIT_PER_MIN", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
+        let log = std::sync::Arc::<std::sync::Mutex<String>>::default();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = stderr.next_line().await {
+                eprintln!("{l}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&l);
+                kept.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(20), async {
@@ -117,7 +130,17 @@ impl Proc {
         .await
         .expect("server did not start in time");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Proc { child, base }
+        Proc { child, base, log }
+    }
+
+    /// Waits until the server has logged a line containing `needle`.
+    pub async fn logged(&self, needle: &str, within: Duration) {
+        until(
+            within,
+            &format!("the server to log {needle:?}"),
+            async || self.log.lock().unwrap().contains(needle).then_some(()),
+        )
+        .await
     }
 
     pub fn pid(&self) -> i32 {
@@ -413,6 +436,27 @@ impl Sse {
 }
 
 pub const SEC: Duration = Duration::from_secs(1);
+
+/// Polls `check` every 50 ms until it gives `Some`, and returns that; panics
+/// naming `what` once `within` has passed. For waiting on something the test
+/// can observe instead of sleeping for a guessed time.
+pub async fn until<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// base64url HMAC-SHA256 of `msg`, as integrators sign tickets and system messages.
 pub fn hmac_b64url(secret: &str, msg: &str) -> String {

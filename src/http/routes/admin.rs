@@ -8,7 +8,6 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::join::system_draft;
-use crate::app::AppState;
 use crate::auth::sign::ct_eq_str;
 use crate::chat::join::new_join_code;
 use crate::clock::{now_ms, rfc3339_ms};
@@ -17,6 +16,7 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::model::{Conversation, ConversationStatus, valid_conversation_id};
+use crate::state::AppState;
 use crate::store::StoreError;
 
 #[derive(Deserialize)]
@@ -142,14 +142,15 @@ pub async fn close(
             .value(&data),
         );
         state.end_conversation(&c.conversation_id);
-        crate::webhooks::emit(
-            &state,
-            &c.conversation_id,
-            "conversation.closed",
-            &format!("closed-{}", c.conversation_id),
-            data,
-        )
-        .await;
+        state
+            .webhooks
+            .emit(
+                &c.conversation_id,
+                "conversation.closed",
+                &format!("closed-{}", c.conversation_id),
+                data,
+            )
+            .await;
     }
     // The whole conversation, as the original answered.
     Ok(envelope::ok("Conversation closed", c))

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::attachments::blob::BlobError;
 use crate::attachments::{BlobWriter, blob_path, kind, name, signed};
 use crate::clock::{now_ms, rfc3339_ms};
@@ -19,6 +18,7 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::Authed;
 use crate::model::{AttachmentMeta, ConversationStatus};
+use crate::state::AppState;
 
 /// Lifetime of a download URL.
 pub const URL_TTL_MS: i64 = 15 * 60 * 1000;

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::join::{find_conversation, new_session_id, session_cookie, system_notice, with_cookie};
-use crate::app::AppState;
 use crate::auth::ticket::{self, Ticket, TicketError, TicketPolicy};
 use crate::chat::{join::new_join_code, validate};
 use crate::clock::{now_ms, rfc3339_ms};
@@ -20,6 +19,7 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::model::{Conversation, ConversationStatus, Session, SystemKind, valid_conversation_id};
+use crate::state::AppState;
 
 mod refusal;
 use refusal::{log_refusal, refused};
@@ -162,8 +162,9 @@ async fn handshake(
             ))
             .await?;
     }
-    crate::webhooks::emit(
-        state,
+    state
+        .webhooks
+        .emit(
         &session.conversation_id,
         "participant.joined",
         &uuid::Uuid::new_v4().to_string(),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::http::error::ApiError;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
@@ -27,7 +27,14 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 fn exposition(state: &AppState) -> Response {
-    let mut res = state.metrics.render(state).into_response();
+    let sources = crate::metrics::Sources {
+        store: &state.store,
+        hub: &state.hub,
+        relay: state.calls.relay(),
+        streaming_sessions: state.session_ends.len(),
+        present_users: state.presence().total_users(),
+    };
+    let mut res = state.metrics.render(&sources).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

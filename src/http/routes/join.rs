@@ -10,7 +10,6 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::chat::join::{JoinDecision, decide, join_code_matches};
 use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
@@ -22,6 +21,7 @@ use crate::model::{
     Conversation, ConversationStatus, Message, MessageType, Session, SystemKind,
     valid_conversation_id,
 };
+use crate::state::AppState;
 
 /// 256 random bits, base64url.
 pub fn new_session_id() -> String {
@@ -180,8 +180,9 @@ pub async fn join(
             SystemKind::Join,
         ))
         .await?;
-    crate::webhooks::emit(
-        &state,
+    state
+        .webhooks
+        .emit(
         &cid,
         "participant.joined",
         &uuid::Uuid::new_v4().to_string(),
@@ -225,14 +226,15 @@ pub async fn leave(
         ))
         .await?;
     state.announce_leave(&s.conversation_id, &s.user_id);
-    crate::webhooks::emit(
-        &state,
-        &s.conversation_id,
-        "participant.left",
-        &uuid::Uuid::new_v4().to_string(),
-        json!({ "userId": s.user_id, "displayName": s.display_name }),
-    )
-    .await;
+    state
+        .webhooks
+        .emit(
+            &s.conversation_id,
+            "participant.left",
+            &uuid::Uuid::new_v4().to_string(),
+            json!({ "userId": s.user_id, "displayName": s.display_name }),
+        )
+        .await;
     let res = envelope::ok(
         "Left conversation",
         json!({ "conversationId": s.conversation_id, "userId": s.user_id, "sessionKept": keep }),

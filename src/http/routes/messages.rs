@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::join::system_notice;
-use crate::app::AppState;
 use crate::auth::{sign, ticket::parse_timestamp_ms};
 use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
@@ -19,17 +18,19 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
 use crate::model::{ConversationStatus, Message, MessageType, Session, SystemKind};
+use crate::state::AppState;
 
 async fn message_created(state: &Arc<AppState>, m: &Message) {
     let data = serde_json::to_value(m).unwrap_or_default();
-    crate::webhooks::emit(
-        state,
-        &m.conversation_id,
-        "message.created",
-        &format!("msg-{}", m.message_id),
-        data,
-    )
-    .await;
+    state
+        .webhooks
+        .emit(
+            &m.conversation_id,
+            "message.created",
+            &format!("msg-{}", m.message_id),
+            data,
+        )
+        .await;
 }
 
 /// Default and maximum history page sizes.

@@ -8,10 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::middleware::csp;
 use crate::model::valid_conversation_id;
+use crate::state::AppState;
 
 #[derive(rust_embed::RustEmbed)]
 #[folder = "static/"]

@@ -8,10 +8,10 @@ use axum::response::Response;
 use chats3_media::{RelayError, Signal};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed};
+use crate::state::AppState;
 
 /// # `POST /api/v1/relay/signal` — `{type: offer|answer|candidate|render, data}`.
 ///

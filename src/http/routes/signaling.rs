@@ -12,7 +12,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::events::client::{self, ClientEventError};
 use crate::events::frame;
@@ -23,6 +22,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed, load_session, require_session_id};
 use crate::http::middleware::ClientIp;
 use crate::model::{ConversationStatus, Session};
+use crate::state::AppState;
 
 /// Lifetime of a stream token.
 const TOKEN_TTL_MS: i64 = 60_000;
@@ -220,7 +220,9 @@ pub async fn relay(
     .json(data.get().as_bytes());
     state.hub.publish(&s.conversation_id, f);
     if let Some(event) = crate::calls::CallEvent::from_kind(&b.kind) {
-        crate::calls::call_event(&state, &s.conversation_id, &s.user_id, event);
+        state
+            .calls
+            .call_event(&s.conversation_id, &s.user_id, event);
     }
     Ok(envelope::ok(
         "Signaling event added",

@@ -6,11 +6,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::auth::ticket;
 use crate::http::error::ApiError;
 use crate::http::middleware::csp;
 use crate::http::routes::pages;
+use crate::state::AppState;
 
 /// A refused ticket as the user and the host page see it: a reason code and a
 /// sentence, both from [`REFUSALS`]. Nothing of the request is ever part of either.
