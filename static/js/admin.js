@@ -1,42 +1,67 @@
+// @ts-check
 // admin.js — create, inspect and close conversations with the admin password.
 import { api } from './api.js';
 import { $, copyText, formatTime } from './dom.js';
 
+/**
+ * A conversation as the admin API describes it.
+ * @typedef {object} Conversation
+ * @property {string} conversationId
+ * @property {string} [status]  active or closed
+ * @property {string} [joinCode]
+ * @property {string} [createdAt]
+ * @property {string | null} [closedAt]
+ */
+
 const form = $('admin-form');
-const password = $('admin-password');
-const idInput = $('admin-conversation-id');
+const password = /** @type {HTMLInputElement} */ ($('admin-password'));
+const idInput = /** @type {HTMLInputElement} */ ($('admin-conversation-id'));
 const error = $('admin-error');
 const result = $('result');
 const copyStatus = $('copy-status');
+const closeBtn = /** @type {HTMLButtonElement} */ ($('close-btn'));
+const rLink = /** @type {HTMLAnchorElement} */ ($('r-link'));
+/** @type {Conversation | null} */
 let current = null;
 
+/** @param {import('./api.js').ApiError} err */
 function fail(err) {
   error.textContent = err.status === 401 || err.status === 403 ? `${err.message || 'Wrong admin password.'}` : err.message;
   error.hidden = false;
 }
 
+/**
+ * Shows a conversation (merged into the one shown if it is the same).
+ * @param {Conversation} conv
+ */
 function show(conv) {
-  current = { ...(current && current.conversationId === conv.conversationId ? current : {}), ...conv };
+  const shown = { ...(current && current.conversationId === conv.conversationId ? current : {}), ...conv };
+  current = shown;
   error.hidden = true;
-  const link = `${location.origin}/join?c=${encodeURIComponent(current.conversationId)}`;
-  $('r-id').textContent = current.conversationId;
-  $('r-status').textContent = current.status || 'active';
-  $('r-status').dataset.status = current.status || 'active';
-  $('r-code').textContent = current.joinCode || '—';
-  $('r-link').textContent = link;
-  $('r-link').href = link;
-  $('r-created').textContent = current.createdAt ? formatTime(current.createdAt) : '—';
-  const closed = current.status === 'closed';
-  $('r-closed-label').hidden = !current.closedAt;
-  $('r-closed').hidden = !current.closedAt;
-  $('r-closed').textContent = current.closedAt ? formatTime(current.closedAt) : '';
-  $('close-btn').disabled = closed;
-  $('close-btn').textContent = closed ? 'Conversation closed' : 'Close conversation';
+  const link = `${location.origin}/join?c=${encodeURIComponent(shown.conversationId)}`;
+  $('r-id').textContent = shown.conversationId;
+  $('r-status').textContent = shown.status || 'active';
+  $('r-status').dataset.status = shown.status || 'active';
+  $('r-code').textContent = shown.joinCode || '—';
+  rLink.textContent = link;
+  rLink.href = link;
+  $('r-created').textContent = shown.createdAt ? formatTime(shown.createdAt) : '—';
+  const closed = shown.status === 'closed';
+  $('r-closed-label').hidden = !shown.closedAt;
+  $('r-closed').hidden = !shown.closedAt;
+  $('r-closed').textContent = shown.closedAt ? formatTime(shown.closedAt) : '';
+  closeBtn.disabled = closed;
+  closeBtn.textContent = closed ? 'Conversation closed' : 'Close conversation';
   copyStatus.textContent = '';
   result.hidden = false;
-  idInput.value = current.conversationId;
+  idInput.value = shown.conversationId;
 }
 
+/**
+ * Runs an admin request with the button disabled meanwhile; asks for the password first.
+ * @param {HTMLButtonElement} button
+ * @param {() => Promise<void>} fn
+ */
 async function run(button, fn) {
   if (!password.value) {
     error.textContent = 'Enter the admin password.';
@@ -48,7 +73,7 @@ async function run(button, fn) {
   try {
     await fn();
   } catch (err) {
-    fail(err);
+    fail(/** @type {import('./api.js').ApiError} */ (err));
   } finally {
     button.disabled = false;
   }
@@ -56,7 +81,8 @@ async function run(button, fn) {
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
-  run($('create-btn'), async () => {
+  run(/** @type {HTMLButtonElement} */ ($('create-btn')), async () => {
+    /** @type {{ adminPassword: string, conversationId?: string }} */
     const body = { adminPassword: password.value };
     if (idInput.value.trim()) body.conversationId = idInput.value.trim();
     current = null;
@@ -72,23 +98,28 @@ $('lookup-btn').addEventListener('click', () => {
     idInput.focus();
     return;
   }
-  run($('lookup-btn'), async () => {
+  run(/** @type {HTMLButtonElement} */ ($('lookup-btn')), async () => {
     current = null;
     show((await api('POST', `/api/v1/admin/conversations/${encodeURIComponent(id)}`, { adminPassword: password.value })).details);
   });
 });
 
-$('close-btn').addEventListener('click', () => {
+closeBtn.addEventListener('click', () => {
   if (!current) return;
-  if (!confirm(`Close conversation ${current.conversationId}? Nobody will be able to join or post.`)) return;
-  run($('close-btn'), async () => {
-    const path = `/api/v1/admin/conversations/${encodeURIComponent(current.conversationId)}/close`;
+  const { conversationId } = current;
+  if (!confirm(`Close conversation ${conversationId}? Nobody will be able to join or post.`)) return;
+  run(closeBtn, async () => {
+    const path = `/api/v1/admin/conversations/${encodeURIComponent(conversationId)}/close`;
     show((await api('POST', path, { adminPassword: password.value })).details);
   });
 });
 
+/**
+ * @param {string} text
+ * @param {string} what  what is copied, for the status line
+ */
 async function copy(text, what) {
   copyStatus.textContent = (await copyText(text)) ? `${what} copied.` : `Copy failed — select the ${what.toLowerCase()} and copy it.`;
 }
-$('copy-code').addEventListener('click', () => current && copy(current.joinCode, 'Join code'));
-$('copy-link').addEventListener('click', () => current && copy($('r-link').href, 'Join link'));
+$('copy-code').addEventListener('click', () => current && copy(current.joinCode || '', 'Join code'));
+$('copy-link').addEventListener('click', () => current && copy(rLink.href, 'Join link'));

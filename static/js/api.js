@@ -1,9 +1,24 @@
+// @ts-check
 // api.js — the only module that talks HTTP to /api/v1. Unwraps the JSON envelope,
 // carries the per-tab session id (x-session-id) and turns failures into ApiError.
 
 const SESSION_PREFIX = 'chats3.session.';
 
+/**
+ * What `api()` resolves to: the envelope's parts. `details` is whatever the endpoint returns
+ * (callers that rely on its shape annotate it).
+ * @typedef {object} ApiResult
+ * @property {any} details
+ * @property {Record<string, any>} meta
+ * @property {string} [message]
+ */
+
 export class ApiError extends Error {
+  /**
+   * @param {number} status  HTTP status, 0 when the server could not be reached
+   * @param {string | null | undefined} [message]
+   * @param {any} [details]
+   */
   constructor(status, message, details) {
     super(message || `Request failed (${status})`);
     this.name = 'ApiError';
@@ -15,15 +30,26 @@ export class ApiError extends Error {
   }
 }
 
+/** @type {string | null} */
 let sessionId = null;
+/** @type {string | null} */
 let sessionConversation = null; // the conversation `sessionId` belongs to
+/** @type {(() => void) | null} */
 let unauthorized = null;
 
-/** Called when any request answers 401 (the session expired or was removed). */
+/**
+ * Called when any request answers 401 (the session expired or was removed).
+ * @param {() => void} handler
+ */
 export function onUnauthorized(handler) {
   unauthorized = handler;
 }
 
+/**
+ * The session of this tab for that conversation (from sessionStorage, or kept in memory).
+ * @param {string} conversationId
+ * @returns {string | null}
+ */
 export function useSession(conversationId) {
   let stored = null;
   try {
@@ -37,6 +63,10 @@ export function useSession(conversationId) {
   return sessionId;
 }
 
+/**
+ * @param {string} conversationId
+ * @param {string} id  the session id
+ */
 export function saveSession(conversationId, id) {
   sessionId = id;
   sessionConversation = conversationId;
@@ -47,6 +77,7 @@ export function saveSession(conversationId, id) {
   }
 }
 
+/** @param {string} conversationId */
 export function forgetSession(conversationId) {
   sessionId = null;
   try {
@@ -56,13 +87,23 @@ export function forgetSession(conversationId) {
   }
 }
 
+/** @returns {Record<string, string>} */
 export function authHeaders() {
   return sessionId ? { 'x-session-id': sessionId } : {};
 }
 
-/** Calls the API; resolves to `{details, meta, message}` or throws ApiError. */
+/**
+ * Calls the API; resolves to `{details, meta, message}` or throws ApiError.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]  sent as JSON
+ * @param {{ keepalive?: boolean, signal?: AbortSignal }} [options]
+ * @returns {Promise<ApiResult>}
+ */
 export async function api(method, path, body, { keepalive = false, signal } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { accept: 'application/json', ...authHeaders() };
+  /** @type {RequestInit} */
   const init = { method, headers, credentials: 'same-origin', keepalive, signal };
   if (body !== undefined) {
     headers['content-type'] = 'application/json';
@@ -72,7 +113,7 @@ export async function api(method, path, body, { keepalive = false, signal } = {}
   try {
     res = await fetch(path, init);
   } catch (err) {
-    if (err && err.name === 'AbortError') throw err;
+    if (/** @type {Error | null | undefined} */ (err)?.name === 'AbortError') throw err;
     throw new ApiError(0, 'Network error: the server cannot be reached');
   }
   let json = null;
@@ -88,7 +129,13 @@ export async function api(method, path, body, { keepalive = false, signal } = {}
   return { details: json.details, meta: json.meta || {}, message: json.message };
 }
 
-/** Multipart upload with progress (fetch has no upload progress). */
+/**
+ * Multipart upload with progress (fetch has no upload progress).
+ * @param {string} path
+ * @param {File} file
+ * @param {(fraction: number) => void} [onProgress]
+ * @returns {Promise<any>} the envelope's `details`
+ */
 export function upload(path, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -119,6 +166,7 @@ export function upload(path, file, onProgress) {
   });
 }
 
+/** @returns {string} a random (v4) UUID */
 export function uuid() {
   if (crypto.randomUUID) return crypto.randomUUID();
   const b = crypto.getRandomValues(new Uint8Array(16));

@@ -1,3 +1,4 @@
+// @ts-check
 // chat.js — the message list: history paging (infinite scroll upward), live messages,
 // sending with retry, file messages and client-side search. No HTML from users: text nodes only.
 import { api, uuid, ApiError } from './api.js';
@@ -6,22 +7,64 @@ import { el, $, avatar, formatTime, plainText } from './dom.js';
 const GROUP_MS = 5 * 60 * 1000;
 const PAGE = 50;
 
+/**
+ * A chat message as the API and the stream give it (kept with names and bodies unescaped).
+ * @typedef {object} Message
+ * @property {string} messageId
+ * @property {number} [seq]  the server's order; absent while one of ours is pending
+ * @property {string} [type]  text, file or system
+ * @property {string} [systemKind]  a system line's kind: join, leave, integrator …
+ * @property {string} [body]
+ * @property {string} [senderUserId]
+ * @property {string} [senderDisplayName]
+ * @property {string} [senderAvatarUrl]
+ * @property {string} [clientTimestamp]
+ * @property {string} [serverReceivedAt]
+ * @property {string} [attachmentId]
+ * @property {string} [filename]
+ * @property {string} [mimetype]
+ */
+
+/**
+ * @typedef {object} ChatHooks
+ * @property {(node: HTMLLIElement, msg: Message) => void} [onRendered]  every message node, once made
+ * @property {(msg: Message) => void} [onIncoming]  a live message from someone else
+ * @property {(msg: Message) => void} [onSent]  the server stored one of ours
+ * @property {() => void} [onClosed]  the conversation turned out to be closed
+ * @property {() => void} [onUnauthorized]
+ * @property {(err: Error) => void} [onError]
+ */
+
+/** @typedef {{ msg: Message, node: HTMLLIElement }} Entry */
+
+/** @param {Element} node */
+const data = (node) => /** @type {HTMLElement} */ (node).dataset;
+
+/**
+ * When a message was sent (ms; NaN when it does not say).
+ * @param {Message} m
+ */
+const sentAt = (m) => new Date(/** @type {string} */ (m.serverReceivedAt || m.clientTimestamp)).getTime();
+
 export class Chat {
   /**
-   * @param {object} state  shared room state: {me, names: Map}
-   * @param {object} hooks  {onIncoming(msg), onClosed(), onRendered(node, msg), onSent(msg)}
+   * @param {import('./types.js').RoomState} state  shared room state
+   * @param {ChatHooks} hooks
    */
   constructor(state, hooks) {
     this.state = state;
     this.hooks = hooks;
+    /** @type {Map<string, Entry>} */
     this.byId = new Map(); // messageId -> {msg, node}
     this.list = $('message-list');
     this.scroller = $('messages');
     this.olderBtn = $('older-btn');
     this.hasMore = false;
+    /** @type {string | number | null} */
     this.before = null;
     this.loadingOlder = false;
     this.query = '';
+    /** @type {Map<string, Promise<string | null>>} */
     this.urlCache = new Map();
     this.olderBtn.addEventListener('click', () => this.loadOlder());
     this.observer = new IntersectionObserver(
@@ -31,10 +74,13 @@ export class Chat {
       { root: this.scroller, rootMargin: '200px 0px 0px 0px' },
     );
     this.observer.observe($('history-top'));
-    $('search-input').addEventListener('input', (e) => this.search(e.target.value));
+    $('search-input').addEventListener('input', (e) => this.search(/** @type {HTMLInputElement} */ (e.target).value));
   }
 
-  /** Loads the newest page; returns the highest seq seen (the stream cursor). */
+  /**
+   * Loads the newest page; returns the highest seq seen (the stream cursor).
+   * @returns {Promise<number | null>}
+   */
   async loadInitial() {
     const { details, meta } = await api('GET', `/api/v1/messages?limit=${PAGE}`);
     this.setPage(meta);
@@ -43,6 +89,7 @@ export class Chat {
     return this.maxSeq();
   }
 
+  /** @param {{ page?: { hasMore?: boolean, before?: string | number | null } } | undefined} meta */
   setPage(meta) {
     const page = (meta && meta.page) || {};
     this.hasMore = Boolean(page.hasMore);
@@ -62,26 +109,33 @@ export class Chat {
       for (const msg of details || []) this.upsert(msg, { live: false });
       this.scroller.scrollTop = oldTop + (this.scroller.scrollHeight - oldHeight);
     } catch (err) {
-      this.hooks.onError?.(err);
+      this.hooks.onError?.(/** @type {Error} */ (err));
     } finally {
       this.loadingOlder = false;
       this.olderBtn.textContent = 'Load older messages';
     }
   }
 
+  /** @returns {number | null} */
   maxSeq() {
+    /** @type {number | null} */
     let max = null;
     for (const { msg } of this.byId.values()) if (typeof msg.seq === 'number' && (max === null || msg.seq > max)) max = msg.seq;
     return max;
   }
 
+  /**
+   * @param {string} messageId
+   * @returns {number | null}
+   */
   seqOf(messageId) {
     const entry = this.byId.get(messageId);
     return entry && typeof entry.msg.seq === 'number' ? entry.msg.seq : null;
   }
 
+  /** @returns {Message[]} the messages in the order shown */
   messages() {
-    return [...this.list.children].map((n) => this.byId.get(n.dataset.messageId)?.msg).filter(Boolean);
+    return /** @type {Message[]} */ ([...this.list.children].map((n) => this.byId.get(/** @type {string} */ (data(n).messageId))?.msg).filter(Boolean));
   }
 
   nearBottom() {
@@ -93,7 +147,12 @@ export class Chat {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
-  /** Inserts or updates a message (dedup by messageId). Returns true if it was new. */
+  /**
+   * Inserts or updates a message (dedup by messageId). Returns true if it was new.
+   * @param {Message | null | undefined} msg
+   * @param {{ live: boolean }} options  live: it just arrived (scroll, notify)
+   * @returns {boolean}
+   */
   upsert(msg, { live }) {
     if (!msg || !msg.messageId) return false;
     msg = { ...msg, body: plainText(msg.body), senderDisplayName: plainText(msg.senderDisplayName), filename: plainText(msg.filename) };
@@ -126,13 +185,17 @@ export class Chat {
     return true;
   }
 
-  /** Keeps the list ordered by seq; messages without a seq yet (pending) stay at the end. */
+  /**
+   * Keeps the list ordered by seq; messages without a seq yet (pending) stay at the end.
+   * @param {HTMLLIElement} node
+   * @param {number | undefined} seq
+   */
   place(node, seq) {
     if (typeof seq === 'number') {
       let after = null;
       for (let n = this.list.lastElementChild; n; n = n.previousElementSibling) {
         if (n === node) continue;
-        const s = n.dataset.seq === undefined ? Infinity : Number(n.dataset.seq);
+        const s = data(n).seq === undefined ? Infinity : Number(data(n).seq);
         if (s < seq) {
           after = n;
           break;
@@ -147,16 +210,24 @@ export class Chat {
     if (node.nextElementSibling) this.regroup(node.nextElementSibling);
   }
 
+  /**
+   * Marks a message that follows one from the same sender within GROUP_MS as a continuation.
+   * @param {Element} node
+   */
   regroup(node) {
     const prev = node.previousElementSibling;
-    const a = prev && this.byId.get(prev.dataset.messageId)?.msg;
-    const b = this.byId.get(node.dataset.messageId)?.msg;
+    const a = prev && this.byId.get(/** @type {string} */ (data(prev).messageId))?.msg;
+    const b = this.byId.get(/** @type {string} */ (data(node).messageId))?.msg;
     const same =
       a && b && a.type !== 'system' && b.type !== 'system' && a.senderUserId === b.senderUserId &&
-      Math.abs(new Date(b.serverReceivedAt || b.clientTimestamp) - new Date(a.serverReceivedAt || a.clientTimestamp)) < GROUP_MS;
+      Math.abs(sentAt(b) - sentAt(a)) < GROUP_MS;
     node.classList.toggle('continued', Boolean(same));
   }
 
+  /**
+   * @param {Message} msg
+   * @returns {HTMLLIElement}
+   */
   render(msg) {
     const mine = msg.senderUserId === this.state.me.userId;
     const system = msg.type === 'system' || msg.senderUserId === 'system';
@@ -169,7 +240,7 @@ export class Chat {
     if (!system) {
       li.append(
         el('div', { class: 'msg-meta' },
-          avatar(msg.senderUserId || '', msg.senderDisplayName, msg.senderAvatarUrl || this.state.avatars.get(msg.senderUserId)),
+          avatar(msg.senderUserId || '', msg.senderDisplayName, msg.senderAvatarUrl || this.state.avatars.get(/** @type {string} */ (msg.senderUserId))),
           el('span', { class: 'msg-author', text: mine ? 'You' : msg.senderDisplayName || 'Unknown' }),
           el('time', { datetime: when, text: formatTime(when) })),
       );
@@ -182,6 +253,10 @@ export class Chat {
     return li;
   }
 
+  /**
+   * @param {Message} msg  a file message
+   * @returns {HTMLDivElement}
+   */
   renderFile(msg) {
     const name = msg.filename || msg.body || 'file';
     const isImage = /^image\//.test(msg.mimetype || '');
@@ -218,9 +293,16 @@ export class Chat {
     return wrap;
   }
 
+  /**
+   * A signed download URL for an attachment (cached unless `fresh`); null when it cannot be had.
+   * @param {string | undefined} attachmentId
+   * @param {boolean} [fresh]
+   * @returns {Promise<string | null>}
+   */
   async attachmentUrl(attachmentId, fresh = false) {
     if (!attachmentId) return null;
-    if (!fresh && this.urlCache.has(attachmentId)) return this.urlCache.get(attachmentId);
+    const cached = this.urlCache.get(attachmentId);
+    if (!fresh && cached) return cached;
     const p = api('GET', `/api/v1/attachments/${encodeURIComponent(attachmentId)}`)
       .then(({ details }) => details.signedUrl)
       .catch(() => null);
@@ -228,8 +310,13 @@ export class Chat {
     return p;
   }
 
-  /** Sends a message; the node shows pending/failed state and retries keep the same messageId. */
+  /**
+   * Sends a message; the node shows pending/failed state and retries keep the same messageId.
+   * @param {Partial<Message>} fields
+   * @returns {Promise<Message>} as the server stored it
+   */
   async send(fields) {
+    /** @type {Message} */
     const msg = {
       messageId: uuid(),
       type: 'text',
@@ -239,14 +326,19 @@ export class Chat {
       ...fields,
     };
     this.upsert(msg, { live: true });
-    this.byId.get(msg.messageId).node.classList.add('pending');
+    /** @type {Entry} */ (this.byId.get(msg.messageId)).node.classList.add('pending');
     return this.post(msg);
   }
 
+  /**
+   * @param {Message} msg
+   * @returns {Promise<Message>}
+   */
   async post(msg) {
-    const entry = this.byId.get(msg.messageId);
+    const entry = /** @type {Entry} */ (this.byId.get(msg.messageId));
+    /** @type {Record<string, unknown>} */
     const body = { messageId: msg.messageId, type: msg.type, body: msg.body, clientTimestamp: msg.clientTimestamp };
-    for (const k of ['attachmentId', 'filename', 'mimetype']) if (msg[k]) body[k] = msg[k];
+    for (const k of /** @type {const} */ (['attachmentId', 'filename', 'mimetype'])) if (msg[k]) body[k] = msg[k];
     try {
       const { details } = await api('POST', '/api/v1/messages', body);
       this.upsert(details, { live: true });
@@ -265,7 +357,7 @@ export class Chat {
         status.remove();
         this.post(msg);
       });
-      const status = el('div', { class: 'msg-status', role: 'status' }, `Not sent: ${err.message} `, retry);
+      const status = el('div', { class: 'msg-status', role: 'status' }, `Not sent: ${/** @type {Error} */ (err).message} `, retry);
       entry.node.append(status);
       throw err;
     }
@@ -282,6 +374,7 @@ export class Chat {
     }
   }
 
+  /** @param {string} query */
   search(query) {
     this.query = query.trim().toLowerCase();
     let hits = 0;
@@ -291,12 +384,17 @@ export class Chat {
     else this.scrollToBottom();
   }
 
+  /**
+   * Shows whether one message matches the search; true for a match.
+   * @param {Element} node
+   * @returns {boolean}
+   */
   applySearch(node) {
     if (!this.query) {
       node.classList.remove('search-hit', 'search-miss');
       return false;
     }
-    const msg = this.byId.get(node.dataset.messageId)?.msg;
+    const msg = this.byId.get(/** @type {string} */ (data(node).messageId))?.msg;
     const hay = `${msg?.body || ''} ${msg?.filename || ''} ${msg?.senderDisplayName || ''}`.toLowerCase();
     const hit = hay.includes(this.query);
     node.classList.toggle('search-hit', hit);
@@ -305,10 +403,10 @@ export class Chat {
   }
 
   disable() {
-    $('composer-input').disabled = true;
-    $('send-btn').disabled = true;
-    $('attach-btn').disabled = true;
-    document.querySelector('.chat').classList.add('closed');
+    /** @type {HTMLTextAreaElement} */ ($('composer-input')).disabled = true;
+    /** @type {HTMLButtonElement} */ ($('send-btn')).disabled = true;
+    /** @type {HTMLButtonElement} */ ($('attach-btn')).disabled = true;
+    /** @type {HTMLElement} */ (document.querySelector('.chat')).classList.add('closed');
   }
 }
 

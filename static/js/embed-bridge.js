@@ -1,3 +1,4 @@
+// @ts-check
 // embed-bridge.js — the room page's side of embedding: the one-time handoff that turns `?h=CODE`
 // into a session kept in this tab's sessionStorage (never in a URL), and the postMessage bridge
 // to the host page. The bridge is active only when the page is framed and the host's origin is
@@ -9,7 +10,20 @@ import { api, saveSession } from './api.js';
 const HOST_PREFIX = 'chats3.host.';
 const THEMES = new Set(['light', 'dark', 'auto']);
 
-/** Does `value` look like a bare origin (`scheme://host[:port]`)? */
+/** @typedef {import('./chat.js').Message} Message */
+
+/**
+ * What the host page may ask of the room (`setTheme` the bridge does itself).
+ * @typedef {object} BridgeCommands
+ * @property {() => void} [focus]
+ * @property {() => void} [leave]
+ */
+
+/**
+ * Does `value` look like a bare origin (`scheme://host[:port]`)?
+ * @param {unknown} value
+ * @returns {value is string}
+ */
 function isOrigin(value) {
   try {
     return typeof value === 'string' && new URL(value).origin === value;
@@ -18,8 +32,13 @@ function isOrigin(value) {
   }
 }
 
+/** @type {string | null} */
 let memoryHost = null; // used when sessionStorage is unavailable (blocked third-party storage)
 
+/**
+ * @param {string} conversationId
+ * @param {string} origin
+ */
 function storeHost(conversationId, origin) {
   memoryHost = origin;
   try {
@@ -29,6 +48,10 @@ function storeHost(conversationId, origin) {
   }
 }
 
+/**
+ * @param {string} conversationId
+ * @returns {string | null}
+ */
 function loadHost(conversationId) {
   if (memoryHost) return memoryHost;
   try {
@@ -43,10 +66,13 @@ function loadHost(conversationId) {
  * Trades a `?h=` handoff code (from `GET /embed`) for the session, once. The code is removed from
  * the address bar before the request, so a reload never replays it (it is single-use anyway).
  * Resolves to `{hostOrigin, error}`; hostOrigin may come from an earlier handoff in this tab.
+ * @param {string} conversationId
+ * @returns {Promise<{ hostOrigin: string | null, error: Error | null }>}
  */
 export async function takeHandoff(conversationId) {
   const url = new URL(location.href);
   const code = url.searchParams.get('h');
+  /** @type {Error | null} */
   let error = null;
   if (code) {
     url.searchParams.delete('h');
@@ -60,7 +86,7 @@ export async function takeHandoff(conversationId) {
         if (isOrigin(details.hostOrigin)) storeHost(conversationId, details.hostOrigin);
       }
     } catch (err) {
-      error = err;
+      error = /** @type {Error} */ (err);
     }
   }
   return { hostOrigin: loadHost(conversationId), error };
@@ -70,16 +96,21 @@ export async function takeHandoff(conversationId) {
  * What a message is, in the SDK's words: `text` and `file` (a person's), `join` and `leave` (the
  * server's lines about people), `integrator` (the integrator's signed system message) or `system`
  * (any other line of the server's, e.g. "The conversation was closed").
+ * @param {Message} msg
+ * @returns {string}
  */
 export function messageKind(msg) {
   if (msg.type === 'text' || msg.type === 'file') return msg.type;
-  if (msg.type === 'system' && ['join', 'leave', 'integrator'].includes(msg.systemKind)) return msg.systemKind;
+  if (msg.type === 'system' && msg.systemKind && ['join', 'leave', 'integrator'].includes(msg.systemKind)) return msg.systemKind;
   return msg.type === 'system' ? 'system' : 'text';
 }
 
 /**
  * What a person would call unread: someone else's text or file, or the integrator's own notice;
  * never a join or leave line, nor one's own message from another tab.
+ * @param {Message | null | undefined} msg
+ * @param {string} myUserId
+ * @returns {boolean}
  */
 export function countsAsUnread(msg, myUserId) {
   if (!msg || msg.senderUserId === myUserId) return false;
@@ -91,16 +122,18 @@ export function countsAsUnread(msg, myUserId) {
  * scrolling. The page is exactly as tall as the frame and only the list (and the people column
  * beside it) scrolls, so the document's own height would only repeat the frame's; instead the
  * list's box is replaced by the height of what it holds.
+ * @returns {number}
  */
 export function preferredHeight() {
   const root = document.documentElement;
   const list = document.getElementById('messages');
   const column = list?.parentElement;
   if (!list || !column) return Math.ceil(root.scrollHeight);
+  /** @param {Element} box */
   const natural = (box) => {
     const cs = getComputedStyle(box);
     let h = parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom);
-    for (const child of box.children) h += child.offsetHeight;
+    for (const child of box.children) h += /** @type {HTMLElement} */ (child).offsetHeight;
     return h;
   };
   let row = column.clientHeight - list.clientHeight + natural(list);
@@ -109,7 +142,10 @@ export function preferredHeight() {
   return Math.ceil(root.clientHeight - column.clientHeight + row);
 }
 
-/** True when this page runs inside a frame. */
+/**
+ * True when this page runs inside a frame.
+ * @returns {boolean}
+ */
 export function isFramed() {
   try {
     return window.parent !== window;
@@ -123,12 +159,18 @@ export function isFramed() {
  * Every outgoing message is `{source: 'chats3', type, ...}`.
  */
 export class EmbedBridge {
+  /**
+   * @param {string} hostOrigin
+   * @param {BridgeCommands} commands
+   */
   constructor(hostOrigin, commands) {
     this.hostOrigin = hostOrigin;
     this.commands = commands;
+    /** @type {number | null} */
     this.lastUnread = null;
     this.lastHeight = 0;
     this.callCount = 0;
+    /** @param {MessageEvent} e */
     this.onMessage = (e) => this.receive(e);
     window.addEventListener('message', this.onMessage);
     if ('ResizeObserver' in window) {
@@ -142,12 +184,21 @@ export class EmbedBridge {
     }
   }
 
-  /** A bridge only when framed and the host origin is known; otherwise null. */
+  /**
+   * A bridge only when framed and the host origin is known; otherwise null.
+   * @param {string | null} hostOrigin
+   * @param {BridgeCommands} commands
+   * @returns {EmbedBridge | null}
+   */
   static create(hostOrigin, commands) {
     if (!isFramed() || !isOrigin(hostOrigin)) return null;
     return new EmbedBridge(hostOrigin, commands);
   }
 
+  /**
+   * @param {string} type
+   * @param {object} [data]
+   */
   post(type, data = {}) {
     try {
       window.parent.postMessage({ ...data, source: 'chats3', type }, this.hostOrigin);
@@ -156,6 +207,7 @@ export class EmbedBridge {
     }
   }
 
+  /** @param {MessageEvent} event  a message to this window: a command if it is the host's */
   receive(event) {
     if (event.origin !== this.hostOrigin || event.source !== window.parent) return;
     const msg = event.data;
@@ -181,20 +233,27 @@ export class EmbedBridge {
     }
   }
 
+  /** @param {{ conversationId: string, userId: string, displayName: string }} info */
   ready(info) {
     this.post('ready', info);
     this.resize(true);
   }
 
+  /** @param {number} count */
   unread(count) {
     if (count === this.lastUnread) return;
     this.lastUnread = count;
     this.post('unread', { count });
   }
 
-  /** Metadata only: the body never leaves the frame. */
+  /**
+   * Metadata only: the body never leaves the frame.
+   * @param {Message | null | undefined} msg
+   * @param {boolean} [mine]
+   */
   message(msg, mine = false) {
     if (!msg || !msg.messageId) return;
+    /** @type {Record<string, unknown>} */
     const out = {
       messageId: msg.messageId,
       kind: messageKind(msg),
@@ -207,7 +266,11 @@ export class EmbedBridge {
     this.post('message', out);
   }
 
-  /** `members`: the user ids in the call (including me when I am in it). */
+  /**
+   * `members`: the user ids in the call (including me when I am in it).
+   * @param {Set<string>} members
+   * @param {boolean} inCall
+   */
   call(members, inCall) {
     const n = members.size;
     const before = this.callCount;
@@ -219,7 +282,10 @@ export class EmbedBridge {
     if (event) this.post('call', { event, participants: n, joined: Boolean(inCall) });
   }
 
-  /** `height`: the room's preferred height (see preferredHeight), not the frame's. */
+  /**
+   * `height`: the room's preferred height (see preferredHeight), not the frame's.
+   * @param {boolean} [force]  send it even when unchanged
+   */
   resize(force = false) {
     const height = preferredHeight();
     if (!force && height === this.lastHeight) return;
@@ -227,6 +293,10 @@ export class EmbedBridge {
     this.post('resize', { height });
   }
 
+  /**
+   * @param {string} code
+   * @param {string} [message]
+   */
   error(code, message) {
     this.post('error', { code, message: String(message || code) });
   }
@@ -236,7 +306,10 @@ export class EmbedBridge {
   }
 }
 
-/** 'light' | 'dark' force a scheme; 'auto' follows the OS. */
+/**
+ * 'light' | 'dark' force a scheme; 'auto' follows the OS.
+ * @param {string} theme
+ */
 export function applyTheme(theme) {
   if (theme === 'light' || theme === 'dark') document.documentElement.dataset.theme = theme;
   else delete document.documentElement.dataset.theme;

@@ -1,3 +1,4 @@
+// @ts-check
 // embed-refused.js — the page `GET /embed` shows in the host's frame when it refuses a ticket
 // (templates/embed-refused.stpl). It tells the host page why, over the same channel as the room:
 // one `error` event {code: 'ticket', reason, message}, posted only to the ticket's origin (which
@@ -5,6 +6,7 @@
 // frame it), never '*'; and a `resize` with the height the message needs. It sends nothing else
 // and reads nothing but the page's own fixed text.
 
+/** @param {unknown} value */
 function isOrigin(value) {
   try {
     return typeof value === 'string' && new URL(value).origin === value;
@@ -21,10 +23,14 @@ function framed() {
   }
 }
 
-const hostOrigin = document.body.dataset.hostOrigin;
+const hostOrigin = /** @type {string} */ (document.body.dataset.hostOrigin); // checked with isOrigin before use
 const reason = document.body.dataset.reason || 'refused';
 const message = document.getElementById('refused-message')?.textContent || 'The chat could not be opened.';
 
+/**
+ * @param {string} type
+ * @param {object} data
+ */
 function post(type, data) {
   try {
     window.parent.postMessage({ ...data, source: 'chats3', type }, hostOrigin);

@@ -1,28 +1,38 @@
+// @ts-check
 // events.js — the live event stream. Opens EventSource with a single-use token, resumes
 // with `cursor` = last persisted event id, and reconnects itself with backoff + jitter
 // (tokens are single-use, so EventSource's own retry cannot be used).
 import { api } from './api.js';
 
+/** @typedef {import('./types.js').ServerEvent} ServerEvent */
+/** @typedef {'connecting'|'open'|'reconnecting'|'closed'} StreamState */
+
 export class EventStream {
   /**
    * @param {object} opts
-   * @param {(event: object, id: string) => void} opts.onEvent
-   * @param {(state: 'connecting'|'open'|'reconnecting'|'closed', info?: object) => void} opts.onState
-   * @param {(err: Error) => void} opts.onFatal  401/403 while getting a token
+   * @param {(event: ServerEvent, id: string) => void} opts.onEvent
+   * @param {(state: StreamState, info?: { attempt: number, delay?: number }) => void} opts.onState
+   * @param {(err: import('./api.js').ApiError) => void} opts.onFatal  401/403 while getting a token
    */
   constructor({ onEvent, onState, onFatal }) {
     this.onEvent = onEvent;
     this.onState = onState;
     this.onFatal = onFatal;
+    /** @type {string | null} */
     this.cursor = null;
+    /** @type {EventSource | null} */
     this.source = null;
     this.attempt = 0;
-    this.timer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.timer = undefined;
     this.stopped = false;
     this.openedOnce = false;
   }
 
-  /** Start streaming; events with an id greater than `cursor` are replayed by the server. */
+  /**
+   * Start streaming; events with an id greater than `cursor` are replayed by the server.
+   * @param {string | number | null} [cursor]
+   */
   start(cursor) {
     if (cursor !== null && cursor !== undefined) this.cursor = String(cursor);
     this.stopped = false;
@@ -37,7 +47,10 @@ export class EventStream {
     this.onState('closed');
   }
 
-  /** Remember a persisted event id seen outside the stream (never moves backwards). */
+  /**
+   * Remember a persisted event id seen outside the stream (never moves backwards).
+   * @param {string | number | null | undefined} id
+   */
   advance(id) {
     if (id === null || id === undefined) return;
     if (this.cursor === null || Number(id) > Number(this.cursor)) this.cursor = String(id);
@@ -51,9 +64,10 @@ export class EventStream {
     try {
       token = (await api('POST', '/api/v1/signaling/token')).details.token;
     } catch (err) {
-      if (err.status === 401 || err.status === 403) {
+      const e = /** @type {import('./api.js').ApiError} */ (err);
+      if (e.status === 401 || e.status === 403) {
         this.stopped = true;
-        this.onFatal(err);
+        this.onFatal(e);
         return;
       }
       this.schedule();
@@ -71,6 +85,7 @@ export class EventStream {
     };
     source.onmessage = (msg) => {
       if (msg.lastEventId && /^\d+$/.test(msg.lastEventId)) this.advance(msg.lastEventId);
+      /** @type {ServerEvent} */
       let event;
       try {
         event = JSON.parse(msg.data);
@@ -109,8 +124,17 @@ export class EventStream {
 }
 
 // Ordered relay of client events: one POST at a time so offer/answer/ICE keep their order.
+/** @type {Promise<unknown>} */
 let chain = Promise.resolve();
+/**
+ * Sends a client event to everyone in the conversation, or to one user.
+ * @param {string} type
+ * @param {object} [data]
+ * @param {string} [toUserId]
+ * @returns {Promise<import('./api.js').ApiResult>}
+ */
 export function signal(type, data = {}, toUserId) {
+  /** @type {{ type: string, data: object, toUserId?: string }} */
   const body = { type, data };
   if (toUserId) body.toUserId = toUserId;
   const p = chain.then(() => api('POST', '/api/v1/signaling', body));

@@ -1,21 +1,27 @@
+// @ts-check
 // files.js — file messages: upload button, drag-and-drop and pasted images, with progress.
 import { upload } from './api.js';
 import { el, $, formatBytes } from './dom.js';
 
 export class Files {
+  /**
+   * @param {import('./chat.js').Chat} chat
+   * @param {{ maxBytes?: number }} [options]
+   */
   constructor(chat, { maxBytes = 10 * 1024 * 1024 } = {}) {
     this.chat = chat;
     this.maxBytes = maxBytes;
     this.uploads = $('uploads');
-    const input = $('file-input');
+    const input = /** @type {HTMLInputElement} */ ($('file-input'));
     $('attach-btn').addEventListener('click', () => input.click());
     input.addEventListener('change', () => {
-      for (const f of input.files) this.send(f);
+      for (const f of input.files || []) this.send(f);
       input.value = '';
     });
-    const area = document.querySelector('.chat');
+    const area = /** @type {HTMLElement} */ (document.querySelector('.chat'));
     const hint = $('drop-hint');
     let depth = 0;
+    /** @param {DragEvent} e */
     const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
     area.addEventListener('dragenter', (e) => {
       if (!hasFiles(e)) return;
@@ -34,21 +40,24 @@ export class Files {
       hint.hidden = true;
       if (!hasFiles(e)) return;
       e.preventDefault();
-      for (const f of e.dataTransfer.files) this.send(f);
+      for (const f of /** @type {DataTransfer} */ (e.dataTransfer).files) this.send(f);
     });
     $('composer-input').addEventListener('paste', (e) => {
-      const files = [...(e.clipboardData?.items || [])].filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter(Boolean);
+      const files = /** @type {File[]} */ ([...(e.clipboardData?.items || [])].filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter(Boolean));
       if (!files.length) return;
       e.preventDefault();
       for (const f of files) this.send(f);
     });
   }
 
+  /** @param {number | undefined} n  the server's limit (client-config maxUploadBytes) */
   setMaxBytes(n) {
-    if (Number.isFinite(n) && n > 0) this.maxBytes = n;
+    if (typeof n === 'number' && Number.isFinite(n) && n > 0) this.maxBytes = n;
   }
 
-  /** Uploads one file, then posts a `file` message pointing at it. */
+  /** Uploads one file, then posts a `file` message pointing at it.
+   * @param {File} file
+   */
   async send(file) {
     if (!file.name || file.name === 'image.png') {
       const ext = (file.type.split('/')[1] || 'bin').replace('jpeg', 'jpg');
@@ -58,6 +67,7 @@ export class Files {
     const label = el('span', { text: `${file.name} (${formatBytes(file.size)})` });
     const row = el('div', { class: 'upload', role: 'status', dataset: { state: 'uploading' } }, label, bar);
     this.uploads.append(row);
+    /** @param {string} message */
     const fail = (message) => {
       row.dataset.state = 'error';
       bar.remove();
@@ -80,7 +90,8 @@ export class Files {
         filename: meta.originalFilename || file.name,
         mimetype: meta.mimeType || file.type,
       });
-    } catch (err) {
+    } catch (e) {
+      const err = /** @type {import('./api.js').ApiError} */ (e);
       if (err.status === 404) fail('file sharing is not available on this server');
       else if (err.status === 413) fail('too large');
       else fail(err.message || 'upload failed');

@@ -1,13 +1,14 @@
+// @ts-check
 // join.js — the join form: POST /api/v1/join, keep the session for this tab, go to the room.
 import { api, saveSession } from './api.js';
 import { $ } from './dom.js';
 
 const form = $('join-form');
-const cid = $('conversation-id');
-const code = $('join-code');
-const name = $('display-name');
+const cid = /** @type {HTMLInputElement} */ ($('conversation-id'));
+const code = /** @type {HTMLInputElement} */ ($('join-code'));
+const name = /** @type {HTMLInputElement} */ ($('display-name'));
 const error = $('join-error');
-const submit = $('join-submit');
+const submit = /** @type {HTMLButtonElement} */ ($('join-submit'));
 
 try {
   const remembered = localStorage.getItem('chats3.displayName');
@@ -18,6 +19,10 @@ try {
 // A join link may fill in the id and the code (`?conversationId=…&joinCode=…`): start at the first empty field.
 ([cid, code, name].find((input) => !input.value) || name).focus();
 
+/**
+ * @param {string} message
+ * @param {HTMLInputElement | null} [field]  the input to mark invalid and focus
+ */
 function showError(message, field) {
   error.textContent = message;
   error.hidden = false;
@@ -28,6 +33,10 @@ function showError(message, field) {
   }
 }
 
+/**
+ * The input a refusal's details name, if any.
+ * @param {unknown} details
+ */
 const fieldFor = (details) => {
   const d = JSON.stringify(details || '').toLowerCase();
   if (d.includes('displayname')) return name;
@@ -59,7 +68,8 @@ form.addEventListener('submit', async (event) => {
       /* ignore */
     }
     location.assign(`/room/${encodeURIComponent(conversationId)}`);
-  } catch (err) {
+  } catch (e) {
+    const err = /** @type {import('./api.js').ApiError} */ (e);
     submit.disabled = false;
     submit.textContent = 'Join';
     if (err.details && err.details.reason === 'closed') showError('This conversation has been closed.', cid);

@@ -1,3 +1,4 @@
+// @ts-check
 // peer.js — one RTCPeerConnection to one remote participant, using the "perfect negotiation"
 // pattern: both sides may offer at any time; on a collision the polite side rolls back and the
 // impolite side ignores the other's offer, so glare can never wedge the connection.
@@ -6,6 +7,25 @@ import { signal } from './events.js';
 /** How long a connection may take to come up before it is rebuilt. */
 const HEAL_INTERVAL_MS = 12000;
 
+/**
+ * Receive figures for one remote participant (speaker detection, chats3Debug.getStats); a mesh
+ * peer adds its connection states and what it sends, the relay marks its own with `relay`.
+ * @typedef {object} InboundStats
+ * @property {string} userId
+ * @property {RTCPeerConnectionState} conn
+ * @property {RTCIceConnectionState} [ice]
+ * @property {RTCSignalingState} [signaling]
+ * @property {boolean} [relay]
+ * @property {number} framesDecoded
+ * @property {number} videoBytes
+ * @property {number} audioBytes
+ * @property {number} audioLevel  0..1, the loudest inbound audio
+ * @property {number} frameWidth
+ * @property {number} [framesSent]
+ * @property {string | null} [sendingVideoLabel]
+ * @property {string | null} [sendingVideoId]
+ */
+
 export class Peer {
   /**
    * @param {object} o
@@ -13,7 +33,7 @@ export class Peer {
    * @param {boolean} o.polite
    * @param {RTCIceServer[]} o.iceServers
    * @param {(track: MediaStreamTrack, stream: MediaStream) => void} o.onTrack
-   * @param {(state: string) => void} o.onState
+   * @param {(state: RTCPeerConnectionState) => void} o.onState
    * @param {() => void} o.onStuck  not connected after HEAL_INTERVAL_MS: start over
    */
   constructor({ userId, polite, iceServers, onTrack, onState, onStuck }) {
@@ -22,9 +42,11 @@ export class Peer {
     this.polite = polite;
     this.makingOffer = false;
     this.ignoreOffer = false;
+    /** @type {RTCIceCandidateInit[]} */
     this.pendingCandidates = [];
     this.closed = false;
     this.connectedOnce = false;
+    /** @type {string[]} */
     this.history = []; // negotiation steps, for bug reports (chats3Debug)
     this.pc = new RTCPeerConnection({ iceServers });
     this.pc.onnegotiationneeded = () => this.negotiate();
@@ -56,11 +78,14 @@ export class Peer {
     if (!this.polite) this.onStuck();
   }
 
-  /** Sends our tracks; kinds we have no track for are still received (recvonly). */
+  /**
+   * Sends our tracks; kinds we have no track for are still received (recvonly).
+   * @param {MediaStream | null} stream
+   */
   attach(stream) {
     const kinds = new Set();
     for (const track of stream ? stream.getTracks() : []) {
-      this.pc.addTrack(track, stream);
+      this.pc.addTrack(track, /** @type {MediaStream} */ (stream));
       kinds.add(track.kind);
     }
     for (const kind of ['audio', 'video']) if (!kinds.has(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -71,8 +96,8 @@ export class Peer {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
-      this.note(`sent ${this.pc.localDescription.type}`);
-      const d = this.pc.localDescription;
+      const d = /** @type {RTCSessionDescription} */ (this.pc.localDescription);
+      this.note(`sent ${d.type}`);
       const sent = signal('offer', { type: d.type, sdp: d.sdp }, this.userId);
       // The offer is out: an offer from the peer that arrives while the POST is still in flight
       // is a renegotiation to apply (the answer to ours comes first), not a collision to ignore.
@@ -85,11 +110,13 @@ export class Peer {
     }
   }
 
+  /** @param {string} line */
   note(line) {
     this.history.push(line);
     if (this.history.length > 40) this.history.shift();
   }
 
+  /** @param {RTCSessionDescriptionInit | null | undefined} description  the other side's offer or answer */
   async onDescription(description) {
     if (this.closed || !description || !description.type) return;
     const collision = description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
@@ -100,13 +127,14 @@ export class Peer {
     await this.pc.setRemoteDescription(description); // rolls back our own offer if needed
     if (description.type === 'offer') {
       await this.pc.setLocalDescription();
-      const d = this.pc.localDescription;
+      const d = /** @type {RTCSessionDescription} */ (this.pc.localDescription);
       await signal('answer', { type: d.type, sdp: d.sdp }, this.userId);
     }
     const queued = this.pendingCandidates.splice(0);
     for (const c of queued) await this.addCandidate(c);
   }
 
+  /** @param {RTCIceCandidateInit | null | undefined} candidate */
   async onCandidate(candidate) {
     if (this.closed || !candidate) return;
     if (!this.pc.remoteDescription) {
@@ -116,6 +144,7 @@ export class Peer {
     await this.addCandidate(candidate);
   }
 
+  /** @param {RTCIceCandidateInit} candidate */
   async addCandidate(candidate) {
     try {
       await this.pc.addIceCandidate(candidate);
@@ -124,7 +153,11 @@ export class Peer {
     }
   }
 
-  /** Replaces the outgoing track of one kind on every sender of that kind. */
+  /**
+   * Replaces the outgoing track of one kind on every sender of that kind.
+   * @param {'audio' | 'video'} kind
+   * @param {MediaStreamTrack | null} track
+   */
   async replace(kind, track) {
     const sender = this.pc.getSenders().find((s) => (s.track ? s.track.kind === kind : false))
       || this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind && t.sender && t.direction !== 'inactive')?.sender;
@@ -137,7 +170,9 @@ export class Peer {
     }
   }
 
+  /** @returns {Promise<InboundStats>} */
   async stats() {
+    /** @type {InboundStats} */
     const out = { userId: this.userId, conn: this.pc.connectionState, ice: this.pc.iceConnectionState, signaling: this.pc.signalingState,
       framesDecoded: 0, videoBytes: 0, audioBytes: 0, audioLevel: 0, frameWidth: 0, framesSent: 0, sendingVideoLabel: null };
     const report = await this.pc.getStats();
@@ -154,8 +189,8 @@ export class Peer {
       }
     });
     const v = this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
-    out.sendingVideoLabel = v ? v.track.label : null;
-    out.sendingVideoId = v ? v.track.id : null;
+    out.sendingVideoLabel = v && v.track ? v.track.label : null;
+    out.sendingVideoId = v && v.track ? v.track.id : null;
     return out;
   }
 

@@ -1,21 +1,33 @@
+// @ts-check
 // reactions.js — emoji reactions on messages: chips with counts, a small picker, optimistic toggles.
 import { api } from './api.js';
 import { el, icon } from './dom.js';
 
+/** @type {import('./dom.js').Shapes} */
 const SMILEY = [['circle', { cx: '12', cy: '12', r: '9' }], ['path', { d: 'M8.5 14.5a4.5 4.5 0 007 0' }], ['path', { d: 'M9 9.5h.01M15 9.5h.01' }]];
 
 export const EMOJIS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
 export class Reactions {
+  /**
+   * @param {import('./types.js').RoomState} state
+   * @param {import('./chat.js').Chat} chat
+   */
   constructor(state, chat) {
     this.state = state;
     this.chat = chat;
+    /** @type {Map<string, Map<string, Set<string>>>} */
     this.data = new Map(); // messageId -> Map(emoji -> Set(userId))
+    /** @type {HTMLElement | null} */
+    this.openPicker = null; // the picker shown, if any
+    /** @type {HTMLButtonElement | null} */
+    this.openButton = null; // the button that opened it
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') this.closePicker();
     });
     document.addEventListener('click', (e) => {
-      if (this.openPicker && !this.openPicker.contains(e.target) && !e.target.closest('.react-btn')) this.closePicker();
+      const target = /** @type {Element} */ (e.target);
+      if (this.openPicker && !this.openPicker.contains(target) && !target.closest('.react-btn')) this.closePicker();
     });
   }
 
@@ -25,7 +37,7 @@ export class Reactions {
       this.data.clear();
       for (const [messageId, byEmoji] of Object.entries(details || {})) {
         const m = new Map();
-        for (const [emoji, users] of Object.entries(byEmoji || {})) if (users && users.length) m.set(emoji, new Set(users));
+        for (const [emoji, users] of Object.entries(/** @type {Record<string, string[]>} */ (byEmoji || {}))) if (users && users.length) m.set(emoji, new Set(users));
         this.data.set(messageId, m);
       }
       for (const messageId of this.data.keys()) this.paint(messageId);
@@ -34,7 +46,11 @@ export class Reactions {
     }
   }
 
-  /** Called for every rendered message node: adds the action row. */
+  /**
+   * Called for every rendered message node: adds the action row.
+   * @param {HTMLLIElement} node
+   * @param {import('./chat.js').Message} msg
+   */
   decorate(node, msg) {
     if (msg.type === 'system' || msg.senderUserId === 'system') return;
     const btn = el('button', {
@@ -42,11 +58,15 @@ export class Reactions {
     });
     btn.append(icon(SMILEY));
     btn.addEventListener('click', () => this.togglePicker(node, btn));
-    node.querySelector('.msg-line').append(btn);
+    node.querySelector('.msg-line')?.append(btn);
     node.append(el('div', { class: 'msg-actions', hidden: true }));
     this.paint(msg.messageId);
   }
 
+  /**
+   * @param {HTMLElement} node  the message
+   * @param {HTMLButtonElement} btn  its reaction button
+   */
   togglePicker(node, btn) {
     const wasOpen = this.openPicker && this.openPicker.parentElement === node;
     this.closePicker();
@@ -56,16 +76,16 @@ export class Reactions {
       const b = el('button', { type: 'button', class: 'btn', 'aria-label': `React with ${emoji}`, text: emoji });
       b.addEventListener('click', () => {
         this.closePicker();
-        this.toggle(node.dataset.messageId, emoji);
+        this.toggle(/** @type {string} */ (node.dataset.messageId), emoji);
         btn.focus();
       });
       picker.append(b);
     }
     btn.setAttribute('aria-expanded', 'true');
-    node.querySelector('.msg-line').after(picker);
+    node.querySelector('.msg-line')?.after(picker);
     this.openPicker = picker;
     this.openButton = btn;
-    picker.querySelector('button').focus();
+    picker.querySelector('button')?.focus();
   }
 
   closePicker() {
@@ -75,10 +95,19 @@ export class Reactions {
     this.openPicker = null;
   }
 
+  /**
+   * @param {string} messageId
+   * @param {string} emoji
+   */
   mine(messageId, emoji) {
     return Boolean(this.data.get(messageId)?.get(emoji)?.has(this.state.me.userId));
   }
 
+  /**
+   * Adds or removes our reaction, at once on screen and then on the server (undone if that fails).
+   * @param {string} messageId
+   * @param {string} emoji
+   */
   async toggle(messageId, emoji) {
     const added = !this.mine(messageId, emoji);
     this.apply(messageId, emoji, this.state.me.userId, added);
@@ -86,25 +115,33 @@ export class Reactions {
       await api('POST', '/api/v1/reactions', { messageId, emoji, added });
     } catch (err) {
       this.apply(messageId, emoji, this.state.me.userId, !added);
-      if (err.isClosed) this.chat.hooks.onClosed?.();
+      if (/** @type {import('./api.js').ApiError} */ (err).isClosed) this.chat.hooks.onClosed?.();
     }
   }
 
-  /** Applies a reaction change (ours or a `reaction` event from someone else). */
+  /**
+   * Applies a reaction change (ours or a `reaction` event from someone else).
+   * @param {string | undefined} messageId
+   * @param {string | undefined} emoji
+   * @param {string | undefined} userId
+   * @param {boolean} added
+   */
   apply(messageId, emoji, userId, added) {
     if (!messageId || !emoji || !userId) return;
-    if (!this.data.has(messageId)) this.data.set(messageId, new Map());
-    const byEmoji = this.data.get(messageId);
-    if (!byEmoji.has(emoji)) byEmoji.set(emoji, new Set());
-    if (added) byEmoji.get(emoji).add(userId);
-    else byEmoji.get(emoji).delete(userId);
-    if (!byEmoji.get(emoji).size) byEmoji.delete(emoji);
+    const byEmoji = this.data.get(messageId) || new Map();
+    this.data.set(messageId, byEmoji);
+    const users = byEmoji.get(emoji) || new Set();
+    byEmoji.set(emoji, users);
+    if (added) users.add(userId);
+    else users.delete(userId);
+    if (!users.size) byEmoji.delete(emoji);
     this.paint(messageId);
   }
 
+  /** @param {string} messageId */
   paint(messageId) {
     const entry = this.chat.byId.get(messageId);
-    const row = entry?.node.querySelector('.msg-actions');
+    const row = /** @type {HTMLElement | null | undefined} */ (entry?.node.querySelector('.msg-actions'));
     if (!row) return;
     row.replaceChildren();
     for (const [emoji, users] of this.data.get(messageId) || []) {

@@ -1,14 +1,22 @@
+// @ts-check
 // receipts.js — read receipts: tell others what we have read, show "Seen by …" under our messages.
 import { signal } from './events.js';
 import { el } from './dom.js';
 
 export class Receipts {
+  /**
+   * @param {import('./types.js').RoomState} state
+   * @param {import('./chat.js').Chat} chat
+   */
   constructor(state, chat) {
     this.state = state;
     this.chat = chat;
+    /** @type {Map<string, string>} */
     this.readBy = new Map(); // userId -> messageId they last read
+    /** @type {string | null} */
     this.lastSentId = null;
-    this.timer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.timer = undefined;
   }
 
   /** Something new may be visible: report the newest message from others once we can see it. */
@@ -29,12 +37,18 @@ export class Receipts {
     }, 400);
   }
 
+  /**
+   * A `read-receipt` event: `userId` has read up to `messageId`.
+   * @param {string | undefined} userId
+   * @param {string | undefined} messageId
+   */
   receive(userId, messageId) {
     if (!userId || userId === this.state.me.userId || !messageId) return;
     this.readBy.set(userId, messageId);
     this.paint();
   }
 
+  /** @param {string} userId */
   forget(userId) {
     if (this.readBy.delete(userId)) this.paint();
   }
@@ -42,15 +56,17 @@ export class Receipts {
   paint() {
     this.chat.list.querySelectorAll('.receipt').forEach((n) => n.remove());
     const mine = this.chat.messages().filter((m) => m.senderUserId === this.state.me.userId && typeof m.seq === 'number');
+    /** @type {Map<string, string[]>} */
     const readers = new Map(); // messageId -> [names]
     for (const [userId, messageId] of this.readBy) {
       const seq = this.chat.seqOf(messageId);
       if (seq === null) continue;
       let target = null;
-      for (const m of mine) if (m.seq <= seq) target = m;
+      for (const m of mine) if (/** @type {number} */ (m.seq) <= seq) target = m;
       if (!target) continue;
-      if (!readers.has(target.messageId)) readers.set(target.messageId, []);
-      readers.get(target.messageId).push(this.state.names.get(userId) || 'someone');
+      const names = readers.get(target.messageId) || [];
+      readers.set(target.messageId, names);
+      names.push(this.state.names.get(userId) || 'someone');
     }
     for (const [messageId, names] of readers) {
       const node = this.chat.byId.get(messageId)?.node;

@@ -1,13 +1,35 @@
+// @ts-check
 // recorder.js — client-side recording of the call: draws the video grid onto a canvas, mixes
 // every audio track with WebAudio, records both with MediaRecorder and downloads a .webm.
 export class Recorder {
+  /**
+   * @param {HTMLElement} grid  the video grid: its `.tile`s are drawn
+   * @param {() => MediaStream[]} audioStreams  every stream whose audio goes into the recording
+   * @param {import('./types.js').RoomState} state
+   */
   constructor(grid, audioStreams, state) {
     this.grid = grid;
     this.audioStreams = audioStreams;
     this.state = state;
     this.active = false;
     this.lastSize = 0;
+    /** @type {string | null} */
     this.lastName = null;
+    // Set by start(), for the recording under way (and, for `audio`, until it is saved).
+    /** @type {AudioContext | undefined} */
+    this.audio = undefined;
+    /** @type {MediaStreamAudioDestinationNode | undefined} */
+    this.dest = undefined;
+    /** @type {Set<string>} */
+    this.mixed = new Set(); // ids of the audio tracks mixed in
+    /** @type {Blob[]} */
+    this.chunks = [];
+    /** @type {MediaRecorder | undefined} */
+    this.rec = undefined;
+    /** @type {(() => void) | undefined} */
+    this.draw = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.interval = undefined;
   }
 
   start() {
@@ -15,40 +37,50 @@ export class Recorder {
     const canvas = document.createElement('canvas');
     canvas.width = 1280;
     canvas.height = 720;
-    const ctx = canvas.getContext('2d');
+    const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
     this.audio = new AudioContext();
-    this.dest = this.audio.createMediaStreamDestination();
+    const dest = this.audio.createMediaStreamDestination();
+    this.dest = dest;
     this.mixed = new Set();
     this.mixAudio();
-    const stream = new MediaStream([...canvas.captureStream(15).getVideoTracks(), ...this.dest.stream.getAudioTracks()]);
+    const stream = new MediaStream([...canvas.captureStream(15).getVideoTracks(), ...dest.stream.getAudioTracks()]);
     const type = ['video/webm;codecs=vp8,opus', 'video/webm;codecs=vp9,opus', 'video/webm'].find((t) => MediaRecorder.isTypeSupported(t));
     this.chunks = [];
-    this.rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
-    this.rec.ondataavailable = (e) => {
+    const rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    this.rec = rec;
+    rec.ondataavailable = (e) => {
       if (e.data && e.data.size) this.chunks.push(e.data);
     };
-    this.rec.onstop = () => this.save();
+    rec.onstop = () => this.save();
     this.draw = () => {
       this.paint(ctx, canvas);
       this.mixAudio();
     };
     this.interval = setInterval(this.draw, 1000 / 15);
-    this.rec.start(1000);
+    rec.start(1000);
     this.active = true;
   }
 
+  /** Adds the audio tracks not mixed in yet (people who joined since). */
   mixAudio() {
+    const { audio, dest } = this;
+    if (!audio || !dest) return;
     for (const stream of this.audioStreams()) {
       for (const track of stream.getAudioTracks()) {
         if (this.mixed.has(track.id)) continue;
         this.mixed.add(track.id);
-        this.audio.createMediaStreamSource(new MediaStream([track])).connect(this.dest);
+        audio.createMediaStreamSource(new MediaStream([track])).connect(dest);
       }
     }
   }
 
+  /**
+   * Draws the grid's tiles side by side, each with its name.
+   * @param {CanvasRenderingContext2D} ctx
+   * @param {HTMLCanvasElement} canvas
+   */
   paint(ctx, canvas) {
-    const videos = [...this.grid.querySelectorAll('.tile')];
+    const videos = /** @type {HTMLElement[]} */ ([...this.grid.querySelectorAll('.tile')]);
     ctx.fillStyle = '#0d0f16';
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     if (!videos.length) return;
@@ -59,7 +91,7 @@ export class Recorder {
     videos.forEach((tile, i) => {
       const x = (i % cols) * w;
       const y = Math.floor(i / cols) * h;
-      const video = tile.querySelector('video');
+      const video = /** @type {HTMLVideoElement} */ (tile.querySelector('video'));
       if (tile.dataset.video !== 'off' && video.videoWidth) {
         const scale = Math.min(w / video.videoWidth, h / video.videoHeight);
         const vw = video.videoWidth * scale;
@@ -79,13 +111,13 @@ export class Recorder {
     if (!this.active) return;
     this.active = false;
     clearInterval(this.interval);
-    if (this.rec.state !== 'inactive') this.rec.stop();
+    if (this.rec && this.rec.state !== 'inactive') this.rec.stop();
   }
 
   save() {
     const blob = new Blob(this.chunks, { type: 'video/webm' });
     this.chunks = [];
-    this.audio.close().catch(() => {});
+    this.audio?.close().catch(() => {});
     this.lastSize = blob.size;
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
     this.lastName = `chats3-${this.state.conversationId}-${stamp}.webm`;

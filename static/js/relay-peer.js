@@ -1,3 +1,4 @@
+// @ts-check
 // relay-peer.js — relay-mode calls: the one RTCPeerConnection between this page and the
 // server's media relay. We publish our audio and video once; the relay forwards every other
 // participant's tracks to us on the same connection, each in a MediaStream whose id is the
@@ -12,6 +13,10 @@
 // the offer all the same) and the track waits in `held`.
 import { api } from './api.js';
 
+/** @typedef {import('./peer.js').InboundStats} InboundStats */
+/** @typedef {import('./types.js').RelaySignal} RelaySignal */
+/** @typedef {{ publisher: string, width: number, height: number }} RenderedSize  device pixels, 0 when not shown */
+
 /** Our video layers, smallest first; the relay forwards each subscriber the one that fits the size
  * it shows us at (Chrome drops the top ones when the source is too small for them). */
 const SIMULCAST = [
@@ -20,7 +25,10 @@ const SIMULCAST = [
   { rid: 'f', maxBitrate: 1_200_000 },
 ];
 
-/** Whether an answer has already agreed that this transceiver sends. */
+/**
+ * Whether an answer has already agreed that this transceiver sends.
+ * @param {RTCRtpTransceiver} t
+ */
 const sendsNegotiated = (t) => /send/.test(t.currentDirection || '');
 
 export class RelayPeer {
@@ -28,19 +36,26 @@ export class RelayPeer {
    * @param {object} o
    * @param {RTCIceServer[]} o.iceServers
    * @param {(userId: string, stream: MediaStream) => void} o.onStream  a publisher's tracks arrived
-   * @param {(state: string) => void} o.onState
+   * @param {(state: RTCPeerConnectionState) => void} o.onState
    */
   constructor({ iceServers, onStream, onState }) {
     this.closed = false;
     this.makingOffer = false;
+    /** @type {Promise<unknown>} */
     this.chain = Promise.resolve(); // outgoing signals, one POST at a time
+    /** @type {Promise<void>} */
     this.incoming = Promise.resolve(); // incoming signals, applied one at a time
     this.offered = false; // our first offer reached the relay: candidates may follow
+    /** @type {RTCIceCandidateInit[]} */
     this.early = [];
+    /** @type {Map<string, string>} */
     this.trackUser = new Map(); // remote track id -> publisher user id
+    /** @type {Partial<Record<string, RTCRtpSender>>} */
     this.senders = {}; // kind -> our RTCRtpSender for that kind
+    /** @type {Map<string, MediaStreamTrack | null>} */
     this.held = new Map(); // kind -> track to send once the relay is ready for it
     this.rendered = ''; // the last size report sent (JSON)
+    /** @type {string[]} */
     this.history = []; // what happened to signals, for bug reports (chats3Debug)
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
     this.pc.onnegotiationneeded = () => this.negotiate();
@@ -64,11 +79,14 @@ export class RelayPeer {
   }
 
   /** Publishes our tracks, video as three simulcast layers; with none of a kind we still receive
-   * that kind. */
+   * that kind.
+   * @param {MediaStream | null} stream
+   */
   attach(stream) {
     for (const track of stream ? stream.getTracks() : []) {
       if (this.senders[track.kind]) continue;
-      const init = { direction: 'sendrecv', streams: [stream] };
+      /** @type {RTCRtpTransceiverInit} */
+      const init = { direction: 'sendrecv', streams: [/** @type {MediaStream} */ (stream)] };
       if (track.kind === 'video') init.sendEncodings = SIMULCAST;
       this.senders[track.kind] = this.pc.addTransceiver(track.kind, init).sender;
       this.held.set(track.kind, track);
@@ -79,11 +97,17 @@ export class RelayPeer {
     }
   }
 
+  /** @param {string} line */
   note(line) {
     this.history.push(line);
     if (this.history.length > 50) this.history.shift();
   }
 
+  /**
+   * @param {string} type  offer, answer, candidate or render
+   * @param {unknown} data
+   * @returns {Promise<unknown>}
+   */
   send(type, data) {
     if (type !== 'candidate') this.note(`send ${type}`);
     const p = this.chain.then(() => (this.closed ? null : api('POST', '/api/v1/relay/signal', { type, data })));
@@ -97,7 +121,7 @@ export class RelayPeer {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
-      const sent = this.send('offer', this.pc.localDescription.sdp);
+      const sent = this.send('offer', /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp);
       // The offer is out: from here the relay's answer and any fresh offer of its own (which may
       // arrive before this POST completes) must be applied, not ignored as a collision.
       this.makingOffer = false;
@@ -113,12 +137,16 @@ export class RelayPeer {
     }
   }
 
-  /** A `relay-signal` event: `{type: 'offer'|'answer', data: sdp}`; applied in arrival order. */
+  /**
+   * A `relay-signal` event: `{type: 'offer'|'answer', data: sdp}` or `{type: 'ready'}`; applied in arrival order.
+   * @param {RelaySignal} signal
+   */
   onSignal(signal) {
     this.incoming = this.incoming.then(() => this.apply(signal));
     return this.incoming;
   }
 
+  /** @param {RelaySignal | null | undefined} signal */
   async apply(signal) {
     if (this.closed || !signal) return;
     if (signal.type === 'ready') {
@@ -137,7 +165,7 @@ export class RelayPeer {
         if (this.makingOffer || this.pc.signalingState !== 'stable') return;
         await this.pc.setRemoteDescription({ type: 'offer', sdp: signal.data });
         await this.pc.setLocalDescription();
-        await this.send('answer', this.pc.localDescription.sdp);
+        await this.send('answer', /** @type {RTCSessionDescription} */ (this.pc.localDescription).sdp);
       }
     } catch (err) {
       console.warn('relay signal handling failed', signal.type, err);
@@ -159,12 +187,20 @@ export class RelayPeer {
     }
   }
 
+  /**
+   * @param {string} kind
+   * @returns {RTCRtpTransceiver | undefined}
+   */
   transceiver(kind) {
     const sender = this.senders[kind];
     return sender && this.pc.getTransceivers().find((x) => x.sender === sender);
   }
 
-  /** Replaces the outgoing track of one kind (camera ↔ screen share, device switch). */
+  /**
+   * Replaces the outgoing track of one kind (camera ↔ screen share, device switch).
+   * @param {'audio' | 'video'} kind
+   * @param {MediaStreamTrack | null} track
+   */
   async replace(kind, track) {
     const t = this.transceiver(kind); // attach() made one of each kind
     if (!t) return;
@@ -174,7 +210,9 @@ export class RelayPeer {
   }
 
   /** Tells the relay how large we show each publisher (`[{publisher, width, height}]`, device
-   * pixels), so it picks the simulcast layer of those who publish several; sent only on change. */
+   * pixels), so it picks the simulcast layer of those who publish several; sent only on change.
+   * @param {RenderedSize[]} sizes
+   */
   reportRendered(sizes) {
     const json = JSON.stringify(sizes);
     if (json === this.rendered || !this.offered) return;
@@ -182,8 +220,12 @@ export class RelayPeer {
     this.send('render', sizes);
   }
 
-  /** Inbound figures per publisher, in the shape Peer.stats() gives per mesh peer. */
+  /**
+   * Inbound figures per publisher, in the shape Peer.stats() gives per mesh peer.
+   * @returns {Promise<Record<string, InboundStats>>}
+   */
   async stats() {
+    /** @type {Record<string, InboundStats>} */
     const out = {};
     const report = await this.pc.getStats();
     report.forEach((s) => {

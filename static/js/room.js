@@ -1,3 +1,4 @@
+// @ts-check
 // room.js — the room page: loads the session, wires chat, live events, presence and the call.
 import { api, useSession, forgetSession, onUnauthorized } from './api.js';
 import { EventStream, signal } from './events.js';
@@ -10,12 +11,28 @@ import { Files } from './files.js';
 import { Call } from './call.js';
 import { takeHandoff, isFramed, EmbedBridge, countsAsUnread } from './embed-bridge.js';
 
-const conversationId = document.body.dataset.conversationId;
+/** @typedef {import('./types.js').ServerEvent} ServerEvent */
+/** @typedef {import('./api.js').ApiError} ApiError */
+
+const conversationId = /** @type {string} */ (document.body.dataset.conversationId); // templates/room.stpl
 const joinUrl = `/join?c=${encodeURIComponent(conversationId)}`;
-const state = { conversationId, me: null, names: new Map(), avatars: new Map(), online: new Map(), closed: false, streamState: 'connecting', ready: false };
+/** @type {import('./types.js').RoomState} */
+const state = {
+  conversationId,
+  me: /** @type {import('./types.js').Me} */ (/** @type {unknown} */ (null)), // from the session, in main(), before anything reads it
+  names: new Map(), avatars: new Map(), online: new Map(), closed: false, streamState: 'connecting', ready: false,
+};
 const baseTitle = `${conversationId} · chats3`;
 let unread = 0;
-let chat, reactions, typing, receipts, files, call, stream;
+// Made in main() once the session is known; what may run before that reaches them with `?.`.
+/** @type {Chat} */ let chat;
+/** @type {Reactions} */ let reactions;
+/** @type {Typing} */ let typing;
+/** @type {Receipts} */ let receipts;
+/** @type {Files} */ let files;
+/** @type {Call} */ let call;
+/** @type {EventStream} */ let stream;
+/** @type {EmbedBridge | null} */
 let bridge = null; // EmbedBridge when framed by a known host (embed-bridge.js)
 const framed = isFramed();
 const features = frameFeatures();
@@ -33,6 +50,10 @@ function frameFeatures() {
 
 // ---- small UI helpers ----
 
+/**
+ * @param {string} text
+ * @param {string} [kind]  warn, error, info, or reconnect (cleared when the stream is back)
+ */
 function banner(text, kind = 'warn') {
   if (kind === 'error') bridge?.error('room', text);
   const b = $('banner');
@@ -40,6 +61,7 @@ function banner(text, kind = 'warn') {
   b.dataset.kind = kind;
   b.hidden = false;
 }
+/** @param {string} [kind]  only a banner of this kind */
 function clearBanner(kind) {
   const b = $('banner');
   if (!kind || b.dataset.kind === kind) b.hidden = true;
@@ -54,6 +76,10 @@ function away() {
   return document.visibilityState !== 'visible' || !document.hasFocus();
 }
 
+/**
+ * @param {import('./events.js').StreamState} s
+ * @param {{ attempt: number, delay?: number }} [info]
+ */
 function onStreamState(s, info) {
   state.streamState = s;
   const node = $('conn-status');
@@ -86,7 +112,7 @@ function paintPeople() {
   }
   $('people-count').textContent = String(state.online.size);
   const others = [...inCall].filter((u) => u !== state.me.userId).length;
-  const btn = $('call-btn');
+  const btn = /** @type {HTMLButtonElement} */ ($('call-btn'));
   btn.hidden = !features.call || Boolean(call && call.inCall); // the call toolbar has "Leave call"
   btn.disabled = state.closed;
   btn.textContent = others ? `Join call (${others})` : 'Start call';
@@ -102,7 +128,7 @@ function closed() {
   chat?.disable();
   call?.leave();
   stream?.stop();
-  $('call-btn').disabled = true;
+  /** @type {HTMLButtonElement} */ ($('call-btn')).disabled = true;
 }
 
 function toJoin() {
@@ -130,7 +156,7 @@ async function leave() {
   if (!framed) return toJoin();
   forgetSession(conversationId);
   chat?.disable();
-  $('call-btn').disabled = true;
+  /** @type {HTMLButtonElement} */ ($('call-btn')).disabled = true;
   $('conn-status').textContent = 'Left';
   $('conn-status').dataset.state = 'closed';
   banner('You left the conversation.', 'info');
@@ -139,8 +165,10 @@ async function leave() {
 
 // ---- live events ----
 
+/** @type {string[]} */
 const eventLog = []; // last events, for tests and bug reports (window.chats3Debug.events)
 
+/** @param {ServerEvent} event */
 function onEvent(event) {
   const speaker = event.type === 'call-speaker' && event.data ? ` ${event.data.speaker}` : '';
   eventLog.push(`${event.type}${event.fromUserId ? ` from ${event.fromUserId.slice(0, 8)}` : ''}${event.data && event.data.reply ? ' (reply)' : ''}${speaker}`);
@@ -212,7 +240,7 @@ function onEvent(event) {
 // ---- composer ----
 
 function bindComposer() {
-  const input = $('composer-input');
+  const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
   const grow = () => {
     input.style.height = 'auto';
     input.style.height = `${Math.min(input.scrollHeight + 2, 152)}px`;
@@ -224,7 +252,7 @@ function bindComposer() {
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
-      $('composer').requestSubmit();
+      /** @type {HTMLFormElement} */ ($('composer')).requestSubmit();
     }
   });
   $('composer').addEventListener('submit', (e) => {
@@ -305,10 +333,12 @@ async function main() {
   onUnauthorized(() => {
     if (!state.closed) toJoin();
   });
+  /** @type {{ userId: string, displayName: string, conversationId?: string, avatarUrl?: string }} */
   let session;
   try {
     session = (await api('GET', '/api/v1/session')).details;
-  } catch (err) {
+  } catch (e) {
+    const err = /** @type {ApiError} */ (e);
     if (err.status === 401 || err.status === 403) return toJoin();
     banner(`Could not load the conversation: ${err.message}. Reload the page to try again.`, 'error');
     return;
@@ -363,7 +393,8 @@ async function main() {
   let cursor = null;
   try {
     cursor = await chat.loadInitial();
-  } catch (err) {
+  } catch (e) {
+    const err = /** @type {ApiError} */ (e);
     if (err.status === 401) return toJoin();
     banner(`Could not load the history: ${err.message}`, 'warn');
   }
@@ -381,7 +412,8 @@ async function main() {
   bridge?.unread(unread);
 }
 
-window.chats3Debug = {
+// For tests and bug reports.
+/** @type {Window & { chats3Debug?: object }} */ (window).chats3Debug = {
   get state() {
     return state;
   },
@@ -393,7 +425,7 @@ window.chats3Debug = {
   },
   messages: () => (chat ? chat.messages() : []),
   events: () => eventLog.slice(),
-  log: (line) => eventLog.push(line),
+  log: (/** @type {string} */ line) => eventLog.push(line),
   getStats: () => (call ? call.stats() : {}),
   peers: () => (call ? [...call.peers.keys()] : []),
   call: () => call,

@@ -1,3 +1,4 @@
+// @ts-check
 // typing.js — "X is typing…": sends throttled typing events and shows other people's.
 import { signal } from './events.js';
 import { $ } from './dom.js';
@@ -7,15 +8,21 @@ const IDLE_MS = 4000;
 const SHOW_MS = 6000;
 
 export class Typing {
+  /** @param {import('./types.js').RoomState} state */
   constructor(state) {
     this.state = state;
+    /** @type {Map<string, ReturnType<typeof setTimeout>>} */
     this.others = new Map(); // userId -> timeout
     this.lastSent = 0;
-    this.idle = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.idle = undefined;
     this.node = $('typing');
   }
 
-  /** Call on every keystroke in the composer. */
+  /**
+   * Call on every keystroke in the composer.
+   * @param {boolean} hasText
+   */
   input(hasText) {
     clearTimeout(this.idle);
     if (!hasText) return this.stop();
@@ -34,7 +41,11 @@ export class Typing {
     signal('typing', { isTyping: false }).catch(() => {});
   }
 
-  /** A `typing` event from someone else. */
+  /**
+   * A `typing` event from someone else.
+   * @param {string | undefined} userId
+   * @param {boolean} isTyping
+   */
   receive(userId, isTyping) {
     if (!userId || userId === this.state.me.userId) return;
     clearTimeout(this.others.get(userId));
