@@ -1,9 +1,14 @@
 //! The accept loop: plain TCP or TLS, HTTP/1.1 and HTTP/2 (hyper-util auto),
-//! each connection tracked for graceful shutdown. Idle connections cost
-//! little: HTTP/1 read buffers are capped and no per-connection task state is
-//! kept beyond hyper's own. Bounded: at most `max_connections` at once (more
-//! wait in the kernel's backlog), each closed when idle or when its client
-//! stops reading (`conn_io`), headers read within 30 s.
+//! each connection tracked for graceful shutdown. Bounded: at most
+//! `max_connections` at once (more wait in the kernel's backlog), each closed
+//! when idle or when its client stops reading (`conn_io`), request heads read
+//! within 30 s. On plain TCP the first request head is read here: an event
+//! stream opened on a fresh HTTP/1.1 connection is served off hyper
+//! (`event_conn`, no retained buffers while idle); everything else, and every
+//! later request on a connection, is hyper's.
+
+mod event_conn;
+mod head;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,16 +21,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::conn_io::DeadlineIo;
 use crate::tls::ReloadableCert;
+use head::{Head, MAX_HEAD, Prefixed};
 
 /// How long shutdown waits for in-flight requests before dropping connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Socket send buffer per connection (the kernel doubles it): 512 KiB in
 /// flight keeps a 100 ms path at ~5 MB/s, plenty for 10 MB attachments.
@@ -102,7 +112,7 @@ pub async fn serve(
                 }
             }
         };
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -125,36 +135,50 @@ pub async fn serve(
             _permit: permit,
             open: Arc::clone(&limits.open),
         };
-        let stream = DeadlineIo::new(
-            stream,
-            limits.idle,
-            limits.write_stall,
-            Arc::clone(&limits.closed),
-        );
-        let svc =
-            router
-                .clone()
-                .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    req
-                });
-        let svc = TowerToHyperService::new(svc);
+        let svc = service(router.clone(), peer);
         match &acceptor {
             None => {
-                let conn = http
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let router = router.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let limits = limits.clone();
                 tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(open);
+                    let _open = open;
+                    let Some((read, head)) = read_head(&mut stream).await else {
+                        return;
+                    };
+                    if let Head::EventStream(req) = head {
+                        drop((read, svc, http));
+                        let closed = &limits.closed;
+                        event_conn::serve(stream, *req, router, peer, limits.write_stall, closed)
+                            .await;
+                        return;
+                    }
+                    let io = DeadlineIo::new(
+                        Prefixed::new(read, stream),
+                        limits.idle,
+                        limits.write_stall,
+                        Arc::clone(&limits.closed),
+                    );
+                    let conn = http
+                        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                        .into_owned();
+                    // Boxed: event streams served above keep a small task.
+                    let _ = Box::pin(watcher.watch(conn)).await;
                 });
             }
             Some(acc) => {
                 let acc = acc.clone();
                 let http = http.clone();
+                let limits = limits.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let stream = DeadlineIo::new(
+                        stream,
+                        limits.idle,
+                        limits.write_stall,
+                        Arc::clone(&limits.closed),
+                    );
                     let Ok(Ok(tls)) =
                         tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await
                     else {
@@ -177,4 +201,44 @@ pub async fn serve(
         tracing::warn!("some connections did not finish within the drain timeout");
     }
     Ok(())
+}
+
+/// The router as hyper's service for one connection, its peer address attached.
+fn service(
+    router: Router,
+    peer: SocketAddr,
+) -> TowerToHyperService<
+    tower::util::MapRequest<
+        Router,
+        impl FnMut(http::Request<hyper::body::Incoming>) -> http::Request<hyper::body::Incoming> + Clone,
+    >,
+> {
+    TowerToHyperService::new(router.map_request(
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            req
+        },
+    ))
+}
+
+/// Reads a plain connection's first request head (at most [`MAX_HEAD`] bytes,
+/// within [`HEAD_TIMEOUT`]); `None` when the client sent nothing in time.
+async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Head)> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(MAX_HEAD - buf.len()));
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => match head::classify(&buf) {
+                    Head::Partial => continue,
+                    head => return Some(head),
+                },
+            }
+        }
+    };
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read).await.ok()??;
+    Some((buf, head))
 }
