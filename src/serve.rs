@@ -230,10 +230,15 @@ async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Head)> {
             if buf.len() == buf.capacity() {
                 buf.reserve(buf.len().min(MAX_HEAD - buf.len()));
             }
+            let from = buf.len();
             match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return None,
+                // A head can only end at a newline: parsed again only when one
+                // arrives (and once at first, so that garbage is passed on at
+                // once), so a head sent a byte at a time costs a few parses.
+                Ok(_) if from > 0 && !buf[from..].contains(&b'\n') && buf.len() < MAX_HEAD => {}
                 Ok(_) => match head::classify(&buf) {
-                    Head::Partial => continue,
+                    Head::Partial => {}
                     head => return Some(head),
                 },
             }

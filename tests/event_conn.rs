@@ -187,3 +187,35 @@ async fn idle_streams_off_hyper_hold_no_buffers() {
     );
     wait_metric(&c, "chats3_sse_streams", (2 * N + 200) as f64).await;
 }
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_still_served_and_others_reach_hyper() {
+    let s = start(4).await;
+    let c = s.client();
+    let conv = c.create_conversation("slow-head").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let sid = ann.session.clone().unwrap();
+    let mut t = TcpStream::connect(addr(&s)).await.unwrap();
+    for b in stream_request(&sid).bytes() {
+        t.write_all(&[b]).await.unwrap();
+        t.flush().await.unwrap();
+    }
+    let head = read_until(&mut t, "connected").await;
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+
+    // Not an event stream: hyper answers both pipelined requests, so the
+    // bytes read ahead of it were put back.
+    let mut t = TcpStream::connect(addr(&s)).await.unwrap();
+    t.write_all(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), t.read_to_end(&mut all))
+        .await
+        .expect("closed after the second answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+}
