@@ -220,15 +220,25 @@ async fn a_crash_in_the_middle_of_a_sync_leaves_no_duplicates() {
             break;
         }
     }
-    // These wait for the next batch (younger than the flush age, fewer than the count).
+    let uploaded_before = ids_in(&segments(&bucket, "crash-1").await).len();
+    assert!(uploaded_before > 0, "the sync had started");
+    // From here on the bucket holds every request: the next batch's upload is
+    // caught in flight, and the process is killed while it hangs.
+    s3.gate.hold_after(0);
     for j in 0..10 {
         alice.say(&format!("unsynced {j}")).await;
     }
     i += 10;
-    let uploaded_before = ids_in(&segments(&bucket, "crash-1").await).len();
+    until(
+        Duration::from_secs(30),
+        "an upload caught in flight",
+        async || (s3.gate.passed() > 0).then_some(()),
+    )
+    .await;
     proc.kill9().await;
-    assert!(uploaded_before > 0, "the sync had started");
-    assert!(uploaded_before < i + 1, "the sync had not finished");
+    // What was held may still land (its request had reached the bucket): the
+    // restarted node must not upload it twice.
+    s3.gate.release();
 
     let proc = Proc::spawn(dir.path(), &env).await;
     let admin = Client::new(&proc.base);
