@@ -19,26 +19,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use chats3_media::testkit;
 use chats3_media::{Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::api::{API, APIBuilder};
-use webrtc::ice::network_type::NetworkType;
-use webrtc::interceptor::registry::Registry;
+use webrtc::api::API;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
-use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
@@ -111,19 +106,7 @@ fn rt(name: &str, threads: usize) -> Runtime {
 }
 
 fn client_api() -> API {
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
-    let registry =
-        register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-    let mut settings = SettingEngine::default();
-    settings.set_include_loopback_candidate(true);
-    settings.set_network_types(vec![NetworkType::Udp4]);
-    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
-    APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build()
+    testkit::client_api().expect("client api")
 }
 
 /// Clients process → relay process, one JSON object per line on the child's stdout.
@@ -389,12 +372,7 @@ async fn apply_signals(
         let res: anyhow::Result<()> = async {
             match signal {
                 Signal::Offer(sdp) => {
-                    pc.set_remote_description(RTCSessionDescription::offer(sdp)?)
-                        .await?;
-                    let answer = pc.create_answer(None).await?;
-                    pc.set_local_description(answer).await?;
-                    let sdp = pc.local_description().await.expect("local").sdp;
-                    let signal = Signal::Answer(sdp);
+                    let signal = Signal::Answer(testkit::answer(&pc, sdp).await?);
                     let _ = link.up.send(Up::Signal {
                         id: id.clone(),
                         signal,
@@ -440,11 +418,7 @@ async fn join(
     let (tx, answered) = oneshot::channel();
     link.answered.lock().unwrap().insert(id.into(), tx);
     let _ = link.up.send(Up::Join { id: id.into() });
-    let offer = pc.create_offer(None).await.expect("offer");
-    let mut gathered = pc.gathering_complete_promise().await;
-    pc.set_local_description(offer).await.expect("local offer");
-    let _ = gathered.recv().await;
-    let sdp = pc.local_description().await.expect("local").sdp;
+    let sdp = testkit::complete_offer(&pc).await.expect("offer");
     let _ = link.up.send(Up::Signal {
         id: id.into(),
         signal: Signal::Offer(sdp),
@@ -564,17 +538,9 @@ async fn subscriber_setup(
     totals: Arc<Totals>,
     ready: Arc<AtomicU64>,
 ) {
-    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
-        pc.add_transceiver_from_kind(
-            kind,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                send_encodings: vec![],
-            }),
-        )
+    testkit::receive_only(pc, &[RTPCodecType::Video, RTPCodecType::Audio])
         .await
         .expect("transceiver");
-    }
     pc.on_track(Box::new(move |track, _, _| {
         let (totals, ready) = (Arc::clone(&totals), Arc::clone(&ready));
         tokio::spawn(async move {

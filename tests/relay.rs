@@ -8,20 +8,17 @@ mod common;
 
 use std::time::Duration;
 
+use chats3_media::testkit;
 use common::{Client, Server};
 use serde_json::json;
 use webrtc::api::APIBuilder;
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::MediaEngine;
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
-use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -89,36 +86,15 @@ async fn call_switches_to_relay_and_a_client_connects_over_http_and_sse() {
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
 
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-    let mut settings = SettingEngine::default();
-    settings.set_include_loopback_candidate(true);
-    settings.set_network_types(vec![NetworkType::Udp4]);
-    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
-    let api = APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build();
+    let api = testkit::client_api().unwrap();
     let pc = api
         .new_peer_connection(RTCConfiguration::default())
         .await
         .unwrap();
-    pc.add_transceiver_from_kind(
-        RTPCodecType::Video,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Recvonly,
-            send_encodings: vec![],
-        }),
-    )
-    .await
-    .unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    let mut gathered = pc.gathering_complete_promise().await;
-    pc.set_local_description(offer).await.unwrap();
-    let _ = gathered.recv().await;
-    let sdp = pc.local_description().await.unwrap().sdp;
+    testkit::receive_only(&pc, &[RTPCodecType::Video])
+        .await
+        .unwrap();
+    let sdp = testkit::complete_offer(&pc).await.unwrap();
     let r = users[0]
         .0
         .post(

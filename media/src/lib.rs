@@ -19,6 +19,8 @@
 //!   webrtc-rs interceptors (answering NACKs, restoring received RTX).
 //! - [`bwe`]: downlink bandwidth estimation from TWCC feedback (delay trend
 //!   and loss). Pure; `downlink` feeds it from each participant's connection.
+//! - `testkit` (feature `testkit`): a headless webrtc-rs client for tests
+//!   and benchmarks.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
 //! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
@@ -39,6 +41,8 @@ pub mod signal;
 pub mod simulcast;
 pub mod speaker;
 pub mod stats;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod topology;
 pub mod vp8;
 

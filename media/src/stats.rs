@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -26,6 +26,28 @@ pub(crate) struct Counters {
     pub(crate) video_subscriptions: AtomicU64,
     /// Retransmissions on its connection, both ways.
     pub(crate) rtx: Arc<RtxCounters>,
+}
+
+impl Counters {
+    /// What the counters hold now.
+    pub(crate) fn snapshot(&self) -> ParticipantStats {
+        ParticipantStats {
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            plis_sent: self.plis_sent.load(Ordering::Relaxed),
+            keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed),
+            nacked_packets: self.nacked_packets.load(Ordering::Relaxed),
+            resent_packets: self.rtx.resent.load(Ordering::Relaxed),
+            rtx_packets_out: self.rtx.resent_as_rtx.load(Ordering::Relaxed),
+            rtx_packets_in: self.rtx.repaired.load(Ordering::Relaxed),
+            estimated_bps: self.estimated_bps.load(Ordering::Relaxed),
+            video_pauses: self.video_pauses.load(Ordering::Relaxed),
+            video_resumes: self.video_resumes.load(Ordering::Relaxed),
+            layer_switches: self.layer_switches.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A snapshot of one participant's counters.

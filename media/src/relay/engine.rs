@@ -1,0 +1,141 @@
+//! The webrtc-rs side of the relay: the settings every connection shares,
+//! the codecs and header extensions it negotiates, and the interceptors of
+//! each participant's connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc};
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::nack::generator::Generator;
+use webrtc::interceptor::registry::Registry;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
+use webrtc::sdp;
+
+use super::{Inner, RelayConfig, RelayError, Result};
+use crate::downlink::DownlinkBuilder;
+use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder, register_rtx};
+use crate::speaker::AUDIO_LEVEL_URI;
+use crate::stats::Counters;
+
+/// How many sent packets each video stream to a subscriber keeps for NACKs,
+/// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
+/// longer than a receiver waits for a retransmission. webrtc-rs's responder
+/// preallocated 8,192 slots (≈ 0.9 MB) per stream: at 500 subscribers that
+/// alone was ≈ 450 MB of the relay's memory.
+const NACK_HISTORY_LOG2: u8 = 9;
+
+/// The settings every connection is built with, and the shared UDP socket's
+/// address when `udp_bind` is set (the socket is bound here).
+pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Option<SocketAddr>)> {
+    // webrtc-rs's DTLS asks rustls for the process-wide provider; when a build enables
+    // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
+    // Install ours; Err only means one is installed already, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut settings = SettingEngine::default();
+    settings.set_srtp_protection_profiles(vec![
+        SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+    ]);
+    // ICE-lite (RFC 8445 §2.5): the relay only answers checks and the browser, as the full
+    // agent, picks the path and nominates only the pair it uses; the relay follows its latest
+    // nomination (the vendored webrtc-ice patch). As a full agent the relay also got
+    // Chrome's nominations of pairs Chrome then did not use, and dropped off the call.
+    settings.set_lite(true);
+    // A lite agent learns each browser's address from the checks it answers, so the
+    // browser's mDNS (`.local`) candidates are of no use to it: no mDNS socket and task per
+    // connection (≈ 65 KB each).
+    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    settings.set_include_loopback_candidate(config.include_loopback);
+    // An RTX stream beside each forwarded video stream whose subscriber negotiated RTX.
+    settings.enable_sender_rtx(true);
+    if !config.public_ips.is_empty() {
+        settings.set_nat_1to1_ips(config.public_ips.clone(), RTCIceCandidateType::Host);
+    }
+    let mut local_udp = None;
+    if let Some(addr) = config.udp_bind {
+        let ip = addr.ip();
+        if ip.is_unspecified() {
+            return Err(RelayError::UnspecifiedBind(addr));
+        }
+        settings.set_ip_filter(Box::new(move |candidate| candidate == ip));
+        settings.set_include_loopback_candidate(config.include_loopback || ip.is_loopback());
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        local_udp = Some(socket.local_addr()?);
+        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        settings.set_udp_network(UDPNetwork::Muxed(mux));
+    }
+    Ok((settings, local_udp))
+}
+
+/// The codecs and RTP header extensions the relay negotiates: webrtc-rs's
+/// default codecs, the audio level (active speaker) and, for simulcast, the
+/// MID and RIDs.
+pub(super) fn media_engine() -> Result<MediaEngine> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    register_rtx(&mut media)?;
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RTPCodecType::Audio,
+        None,
+    )?;
+    // Simulcast: layers are told apart by RID (and the MID names the m-line).
+    for uri in [
+        sdp::extmap::SDES_MID_URI,
+        sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ] {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RTPCodecType::Video,
+            None,
+        )?;
+    }
+    Ok(media)
+}
+
+impl Inner {
+    /// The API one participant's connection is built with, its interceptors
+    /// from the innermost out: RTX packets the participant sends restored into
+    /// their media streams (so everything above sees a retransmission as the
+    /// packet it repairs), the [`DownlinkBuilder`] that turns its TWCC
+    /// feedback into its bandwidth estimate, NACKs to it as publisher, RTCP
+    /// reports, TWCC (feedback to it, and the relay's own transport-wide
+    /// numbers on what it sends: forwarded packets kept each publisher's,
+    /// several unrelated sequences on one transport), and outermost the
+    /// answers to its NACKs, so a resent packet gets a fresh transport-wide
+    /// number.
+    pub(super) fn api(&self, counters: &Arc<Counters>) -> Result<API> {
+        let mut media = media_engine()?;
+        let mut registry = Registry::new();
+        registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
+        registry.add(Box::new(DownlinkBuilder {
+            counters: Arc::clone(counters),
+        }));
+        registry.add(Box::new(Generator::builder()));
+        let registry = configure_rtcp_reports(registry);
+        let mut registry = configure_twcc(registry, &mut media)?;
+        registry.add(Box::new(RetransmitterBuilder::new(
+            NACK_HISTORY_LOG2,
+            Arc::clone(&counters.rtx),
+        )));
+        Ok(APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(self.settings.clone())
+            .build())
+    }
+}

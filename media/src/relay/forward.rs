@@ -1,0 +1,207 @@
+//! The forwarding loops: one task per received RTP stream reads the
+//! publisher's packets and hands them to the fan-out lanes — a single-layer
+//! track through its gate to one shared local track per lane, a simulcast
+//! layer to each subscriber whose switcher forwards it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::sdp;
+use webrtc::track::track_remote::TrackRemote;
+use webrtc::util::marshal::MarshalSize;
+
+use super::ids::RoomId;
+use super::layers::OwnTrack;
+use super::tracks::Published;
+use super::{Inner, ms_since};
+use crate::fanout::{Batch, Fanout, Write};
+use crate::lock;
+use crate::stats::Counters;
+use crate::vp8;
+
+/// The id the publisher's connection negotiated for the header extension `uri`.
+pub(super) fn extension_id(remote: &TrackRemote, uri: &str) -> Option<u8> {
+    remote
+        .params()
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}
+
+/// Forwards a single-layer track to its subscribers until it ends, then
+/// unpublishes it: video through the track's last-N gate, audio levels to
+/// the room's speakers.
+pub(super) async fn forward_track(
+    inner: Weak<Inner>,
+    fanout: Arc<Fanout>,
+    room: RoomId,
+    t: Arc<Published>,
+    remote: Arc<TrackRemote>,
+) {
+    while let Ok((mut packet, _)) = remote.read_rtp().await {
+        let size = packet.marshal_size() as u64;
+        t.count_in(size);
+        if t.kind == RTPCodecType::Video {
+            let key = !t.vp8 || vp8::keyframe_start(&packet.payload);
+            let (admitted, waiting) = {
+                let mut gate = lock(&t.gate);
+                let admitted = gate.admit(packet.header.sequence_number, key);
+                (admitted, gate.awaits_keyframe())
+            };
+            // Resumed but no keyframe yet: the request or the keyframe was lost; ask
+            // again (throttled), or the track stays frozen until the next periodic one.
+            if waiting && let Some(inner) = inner.upgrade() {
+                inner.request_keyframe(&t).await;
+            }
+            let Some(seq) = admitted else { continue };
+            packet.header.sequence_number = seq;
+        } else if t.audio_level_id.is_some()
+            && let Some(inner) = inner.upgrade()
+        {
+            inner.observe_audio(&room, &t, &packet).await;
+        }
+        // Each lane's track reaches that lane's subscribers.
+        let mut counters: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); t.locals.len()];
+        for s in lock(&t.subscribers).values() {
+            counters[s.participant.lane].push(Arc::clone(&s.participant.counters));
+        }
+        for (lane, counters) in counters.into_iter().enumerate() {
+            if counters.is_empty() {
+                continue;
+            }
+            let write = Write {
+                track: Arc::clone(&t.locals[lane]),
+                seq: packet.header.sequence_number,
+                timestamp: packet.header.timestamp,
+                counters,
+            };
+            fanout.send(
+                lane,
+                Batch {
+                    packet: packet.clone(),
+                    size,
+                    writes: vec![write],
+                },
+            );
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        inner.unpublish(&room, &t).await;
+    }
+}
+
+/// Forwards one simulcast layer: each subscriber gets the packets of the
+/// layer its switcher forwards, renumbered into one continuous stream.
+pub(super) async fn forward_layer(
+    inner: Weak<Inner>,
+    room: RoomId,
+    t: Arc<Published>,
+    remote: Arc<TrackRemote>,
+    rid: String,
+) {
+    // One clock for all layers: a switch measures the time since the last
+    // packet of another layer.
+    let Some((epoch, fanout)) = inner.upgrade().map(|i| (i.epoch, Arc::clone(&i.fanout))) else {
+        return;
+    };
+    let clock_rate = t.template().codec().clock_rate;
+    let vp8 = t.vp8;
+    // The RID names the layer on the publisher's connection only: subscribers
+    // get one plain stream per track (their own MID is written on the way out).
+    let rid_ids: Vec<u8> = [
+        sdp::extmap::SDES_RTP_STREAM_ID_URI,
+        sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
+    ]
+    .into_iter()
+    .filter_map(|uri| extension_id(&remote, uri))
+    .collect();
+    while let Ok((mut packet, _)) = remote.read_rtp().await {
+        for &id in &rid_ids {
+            // Err: this packet did not carry it (browsers stop sending it once acknowledged).
+            let _ = packet.header.del_extension(id);
+        }
+        let now = Instant::now();
+        let size = packet.marshal_size() as u64;
+        t.count_in(size);
+        let key = !vp8 || vp8::keyframe_start(&packet.payload);
+        // Re-choose at keyframes and every so often (a layer may have stopped).
+        let due = key || t.retarget_due(now);
+        t.observe_layer(
+            &rid,
+            size,
+            vp8.then(|| vp8::keyframe_size(&packet.payload)).flatten(),
+            now,
+        );
+        if !lock(&t.gate).is_open() {
+            continue; // outside last-N
+        }
+        let owns: Vec<Arc<OwnTrack>> = lock(&t.subscribers)
+            .values()
+            .filter_map(|s| s.own.clone())
+            .collect();
+        let now_ms = ms_since(epoch);
+        let mut want_keyframe = false;
+        // Read the layers once per packet, and only when some choice is due.
+        let mut layers = None;
+        let mut writes: Vec<Vec<Write>> = (0..fanout.lanes()).map(|_| Vec::new()).collect();
+        for own in owns {
+            if due || lock(&own.switcher).target().is_none() {
+                let layers = layers.get_or_insert_with(|| t.layer_infos(now));
+                want_keyframe |= t.retarget(&own, layers, now_ms);
+            }
+            let out = {
+                let mut sw = lock(&own.switcher);
+                let switches = sw.switches();
+                let out = sw.admit(
+                    &rid,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    key,
+                    now_ms,
+                    clock_rate,
+                );
+                if sw.switches() > switches {
+                    own.counters.layer_switches.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(publisher = %t.publisher, subscriber = %own.subscriber, rid, "relay layer switch");
+                }
+                // The layer flows but its keyframe has not come: ask again (throttled).
+                want_keyframe |= sw.awaits_keyframe_of(&rid);
+                out
+            };
+            let Some((seq, timestamp)) = out else {
+                continue;
+            };
+            writes[own.lane].push(Write {
+                track: Arc::clone(&own.local),
+                seq,
+                timestamp,
+                counters: vec![Arc::clone(&own.counters)],
+            });
+        }
+        for (lane, writes) in writes.into_iter().enumerate() {
+            fanout.send(
+                lane,
+                Batch {
+                    packet: packet.clone(),
+                    size,
+                    writes,
+                },
+            );
+        }
+        if want_keyframe && let Some(inner) = inner.upgrade() {
+            inner.request_keyframe(&t).await;
+        }
+    }
+    // The track ends when its last layer does.
+    let last = {
+        let mut layers = lock(&t.layers);
+        layers.retain(|l| l.rid != rid);
+        layers.is_empty()
+    };
+    if last && let Some(inner) = inner.upgrade() {
+        inner.unpublish(&room, &t).await;
+    }
+}

@@ -1,0 +1,76 @@
+//! Active speaker and last-N: audio levels feed the room's speakers, and the
+//! video gates follow who is forwarded.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+
+use super::Inner;
+use super::ids::RoomId;
+use super::tracks::Published;
+use crate::lock;
+use crate::signal::RelayEvent;
+
+impl Inner {
+    /// Opens the video gates of the room's last-N and closes the others,
+    /// asking for a keyframe where a track resumes.
+    pub(super) async fn apply_last_n(&self, room: &RoomId) {
+        let mut resumed: Vec<Arc<Published>> = Vec::new();
+        {
+            let rooms = lock(&self.rooms);
+            let Some(r) = rooms.get(room) else { return };
+            let speakers = lock(&r.speakers);
+            for t in r.tracks.iter().filter(|t| t.kind == RTPCodecType::Video) {
+                let open = speakers.is_forwarded(t.publisher.as_str());
+                let mut gate = lock(&t.gate);
+                let was_open = gate.is_open();
+                if gate.set_open(open) {
+                    t.publisher_counters
+                        .video_resumes
+                        .fetch_add(1, Ordering::Relaxed);
+                    resumed.push(Arc::clone(t));
+                } else if was_open && !open {
+                    t.publisher_counters
+                        .video_pauses
+                        .fetch_add(1, Ordering::Relaxed);
+                    for s in lock(&t.subscribers).values() {
+                        if let Some(own) = &s.own {
+                            lock(&own.switcher).pause();
+                        }
+                    }
+                }
+            }
+        }
+        for t in resumed {
+            t.request_keyframe_throttled(Duration::ZERO).await;
+        }
+    }
+
+    /// Feeds one audio packet's level to the room's speakers; a new dominant
+    /// speaker is announced and re-applies last-N.
+    pub(super) async fn observe_audio(
+        &self,
+        room: &RoomId,
+        t: &Published,
+        packet: &webrtc::rtp::packet::Packet,
+    ) {
+        let Some(level) = crate::speaker::audio_level(&packet.header, t.audio_level_id) else {
+            return;
+        };
+        let now = self.now_ms();
+        let change = {
+            let mut s = lock(&t.speakers);
+            s.observe(t.publisher.as_str(), level, now);
+            s.evaluate(now)
+        };
+        if let Some(change) = change {
+            let _ = self.out.send(RelayEvent::Speaker {
+                room: room.to_string(),
+                change,
+            });
+            self.apply_last_n(room).await;
+        }
+    }
+}

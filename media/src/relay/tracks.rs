@@ -1,0 +1,329 @@
+//! Published tracks and their subscriptions: a publisher's new track joins
+//! the room (or its simulcast sibling), everyone else subscribes to it, and
+//! it is withdrawn when it ends; each subscriber's simulcast layer choice.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_remote::TrackRemote;
+
+use super::feedback::read_feedback;
+use super::forward::{extension_id, forward_layer, forward_track};
+use super::ids::{ParticipantId, RoomId};
+use super::layers::{LayerState, OwnTrack};
+use super::membership::Participant;
+use super::timing::{Every, KeyframeThrottle, LayerMeter, RETARGET_EVERY};
+use super::{Inner, Result};
+use crate::gate::VideoGate;
+use crate::lock;
+use crate::simulcast::LayerSwitcher;
+use crate::speaker::{AUDIO_LEVEL_URI, Speakers};
+use crate::stats::Counters;
+
+/// One track a publisher sends, fanned out to the room.
+pub(super) struct Published {
+    pub(super) publisher: ParticipantId,
+    /// The publisher's track id (all simulcast layers share it).
+    track_id: String,
+    pub(super) kind: RTPCodecType,
+    pub(super) ssrc: u32,
+    /// One per fan-out lane, shared by the subscribers of a single-layer
+    /// track on that lane; for a simulcast track, the first is the template
+    /// of each subscriber's own.
+    pub(super) locals: Vec<Arc<TrackLocalStaticRTP>>,
+    /// Simulcast layers (empty: a single-layer track).
+    pub(super) layers: Mutex<Vec<LayerState>>,
+    /// When subscribers' layers are next re-chosen.
+    pub(super) retargeted_at: Mutex<Every>,
+    pub(super) publisher_pc: Weak<RTCPeerConnection>,
+    pub(super) publisher_counters: Arc<Counters>,
+    pub(super) subscribers: Mutex<HashMap<ParticipantId, Subscription>>,
+    pub(super) last_pli: Mutex<KeyframeThrottle>,
+    /// Last-N pause/resume (video only).
+    pub(super) gate: Mutex<VideoGate>,
+    pub(super) speakers: Arc<Mutex<Speakers>>,
+    pub(super) vp8: bool,
+    /// The negotiated id of the audio-level extension (audio only).
+    pub(super) audio_level_id: Option<u8>,
+}
+
+pub(super) struct Subscription {
+    pub(super) participant: Arc<Participant>,
+    sender: Arc<RTCRtpSender>,
+    /// For a simulcast track: the subscriber's own track and layer choice.
+    pub(super) own: Option<Arc<OwnTrack>>,
+    /// Held for video: counts towards the subscriber's video subscriptions.
+    _share: Option<VideoShare>,
+}
+
+/// Counts one of a subscriber's video subscriptions while it lives: the
+/// subscriber's bandwidth estimate is shared among them.
+struct VideoShare(Arc<Counters>);
+
+impl VideoShare {
+    fn new(counters: &Arc<Counters>) -> Self {
+        counters.video_subscriptions.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counters))
+    }
+}
+
+impl Drop for VideoShare {
+    fn drop(&mut self) {
+        self.0.video_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a new track went.
+enum Registered {
+    /// Into the room: these participants are to subscribe.
+    Track(Vec<Arc<Participant>>),
+    /// Another layer of this simulcast track, already in the room.
+    Layer(Arc<Published>),
+    /// Nowhere: its room or publisher is gone.
+    Gone,
+}
+
+impl Inner {
+    /// `on_track`: registers the track, subscribes everyone else, forwards RTP.
+    pub(super) async fn publish(
+        self: Arc<Self>,
+        room: &RoomId,
+        publisher: &ParticipantId,
+        remote: Arc<TrackRemote>,
+    ) {
+        let Ok(p) = self.participant(room, publisher) else {
+            return;
+        };
+        let Some(t) = self.new_published(room, &p, &remote) else {
+            return;
+        };
+        let t = Arc::new(t);
+        let rid = remote.rid().to_owned();
+        let others = match self.register(room, &t, &rid) {
+            Registered::Track(others) => others,
+            Registered::Layer(sibling) => {
+                let inner = Arc::downgrade(&self);
+                drop(self);
+                tokio::spawn(forward_layer(inner, room.clone(), sibling, remote, rid));
+                return;
+            }
+            Registered::Gone => return,
+        };
+        for o in others {
+            match self.subscribe(&t, &o).await {
+                Ok(true) => {
+                    if let Err(e) = self.renegotiate(room, &o).await {
+                        tracing::warn!(room = room.as_str(), participant = %o.id, error = %e, "relay renegotiation failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(room = room.as_str(), participant = %o.id, error = %e, "relay subscribe failed")
+                }
+            }
+        }
+        // Forward until the publisher's track ends (its PC closed or failed).
+        let fanout = Arc::clone(&self.fanout);
+        let inner = Arc::downgrade(&self);
+        drop(self);
+        if rid.is_empty() {
+            tokio::spawn(forward_track(inner, fanout, room.clone(), t, remote));
+        } else {
+            tokio::spawn(forward_layer(inner, room.clone(), t, remote, rid));
+        }
+    }
+
+    /// The track `p` starts to send as `remote` (`None`: the room is gone).
+    fn new_published(
+        &self,
+        room: &RoomId,
+        p: &Participant,
+        remote: &TrackRemote,
+    ) -> Option<Published> {
+        let codec = remote.codec().capability;
+        let speakers = Arc::clone(&lock(&self.rooms).get(room)?.speakers);
+        let gate = if lock(&speakers).is_forwarded(p.id.as_str()) {
+            VideoGate::default()
+        } else {
+            VideoGate::closed()
+        };
+        let now = Instant::now();
+        let rid = remote.rid();
+        let layer = (!rid.is_empty()).then(|| LayerState {
+            rid: rid.to_owned(),
+            ssrc: remote.ssrc(),
+            meter: LayerMeter::new(now),
+        });
+        let locals = (0..self.fanout.lanes())
+            .map(|_| {
+                Arc::new(TrackLocalStaticRTP::new(
+                    codec.clone(),
+                    format!("{}:{}", p.id, remote.id()),
+                    p.id.to_string(),
+                ))
+            })
+            .collect();
+        Some(Published {
+            publisher: p.id.clone(),
+            track_id: remote.id(),
+            kind: remote.kind(),
+            ssrc: remote.ssrc(),
+            locals,
+            layers: Mutex::new(layer.into_iter().collect()),
+            retargeted_at: Mutex::new(Every::new(RETARGET_EVERY, now)),
+            publisher_pc: Arc::downgrade(&p.pc),
+            publisher_counters: Arc::clone(&p.counters),
+            subscribers: Mutex::new(HashMap::new()),
+            last_pli: Mutex::new(KeyframeThrottle::default()),
+            gate: Mutex::new(gate),
+            speakers,
+            vp8: codec.mime_type.eq_ignore_ascii_case("video/VP8"),
+            audio_level_id: extension_id(remote, AUDIO_LEVEL_URI),
+        })
+    }
+
+    /// Adds `t` to its room, or its layer `rid` to the simulcast track of
+    /// the same id already there.
+    fn register(&self, room: &RoomId, t: &Arc<Published>, rid: &str) -> Registered {
+        let mut rooms = lock(&self.rooms);
+        let Some(r) = rooms.get_mut(room) else {
+            return Registered::Gone;
+        };
+        if !r.participants.contains_key(&t.publisher) {
+            return Registered::Gone;
+        }
+        // Another layer of a simulcast track already published: join it.
+        let sibling = (!rid.is_empty())
+            .then(|| {
+                r.tracks.iter().find(|x| {
+                    x.publisher == t.publisher && x.track_id == t.track_id && x.is_simulcast()
+                })
+            })
+            .flatten()
+            .cloned();
+        if let Some(sibling) = sibling {
+            lock(&sibling.layers).extend(lock(&t.layers).drain(..));
+            return Registered::Layer(sibling);
+        }
+        r.tracks.push(Arc::clone(t));
+        Registered::Track(
+            r.participants
+                .values()
+                .filter(|o| o.id != t.publisher)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Adds `t` to `p`'s connection. Returns whether a subscription was made.
+    pub(super) async fn subscribe(&self, t: &Arc<Published>, p: &Arc<Participant>) -> Result<bool> {
+        if t.publisher == p.id || lock(&t.subscribers).contains_key(&p.id) {
+            return Ok(false);
+        }
+        let own = t.is_simulcast().then(|| {
+            Arc::new(OwnTrack {
+                subscriber: p.id.clone(),
+                lane: p.lane,
+                local: Arc::new(TrackLocalStaticRTP::new(
+                    t.template().codec(),
+                    t.template().id().to_owned(),
+                    t.template().stream_id().to_owned(),
+                )),
+                switcher: Mutex::new(LayerSwitcher::default()),
+                rendered_height: Mutex::new(None),
+                counters: Arc::clone(&p.counters),
+            })
+        });
+        let track: Arc<dyn TrackLocal + Send + Sync> = match &own {
+            Some(o) => Arc::clone(&o.local) as _,
+            None => Arc::clone(&t.locals[p.lane]) as _,
+        };
+        let sender = p.pc.add_track(track).await?;
+        lock(&t.subscribers).insert(
+            p.id.clone(),
+            Subscription {
+                participant: Arc::clone(p),
+                sender: Arc::clone(&sender),
+                own,
+                _share: (t.kind == RTPCodecType::Video).then(|| VideoShare::new(&p.counters)),
+            },
+        );
+        tokio::spawn(read_feedback(
+            Arc::clone(t),
+            sender,
+            Arc::clone(&p.counters),
+            p.id.clone(),
+        ));
+        self.request_keyframe(t).await;
+        Ok(true)
+    }
+
+    /// A published track ended: forget it and withdraw it from its subscribers.
+    pub(super) async fn unpublish(&self, room: &RoomId, t: &Arc<Published>) {
+        {
+            let mut rooms = lock(&self.rooms);
+            if let Some(r) = rooms.get_mut(room) {
+                r.tracks.retain(|x| !Arc::ptr_eq(x, t));
+            }
+        }
+        self.withdraw(room, t).await;
+    }
+
+    /// Removes a published track from all its subscribers and renegotiates
+    /// them. Idempotent.
+    pub(super) async fn withdraw(&self, room: &RoomId, t: &Published) {
+        let subs: Vec<Subscription> = lock(&t.subscribers).drain().map(|(_, s)| s).collect();
+        for s in subs {
+            // The subscriber may be closing concurrently; then there is
+            // nothing left to renegotiate.
+            if s.participant.pc.remove_track(&s.sender).await.is_ok()
+                && let Err(e) = self.renegotiate(room, &s.participant).await
+            {
+                tracing::debug!(room = room.as_str(), participant = %s.participant.id, error = %e, "relay renegotiation after withdraw failed");
+            }
+        }
+    }
+
+    /// The room's tracks `participant` is subscribed to.
+    pub(super) fn subscriptions_of(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) -> Vec<Arc<Published>> {
+        lock(&self.rooms)
+            .get(room)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| lock(&t.subscribers).contains_key(participant))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Published {
+    /// The codec, track id and stream id every copy of this track carries.
+    pub(super) fn template(&self) -> &TrackLocalStaticRTP {
+        &self.locals[0]
+    }
+
+    pub(super) fn is_simulcast(&self) -> bool {
+        !lock(&self.layers).is_empty()
+    }
+
+    /// Counts one RTP packet received from the publisher.
+    pub(super) fn count_in(&self, bytes: u64) {
+        let c = &self.publisher_counters;
+        c.packets_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
