@@ -1,4 +1,5 @@
-//! The delivery loop: sends due deliveries (a few at a time), removes them on
+//! The delivery loop: sends due deliveries (a few at a time, each
+//! conversation's in order), removes them on
 //! 2xx, otherwise reschedules with exponential backoff and jitter; gives up
 //! (with an error log) after [`GIVE_UP_AFTER_MS`].
 
@@ -54,6 +55,48 @@ async fn attempt(hooks: &Webhooks, http: &reqwest::Client, d: &Delivery) -> Resu
     }
 }
 
+/// Attempts `due` (earliest first): one conversation's deliveries one after
+/// another, so that a healthy endpoint receives them in the order they
+/// happened; different conversations at the same time. Results in `due`'s order.
+async fn send_in_order(
+    hooks: &Webhooks,
+    http: &reqwest::Client,
+    due: &[(u64, Delivery)],
+) -> Vec<Result<(), String>> {
+    let mut lanes: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, (_, d)) in due.iter().enumerate() {
+        let conv = conversation_of(&d.body);
+        match lanes.iter_mut().find(|(c, _)| *c == conv) {
+            Some((_, idx)) => idx.push(i),
+            None => lanes.push((conv, vec![i])),
+        }
+    }
+    let sent = futures_util::future::join_all(lanes.iter().map(|(_, idx)| async move {
+        let mut out = Vec::with_capacity(idx.len());
+        for &i in idx {
+            out.push((i, attempt(hooks, http, &due[i].1).await));
+        }
+        out
+    }))
+    .await;
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); due.len()];
+    for (i, r) in sent.into_iter().flatten() {
+        results[i] = r;
+    }
+    results
+}
+
+/// The `conversationId` of a queued body (its lane), read without a full parse.
+fn conversation_of(body: &str) -> &str {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Conv<'a> {
+        #[serde(borrow)]
+        conversation_id: &'a str,
+    }
+    serde_json::from_str::<Conv<'_>>(body).map_or("", |c| c.conversation_id)
+}
+
 /// Sends until `shutdown`.
 pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
     // No redirects: a webhook goes to the configured URL only, never where a
@@ -86,9 +129,7 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
                 tracing::error!(error = %e, "reading the webhook queue failed");
                 Vec::new()
             });
-        let results =
-            futures_util::future::join_all(due.iter().map(|(_, d)| attempt(&hooks, &http, d)))
-                .await;
+        let results = send_in_order(&hooks, &http, &due).await;
         for ((id, mut d), res) in due.into_iter().zip(results) {
             let update = match res {
                 Ok(()) => None,
@@ -125,6 +166,17 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lane_is_the_conversation() {
+        assert_eq!(
+            conversation_of(
+                r#"{"id":"x","type":"message.created","conversationId":"c-1","data":{}}"#
+            ),
+            "c-1"
+        );
+        assert_eq!(conversation_of("not json"), "");
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
