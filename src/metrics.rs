@@ -257,6 +257,19 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "Size of the store on disk",
         src.store.size_on_disk() as i64,
     );
+    let (sessions, conversations) = src.store.cached_records();
+    gauge(
+        &mut r,
+        "store_cached_sessions",
+        "Sessions held decoded in memory (those read since they were last written)",
+        sessions as i64,
+    );
+    gauge(
+        &mut r,
+        "store_cached_conversations",
+        "Conversations held decoded in memory (those read since they were last written)",
+        conversations as i64,
+    );
     let (pending, oldest) = src.store.outbox_lag();
     gauge(
         &mut r,

@@ -89,7 +89,13 @@ impl Store {
         let v = B64
             .decode(v)
             .map_err(|_| StoreError::Corrupt("backup value"))?;
-        self.db.open_tree(tree)?.insert(k, v)?;
+        let res = self.db.open_tree(tree)?.insert(k, v);
+        match tree {
+            "sessions" => self.session_cache.clear(),
+            "conversations" => self.conversation_cache.clear(),
+            _ => {}
+        }
+        res?;
         Ok(())
     }
 

@@ -39,8 +39,11 @@ impl Store {
             }
             tree.apply_batch(clear)?;
         }
-        self.conversations
-            .insert(conv.as_bytes(), encode(conversation))?;
+        let res = self
+            .conversations
+            .insert(conv.as_bytes(), encode(conversation));
+        self.conversation_cache.invalidate(conv);
+        res?;
         let mut last = 0;
         for chunk in messages.chunks(BATCH) {
             let mut batch = sled::Batch::default();

@@ -8,6 +8,7 @@
 //! messages are announced through [`CommitListener`].
 
 pub mod backup;
+mod cache;
 mod import;
 pub mod keys;
 pub mod outbox;
@@ -22,7 +23,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Conversation, Message};
+use crate::model::{Conversation, Message, Session};
 pub use outbox::{OutboxItem, Pending};
 pub use writer::Appended;
 
@@ -86,7 +87,15 @@ pub struct Store {
     space: Arc<space::Space>,
     writer_tx: mpsc::Sender<writer::Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Decoded sessions that were read, kept until written or removed ([`cache`]).
+    session_cache: cache::ReadCache<Session>,
+    /// Decoded conversations that were read (status checked on every send).
+    conversation_cache: cache::ReadCache<Conversation>,
 }
+
+/// Most sessions (and, apart, conversations) kept decoded in memory, the most
+/// recently read ones; ≈ 1 KiB each for sessions, so at most ≈ 4 MiB.
+const CACHE_CAP: usize = 4096;
 
 fn decode<T: serde::de::DeserializeOwned>(raw: &[u8], what: &'static str) -> Result<T, StoreError> {
     serde_json::from_slice(raw).map_err(|_| StoreError::Corrupt(what))
@@ -182,6 +191,8 @@ impl Store {
             space,
             writer_tx,
             writer: Mutex::new(Some(handle)),
+            session_cache: cache::ReadCache::new(CACHE_CAP),
+            conversation_cache: cache::ReadCache::new(CACHE_CAP),
         };
         store.index_webhooks()?;
         Ok(store)
@@ -333,8 +344,9 @@ impl Store {
             c.conversation_id.as_bytes(),
             None as Option<&[u8]>,
             Some(encode(c)),
-        )?;
-        if res.is_err() {
+        );
+        self.conversation_cache.invalidate(&c.conversation_id);
+        if res?.is_err() {
             return Err(StoreError::Exists);
         }
         self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
@@ -343,17 +355,28 @@ impl Store {
 
     pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
         self.space.check()?;
-        self.conversations
-            .insert(c.conversation_id.as_bytes(), encode(c))?;
+        let res = self
+            .conversations
+            .insert(c.conversation_id.as_bytes(), encode(c));
+        self.conversation_cache.invalidate(&c.conversation_id);
+        res?;
         self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
         self.flush().await
     }
 
+    /// A conversation by id, decoded once and then served from memory ([`cache`]).
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
-        self.conversations
-            .get(id.as_bytes())?
-            .map(|v| decode(&v, "conversation record"))
-            .transpose()
+        self.conversation_cache.get_or_load(id, || {
+            self.conversations
+                .get(id.as_bytes())?
+                .map(|v| decode(&v, "conversation record"))
+                .transpose()
+        })
+    }
+
+    /// Sessions and conversations held decoded in memory, for the metrics endpoint.
+    pub fn cached_records(&self) -> (usize, usize) {
+        (self.session_cache.len(), self.conversation_cache.len())
     }
 
     pub fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {

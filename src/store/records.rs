@@ -1,7 +1,10 @@
 //! Sessions (with their per-conversation index), single-use nonces,
 //! reactions and attachment metadata: small records written directly (not
 //! through the group-commit writer) and flushed before the caller answers.
-//! Each write first checks the disk headroom ([`super::space`]).
+//! Each write first checks the disk headroom ([`super::space`]). Sessions are
+//! served from [`super::cache`] once read: every session write below drops the
+//! cached copy right after changing sled, whether or not the rest of the write
+//! succeeds.
 
 use super::{OutboxItem, Store, StoreError, decode, encode, keys};
 use crate::model::{AttachmentMeta, Session};
@@ -9,17 +12,22 @@ use crate::model::{AttachmentMeta, Session};
 impl Store {
     pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
+        let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
+        self.session_cache.invalidate(&s.session_id);
+        res?;
         self.conv_sessions
             .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
         self.flush().await
     }
 
+    /// A session by id, decoded once and then served from memory ([`super::cache`]).
     pub fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        self.sessions
-            .get(id.as_bytes())?
-            .map(|v| decode(&v, "session record"))
-            .transpose()
+        self.session_cache.get_or_load(id, || {
+            self.sessions
+                .get(id.as_bytes())?
+                .map(|v| decode(&v, "session record"))
+                .transpose()
+        })
     }
 
     /// Records activity without forcing a flush: losing a refresh on a crash is harmless,
@@ -28,14 +36,19 @@ impl Store {
         if self.space.is_low() {
             return Ok(());
         }
-        self.sessions.insert(s.session_id.as_bytes(), encode(s))?;
+        let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
+        // Dropped rather than replaced: the next read decodes what sled holds (once a minute).
+        self.session_cache.invalidate(&s.session_id);
+        res?;
         Ok(())
     }
 
     /// Removes a session without waiting for a flush (used for expiry).
     pub fn forget_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        self.sessions.remove(s.session_id.as_bytes())?;
+        let res = self.sessions.remove(s.session_id.as_bytes());
+        self.session_cache.invalidate(&s.session_id);
+        res?;
         self.conv_sessions
             .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
         Ok(())
@@ -43,7 +56,9 @@ impl Store {
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        self.sessions.remove(s.session_id.as_bytes())?;
+        let res = self.sessions.remove(s.session_id.as_bytes());
+        self.session_cache.invalidate(&s.session_id);
+        res?;
         self.conv_sessions
             .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
         self.flush().await
@@ -79,7 +94,9 @@ impl Store {
             let mut s: Session = match decode(&v, "session record") {
                 Ok(s) => s,
                 Err(_) => {
-                    self.sessions.remove(k)?;
+                    let res = self.sessions.remove(&k);
+                    self.session_cache.invalidate(&String::from_utf8_lossy(&k));
+                    res?;
                     continue;
                 }
             };
@@ -91,7 +108,9 @@ impl Store {
                 self.touch_session(&s)?;
                 continue;
             }
-            self.sessions.remove(&k)?;
+            let res = self.sessions.remove(&k);
+            self.session_cache.invalidate(&s.session_id);
+            res?;
             self.conv_sessions
                 .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
             gone.push(s);
@@ -238,5 +257,87 @@ impl Store {
         self.space.check()?;
         self.meta.insert(key, value)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Conversation, ConversationStatus, Message};
+
+    struct Nobody;
+    impl crate::store::CommitListener for Nobody {
+        fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
+    }
+
+    fn session(id: &str, last_active_at_ms: i64) -> Session {
+        Session {
+            session_id: id.into(),
+            user_id: format!("u-{id}"),
+            display_name: "U".into(),
+            avatar_url: None,
+            role: "participant".into(),
+            conversation_id: "c".into(),
+            created_at_ms: 0,
+            last_active_at_ms,
+            integrator_id: None,
+        }
+    }
+
+    /// A session that was forgotten, deleted or swept is never served from the
+    /// in-memory copy, and a touched one is read back as stored.
+    #[tokio::test]
+    async fn removed_sessions_are_never_served_from_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), Arc::new(Nobody), false).unwrap();
+        for id in ["forgotten", "deleted", "swept", "touched"] {
+            store.put_session(&session(id, 1_000)).await.unwrap();
+            // Read twice: the second read is served from memory.
+            assert_eq!(store.session(id).unwrap(), Some(session(id, 1_000)));
+            assert_eq!(store.session(id).unwrap(), Some(session(id, 1_000)));
+        }
+        assert_eq!(store.cached_records().0, 4);
+
+        store.forget_session(&session("forgotten", 1_000)).unwrap();
+        store
+            .delete_session(&session("deleted", 1_000))
+            .await
+            .unwrap();
+        store.touch_session(&session("touched", 5_000)).unwrap();
+        let gone = store.sweep_sessions(2_000, |_| false).unwrap();
+        assert_eq!(gone, vec![session("swept", 1_000)]);
+
+        for id in ["forgotten", "deleted", "swept"] {
+            assert_eq!(store.session(id).unwrap(), None, "{id}");
+        }
+        assert_eq!(
+            store.session("touched").unwrap(),
+            Some(session("touched", 5_000))
+        );
+        assert_eq!(store.cached_records().0, 1);
+        assert!(store.sessions_of("c").unwrap().len() == 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_conversation_is_read_back_closed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), Arc::new(Nobody), false).unwrap();
+        let mut c = Conversation {
+            conversation_id: "c".into(),
+            join_code: "ABC234".into(),
+            status: ConversationStatus::Active,
+            created_at: "2024-01-01T00:00:00.000Z".into(),
+            closed_at: None,
+            integrator_id: None,
+        };
+        assert_eq!(store.conversation("c").unwrap(), None);
+        store.create_conversation(&c).await.unwrap();
+        assert_eq!(store.conversation("c").unwrap(), Some(c.clone()));
+        assert_eq!(store.cached_records().1, 1);
+        c.status = ConversationStatus::Closed;
+        store.put_conversation(&c).await.unwrap();
+        assert_eq!(store.conversation("c").unwrap(), Some(c));
     }
 }

@@ -21,6 +21,10 @@ use crate::model::{ConversationStatus, Message, MessageType, Session, SystemKind
 use crate::state::AppState;
 
 async fn message_created(state: &Arc<AppState>, m: &Message) {
+    if !state.webhooks.enabled() {
+        // No integrator wants webhooks: skip re-serializing the message for nobody.
+        return;
+    }
     let data = serde_json::to_value(m).unwrap_or_default();
     state
         .webhooks
