@@ -9,13 +9,8 @@ use chats3::chat::sanitize::strip_html;
 use chats3::config::{Integrator, Secret};
 use chats3::events::frame;
 use chats3::model::{Message, MessageType};
-use chats3::store::{CommitListener, Store};
+use chats3::store::{NoListener, Store};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-
-struct Nobody;
-impl CommitListener for Nobody {
-    fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
-}
 
 fn message(conv: &str, i: u64) -> Message {
     Message {
@@ -88,7 +83,7 @@ fn sse_frame(c: &mut Criterion) {
 fn store(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Arc::new(Nobody), false).unwrap());
+    let store = Arc::new(Store::open(dir.path(), Arc::new(NoListener), false).unwrap());
     let mut g = c.benchmark_group("store_append");
     for concurrency in [1usize, 64] {
         g.throughput(Throughput::Elements(concurrency as u64));

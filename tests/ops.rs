@@ -309,11 +309,9 @@ async fn a_data_directory_newer_than_the_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Server::start_in(dir.path(), |_| {}).await.stop().await;
     {
-        struct Nobody;
-        impl chats3::store::CommitListener for Nobody {
-            fn committed(&self, _: &Arc<chats3::model::Message>, _: &bytes::Bytes) {}
-        }
-        let store = chats3::store::Store::open(dir.path(), Arc::new(Nobody), false).unwrap();
+        let store =
+            chats3::store::Store::open(dir.path(), Arc::new(chats3::store::NoListener), false)
+                .unwrap();
         store.meta_put("format", &99u32.to_be_bytes()).unwrap();
         store.shutdown();
     }

@@ -9,14 +9,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 
 use crate::config::Config;
-use crate::model::Message;
 use crate::store::backup::Record;
-use crate::store::{CommitListener, FORMAT_VERSION, Store};
-
-struct Nobody;
-impl CommitListener for Nobody {
-    fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
-}
+use crate::store::{FORMAT_VERSION, NoListener, Store};
 
 /// Restores; returns `(records, attachment files)`.
 pub async fn run(config: &Config, dir: &Path) -> anyhow::Result<(u64, u64)> {
@@ -24,7 +18,7 @@ pub async fn run(config: &Config, dir: &Path) -> anyhow::Result<(u64, u64)> {
     let f =
         std::fs::File::open(&path).with_context(|| format!("while opening {}", path.display()))?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = Store::open(&config.data_dir, Arc::new(Nobody), config.s3.is_some())
+    let store = Store::open(&config.data_dir, Arc::new(NoListener), config.s3.is_some())
         .with_context(|| format!("while opening the store in {}", config.data_dir.display()))?;
     if !store.is_empty()? {
         bail!(

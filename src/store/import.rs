@@ -119,11 +119,6 @@ mod tests {
     use super::*;
     use crate::model::ConversationStatus;
 
-    struct Nobody;
-    impl crate::store::CommitListener for Nobody {
-        fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
-    }
-
     fn message(id: &str, seq: u64) -> Message {
         serde_json::from_value(serde_json::json!({
             "messageId": id, "conversationId": "c", "senderUserId": "u",
@@ -140,7 +135,7 @@ mod tests {
     #[test]
     fn importing_a_conversation_again_replaces_what_was_there() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path(), Arc::new(Nobody), false).unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
         let mut c = Conversation {
             conversation_id: "c".into(),
             join_code: "ABC234".into(),

@@ -65,6 +65,14 @@ pub trait CommitListener: Send + Sync {
     fn committed(&self, message: &Arc<Message>, json: &bytes::Bytes);
 }
 
+/// A listener for stores nobody serves from (restore, import, tests): commits
+/// go nowhere.
+pub struct NoListener;
+
+impl CommitListener for NoListener {
+    fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
+}
+
 pub struct Store {
     db: sled::Db,
     conversations: sled::Tree,

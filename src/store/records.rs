@@ -265,12 +265,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Conversation, ConversationStatus, Message};
-
-    struct Nobody;
-    impl crate::store::CommitListener for Nobody {
-        fn committed(&self, _: &Arc<Message>, _: &bytes::Bytes) {}
-    }
+    use crate::model::{Conversation, ConversationStatus};
 
     fn session(id: &str, last_active_at_ms: i64) -> Session {
         Session {
@@ -291,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn removed_sessions_are_never_served_from_the_cache() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path(), Arc::new(Nobody), false).unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
         for id in ["forgotten", "deleted", "swept", "touched"] {
             store.put_session(&session(id, 1_000)).await.unwrap();
             // Read twice: the second read is served from memory.
@@ -323,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_conversation_is_read_back_closed() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path(), Arc::new(Nobody), false).unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
         let mut c = Conversation {
             conversation_id: "c".into(),
             join_code: "ABC234".into(),

@@ -135,11 +135,6 @@ mod tests {
 
     use super::*;
 
-    struct Nobody;
-    impl crate::store::CommitListener for Nobody {
-        fn committed(&self, _: &Arc<crate::model::Message>, _: &bytes::Bytes) {}
-    }
-
     fn delivery(at: i64) -> Delivery {
         Delivery {
             integrator_id: "acme".into(),
@@ -153,7 +148,8 @@ mod tests {
     #[tokio::test]
     async fn only_due_deliveries_are_read_earliest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), Arc::new(Nobody), false, 0).unwrap();
+        let store =
+            Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
         let late = store.enqueue_webhook(&delivery(5_000)).await.unwrap();
         let early = store.enqueue_webhook(&delivery(1_000)).await.unwrap();
         let ids = |v: Vec<(u64, Delivery)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
@@ -171,13 +167,15 @@ mod tests {
     async fn a_queue_from_before_the_index_is_indexed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open_with(dir.path(), Arc::new(Nobody), false, 0).unwrap();
+            let store =
+                Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
             store.enqueue_webhook(&delivery(1_000)).await.unwrap();
             store.webhook_due.clear().unwrap();
             store.flush().await.unwrap();
             store.shutdown();
         }
-        let store = Store::open_with(dir.path(), Arc::new(Nobody), false, 0).unwrap();
+        let store =
+            Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
         assert_eq!(store.due_webhooks(2_000, 10).unwrap().len(), 1);
     }
 }

@@ -12,12 +12,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Skipped, Summary};
-use crate::model::Message;
-use crate::store::{CommitListener, Store, StoreError};
+use crate::store::{NoListener, Store, StoreError};
 use crate::sync::SyncError;
 
 const STATE: &str = "state";
@@ -68,12 +66,6 @@ pub struct Outcome {
 }
 
 /// Restored messages are not announced to anyone.
-struct Silent;
-
-impl CommitListener for Silent {
-    fn committed(&self, _: &Arc<Message>, _: &Bytes) {}
-}
-
 /// The store of a restore from `bucket` into `dir`, and the conversations
 /// an interrupted run of the same restore finished. Starts a new restore in
 /// an empty (or missing) directory; refuses any other directory, saying why.
@@ -126,7 +118,7 @@ pub async fn open(
 async fn open_store(dir: &Path) -> Result<Store, SyncError> {
     let mut tries = 0;
     loop {
-        match Store::open(dir, Arc::new(Silent), false) {
+        match Store::open(dir, Arc::new(NoListener), false) {
             Err(StoreError::Db(e)) if e.contains("could not acquire lock") && tries < 20 => {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
