@@ -34,10 +34,7 @@ async fn attempt(hooks: &Webhooks, http: &reqwest::Client, d: &Delivery) -> Resu
         .as_deref()
         .ok_or("webhook no longer configured")?;
     let sig = sign::header_value(integ.secret.expose().as_bytes(), now_ms() / 1000, &d.body);
-    let kind = serde_json::from_str::<serde_json::Value>(&d.body)
-        .ok()
-        .and_then(|v| v["type"].as_str().map(str::to_string))
-        .unwrap_or_default();
+    let kind = Envelope::of(&d.body).kind;
     let res = http
         .post(url)
         .header("content-type", "application/json")
@@ -65,7 +62,7 @@ async fn send_in_order(
 ) -> Vec<Result<(), String>> {
     let mut lanes: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, (_, d)) in due.iter().enumerate() {
-        let conv = conversation_of(&d.body);
+        let conv = Envelope::of(&d.body).conversation_id;
         match lanes.iter_mut().find(|(c, _)| *c == conv) {
             Some((_, idx)) => idx.push(i),
             None => lanes.push((conv, vec![i])),
@@ -86,15 +83,20 @@ async fn send_in_order(
     results
 }
 
-/// The `conversationId` of a queued body (its lane), read without a full parse.
-fn conversation_of(body: &str) -> &str {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Conv<'a> {
-        #[serde(borrow)]
-        conversation_id: &'a str,
+/// The two fields of a queued body the loop needs, read without a full parse.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: &'a str,
+    #[serde(borrow, default)]
+    conversation_id: &'a str,
+}
+
+impl<'a> Envelope<'a> {
+    fn of(body: &'a str) -> Self {
+        serde_json::from_str(body).unwrap_or_default()
     }
-    serde_json::from_str::<Conv<'_>>(body).map_or("", |c| c.conversation_id)
 }
 
 /// Sends until `shutdown`.
@@ -169,13 +171,10 @@ mod tests {
 
     #[test]
     fn the_lane_is_the_conversation() {
-        assert_eq!(
-            conversation_of(
-                r#"{"id":"x","type":"message.created","conversationId":"c-1","data":{}}"#
-            ),
-            "c-1"
-        );
-        assert_eq!(conversation_of("not json"), "");
+        let e =
+            Envelope::of(r#"{"id":"x","type":"message.created","conversationId":"c-1","data":{}}"#);
+        assert_eq!((e.kind, e.conversation_id), ("message.created", "c-1"));
+        assert_eq!(Envelope::of("not json").conversation_id, "");
     }
 
     #[test]
