@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Server, launch, freePort, makePng, sleep } from './lib.mjs';
+import { Server, launch, freePort, makePng, sleep, waitRoom } from './lib.mjs';
 import { signTicket } from '../sdk-vectors/sign.mjs';
 
 const SECRET = 'shop-e2e-secret-0123456789';
@@ -36,22 +36,6 @@ async function hostPage(origin) {
   const page = await context.newPage();
   await page.goto(`${origin}/`);
   return { context, page };
-}
-
-function roomFrame(page) {
-  return page.frames().find((f) => f.url().startsWith(`${server.url}/room/`));
-}
-
-async function waitRoom(page) {
-  for (let i = 0; i < 200; i += 1) {
-    const f = roomFrame(page);
-    if (f) {
-      await f.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
-      return f;
-    }
-    await sleep(100);
-  }
-  throw new Error('the room never loaded in the frame');
 }
 
 before(async () => {
@@ -151,7 +135,7 @@ test('a plain iframe hides Call, Record and Leave; the host leaves with {type: "
     f.allow = 'camera; microphone; display-capture';
     document.getElementById('chat').append(f);
   }, src);
-  const frame = await waitRoom(page);
+  const frame = await waitRoom(page, server);
   for (const id of ['call-btn', 'record-btn', 'leave-btn']) {
     assert.equal(await frame.locator(`#${id}`).isVisible(), false, `#${id} is shown in a frame without features`);
   }
@@ -193,7 +177,7 @@ test('the SDK\'s features option shows the controls the host asks for', async ()
   await page.evaluate(({ baseUrl, ticket, signature }) => {
     window.Chats3.mount(document.getElementById('chat'), { baseUrl, ticket, signature, features: { call: true, leave: true } });
   }, { baseUrl: server.url, ticket, signature });
-  const frame = await waitRoom(page);
+  const frame = await waitRoom(page, server);
   assert.equal(new URL(frame.url()).searchParams.get('f'), 'call,leave');
   assert.equal(await frame.locator('#call-btn').isVisible(), true);
   assert.equal(await frame.locator('#leave-btn').isVisible(), true);

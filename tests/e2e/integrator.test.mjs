@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, rmSync } from '
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Server, CHROMIUM_ARGS, ROOT, ARTIFACTS, freePort, sleep } from './lib.mjs';
+import { Server, CHROMIUM_ARGS, ROOT, ARTIFACTS, freePort, sleep, waitRoom } from './lib.mjs';
 import { signTicket, signSystemMessage } from '../sdk-vectors/sign.mjs';
 
 const SECRET = 'acme-integrator-e2e-secret-0123';
@@ -51,22 +51,6 @@ async function newPage() {
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
   return { context, page };
-}
-
-function roomFrame(page) {
-  return page.frames().find((f) => f.url().startsWith(`${server.url}/room/`));
-}
-
-async function waitRoom(page) {
-  for (let i = 0; i < 200; i += 1) {
-    const f = roomFrame(page);
-    if (f) {
-      await f.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
-      return f;
-    }
-    await sleep(100);
-  }
-  throw new Error('the room never loaded in the frame');
 }
 
 /**
@@ -151,7 +135,7 @@ test("the guide's section 6 page, script and backend route, served as written, o
   });
   guideUser = { id: 'ada', name: 'Ada', orderId: 1234 };
   await page.goto(`${hostOrigin}/`);
-  const frame = await waitRoom(page);
+  const frame = await waitRoom(page, server);
   assert.equal(new URL(frame.url()).origin, server.url);
   assert.equal(await page.evaluate(() => window.Chats3.baseUrl), server.url, 'the default baseUrl is where embed.js came from');
   for (let i = 0; i < 100 && !logged.some((e) => e && e.type === 'ready'); i += 1) await sleep(100);
@@ -230,7 +214,7 @@ test('message events carry kind and sender; a join notice does not raise unread,
   const ada = ticketFor(conv, 'ada', 'Ada');
   const i = await mount(page, { ticket: ada.ticket, signature: ada.signature });
   await waitEvent(page, i, (ev) => ev.some((e) => e.type === 'ready'));
-  const frame = await waitRoom(page);
+  const frame = await waitRoom(page, server);
   await page.locator('h1').click();
   await frame.waitForFunction(() => !document.hasFocus());
   const unread = async () => (await events(page, i, 'unread')).at(-1)?.count ?? 0;
@@ -283,7 +267,7 @@ test("height: 'auto' follows the room's content and stops at maxHeight, where th
   const ada = ticketFor(conv, 'ada', 'Ada');
   const i = await mount(page, { ticket: ada.ticket, signature: ada.signature, height: 'auto', minHeight: 260, maxHeight: 700 });
   await waitEvent(page, i, (ev) => ev.some((e) => e.type === 'ready'));
-  const frame = await waitRoom(page);
+  const frame = await waitRoom(page, server);
   const frameHeight = () => page.evaluate((n) => Math.round(window.mounts[n].chat.iframe.getBoundingClientRect().height), i);
   const lastResize = async () => (await events(page, i, 'resize')).at(-1)?.height;
   const clamp = (h) => Math.min(700, Math.max(260, h));

@@ -196,6 +196,19 @@ export async function everyoneJoinsCall(pages) {
   }
 }
 
+/** The chats3 room iframe inside an embedding host page, once it is there and its event stream is open. */
+export async function waitRoom(page, server) {
+  for (let i = 0; i < 200; i += 1) {
+    const f = page.frames().find((fr) => fr.url().startsWith(`${server.url}/room/`));
+    if (f) {
+      await f.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
+      return f;
+    }
+    await sleep(100);
+  }
+  throw new Error('the room never loaded in the frame');
+}
+
 export async function waitReady(page) {
   await page.waitForFunction(() => window.chats3Debug && window.chats3Debug.ready && window.chats3Debug.state.streamState === 'open', null, { timeout: 20000 });
 }
