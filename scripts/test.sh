@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test chats3 has, on a fresh machine: installs what the suites
-# need (Debian's chromium for the browser tests, the e2e suite's npm packages),
+# need (Debian's chromium for the browser tests, nats-server for the cluster
+# tests, the e2e suite's npm packages),
 # then the Rust unit + integration tests (the S3 ones use an in-process
 # S3-protocol server on 127.0.0.1) and the headless-Chromium end-to-end suite.
 set -euo pipefail
@@ -13,6 +14,14 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (Debian package)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+fi
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  echo "== installing nats-server (Debian package; the cluster tests start their own)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nats-server >/dev/null
+  # The package enables a system service; the tests need none running.
+  as_root systemctl disable --now nats-server >/dev/null 2>&1 || true
 fi
 
 echo "== cargo test (unit + integration)"

@@ -100,6 +100,46 @@ async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken
     }
 }
 
+/// Cluster mode's background tasks: the shared log applied to the store, the
+/// shared records watched, live events exchanged with the other nodes, the S3
+/// sync lease. Waits (at most [`CATCH_UP`]) until the store holds what the log
+/// held, so the node serves no stale history; returns the S3 sync lease.
+async fn start_cluster(
+    state: &Arc<AppState>,
+    c: &Arc<crate::cluster::Cluster>,
+) -> crate::cluster::lease::Held {
+    use crate::cluster::{bus, lease, log, records};
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(log::run_applier(
+        Arc::clone(c),
+        Arc::clone(&state.store),
+        shutdown.clone(),
+    ));
+    let ended = {
+        let state = Arc::downgrade(state);
+        Arc::new(move |s: crate::model::Session| {
+            if let Some(state) = state.upgrade() {
+                state.end_session(&s, crate::events::EndReason::Left);
+            }
+        })
+    };
+    state.tasks.spawn(records::run_watcher(
+        Arc::clone(c),
+        Arc::clone(&state.store),
+        ended,
+        shutdown.clone(),
+    ));
+    bus::start(Arc::clone(c), Arc::clone(&state.hub), shutdown.clone());
+    match log::catch_up(c, &state.store, CATCH_UP).await {
+        Ok(pos) => tracing::info!(pos, "cluster: caught up with the message log"),
+        Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),
+    }
+    lease::start(Arc::clone(c), "s3-sync", shutdown)
+}
+
+/// Longest wait for the shared log before a cluster node serves anyway.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
 /// Pings the systemd watchdog while the runtime is responsive.
 async fn watchdog(every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
@@ -180,8 +220,20 @@ impl App {
             .await
             .with_context(|| format!("while binding {addr}"))?;
         let heartbeat = Duration::from_secs(config.heartbeat_secs);
-        let metrics =
+        let mut metrics =
             crate::metrics::Metrics::new(store.flush_histogram(), store.disk_full_refusals());
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let cluster = crate::cluster::Cluster::connect(c)
+                    .await
+                    .context("while connecting to NATS")?;
+                store.set_replicator(cluster.clone());
+                metrics.register_cluster(&cluster.metrics);
+                tracing::info!(node = %cluster.node, "cluster mode on NATS JetStream");
+                Some(cluster)
+            }
+            None => None,
+        };
         let s3 = match &config.s3 {
             Some(c) => Some(crate::sync::S3::new(c).await),
             None => None,
@@ -234,6 +286,7 @@ impl App {
             signal_rate,
             s3,
             calls: Arc::new(calls),
+            cluster,
         });
         Ok(Self {
             state,
@@ -283,11 +336,16 @@ impl App {
             &state.tasks,
             state.shutdown.clone(),
         );
+        let sync_lease = match &state.cluster {
+            Some(c) => Some(start_cluster(&state, c).await),
+            None => None,
+        };
         if let Some(s3) = state.s3.clone() {
             state.tasks.spawn(crate::sync::uploader::run(
                 Arc::clone(&state.store),
                 s3,
                 state.config.data_dir.clone(),
+                sync_lease,
                 state.shutdown.clone(),
             ));
         }

@@ -11,6 +11,8 @@
 //! - [`attachments`]: upload type checks, filenames, signed URLs, blob files
 //! - [`sync`]: S3 uploader (outbox → bucket) and `restore --from-s3`
 //! - [`store`]: sled trees, key encoding, group commit
+//! - [`cluster`]: cluster mode on NATS JetStream (shared log, shared records, live events between
+//!   nodes, the S3 sync lease); off unless `NATS_URL` is set
 //! - [`metrics`]: Prometheus registry, counters and gauges, `/metrics` rendering
 //! - [`serve`], [`conn_io`], [`tls`]: the accept loop (HTTP/1.1 + HTTP/2, connection cap, idle and
 //!   write-stall deadlines, optional rustls with SIGHUP reload)
@@ -29,6 +31,7 @@ pub mod calls;
 pub mod chat;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conn_io;
 pub mod events;

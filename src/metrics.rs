@@ -90,6 +90,38 @@ pub struct Metrics {
     pub connections_closed: Arc<Trips>,
 }
 
+impl Metrics {
+    /// Adds cluster mode's figures (JetStream lag, cross-node event latency, …).
+    pub fn register_cluster(&mut self, m: &crate::cluster::ClusterMetrics) {
+        let r = &mut self.registry;
+        r.register(
+            "cluster_log_lag",
+            "Messages in the shared JetStream log not yet applied to this node's store",
+            m.log_lag.clone(),
+        );
+        r.register(
+            "cluster_event_latency_seconds",
+            "Delay from a live event's publication on another node to its delivery here",
+            m.event_latency.0.clone(),
+        );
+        r.register(
+            "cluster_events_dropped",
+            "Live events not sent to the other nodes (outgoing queue full or NATS down)",
+            m.events_dropped.clone(),
+        );
+        r.register(
+            "cluster_unavailable",
+            "Writes refused with 503 because NATS JetStream could not be reached",
+            m.unavailable.clone(),
+        );
+        r.register(
+            "cluster_sync_lease",
+            "1 while this node holds the S3 sync lease",
+            m.sync_lease.clone(),
+        );
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }

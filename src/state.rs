@@ -56,6 +56,8 @@ pub struct AppState {
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.
     pub calls: Arc<Calls>,
+    /// Cluster mode (NATS JetStream), when `NATS_URL` is set.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Open streams per session, ended when their session ends.
     pub session_ends: Arc<SessionEnds>,
     /// Open streams per client IP.
@@ -68,7 +70,71 @@ pub struct AppState {
     pub integrator_origins: Vec<String>,
 }
 
+/// The single-use tokens a client trades in on its next request.
+#[derive(Clone, Copy)]
+pub enum Once {
+    /// `?token=` of an event stream → session id.
+    Stream,
+    /// `POST /api/v1/embed/handoff` code → (session id, host origin).
+    Handoff,
+}
+
+impl Once {
+    fn name(self) -> &'static str {
+        match self {
+            Once::Stream => "stream",
+            Once::Handoff => "handoff",
+        }
+    }
+}
+
 impl AppState {
+    /// Issues a single-use token for `session` (and, for a handoff, the host
+    /// origin); in cluster mode it can be redeemed on any node.
+    pub async fn issue_once(
+        &self,
+        kind: Once,
+        session: String,
+        host_origin: Option<String>,
+        ttl_ms: i64,
+    ) -> Result<String, crate::store::StoreError> {
+        let now = crate::clock::now_ms();
+        if let Some(c) = &self.cluster {
+            let value = serde_json::json!([session, host_origin]);
+            return crate::cluster::tokens::issue(c, kind.name(), value, now + ttl_ms).await;
+        }
+        Ok(match kind {
+            Once::Stream => self.stream_tokens.issue(session, now, ttl_ms),
+            Once::Handoff => {
+                self.handoffs
+                    .issue((session, host_origin.unwrap_or_default()), now, ttl_ms)
+            }
+        })
+    }
+
+    /// Redeems a single-use token: its session id and host origin (empty for a
+    /// stream token), at most once.
+    pub async fn redeem_once(
+        &self,
+        kind: Once,
+        token: &str,
+    ) -> Result<Option<(String, String)>, crate::store::StoreError> {
+        let now = crate::clock::now_ms();
+        if let Some(c) = &self.cluster {
+            let value = crate::cluster::tokens::redeem(c, kind.name(), token, now).await?;
+            return Ok(value
+                .and_then(|v| serde_json::from_value::<(String, Option<String>)>(v).ok())
+                .map(|(s, o)| (s, o.unwrap_or_default())));
+        }
+        Ok(match kind {
+            Once::Stream => self
+                .stream_tokens
+                .redeem(token, now)
+                .map(|s| (s, String::new())),
+            Once::Handoff => self.handoffs.redeem(token, now),
+        })
+    }
+
     pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
         crate::lock::lock(&self.presence)
     }

@@ -183,6 +183,9 @@ config_table! {
     optional
     /// The S3 mirror (`[s3]`), on when a bucket is configured.
     s3: S3Config;
+    optional
+    /// Cluster mode on NATS JetStream (`[cluster]`), on when `nats_url` is set.
+    cluster: ClusterConfig;
 }
 
 config_table! {
@@ -239,6 +242,26 @@ config_table! {
             eg Some(Secret::new("example-secret-key"));
         /// Path-style URLs (`endpoint/bucket/key`); always on with an `endpoint`.
         force_path_style: bool = false, env ["S3_FORCE_PATH_STYLE"], eg true;
+    }
+}
+
+config_table! {
+    /// Cluster mode (`[cluster]`, see docs/cluster.md): several nodes share one deployment
+    /// through NATS JetStream; unset, the node serves alone from its own store.
+    #[derive(Debug, Clone)]
+    pub struct ClusterConfig, section Some("cluster"), file ClusterFile {
+        /// NATS servers (comma-separated `nats://host:port`; `tls://` for TLS); setting any
+        /// `[cluster]` key needs it.
+        nats_url: String = String::new(), env ["NATS_URL"],
+            eg "nats://10.0.0.1:4222,nats://10.0.0.2:4222".to_string(), [deploy];
+        /// This node's name in the cluster (letters, digits, `-`, `_`); unset: the host name.
+        node_id: Option<String> = None, env ["NODE_ID"], eg Some("chat-1".into());
+        /// NATS credentials file (`.creds`, from `nsc`); unset: no authentication.
+        nats_creds: Option<PathBuf> = None, env ["NATS_CREDS"],
+            eg Some(PathBuf::from("/etc/chats3/nats.creds"));
+        /// Replicas of each JetStream stream and bucket chats3 creates (1, 3 or 5; at most the
+        /// number of NATS servers).
+        replicas: usize = 1, env ["NATS_REPLICAS"], eg 3;
     }
 }
 

@@ -103,6 +103,25 @@ impl Config {
         if self.mesh_max < 2 {
             return Err(refused("media.mesh_max", "must be at least 2"));
         }
+        if let Some(c) = &self.cluster {
+            if c.nats_url.trim().is_empty() {
+                return Err(refused(
+                    "cluster.nats_url",
+                    "is required when any [cluster] key is set",
+                ));
+            }
+            if !matches!(c.replicas, 1 | 3 | 5) {
+                return Err(refused("cluster.replicas", "must be 1, 3 or 5"));
+            }
+            if let Some(n) = &c.node_id
+                && !crate::cluster::valid_node_id(n)
+            {
+                return Err(refused(
+                    "cluster.node_id",
+                    "must be 1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
+        }
         if let Some(s3) = &self.s3
             && s3.bucket.trim().is_empty()
         {

@@ -3,10 +3,14 @@
 //! a subscriber that falls behind gets `Lagged` and recovers from the store.
 //! Each room counts the bytes it has published, and each frame carries that
 //! count, so a subscriber knows how many bytes it is behind (its backlog).
+//! In cluster mode, live events published here also go to the other nodes
+//! (an outbound hook set by `crate::cluster::bus`), which publish them
+//! locally; committed messages are not forwarded: every node announces them
+//! as it applies the shared log.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::broadcast;
 
@@ -45,7 +49,12 @@ pub struct Hub {
     rooms: Mutex<HashMap<String, Room>>,
     published: AtomicU64,
     lag_recoveries: AtomicU64,
+    /// Cluster mode: where live events also go (the other nodes).
+    outbound: OnceLock<Outbound>,
 }
+
+/// Takes a live event published on this node to the other nodes.
+pub type Outbound = Box<dyn Fn(&str, &Frame) + Send + Sync>;
 
 impl Hub {
     pub fn subscribe(&self, conv: &str) -> Subscription {
@@ -60,8 +69,21 @@ impl Hub {
         }
     }
 
-    /// Sends a frame to the conversation's subscribers, if any.
-    pub fn publish(&self, conv: &str, mut frame: Frame) {
+    /// Sends the live events of this node to the other nodes too (once, at start-up).
+    pub fn set_outbound(&self, out: Outbound) {
+        let _ = self.outbound.set(out);
+    }
+
+    /// Sends a live event to the conversation's subscribers, on every node.
+    pub fn publish(&self, conv: &str, frame: Frame) {
+        if let Some(out) = self.outbound.get() {
+            out(conv, &frame);
+        }
+        self.publish_local(conv, frame);
+    }
+
+    /// Sends a frame to the conversation's subscribers on this node, if any.
+    pub fn publish_local(&self, conv: &str, mut frame: Frame) {
         let mut rooms = crate::lock::lock(&self.rooms);
         if let Some(room) = rooms.get(conv) {
             if room.tx.receiver_count() == 0 {
@@ -116,7 +138,7 @@ pub fn message_frame(message: &Message, json: &[u8]) -> Frame {
 
 impl CommitListener for Hub {
     fn committed(&self, message: &Arc<Message>, json: &bytes::Bytes) {
-        self.publish(&message.conversation_id, message_frame(message, json));
+        self.publish_local(&message.conversation_id, message_frame(message, json));
     }
 }
 

@@ -150,6 +150,12 @@ impl From<StoreError> for ApiError {
             }
             StoreError::DiskFull => ApiError::disk_full(),
             StoreError::Exists => ApiError::conflict("Already exists"),
+            // Cluster mode without NATS: nothing was written; the same request succeeds later.
+            StoreError::Unavailable(what) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Cluster storage is unavailable; try again later",
+            )
+            .with_details(json!({ "reason": "cluster_unavailable", "detail": what })),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

@@ -134,7 +134,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let id = require_session_id(parts)?;
-        load_session(state, &id).map(Authed)
+        load_session(state, &id).await.map(Authed)
     }
 }
 
@@ -144,13 +144,14 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// Loads a live session by id: unknown → 401; idle past the TTL (and no open
 /// stream) → deleted, 401;
 /// otherwise its activity time is refreshed.
-pub fn load_session(state: &AppState, id: &str) -> Result<Session, ApiError> {
+pub async fn load_session(state: &AppState, id: &str) -> Result<Session, ApiError> {
     if id.len() > 128 {
         return Err(ApiError::invalid_session("invalid_session"));
     }
     let mut s = state
         .store
-        .session(id)?
+        .session_or_fetch(id)
+        .await?
         .ok_or_else(|| ApiError::invalid_session("invalid_session"))?;
     let now = crate::clock::now_ms();
     let idle = now - s.last_active_at_ms > state.config.session_ttl_secs * 1000;

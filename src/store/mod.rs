@@ -13,12 +13,13 @@ mod import;
 pub mod keys;
 pub mod outbox;
 mod records;
+pub mod replica;
 pub mod space;
 pub mod webhooks;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +47,10 @@ pub enum StoreError {
     /// ([`space`]): writes are refused until space returns.
     #[error("storage is full")]
     DiskFull,
+    /// Cluster mode: the shared truth (NATS JetStream) cannot be reached, so
+    /// nothing is written; reads from the local view keep working.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(&'static str),
 }
 
 impl From<sled::Error> for StoreError {
@@ -99,6 +104,10 @@ pub struct Store {
     session_cache: cache::ReadCache<Session>,
     /// Decoded conversations that were read (status checked on every send).
     conversation_cache: cache::ReadCache<Conversation>,
+    /// Cluster mode's shared truth, set once at start-up ([`replica`]).
+    replicator: OnceLock<Arc<dyn replica::Replicator>>,
+    /// Cluster mode: position in the shared log up to which messages are applied.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 /// Most sessions (and, apart, conversations) kept decoded in memory, the most
@@ -180,7 +189,13 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || w.run(rx))
             .map_err(|e| StoreError::Db(e.to_string()))?;
+        let applied = meta
+            .get("cluster.applied")?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
         let store = Self {
+            replicator: OnceLock::new(),
+            applied: tokio::sync::watch::Sender::new(applied),
             conversations: db.open_tree("conversations")?,
             sessions: db.open_tree("sessions")?,
             conv_sessions: db.open_tree("conv_sessions")?,
@@ -258,11 +273,22 @@ impl Store {
 
     /// Appends a message (its `seq` is assigned here) and resolves once it is durable.
     /// Sending the same `messageId` again returns the stored message with `duplicate = true`.
+    /// In cluster mode the message goes to the shared log first ([`replica`]).
     pub async fn append(&self, draft: Message) -> Result<Appended, StoreError> {
+        match self.replicator() {
+            Some(r) => self.append_shared(r, draft).await,
+            None => self.submit(draft, false).await,
+        }
+    }
+
+    /// Hands a message to the group-commit writer; `given_seq`: its `seq` is
+    /// already decided (by the shared log).
+    async fn submit(&self, draft: Message, given_seq: bool) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer_tx
             .send(writer::Request::Append {
                 draft: Box::new(draft),
+                given_seq,
                 reply,
             })
             .await
@@ -348,13 +374,25 @@ impl Store {
 
     pub async fn create_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
         self.space.check()?;
-        let res = self.conversations.compare_and_swap(
-            c.conversation_id.as_bytes(),
-            None as Option<&[u8]>,
-            Some(encode(c)),
-        );
+        let id = c.conversation_id.as_bytes();
+        let created = match self.replicator() {
+            // Created once cluster-wide; the watcher may have applied it here already.
+            Some(r) => {
+                let created = r
+                    .create(replica::Shared::Conversations, id, &encode(c))
+                    .await?;
+                if created {
+                    self.conversations.insert(id, encode(c))?;
+                }
+                created
+            }
+            None => self
+                .conversations
+                .compare_and_swap(id, None as Option<&[u8]>, Some(encode(c)))?
+                .is_ok(),
+        };
         self.conversation_cache.invalidate(&c.conversation_id);
-        if res?.is_err() {
+        if !created {
             return Err(StoreError::Exists);
         }
         self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
@@ -363,6 +401,12 @@ impl Store {
 
     pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
         self.space.check()?;
+        self.replicate(
+            replica::Shared::Conversations,
+            c.conversation_id.as_bytes(),
+            Some(&encode(c)),
+        )
+        .await?;
         let res = self
             .conversations
             .insert(c.conversation_id.as_bytes(), encode(c));

@@ -6,17 +6,22 @@
 //! cached copy right after changing sled, whether or not the rest of the write
 //! succeeds.
 
+use super::replica::Shared;
 use super::{OutboxItem, Store, StoreError, decode, encode, keys};
 use crate::model::{AttachmentMeta, Session};
 
 impl Store {
     pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
+        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
+        self.replicate(Shared::Sessions, s.session_id.as_bytes(), Some(&encode(s)))
+            .await?;
+        self.replicate(Shared::ConvSessions, &index, Some(&[]))
+            .await?;
         let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
         self.session_cache.invalidate(&s.session_id);
         res?;
-        self.conv_sessions
-            .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+        self.conv_sessions.insert(index, &[])?;
         self.flush().await
     }
 
@@ -36,7 +41,9 @@ impl Store {
         if self.space.is_low() {
             return Ok(());
         }
-        let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
+        let raw = encode(s);
+        self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), Some(&raw));
+        let res = self.sessions.insert(s.session_id.as_bytes(), raw);
         // Dropped rather than replaced: the next read decodes what sled holds (once a minute).
         self.session_cache.invalidate(&s.session_id);
         res?;
@@ -46,6 +53,7 @@ impl Store {
     /// Removes a session without waiting for a flush (used for expiry).
     pub fn forget_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
+        self.forget_shared(s);
         let res = self.sessions.remove(s.session_id.as_bytes());
         self.session_cache.invalidate(&s.session_id);
         res?;
@@ -56,12 +64,23 @@ impl Store {
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
+        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
+        self.replicate(Shared::ConvSessions, &index, None).await?;
+        self.replicate(Shared::Sessions, s.session_id.as_bytes(), None)
+            .await?;
         let res = self.sessions.remove(s.session_id.as_bytes());
         self.session_cache.invalidate(&s.session_id);
         res?;
         self.conv_sessions
             .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
         self.flush().await
+    }
+
+    /// Cluster mode: an expired session is removed cluster-wide, in the background.
+    fn forget_shared(&self, s: &Session) {
+        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
+        self.replicate_later(Shared::ConvSessions, &index, None);
+        self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), None);
     }
 
     pub fn sessions_of(&self, conv: &str) -> Result<Vec<Session>, StoreError> {
@@ -108,6 +127,7 @@ impl Store {
                 self.touch_session(&s)?;
                 continue;
             }
+            self.forget_shared(&s);
             let res = self.sessions.remove(&k);
             self.session_cache.invalidate(&s.session_id);
             res?;
@@ -126,6 +146,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.space.check()?;
         let key = keys::joined(&[scope, nonce]);
+        if let Some(r) = self.replicator()
+            && !r.claim(&key, expires_ms == i64::MAX).await?
+        {
+            return Ok(false);
+        }
         let fresh = self
             .nonces
             .compare_and_swap(
@@ -166,6 +191,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.space.check()?;
         let key = keys::joined(&[conv, message_id, emoji, user]);
+        self.replicate(Shared::Reactions, &key, added.then_some(&[][..]))
+            .await?;
         if added {
             self.reactions.insert(key, &[])?;
         } else {
@@ -221,8 +248,10 @@ impl Store {
             a.conversation_id.clone(),
             a.attachment_id.clone(),
         ))?;
-        self.attachments
-            .insert(a.attachment_id.as_bytes(), encode(a))?;
+        let raw = encode(a);
+        self.replicate(Shared::Attachments, a.attachment_id.as_bytes(), Some(&raw))
+            .await?;
+        self.attachments.insert(a.attachment_id.as_bytes(), raw)?;
         self.flush().await
     }
 

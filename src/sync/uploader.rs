@@ -55,7 +55,15 @@ const JSON: &str = "application/json";
 
 /// Uploads from `store` (attachment files under `data_dir`) to `s3` until
 /// `shutdown`, then makes one last bounded drain attempt.
-pub async fn run(store: Arc<Store>, s3: S3, data_dir: PathBuf, shutdown: CancellationToken) {
+/// In cluster mode only while this node holds `lease`.
+pub async fn run(
+    store: Arc<Store>,
+    s3: S3,
+    data_dir: PathBuf,
+    lease: Option<crate::cluster::lease::Held>,
+    shutdown: CancellationToken,
+) {
+    let active = move || lease.as_ref().is_none_or(|l| l.get());
     let up = Uploader {
         store,
         s3,
@@ -77,6 +85,9 @@ pub async fn run(store: Arc<Store>, s3: S3, data_dir: PathBuf, shutdown: Cancell
             log_lag(&up.store, backoff.failures());
         }
         wait = POLL;
+        if !active() {
+            continue;
+        }
         match up.round(false).await {
             Ok(()) => {
                 let failures = backoff.succeeded();
@@ -95,6 +106,9 @@ pub async fn run(store: Arc<Store>, s3: S3, data_dir: PathBuf, shutdown: Cancell
                 }
             }
         }
+    }
+    if !active() {
+        return;
     }
     match tokio::time::timeout(FINAL_DRAIN, up.round(true)).await {
         Ok(Ok(())) => {}

@@ -19,7 +19,7 @@ use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::model::{Conversation, ConversationStatus, Session, SystemKind, valid_conversation_id};
-use crate::state::AppState;
+use crate::state::{AppState, Once};
 
 mod refusal;
 use refusal::{log_refusal, refused};
@@ -46,7 +46,7 @@ pub async fn integrator_conversation(
             "must be 1-64 characters of A-Z a-z 0-9 - _",
         ));
     }
-    let conv = match find_conversation(state, conv_id)? {
+    let conv = match find_conversation(state, conv_id).await? {
         Some(c) => c,
         None => {
             let c = Conversation {
@@ -208,10 +208,10 @@ pub async fn handoff(
     ApiJson(b): ApiJson<HandoffBody>,
 ) -> Result<Response, ApiError> {
     let (sid, host_origin) = state
-        .handoffs
-        .redeem(&b.code, now_ms())
+        .redeem_once(Once::Handoff, &b.code)
+        .await?
         .ok_or_else(|| ApiError::forbidden("Invalid or expired handoff code"))?;
-    let s = crate::http::extract::load_session(&state, &sid)?;
+    let s = crate::http::extract::load_session(&state, &sid).await?;
     Ok(envelope::ok(
         "Session handed off",
         json!({ "sessionId": s.session_id, "conversationId": s.conversation_id, "userId": s.user_id, "hostOrigin": host_origin }),
@@ -262,11 +262,14 @@ pub async fn embed_page(
         Ok(ok) => ok,
         Err(e) => return Ok(refused(&state, &ticket, e)),
     };
-    let code = state.handoffs.issue(
-        (s.session_id.clone(), host_origin),
-        now_ms(),
-        HANDOFF_TTL_MS,
-    );
+    let code = state
+        .issue_once(
+            Once::Handoff,
+            s.session_id.clone(),
+            Some(host_origin),
+            HANDOFF_TTL_MS,
+        )
+        .await?;
     let mut res = StatusCode::FOUND.into_response();
     // The handoff code, not the session id, rides in the URL: it is single-use and
     // short-lived, and lets the room page get its session where cookies are blocked.

@@ -79,11 +79,14 @@ pub fn system_draft(conv: &str, body: String) -> Message {
 }
 
 /// Loads a conversation by a client-supplied id (unknown or malformed → `None`).
-pub fn find_conversation(state: &AppState, id: &str) -> Result<Option<Conversation>, ApiError> {
+pub async fn find_conversation(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<Conversation>, ApiError> {
     if !valid_conversation_id(id) {
         return Ok(None);
     }
-    Ok(state.store.conversation(id)?)
+    Ok(state.store.conversation_or_fetch(id).await?)
 }
 
 /// The role of a join-code session (the original's).
@@ -106,7 +109,8 @@ pub async fn join(
 ) -> Result<Response, ApiError> {
     let name = validate::display_name(&b.display_name, state.config.max_display_name_chars)?;
     let avatar_url = validate::avatar_url(b.avatar_url.as_deref())?;
-    let conv = find_conversation(&state, b.conversation_id.trim())?
+    let conv = find_conversation(&state, b.conversation_id.trim())
+        .await?
         .ok_or_else(|| ApiError::forbidden("Invalid conversation or join code"))?;
     if !join_code_matches(&conv.join_code, &b.join_code) {
         return Err(ApiError::forbidden("Invalid conversation or join code"));

@@ -12,7 +12,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clock::now_ms;
 use crate::events::client::{self, ClientEventError};
 use crate::events::frame;
 use crate::events::kind;
@@ -22,7 +21,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authed, load_session, require_session_id};
 use crate::http::middleware::ClientIp;
 use crate::model::{ConversationStatus, Session};
-use crate::state::AppState;
+use crate::state::{AppState, Once};
 
 /// Lifetime of a stream token.
 const TOKEN_TTL_MS: i64 = 60_000;
@@ -34,8 +33,8 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     open_conversation(&state, &s)?;
     let token = state
-        .stream_tokens
-        .issue(s.session_id, now_ms(), TOKEN_TTL_MS);
+        .issue_once(Once::Stream, s.session_id, None, TOKEN_TTL_MS)
+        .await?;
     Ok(envelope::ok(
         "Stream token",
         json!({ "token": token, "expiresInMs": TOKEN_TTL_MS }),
@@ -51,19 +50,19 @@ fn open_conversation(state: &AppState, s: &Session) -> Result<(), ApiError> {
     }
 }
 
-fn session_for_stream(
+async fn session_for_stream(
     state: &AppState,
     q: &HashMap<String, String>,
     parts: &axum::http::request::Parts,
 ) -> Result<Session, ApiError> {
     if let Some(t) = q.get("token") {
-        return match state.stream_tokens.redeem(t, now_ms()) {
-            Some(sid) => load_session(state, &sid),
+        return match state.redeem_once(Once::Stream, t).await? {
+            Some((sid, _)) => load_session(state, &sid).await,
             None => Err(ApiError::unauthorized("Invalid or expired stream token")),
         };
     }
     let id = require_session_id(parts)?;
-    load_session(state, &id)
+    load_session(state, &id).await
 }
 
 fn cursor_of(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
@@ -93,7 +92,7 @@ pub async fn stream(
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let s = session_for_stream(&state, &q, &parts)?;
+    let s = session_for_stream(&state, &q, &parts).await?;
     let cursor = cursor_of(&q, &parts.headers)?;
     // Watch for the session's end before checking that it and its
     // conversation are still open, so an ending that races this request

@@ -1,0 +1,114 @@
+//! Live events between nodes, on plain NATS subjects (not stored): presence,
+//! typing, receipts, reactions, signaling, call state. A live event published
+//! on one node is sent, encoded once, to `chats3.ev.<conversation>`; every
+//! other node hands it to its hub, which delivers it to the conversation's
+//! streams there (a targeted event only to its target). Messages never travel
+//! here: every node announces them as it applies the shared log ([`super::log`]).
+//!
+//! The outgoing queue is bounded: when NATS cannot keep up, events are
+//! dropped and counted (`chats3_cluster_events_dropped`), as a slow stream's
+//! are; nothing persisted is lost.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cluster, keys};
+use crate::events::Hub;
+use crate::events::frame::Frame;
+
+/// Live events queued for NATS before new ones are dropped.
+const QUEUE: usize = 8192;
+
+struct Outgoing {
+    conv: String,
+    from: Option<String>,
+    to: Option<String>,
+    bytes: bytes::Bytes,
+}
+
+/// Connects `hub` to the other nodes until `shutdown`.
+pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
+    let dropped = c.metrics.events_dropped.clone();
+    hub.set_outbound(Box::new(move |conv, f: &Frame| {
+        let out = Outgoing {
+            conv: conv.to_string(),
+            from: f.from.clone(),
+            to: f.to.clone(),
+            bytes: f.bytes.clone(),
+        };
+        if tx.try_send(out).is_err() {
+            dropped.inc();
+        }
+    }));
+    tokio::spawn(send(Arc::clone(&c), rx, shutdown.clone()));
+    tokio::spawn(receive(c, hub, shutdown));
+}
+
+async fn send(c: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
+    loop {
+        let out = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            out = rx.recv() => match out { Some(o) => o, None => return },
+        };
+        let mut h = HeaderMap::new();
+        h.insert("ts", crate::clock::now_ms().to_string().as_str());
+        if let Some(from) = &out.from {
+            h.insert("from", from.as_str());
+        }
+        if let Some(to) = &out.to {
+            h.insert("to", to.as_str());
+        }
+        if let Err(e) = c
+            .client
+            .publish_with_headers(keys::event_subject(&out.conv), h, out.bytes)
+            .await
+        {
+            c.metrics.events_dropped.inc();
+            tracing::debug!(error = %e, "cluster: live event not sent");
+        }
+    }
+}
+
+async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut sub = match c.client.subscribe(keys::EVENTS_SUBJECTS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: cannot subscribe to live events");
+            return;
+        }
+    };
+    loop {
+        let m = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
+        };
+        let Some(conv) = keys::conv_of_event_subject(m.subject.as_str()) else {
+            continue;
+        };
+        let header = |name: &str| {
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        if let Some(ts) = header("ts").and_then(|t| t.parse::<i64>().ok()) {
+            let ms = (crate::clock::now_ms() - ts).max(0);
+            c.metrics.event_latency.0.observe(ms as f64 / 1000.0);
+        }
+        hub.publish_local(
+            conv,
+            Frame {
+                seq: None,
+                from: header("from"),
+                to: header("to"),
+                bytes: m.payload.clone(),
+                end: 0,
+            },
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! The shared message log: the JetStream stream `CHATS3_MESSAGES`.
+//!
+//! A node appends a message by publishing it to its conversation's subject,
+//! with the message id as JetStream's de-duplication id, and waits for the
+//! stream's acknowledgement (durable on the stream's replicas). Every node
+//! consumes the stream in order from where its view stopped and hands each
+//! message to the store with the stream sequence number as its `seq`: the
+//! same on every node, increasing within a conversation (with gaps), so
+//! `Last-Event-ID` means the same message wherever a client reconnects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cluster, keys};
+use crate::model::Message;
+use crate::store::{Store, StoreError};
+
+/// Messages applied concurrently (the store's group commit batches them).
+const APPLY_WINDOW: usize = 512;
+/// Pause before re-opening the consumer after an error.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Publishes a message; resolves to its stream sequence number (the first
+/// one's, for a message id published before within the de-duplication window).
+pub(super) async fn publish(c: &Cluster, draft: &Message) -> Result<u64, StoreError> {
+    c.resources().await?;
+    c.connected()?;
+    let payload = serde_json::to_vec(draft).map_err(|_| StoreError::Corrupt("message draft"))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}/{}", draft.conversation_id, draft.message_id).as_str(),
+    );
+    let ack =
+        c.js.publish_with_headers(
+            keys::message_subject(&draft.conversation_id),
+            headers,
+            payload.into(),
+        )
+        .await
+        .map_err(|e| c.unavailable("NATS did not take the message", e))?
+        .await
+        .map_err(|e| c.unavailable("JetStream did not acknowledge the message", e))?;
+    Ok(ack.sequence)
+}
+
+/// Applies the stream to `store` from where it stopped, until `shutdown`;
+/// re-opens the consumer after any error (NATS down, a node restart).
+pub async fn run_applier(c: Arc<Cluster>, store: Arc<Store>, shutdown: CancellationToken) {
+    loop {
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            res = apply(&c, &store) => res,
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cluster: message log consumer stopped; re-opening");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+async fn apply(c: &Cluster, store: &Store) -> Result<(), String> {
+    let res = c.resources().await.map_err(|e| e.to_string())?;
+    let from = store.applied() + 1;
+    let consumer = res
+        .messages
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut pending = futures_util::stream::FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = pending.next(), if !pending.is_empty() => {
+                let (pos, res): (u64, Result<(), StoreError>) = done;
+                res.map_err(|e| e.to_string())?;
+                store.set_applied(pos).map_err(|e| e.to_string())?;
+                c.metrics.log_lag.set(c.metrics.log_lag.get().saturating_sub(1));
+            }
+            m = msgs.next(), if pending.len() < APPLY_WINDOW => {
+                let m = match m {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("consumer ended".into()),
+                };
+                let info = m.info().map_err(|e| e.to_string())?;
+                let pos = info.stream_sequence;
+                c.metrics.log_lag.set(i64::try_from(info.pending).unwrap_or(i64::MAX));
+                let message: Result<Message, _> = serde_json::from_slice(&m.payload);
+                let fut = async move {
+                    match message {
+                        Ok(msg) => (pos, store.apply_message(msg, pos).await),
+                        Err(e) => {
+                            tracing::error!(error = %e, pos, "cluster: unreadable message in the log; skipped");
+                            (pos, Ok(()))
+                        }
+                    }
+                };
+                pending.push_back(fut);
+            }
+        }
+    }
+}
+
+/// Waits until this node's view holds every message the log held when it was
+/// called (at most `limit`); used before a node starts serving.
+pub async fn catch_up(c: &Cluster, store: &Store, limit: Duration) -> Result<u64, StoreError> {
+    let res = c.resources().await?;
+    let last = res
+        .messages
+        .get_info()
+        .await
+        .map_err(|e| c.unavailable("cannot read the message log's position", e))?
+        .state
+        .last_sequence;
+    c.set_start_pos(last);
+    let deadline = tokio::time::Instant::now() + limit;
+    while store.applied() < last {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable("catching up with the message log"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(last)
+}

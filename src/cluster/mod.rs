@@ -1,0 +1,309 @@
+//! Cluster mode: several nodes serve one deployment through NATS JetStream
+//! (docs/cluster.md). No consensus of our own: JetStream orders and
+//! replicates, every node keeps its sled store as a local view.
+//!
+//! - [`log`]: messages go to the stream `CHATS3_MESSAGES` (a subject per
+//!   conversation); every node applies the stream, in order, to its store.
+//! - [`records`]: sessions, conversations, reactions and attachment records
+//!   in the bucket `chats3_records`, watched by every node; nonces and
+//!   markers claimed once in `chats3_nonces` / `chats3_marks`.
+//! - [`bus`]: live events (presence, typing, signaling, …) between nodes.
+//! - [`lease`]: the S3 sync runs on the one node holding a lease.
+//! - [`tokens`]: single-use stream tokens and handoff codes, redeemable on any node.
+//!
+//! This module is the [`Replicator`] the store writes through; it knows
+//! neither HTTP nor `AppState`.
+
+pub mod bus;
+pub mod keys;
+pub mod lease;
+pub mod log;
+pub mod records;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::OnceCell;
+
+use crate::config::ClusterConfig;
+use crate::model::Message;
+use crate::store::StoreError;
+use crate::store::replica::{BoxFut, Replicator, Shared};
+
+pub use keys::valid_token as valid_node_id;
+
+/// How long a JetStream request (publish ack, bucket write) may take before
+/// the write is refused with 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid NATS_URL: {0}")]
+    Url(String),
+    #[error("cannot read the NATS credentials file: {0}")]
+    Creds(std::io::Error),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// The JetStream resources, made once NATS is first reached.
+pub struct Resources {
+    pub messages: stream::Stream,
+    pub records: kv::Store,
+    pub nonces: kv::Store,
+    pub marks: kv::Store,
+    pub leases: kv::Store,
+    pub tokens: kv::Store,
+}
+
+/// What `/metrics` shows of cluster mode.
+#[derive(Clone, Default)]
+pub struct ClusterMetrics {
+    /// Messages in the shared log not yet applied to this node's view.
+    pub log_lag: Gauge,
+    /// Seconds from a live event's publication on one node to its delivery here.
+    pub event_latency: Histogram2,
+    /// Live events dropped because the outgoing queue to NATS was full.
+    pub events_dropped: Counter,
+    /// Writes refused because NATS could not be reached.
+    pub unavailable: Counter,
+    /// 1 while this node holds the S3 sync lease.
+    pub sync_lease: Gauge,
+}
+
+/// A histogram with chats3's latency buckets (`Default` for [`ClusterMetrics`]).
+#[derive(Clone)]
+pub struct Histogram2(pub Histogram);
+
+impl Default for Histogram2 {
+    fn default() -> Self {
+        Self(Histogram::new(exponential_buckets(0.0001, 2.0, 16)))
+    }
+}
+
+pub struct Cluster {
+    pub node: String,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    replicas: usize,
+    res: OnceCell<Resources>,
+    pub metrics: ClusterMetrics,
+    /// Position of the shared log when this node came up (caught up to before serving).
+    start_pos: AtomicU64,
+}
+
+impl Cluster {
+    /// Connects (in the background when NATS is not reachable yet: the node
+    /// serves its local view meanwhile and refuses writes with 503).
+    pub async fn connect(cfg: &ClusterConfig) -> Result<Arc<Self>, ClusterError> {
+        let node = match &cfg.node_id {
+            Some(n) => n.clone(),
+            None => host_name(),
+        };
+        let servers = cfg
+            .nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClusterError::Url(e.to_string()))?;
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(format!("chats3-{node}"))
+            .no_echo()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .event_callback(|e| async move {
+                tracing::info!(event = %e, "NATS connection");
+            });
+        if let Some(creds) = &cfg.nats_creds {
+            opts = opts
+                .credentials_file(creds)
+                .await
+                .map_err(ClusterError::Creds)?;
+        }
+        let client = opts
+            .connect(servers)
+            .await
+            .map_err(|e| ClusterError::Nats(e.to_string()))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        Ok(Arc::new(Self {
+            node,
+            client,
+            js,
+            replicas: cfg.replicas,
+            res: OnceCell::new(),
+            metrics: ClusterMetrics::default(),
+            start_pos: AtomicU64::new(0),
+        }))
+    }
+
+    /// The JetStream resources, made (idempotently) on first success.
+    pub async fn resources(&self) -> Result<&Resources, StoreError> {
+        self.res
+            .get_or_try_init(|| async {
+                self.setup().await.map_err(|e| {
+                    tracing::warn!(error = %e, "NATS JetStream is not ready");
+                    StoreError::Unavailable("NATS JetStream cannot be reached")
+                })
+            })
+            .await
+    }
+
+    /// The resources if already made (never waits).
+    pub fn ready(&self) -> Option<&Resources> {
+        self.res.get()
+    }
+
+    async fn setup(&self) -> Result<Resources, ClusterError> {
+        let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
+        let messages = self
+            .js
+            .get_or_create_stream(stream::Config {
+                name: keys::MESSAGES_STREAM.into(),
+                subjects: vec![keys::MESSAGES_SUBJECTS.into()],
+                storage: stream::StorageType::File,
+                num_replicas: self.replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats(&e))?;
+        let mut made = Vec::new();
+        for (name, age) in [
+            (keys::RECORDS_BUCKET, Duration::ZERO),
+            (keys::NONCES_BUCKET, keys::NONCE_TTL),
+            (keys::MARKS_BUCKET, Duration::ZERO),
+            (keys::LEASES_BUCKET, lease::TTL),
+            (keys::TOKENS_BUCKET, tokens::TTL),
+        ] {
+            // The bucket's stream is made here rather than with `create_key_value`, which
+            // first asks for account limits in a shape Debian's nats-server 2.9 does not send.
+            self.js
+                .get_or_create_stream(bucket_stream(name, age, self.replicas))
+                .await
+                .map_err(|e| nats(&e))?;
+            made.push(self.js.get_key_value(name).await.map_err(|e| nats(&e))?);
+        }
+        let [records, nonces, marks, leases, tokens]: [kv::Store; 5] =
+            made.try_into().map_err(|_| nats(&"bucket setup"))?;
+        Ok(Resources {
+            messages,
+            records,
+            nonces,
+            marks,
+            leases,
+            tokens,
+        })
+    }
+
+    /// Counts a write refused for want of NATS, as the store error it becomes.
+    fn unavailable(&self, what: &'static str, e: impl std::fmt::Display) -> StoreError {
+        tracing::warn!(error = %e, "{what}");
+        self.metrics.unavailable.inc();
+        StoreError::Unavailable(what)
+    }
+
+    /// Refuses a write at once while the connection to NATS is down (instead
+    /// of queueing it until the request times out).
+    pub(crate) fn connected(&self) -> Result<(), StoreError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(self.unavailable("not connected to NATS", "disconnected")),
+        }
+    }
+
+    pub fn start_pos(&self) -> u64 {
+        self.start_pos.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_start_pos(&self, pos: u64) {
+        self.start_pos.store(pos, Ordering::Relaxed);
+    }
+}
+
+/// The stream behind a key-value bucket, as JetStream's key-value convention
+/// (ADR-8) defines it: one value per key, newest kept, deletes as markers.
+fn bucket_stream(name: &str, max_age: Duration, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() { "node".into() } else { name }
+}
+
+impl Replicator for Cluster {
+    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<u64, StoreError>> {
+        Box::pin(log::publish(self, draft))
+    }
+
+    fn write<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+    ) -> BoxFut<'a, Result<(), StoreError>> {
+        Box::pin(records::write(self, tree, key, value))
+    }
+
+    fn write_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>) {
+        records::write_later(self, tree, key, value);
+    }
+
+    fn create<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(records::create(self, tree, key, value))
+    }
+
+    fn claim<'a>(&'a self, key: &'a [u8], forever: bool) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(records::claim(self, key, forever))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+    ) -> BoxFut<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(records::fetch(self, tree, key))
+    }
+}

@@ -1,0 +1,161 @@
+//! Shared records in JetStream key-value buckets.
+//!
+//! `chats3_records` holds sessions (and their per-conversation index),
+//! conversations, reactions and attachment records, keyed by tree and store
+//! key ([`keys::record_key`]). A node writes there first, then locally; every
+//! node watches the bucket from the revision its view stopped at and applies
+//! each change to its store. Nonces (`chats3_nonces`, expiring) and markers
+//! (`chats3_marks`) are claimed with a create that fails when the key exists:
+//! once, cluster-wide.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cluster, keys};
+use crate::model::Session;
+use crate::store::replica::Shared;
+use crate::store::{Store, StoreError};
+
+/// Where the view's bucket revision is kept in the store's `meta` tree.
+const REVISION_KEY: &str = "cluster.records_rev";
+/// Pause before re-opening the watch after an error.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(super) async fn write(
+    c: &Cluster,
+    tree: Shared,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let kv = &c.resources().await?.records;
+    c.connected()?;
+    let k = keys::record_key(tree, key);
+    let res = match value {
+        Some(v) => kv
+            .put(&k, v.to_vec().into())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => kv.delete(&k).await.map_err(|e| e.to_string()),
+    };
+    res.map_err(|e| c.unavailable("NATS did not take the record", e))
+}
+
+pub(super) fn write_later(c: &Cluster, tree: Shared, key: &[u8], value: Option<&[u8]>) {
+    let (Some(res), Ok(rt)) = (c.ready(), tokio::runtime::Handle::try_current()) else {
+        return;
+    };
+    let kv = res.records.clone();
+    let k = keys::record_key(tree, key);
+    let value = value.map(bytes::Bytes::copy_from_slice);
+    rt.spawn(async move {
+        let res = match value {
+            Some(v) => kv.put(&k, v).await.map(drop).map_err(|e| e.to_string()),
+            None => kv.delete(&k).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "cluster: background record write failed");
+        }
+    });
+}
+
+pub(super) async fn create(
+    c: &Cluster,
+    tree: Shared,
+    key: &[u8],
+    value: &[u8],
+) -> Result<bool, StoreError> {
+    let kv = &c.resources().await?.records;
+    c.connected()?;
+    created(c, kv, &keys::record_key(tree, key), value).await
+}
+
+pub(super) async fn claim(c: &Cluster, key: &[u8], forever: bool) -> Result<bool, StoreError> {
+    let res = c.resources().await?;
+    c.connected()?;
+    let kv = if forever { &res.marks } else { &res.nonces };
+    created(c, kv, &keys::claim_key(key), b"").await
+}
+
+async fn created(c: &Cluster, kv: &kv::Store, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+    match kv.create(key, value.to_vec().into()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(c.unavailable("NATS did not take the claim", e)),
+    }
+}
+
+pub(super) async fn fetch(
+    c: &Cluster,
+    tree: Shared,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let kv = &c.resources().await?.records;
+    c.connected()?;
+    kv.get(keys::record_key(tree, key))
+        .await
+        .map(|v| v.map(|b| b.to_vec()))
+        .map_err(|e| c.unavailable("cannot read a shared record", e))
+}
+
+/// Applies the records bucket to `store` until `shutdown`. `ended` is told
+/// about every session removed by another node (its streams here end too).
+pub async fn run_watcher(
+    c: Arc<Cluster>,
+    store: Arc<Store>,
+    ended: Arc<dyn Fn(Session) + Send + Sync>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            res = watch(&c, &store, &*ended) => res,
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cluster: records watch stopped; re-opening");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+async fn watch(
+    c: &Cluster,
+    store: &Store,
+    ended: &(dyn Fn(Session) + Send + Sync),
+) -> Result<(), String> {
+    let kv = &c.resources().await.map_err(|e| e.to_string())?.records;
+    let from = store.meta_u64(REVISION_KEY).map_err(|e| e.to_string())? + 1;
+    let mut changes = kv
+        .watch_all_from_revision(from)
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(entry) = changes.next().await {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if let Some((tree, key)) = keys::parse_record_key(&entry.key) {
+            let value = match entry.operation {
+                Operation::Put => Some(&entry.value[..]),
+                Operation::Delete | Operation::Purge => None,
+            };
+            let old = store
+                .apply_record(tree, &key, value)
+                .map_err(|e| e.to_string())?;
+            if tree == Shared::Sessions
+                && value.is_none()
+                && let Some(s) = old.and_then(|o| serde_json::from_slice::<Session>(&o).ok())
+            {
+                ended(s);
+            }
+        }
+        store
+            .meta_put(REVISION_KEY, &entry.revision.to_be_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    Err("watch ended".into())
+}

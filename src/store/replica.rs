@@ -1,0 +1,274 @@
+//! Cluster mode's seam in the store: where a write goes before the local view,
+//! and how the shared truth is applied back to it.
+//!
+//! Single-node, nothing here is used: the store is the truth. In cluster mode
+//! (`crate::cluster`) a [`Replicator`] is set once at start-up; then
+//! - a message is appended to the shared log first, and the caller is answered
+//!   once the local view has applied it (the log's sequence number is the
+//!   message's `seq` on every node);
+//! - a small record (session, conversation, reaction, …) is written to the
+//!   shared key-value bucket first, then locally; every node's watcher applies
+//!   the bucket's changes with [`Store::apply_record`];
+//! - a nonce is claimed in the shared bucket (once, cluster-wide);
+//! - a session or conversation missing locally is looked up in the shared
+//!   bucket before it is declared unknown ([`Store::session_or_fetch`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Appended, Store, StoreError, decode, keys};
+use crate::model::{Conversation, Message, Session};
+
+/// A boxed future borrowing the replicator (the trait is used as `dyn`).
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How long an append waits for the local view to apply what the shared log
+/// acknowledged before it answers 503 (a retry with the same `messageId` is
+/// answered from the log, not stored twice).
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// The trees whose records are shared in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Sessions,
+    ConvSessions,
+    Conversations,
+    Reactions,
+    Attachments,
+}
+
+impl Shared {
+    pub const ALL: [Shared; 5] = [
+        Shared::Sessions,
+        Shared::ConvSessions,
+        Shared::Conversations,
+        Shared::Reactions,
+        Shared::Attachments,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shared::Sessions => "sessions",
+            Shared::ConvSessions => "conv_sessions",
+            Shared::Conversations => "conversations",
+            Shared::Reactions => "reactions",
+            Shared::Attachments => "attachments",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Shared> {
+        Shared::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// The shared truth behind the local store (implemented by `crate::cluster`).
+/// Every method fails with [`StoreError::Unavailable`] when it cannot reach it.
+pub trait Replicator: Send + Sync {
+    /// Appends a message to the shared log; resolves to its sequence number in
+    /// the log once the log holds it durably (the earlier one for a message id
+    /// sent before).
+    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<u64, StoreError>>;
+    /// Writes (or, with `None`, removes) a shared record.
+    fn write<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+    ) -> BoxFut<'a, Result<(), StoreError>>;
+    /// [`Replicator::write`] in the background, for refreshes nobody waits on.
+    fn write_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>);
+    /// Creates a shared record only if it does not exist; false when it did.
+    fn create<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> BoxFut<'a, Result<bool, StoreError>>;
+    /// Claims a single-use key (a nonce, a first-join marker) cluster-wide;
+    /// false when it was claimed before. `forever` keys never expire.
+    fn claim<'a>(&'a self, key: &'a [u8], forever: bool) -> BoxFut<'a, Result<bool, StoreError>>;
+    /// Reads a shared record.
+    fn fetch<'a>(
+        &'a self,
+        tree: Shared,
+        key: &'a [u8],
+    ) -> BoxFut<'a, Result<Option<Vec<u8>>, StoreError>>;
+}
+
+impl Store {
+    /// Turns cluster mode on for this store (once, at start-up).
+    pub fn set_replicator(&self, r: Arc<dyn Replicator>) {
+        let _ = self.replicator.set(r);
+    }
+
+    pub(super) fn replicator(&self) -> Option<&Arc<dyn Replicator>> {
+        self.replicator.get()
+    }
+
+    /// Writes a shared record cluster-wide first (cluster mode only).
+    pub(super) async fn replicate(
+        &self,
+        tree: Shared,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match self.replicator() {
+            Some(r) => r.write(tree, key, value).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Store::replicate`] without waiting (activity refreshes, expiry).
+    pub(super) fn replicate_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>) {
+        if let Some(r) = self.replicator() {
+            r.write_later(tree, key, value);
+        }
+    }
+
+    /// Cluster mode's append: to the shared log, then answered from the local
+    /// view once the log's consumer has applied it.
+    pub(super) async fn append_shared(
+        &self,
+        r: &Arc<dyn Replicator>,
+        draft: Message,
+    ) -> Result<Appended, StoreError> {
+        let conv = draft.conversation_id.clone();
+        if let Some(seq) = self.seq_of(&conv, &draft.message_id)? {
+            return self.stored(&conv, seq, true);
+        }
+        let seq = r.append(&draft).await?;
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= seq))
+            .await
+            .map_err(|_| StoreError::Unavailable("the local view is behind the shared log"))?
+            .map_err(|_| StoreError::Closed)?;
+        match self.seq_of(&conv, &draft.message_id)? {
+            Some(s) => self.stored(&conv, s, s != seq),
+            None => Err(StoreError::Corrupt("applied message missing")),
+        }
+    }
+
+    fn stored(&self, conv: &str, seq: u64, duplicate: bool) -> Result<Appended, StoreError> {
+        let raw = self
+            .messages
+            .get(keys::msg_key(conv, seq))?
+            .ok_or(StoreError::Corrupt("message index points nowhere"))?;
+        Ok(Appended {
+            message: Arc::new(decode(&raw, "message record")?),
+            json: bytes::Bytes::copy_from_slice(&raw),
+            duplicate,
+        })
+    }
+
+    /// Applies a message of the shared log with its log sequence number as
+    /// `seq` (announced to the commit listener like a local append; one seen
+    /// before is a no-op).
+    pub async fn apply_message(&self, mut message: Message, seq: u64) -> Result<(), StoreError> {
+        message.seq = seq;
+        self.submit(message, true).await.map(drop)
+    }
+
+    /// Log position up to which every message has been applied (cluster mode).
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Records that every message of the shared log up to `pos` is applied.
+    pub fn set_applied(&self, pos: u64) -> Result<(), StoreError> {
+        self.meta.insert("cluster.applied", &pos.to_be_bytes())?;
+        self.applied.send_replace(pos);
+        Ok(())
+    }
+
+    /// Applies a change of a shared record seen by the watcher (local only);
+    /// returns the value it replaced.
+    pub fn apply_record(
+        &self,
+        tree: Shared,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.shared_tree(tree);
+        let old = match value {
+            Some(v) => t.insert(key, v)?,
+            None => t.remove(key)?,
+        };
+        let id = String::from_utf8_lossy(key);
+        match tree {
+            Shared::Sessions => self.session_cache.invalidate(&id),
+            Shared::Conversations => self.conversation_cache.invalidate(&id),
+            Shared::Reactions => {
+                if let Some(conv) = key.split(|b| *b == keys::SEP).next() {
+                    let conv = String::from_utf8_lossy(conv).into_owned();
+                    self.mark(&super::OutboxItem::Reactions(conv))?;
+                }
+            }
+            Shared::ConvSessions | Shared::Attachments => {}
+        }
+        Ok(old.map(|v| v.to_vec()))
+    }
+
+    fn shared_tree(&self, tree: Shared) -> &sled::Tree {
+        match tree {
+            Shared::Sessions => &self.sessions,
+            Shared::ConvSessions => &self.conv_sessions,
+            Shared::Conversations => &self.conversations,
+            Shared::Reactions => &self.reactions,
+            Shared::Attachments => &self.attachments,
+        }
+    }
+
+    /// A small persistent counter in `meta` (0 when unset).
+    pub fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(key)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// A session by id; in cluster mode one not (yet) in the local view is
+    /// looked up in the shared bucket, with its conversation.
+    pub async fn session_or_fetch(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        if let Some(s) = self.session(id)? {
+            return Ok(Some(s));
+        }
+        let Some(r) = self.replicator() else {
+            return Ok(None);
+        };
+        let Some(raw) = r.fetch(Shared::Sessions, id.as_bytes()).await? else {
+            return Ok(None);
+        };
+        let s: Session = decode(&raw, "session record")?;
+        self.conversation_or_fetch(&s.conversation_id).await?;
+        self.apply_record(Shared::Sessions, id.as_bytes(), Some(&raw))?;
+        self.apply_record(
+            Shared::ConvSessions,
+            &keys::joined(&[&s.conversation_id, &s.session_id]),
+            Some(&[]),
+        )?;
+        Ok(Some(s))
+    }
+
+    /// A conversation by id; in cluster mode one not (yet) in the local view is
+    /// looked up in the shared bucket.
+    pub async fn conversation_or_fetch(
+        &self,
+        id: &str,
+    ) -> Result<Option<Conversation>, StoreError> {
+        if let Some(c) = self.conversation(id)? {
+            return Ok(Some(c));
+        }
+        let Some(r) = self.replicator() else {
+            return Ok(None);
+        };
+        let Some(raw) = r.fetch(Shared::Conversations, id.as_bytes()).await? else {
+            return Ok(None);
+        };
+        let c: Conversation = decode(&raw, "conversation record")?;
+        self.apply_record(Shared::Conversations, id.as_bytes(), Some(&raw))?;
+        Ok(Some(c))
+    }
+}

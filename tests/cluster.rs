@@ -1,0 +1,410 @@
+//! Cluster mode: three chats3 processes on loopback sharing one deployment
+//! through a real `nats-server` with JetStream (one server, or a cluster of
+//! three for the failover case).
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use nats::Nats;
+use serde_json::{Value, json};
+
+const SEC: Duration = Duration::from_secs(1);
+const SECRET: &str = "acme-secret-0123456789";
+const INTEGRATORS: &str =
+    r#"[{"id":"acme","secret":"acme-secret-0123456789","allowedOrigins":["https://acme.com"]}]"#;
+
+/// A chats3 node of the cluster at `nats_url`, storing under `dir/<name>`.
+async fn node(dir: &Path, name: &str, nats_url: &str) -> Proc {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    Proc::spawn(
+        &d,
+        &[
+            ("NATS_URL", nats_url),
+            ("NODE_ID", name),
+            ("INTEGRATORS", INTEGRATORS),
+            ("COOKIE_SECRET", "cluster-shared-secret-0123456789abcdef"),
+        ],
+    )
+    .await
+}
+
+async fn three_nodes(dir: &Path, nats_url: &str) -> (Proc, Proc, Proc) {
+    let n1 = node(dir, "n1", nats_url).await;
+    let n2 = node(dir, "n2", nats_url).await;
+    let n3 = node(dir, "n3", nats_url).await;
+    (n1, n2, n3)
+}
+
+fn ticket(conv: &str, nonce: &str) -> (String, String) {
+    let now = now_ms();
+    let t = json!({"integratorId":"acme","conversationId":conv,"userId":"cust-1","displayName":"Casey",
+        "role":"customer","origin":"https://acme.com","issuedAt":now,"expiresAt":now+60_000,"nonce":nonce})
+    .to_string();
+    let sig = hmac_b64url(SECRET, &t);
+    (t, sig)
+}
+
+fn ids(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
+    let (c1, c2, c3) = (
+        Client::new(&n1.base),
+        Client::new(&n2.base),
+        Client::new(&n3.base),
+    );
+
+    // A conversation and a session made on node 1 work on nodes 2 and 3.
+    let r = c1
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN, "conversationId": "shared", "integratorId": "acme"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let conv = r.details().clone();
+    let (ann1, ann_id) = c1.join(&conv, "Ann").await;
+    let sid = ann1.session.clone().unwrap();
+    let ann2 = c2.with_session(&sid);
+    let ann3 = c3.with_session(&sid);
+    let me = ann3.get("/api/v1/session").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.details()["userId"], ann_id.as_str());
+
+    // Bob joins on node 3 and listens there; Ann's stream is on node 2.
+    let (bob3, _) = c3.join(&conv, "Bob").await;
+    let mut bob_stream = bob3.sse("", &[]).await;
+    bob_stream.next_of("room-state", SEC * 5).await.unwrap();
+    let mut ann_stream = ann2.sse("", &[]).await;
+    ann_stream.next_of("room-state", SEC * 5).await.unwrap();
+
+    // A message posted on node 1 reaches the stream on node 3, with the same
+    // seq everywhere, and the history of every node.
+    let m = ann1.say("hello from node 1").await;
+    let got = bob_stream.next_of("new-message", SEC * 5).await.unwrap();
+    assert_eq!(got.data["data"]["messageId"], m["messageId"]);
+    assert_eq!(got.id, m["seq"].as_u64());
+    for c in [&ann1, &ann2, &ann3] {
+        let h = c.all_messages().await;
+        let mine: Vec<_> = h
+            .iter()
+            .filter(|x| x["messageId"] == m["messageId"])
+            .collect();
+        assert_eq!(mine.len(), 1, "{h:?}");
+        assert_eq!(mine[0]["seq"], m["seq"]);
+    }
+
+    // A live event (typing) posted on node 3 reaches Ann's stream on node 2.
+    let r = bob3
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "typing", "data": {"isTyping": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let typing = ann_stream.next_of("typing", SEC * 5).await;
+    assert!(typing.is_some(), "typing crossed nodes");
+
+    // The same messageId sent to another node is not stored twice.
+    let body = json!({"type":"text","body":"once","messageId":"dup-1"});
+    let a = ann1.post("/api/v1/messages", body.clone()).await;
+    let b = ann2.post("/api/v1/messages", body).await;
+    assert_eq!((a.status, b.status), (200, 200), "{} {}", a.body, b.body);
+    assert_eq!(a.details()["seq"], b.details()["seq"]);
+    let h = ann3.all_messages().await;
+    assert_eq!(h.iter().filter(|x| x["messageId"] == "dup-1").count(), 1);
+
+    // A ticket nonce used on node 1 is refused on node 2.
+    let (t, sig) = ticket("shared", "nonce-x");
+    let r = c1
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c2
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sig}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.details()["reason"], "replayed");
+
+    // A stream token issued by node 1 opens a stream on node 2, once.
+    let r = ann1.post("/api/v1/signaling/token", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.details()["token"].as_str().unwrap().to_string();
+    let mut by_token = c2.sse(&format!("?token={token}"), &[]).await;
+    by_token.next_of("room-state", SEC * 5).await.unwrap();
+    let again = c3.get(&format!("/api/v1/signaling?token={token}")).await;
+    assert_eq!(
+        again.status, 401,
+        "a stream token is single-use cluster-wide"
+    );
+
+    // A session ended on node 1 is refused on node 3.
+    assert_eq!(ann1.post("/api/v1/leave", json!({})).await.status, 200);
+    until(SEC * 5, "node 3 to forget the session", async || {
+        (ann3.get("/api/v1/session").await.status == 401).then_some(())
+    })
+    .await;
+
+    for p in [n1, n2, n3] {
+        p.sigterm().await;
+    }
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumed_on_another_node_has_no_gap_and_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
+    let c1 = Client::new(&n1.base);
+    let conv = c1.create_conversation("resume").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let (bob, _) = c1.join(&conv, "Bob").await;
+    let sid = bob.session.clone().unwrap();
+
+    let mut on1 = bob.sse("", &[]).await;
+    on1.next_of("room-state", SEC * 5).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(ann.say(&format!("m{i}")).await);
+    }
+    let mut last = 0;
+    for m in &sent {
+        let e = on1.next_of("new-message", SEC * 5).await.unwrap();
+        assert_eq!(e.data["data"]["messageId"], m["messageId"]);
+        last = e.id.unwrap();
+    }
+    drop(on1);
+    // Written while Bob is away, on yet another node.
+    let ann3 = Client::new(&n3.base).with_session(ann.session.as_deref().unwrap());
+    let mut missed = Vec::new();
+    for i in 5..10 {
+        missed.push(ann3.say(&format!("m{i}")).await);
+    }
+    let mut on2 = Client::new(&n2.base)
+        .with_session(&sid)
+        .sse("", &[("last-event-id", &last.to_string())])
+        .await;
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let e = on2
+            .next_of("new-message", SEC * 5)
+            .await
+            .expect("a missed message");
+        got.push(e.data["data"].clone());
+    }
+    assert_eq!(ids(&got), ids(&missed));
+    let extra = on2.next_of("new-message", SEC).await;
+    assert!(extra.is_none(), "duplicate: {extra:?}");
+
+    for p in [n1, n2, n3] {
+        p.sigterm().await;
+    }
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
+    let c1 = Client::new(&n1.base);
+    let conv = c1.create_conversation("burst").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let sid = ann.session.clone().unwrap();
+
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let ann = ann.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let r = ann
+                        .req(reqwest::Method::POST, "/api/v1/messages")
+                        .json(&json!({"type":"text","body":format!("w{w}-{i}"),"messageId":format!("w{w}-{i}")}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => acked.push(format!("w{w}-{i}")),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    // Let the burst run, then kill node 1 in the middle of it.
+    until(SEC * 20, "a burst of acknowledged messages", async || {
+        let h = Client::new(&n2.base)
+            .with_session(&sid)
+            .all_messages()
+            .await;
+        (h.len() >= 200).then_some(())
+    })
+    .await;
+    n1.kill9().await;
+    let mut acked = HashSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(acked.len() >= 200, "{}", acked.len());
+    for base in [&n2.base, &n3.base] {
+        let c = Client::new(base).with_session(&sid);
+        let have: HashSet<String> = until(SEC * 10, "every acknowledged message", async || {
+            let have: HashSet<String> = ids(&c.all_messages().await).into_iter().collect();
+            acked.is_subset(&have).then_some(have)
+        })
+        .await;
+        assert!(acked.is_subset(&have));
+    }
+    for p in [n2, n3] {
+        p.sigterm().await;
+    }
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_writes_get_503_reads_work_and_the_node_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let n1 = node(dir.path(), "n1", &nats.url()).await;
+    let c1 = Client::new(&n1.base);
+    let conv = c1.create_conversation("outage").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let before = ann.say("before the outage").await;
+
+    nats.kill().await;
+    let r = ann
+        .post(
+            "/api/v1/messages",
+            json!({"type":"text","body":"lost?","messageId":"during"}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.details()["reason"], "cluster_unavailable");
+    // Reads are served from the node's own view meanwhile.
+    let h = ids(&ann.all_messages().await);
+    assert_eq!(
+        h.last(),
+        before["messageId"].as_str().map(String::from).as_ref()
+    );
+
+    nats.start().await;
+    let after = until(SEC * 30, "writes to be accepted again", async || {
+        let r = ann
+            .post(
+                "/api/v1/messages",
+                json!({"type":"text","body":"after","messageId":"after"}),
+            )
+            .await;
+        (r.status == 200).then(|| r.details().clone())
+    })
+    .await;
+    // The refused write is sent again, as a client does: stored once.
+    let again = ann
+        .post(
+            "/api/v1/messages",
+            json!({"type":"text","body":"lost?","messageId":"during"}),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let h = ids(&ann.all_messages().await);
+    assert!(h.contains(&before["messageId"].as_str().unwrap().to_string()));
+    assert!(h.contains(&after["messageId"].as_str().unwrap().to_string()));
+    assert_eq!(h.iter().filter(|m| *m == "during").count(), 1, "{h:?}");
+    n1.sigterm().await;
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Nats::cluster(&dir.path().join("nats")).await;
+    let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
+    let d = dir.path().join("n1");
+    std::fs::create_dir_all(&d).unwrap();
+    let n1 = Proc::spawn(
+        &d,
+        &[
+            ("NATS_URL", &urls),
+            ("NODE_ID", "n1"),
+            ("NATS_REPLICAS", "3"),
+        ],
+    )
+    .await;
+    let d = dir.path().join("n2");
+    std::fs::create_dir_all(&d).unwrap();
+    let n2 = Proc::spawn(
+        &d,
+        &[
+            ("NATS_URL", &urls),
+            ("NODE_ID", "n2"),
+            ("NATS_REPLICAS", "3"),
+        ],
+    )
+    .await;
+    let c1 = Client::new(&n1.base);
+    let conv = until(
+        SEC * 30,
+        "the JetStream cluster to take writes",
+        async || {
+            let r = c1
+                .post(
+                    "/api/v1/admin/conversations",
+                    json!({"adminPassword": ADMIN, "conversationId": "ha"}),
+                )
+                .await;
+            (r.status == 200).then(|| r.details().clone())
+        },
+    )
+    .await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let first = ann.say("three servers").await;
+
+    servers[0].kill().await;
+    let mut acked = vec![first];
+    for i in 0..20 {
+        let m = until(SEC * 60, "a write with one NATS server down", async || {
+            let r = ann
+                .post(
+                    "/api/v1/messages",
+                    json!({"type":"text","body":format!("{i}"),"messageId":format!("ha-{i}")}),
+                )
+                .await;
+            (r.status == 200).then(|| r.details().clone())
+        })
+        .await;
+        acked.push(m);
+    }
+    let on2 = Client::new(&n2.base).with_session(ann.session.as_deref().unwrap());
+    let want: HashSet<String> = ids(&acked).into_iter().collect();
+    until(
+        SEC * 10,
+        "node 2 to hold every acknowledged message",
+        async || {
+            let have: HashSet<String> = ids(&on2.all_messages().await).into_iter().collect();
+            want.is_subset(&have).then_some(())
+        },
+    )
+    .await;
+    n1.sigterm().await;
+    n2.sigterm().await;
+    for s in &mut servers {
+        s.kill().await;
+    }
+}
