@@ -108,24 +108,23 @@ async fn start_cluster(
     state: &Arc<AppState>,
     c: &Arc<crate::cluster::Cluster>,
 ) -> crate::cluster::lease::Held {
-    use crate::cluster::{bus, lease, log, records};
+    use crate::cluster::{bus, lease, log, presence, records};
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(log::run_applier(
         Arc::clone(c),
         Arc::clone(&state.store),
         shutdown.clone(),
     ));
-    let ended = {
-        let state = Arc::downgrade(state);
-        Arc::new(move |s: crate::model::Session| {
-            if let Some(state) = state.upgrade() {
-                state.end_session(&s, crate::events::EndReason::Left);
-            }
-        })
-    };
+    let ended: Arc<dyn crate::cluster::Ended> = Arc::new(EndedElsewhere(Arc::downgrade(state)));
     state.tasks.spawn(records::run_watcher(
         Arc::clone(c),
         Arc::clone(&state.store),
+        Arc::clone(&ended),
+        shutdown.clone(),
+    ));
+    state.tasks.spawn(presence::run(
+        Arc::clone(c),
+        Arc::clone(&state.presence),
         ended,
         shutdown.clone(),
     ));
@@ -135,6 +134,29 @@ async fn start_cluster(
         Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),
     }
     lease::start(Arc::clone(c), "s3-sync", shutdown)
+}
+
+/// Ends here what another node ended (weak: the watcher must not keep the state alive).
+struct EndedElsewhere(std::sync::Weak<AppState>);
+
+impl crate::cluster::Ended for EndedElsewhere {
+    fn session(&self, s: crate::model::Session) {
+        if let Some(state) = self.0.upgrade() {
+            state.end_session(&s, crate::events::EndReason::Left);
+        }
+    }
+
+    fn conversation(&self, conv: &str) {
+        if let Some(state) = self.0.upgrade() {
+            state.end_conversation(conv);
+        }
+    }
+
+    fn left(&self, conv: &str, user: &str) {
+        if let Some(state) = self.0.upgrade() {
+            state.gone_with_its_node(conv, user);
+        }
+    }
 }
 
 /// Longest wait for the shared log before a cluster node serves anyway.
@@ -269,7 +291,7 @@ impl App {
             config,
             store,
             hub,
-            presence: Mutex::new(Presence::default()),
+            presence: Arc::new(Mutex::new(Presence::default())),
             admin_password,
             url_key,
             stream_tokens: OneTimeTokens::default(),
@@ -336,8 +358,11 @@ impl App {
             &state.tasks,
             state.shutdown.clone(),
         );
-        let sync_lease = match &state.cluster {
-            Some(c) => Some(start_cluster(&state, c).await),
+        let sync_role = match &state.cluster {
+            Some(c) => {
+                let blobs: Arc<dyn crate::attachments::blob::BlobSource> = c.clone();
+                Some((start_cluster(&state, c).await, blobs))
+            }
             None => None,
         };
         if let Some(s3) = state.s3.clone() {
@@ -345,7 +370,7 @@ impl App {
                 Arc::clone(&state.store),
                 s3,
                 state.config.data_dir.clone(),
-                sync_lease,
+                sync_role,
                 state.shutdown.clone(),
             ));
         }

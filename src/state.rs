@@ -33,7 +33,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub hub: Arc<Hub>,
     // std Mutex: held for short, non-async critical sections only.
-    pub presence: Mutex<Presence>,
+    pub presence: Arc<Mutex<Presence>>,
     pub admin_password: Secret,
     /// Key for server-signed tokens and URLs (from `COOKIE_SECRET` or generated).
     pub url_key: Secret,
@@ -143,7 +143,15 @@ impl AppState {
     /// The returned guard announces `peer-leave` after the grace period once the
     /// user's last stream is gone.
     pub fn presence_connect(self: &Arc<Self>, conv: &str, user: &str, name: &str) -> PresenceGuard {
-        if self.presence().connect(conv, user, name) == Connect::Joined {
+        let (joined, elsewhere) = {
+            let mut p = self.presence();
+            let joined = p.connect(conv, user, name) == Connect::Joined;
+            (joined, p.is_present_elsewhere(conv, user))
+        };
+        if joined && let Some(c) = &self.cluster {
+            crate::cluster::presence::announce(c, conv, user, Some(name));
+        }
+        if joined && !elsewhere {
             let data = serde_json::json!({ "userId": user, "displayName": name });
             self.hub.publish(
                 conv,
@@ -165,8 +173,18 @@ impl AppState {
     /// Announces that `user` left now (explicit leave).
     pub fn announce_leave(&self, conv: &str, user: &str) {
         self.presence().remove(conv, user);
+        if let Some(c) = &self.cluster {
+            crate::cluster::presence::announce(c, conv, user, None);
+        }
         self.calls.call_event(conv, user, CallEvent::Leave);
         self.hub.publish(conv, peer_leave(user));
+    }
+
+    /// Cluster mode: `user` was present only on a node that died; every node
+    /// tells its own streams.
+    pub fn gone_with_its_node(&self, conv: &str, user: &str) {
+        self.calls.call_event(conv, user, CallEvent::Leave);
+        self.hub.publish_local(conv, peer_leave(user));
     }
 
     pub fn room_state_frame(&self, conv: &str, me: &str) -> bytes::Bytes {
@@ -268,7 +286,15 @@ impl Drop for PresenceGuard {
                 _ = tokio::time::sleep(LEAVE_GRACE) => {}
                 _ = state.shutdown.cancelled() => return,
             }
-            if state.presence().expire(&conv, &user, generation) {
+            let (expired, elsewhere) = {
+                let mut p = state.presence();
+                let expired = p.expire(&conv, &user, generation);
+                (expired, p.is_present_elsewhere(&conv, &user))
+            };
+            if expired && let Some(c) = &state.cluster {
+                crate::cluster::presence::announce(c, &conv, &user, None);
+            }
+            if expired && !elsewhere {
                 // Gone for good (tab closed, network lost): out of any call too.
                 state.calls.call_event(&conv, &user, CallEvent::Leave);
                 state.hub.publish(&conv, peer_leave(&user));

@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/nats.rs"]
 mod nats;
+#[path = "common/s3.rs"]
+mod s3;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -160,9 +162,208 @@ async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
     })
     .await;
 
+    // Closing the conversation on node 1 ends Bob's stream on node 3.
+    let r = c1
+        .post(
+            "/api/v1/admin/conversations/shared/close",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    bob_stream.drain(SEC * 5).await;
+    assert!(bob_stream.ended, "the stream on node 3 was ended");
+
     for p in [n1, n2, n3] {
         p.sigterm().await;
     }
+    nats.kill().await;
+}
+
+/// Users present on the node, by its admin view of the conversation.
+async fn present_on(base: &str, conv: &str) -> u64 {
+    let r = Client::new(base)
+        .post(
+            &format!("/api/v1/admin/conversations/{conv}"),
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    r.details()["activeParticipants"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let n1 = node(dir.path(), "n1", &nats.url()).await;
+    let n2 = node(dir.path(), "n2", &nats.url()).await;
+    let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
+    let conv = c1.create_conversation("here").await;
+    let (bob, bob_id) = c2.join(&conv, "Bob").await;
+    let mut bob_stream = bob.sse("", &[]).await;
+    bob_stream.next_of("room-state", SEC * 5).await.unwrap();
+    until(SEC * 10, "node 1 to count Bob", async || {
+        (present_on(&n1.base, "here").await == 1).then_some(())
+    })
+    .await;
+
+    // Ann, on node 1, is told Bob is there, and Bob is told Ann joined.
+    let (ann, ann_id) = c1.join(&conv, "Ann").await;
+    let mut ann_stream = ann.sse("", &[]).await;
+    let state = ann_stream.next_of("room-state", SEC * 5).await.unwrap();
+    let who: Vec<&str> = state.data["data"]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["userId"].as_str())
+        .collect();
+    assert!(who.contains(&bob_id.as_str()), "{who:?}");
+    let joined = bob_stream.next_of("peer-join", SEC * 5).await.unwrap();
+    assert_eq!(joined.data["fromUserId"], ann_id.as_str());
+    until(SEC * 10, "both nodes to count two", async || {
+        (present_on(&n1.base, "here").await == 2 && present_on(&n2.base, "here").await == 2)
+            .then_some(())
+    })
+    .await;
+
+    // Node 2 dies with Bob's stream: Ann is told Bob left.
+    n2.kill9().await;
+    let left = ann_stream
+        .next_of("peer-leave", SEC * 20)
+        .await
+        .expect("peer-leave");
+    assert_eq!(left.data["fromUserId"], bob_id.as_str());
+    assert_eq!(present_on(&n1.base, "here").await, 1);
+
+    n1.sigterm().await;
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let n1 = node(dir.path(), "n1", &nats.url()).await;
+    let n2 = node(dir.path(), "n2", &nats.url()).await;
+    let c1 = Client::new(&n1.base);
+    let conv = c1.create_conversation("files").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    // A JPEG of 300 KB: several object-store chunks.
+    let mut jpeg = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01,
+    ];
+    jpeg.extend((0..300_000u32).map(|i| (i % 251) as u8));
+    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(jpeg.clone())
+            .file_name("photo.jpg")
+            .mime_str("image/jpeg")
+            .unwrap(),
+    );
+    let r = ann
+        .send(
+            ann.req(reqwest::Method::POST, "/api/v1/attachments")
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.details()["attachmentId"].as_str().unwrap().to_string();
+
+    let on2 = Client::new(&n2.base).with_session(ann.session.as_deref().unwrap());
+    let meta = on2.get(&format!("/api/v1/attachments/{id}")).await;
+    assert_eq!(meta.status, 200, "{}", meta.body);
+    let url = meta.details()["signedUrl"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&n2.base), "{url}");
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), &jpeg[..]);
+
+    n1.sigterm().await;
+    n2.sigterm().await;
+    nats.kill().await;
+}
+
+const METRICS: &str = "cluster-metrics-token-0123456789";
+
+/// Whether the node holds the S3 sync lease, by its `/metrics`.
+async fn holds_lease(base: &str) -> bool {
+    Client::new(base)
+        .metric(METRICS, "chats3_cluster_sync_lease")
+        .await
+        == 1.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_sync_runs_on_one_node_and_moves_when_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let s3 = s3::S3Server::start(&["chats3"]).await;
+    let mut env: Vec<(String, String)> = s3.env("chats3");
+    env.push(("NATS_URL".into(), nats.url()));
+    env.push(("METRICS_TOKEN".into(), METRICS.into()));
+    let spawn = |name: &'static str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut env = env.clone();
+        env.push(("NODE_ID".into(), name.into()));
+        async move {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Proc::spawn(&d, &env).await
+        }
+    };
+    let (a, b) = (spawn("n1").await, spawn("n2").await);
+    let (holder, other) = until(
+        SEC * 20,
+        "one node to hold the S3 sync lease",
+        async || match (holds_lease(&a.base).await, holds_lease(&b.base).await) {
+            (true, false) => Some((0, 1)),
+            (false, true) => Some((1, 0)),
+            _ => None,
+        },
+    )
+    .await;
+    let mut nodes = [Some(a), Some(b)];
+    let other_base = nodes[other].as_ref().unwrap().base.clone();
+    // Written on the node that does not sync: uploaded by the one that does.
+    let c = Client::new(&other_base);
+    let conv = c.create_conversation("synced").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(ann.say(&format!("s{i}")).await);
+    }
+    let bucket = s3.client("chats3").await;
+    let in_bucket = async |want: &[Value]| {
+        let want: HashSet<String> = ids(want).into_iter().collect();
+        until(SEC * 30, "the messages in the bucket", async || {
+            let have: HashSet<String> = s3::ids_in(&s3::segments(&bucket, "synced").await)
+                .into_iter()
+                .collect();
+            want.is_subset(&have).then_some(())
+        })
+        .await
+    };
+    in_bucket(&sent).await;
+
+    // The holder dies: the other node takes the lease and uploads what follows.
+    nodes[holder].take().unwrap().kill9().await;
+    for i in 5..10 {
+        sent.push(ann.say(&format!("s{i}")).await);
+    }
+    until(SEC * 30, "the survivor to take the lease", async || {
+        holds_lease(&other_base).await.then_some(())
+    })
+    .await;
+    in_bucket(&sent).await;
+    let all = s3::ids_in(&s3::segments(&bucket, "synced").await);
+    assert_eq!(
+        all.len(),
+        all.iter().collect::<HashSet<_>>().len(),
+        "a message uploaded twice: {all:?}"
+    );
+
+    nodes[other].take().unwrap().sigterm().await;
     nats.kill().await;
 }
 

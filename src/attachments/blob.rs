@@ -16,6 +16,34 @@ pub fn blob_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("attachments").join(id)
 }
 
+/// Where an attachment's bytes come from when they are not on this node's
+/// disk (cluster mode: the shared object store, `crate::cluster::files`).
+pub trait BlobSource: Send + Sync {
+    /// Copies the bytes of `id` to this node's disk (via a temp file, as an
+    /// upload); false when the source has no such bytes.
+    fn fetch<'a>(
+        &'a self,
+        data_dir: &'a Path,
+        id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, BlobError>> + Send + 'a>>;
+}
+
+/// Whether the bytes of `id` are on this node's disk, fetching them from
+/// `source` first when they are not.
+pub async fn ensure_local(
+    data_dir: &Path,
+    id: &str,
+    source: Option<&dyn BlobSource>,
+) -> Result<bool, BlobError> {
+    if tokio::fs::try_exists(blob_path(data_dir, id)).await? {
+        return Ok(true);
+    }
+    match source {
+        Some(s) => s.fetch(data_dir, id).await,
+        None => Ok(false),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("file is larger than {0} bytes")]

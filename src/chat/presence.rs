@@ -1,6 +1,12 @@
 //! Presence: who has a live event stream in which conversation. A pure state
 //! machine (no timers); the caller runs the 3 s grace timer and asks
 //! [`Presence::expire`] afterwards.
+//!
+//! In cluster mode it also holds who is present on the other nodes, as each
+//! node announced (a change as it happens, its whole list every few seconds);
+//! a node not heard from for a while is forgotten (it died). Counts and
+//! participant lists are then cluster-wide; the local part alone decides
+//! what this node announces.
 
 use std::collections::HashMap;
 
@@ -15,6 +21,18 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Presence {
     rooms: HashMap<String, HashMap<String, Entry>>,
+    /// Other nodes' presence (cluster mode), by node id.
+    remote: HashMap<String, NodeRooms>,
+}
+
+/// One node's present users: conversation → user → display name.
+pub type Rooms = HashMap<String, HashMap<String, String>>;
+
+#[derive(Debug, Default)]
+struct NodeRooms {
+    rooms: Rooms,
+    /// When this node was last heard from (epoch ms).
+    seen_ms: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -86,26 +104,39 @@ impl Presence {
         was
     }
 
-    /// A user is active while a stream is open or within the grace period.
+    /// A user is active (on this node) while a stream is open or within the grace period.
     pub fn is_active(&self, conv: &str, user: &str) -> bool {
         self.rooms.get(conv).is_some_and(|r| r.contains_key(user))
     }
 
-    pub fn count(&self, conv: &str) -> usize {
-        self.rooms.get(conv).map_or(0, HashMap::len)
+    /// Is `user` present on another node?
+    pub fn is_present_elsewhere(&self, conv: &str, user: &str) -> bool {
+        self.remote
+            .values()
+            .any(|n| n.rooms.get(conv).is_some_and(|r| r.contains_key(user)))
     }
 
-    /// `(userId, displayName)` of everyone present, sorted by name.
+    /// Users present in `conv`, on every node.
+    pub fn count(&self, conv: &str) -> usize {
+        if self.remote.is_empty() {
+            return self.rooms.get(conv).map_or(0, HashMap::len);
+        }
+        self.participants(conv).len()
+    }
+
+    /// `(userId, displayName)` of everyone present, on every node, sorted by name.
     pub fn participants(&self, conv: &str) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self
-            .rooms
-            .get(conv)
-            .map(|r| {
-                r.iter()
-                    .map(|(u, e)| (u.clone(), e.display_name.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut all: HashMap<&str, &str> = HashMap::new();
+        for r in self.remote.values().filter_map(|n| n.rooms.get(conv)) {
+            all.extend(r.iter().map(|(u, n)| (u.as_str(), n.as_str())));
+        }
+        if let Some(r) = self.rooms.get(conv) {
+            all.extend(r.iter().map(|(u, e)| (u.as_str(), e.display_name.as_str())));
+        }
+        let mut v: Vec<(String, String)> = all
+            .into_iter()
+            .map(|(u, n)| (u.to_string(), n.to_string()))
+            .collect();
         v.sort_by(|a, b| {
             a.1.to_lowercase()
                 .cmp(&b.1.to_lowercase())
@@ -114,8 +145,86 @@ impl Presence {
         v
     }
 
+    /// Users present on this node, over all conversations.
     pub fn total_users(&self) -> usize {
         self.rooms.values().map(HashMap::len).sum()
+    }
+
+    /// This node's present users, as announced to the others.
+    pub fn local_rooms(&self) -> Rooms {
+        self.rooms
+            .iter()
+            .map(|(c, r)| {
+                let users = r
+                    .iter()
+                    .map(|(u, e)| (u.clone(), e.display_name.clone()))
+                    .collect();
+                (c.clone(), users)
+            })
+            .collect()
+    }
+
+    /// Another node's change: `user` is present there (`Some(name)`) or gone.
+    pub fn remote_change(
+        &mut self,
+        node: &str,
+        conv: &str,
+        user: &str,
+        name: Option<&str>,
+        now_ms: i64,
+    ) {
+        let n = self.remote.entry(node.to_string()).or_default();
+        n.seen_ms = now_ms;
+        match name {
+            Some(name) => {
+                n.rooms
+                    .entry(conv.to_string())
+                    .or_default()
+                    .insert(user.to_string(), name.to_string());
+            }
+            None => {
+                if let Some(r) = n.rooms.get_mut(conv) {
+                    r.remove(user);
+                    if r.is_empty() {
+                        n.rooms.remove(conv);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Another node's whole list, replacing what was known of it.
+    pub fn remote_snapshot(&mut self, node: &str, rooms: Rooms, now_ms: i64) {
+        self.remote.insert(
+            node.to_string(),
+            NodeRooms {
+                rooms,
+                seen_ms: now_ms,
+            },
+        );
+    }
+
+    /// Forgets the nodes not heard from since `cutoff_ms` (they died);
+    /// returns the `(conversation, user)` now present nowhere, sorted.
+    pub fn remote_expire(&mut self, cutoff_ms: i64) -> Vec<(String, String)> {
+        let silent: Vec<String> = self
+            .remote
+            .iter()
+            .filter(|(_, n)| n.seen_ms < cutoff_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut lost = Vec::new();
+        for id in silent {
+            if let Some(n) = self.remote.remove(&id) {
+                for (conv, users) in n.rooms {
+                    lost.extend(users.into_keys().map(|u| (conv.clone(), u)));
+                }
+            }
+        }
+        lost.retain(|(c, u)| !self.is_active(c, u) && !self.is_present_elsewhere(c, u));
+        lost.sort();
+        lost.dedup();
+        lost
     }
 }
 
@@ -145,6 +254,35 @@ mod tests {
         assert!(p.expire("c", "u", g));
         assert!(!p.expire("c", "u", g));
         assert_eq!(p.count("c"), 0);
+    }
+
+    #[test]
+    fn other_nodes_count_until_they_leave_or_go_silent() {
+        let mut p = Presence::default();
+        p.connect("c", "ann", "Ann");
+        p.remote_change("n2", "c", "bob", Some("Bob"), 1_000);
+        p.remote_change("n3", "c", "ann", Some("Ann"), 1_000);
+        assert_eq!(p.count("c"), 2, "a user on two nodes counts once");
+        assert!(p.is_present_elsewhere("c", "bob"));
+        assert_eq!(
+            p.participants("c"),
+            vec![("ann".into(), "Ann".into()), ("bob".into(), "Bob".into())]
+        );
+        p.remote_change("n2", "c", "bob", None, 2_000);
+        assert!(!p.is_present_elsewhere("c", "bob"));
+        // n3 replaces its list, then goes silent.
+        let d = HashMap::from([("cy".to_string(), "Cy".to_string())]);
+        p.remote_snapshot("n3", Rooms::from([("d".to_string(), d)]), 3_000);
+        assert!(!p.is_present_elsewhere("c", "ann"));
+        assert_eq!(p.count("d"), 1);
+        p.remote_change("n2", "d", "cy", Some("Cy"), 2_000);
+        assert_eq!(p.remote_expire(2_500), vec![], "cy is still on n3");
+        assert_eq!(
+            p.remote_expire(4_000),
+            vec![("d".to_string(), "cy".to_string())]
+        );
+        assert_eq!(p.count("d"), 0);
+        assert_eq!(p.total_users(), 1, "only this node's users");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const NONCES_BUCKET: &str = "chats3_nonces";
 pub const MARKS_BUCKET: &str = "chats3_marks";
 /// Leases (S3 sync runs on the node holding `s3-sync`).
 pub const LEASES_BUCKET: &str = "chats3_leases";
+/// Attachment bytes (object store).
+pub const FILES_BUCKET: &str = "chats3_files";
 /// Single-use tokens (stream tokens, handoff codes), kept `tokens::TTL`.
 pub const TOKENS_BUCKET: &str = "chats3_tokens";
 /// Subjects of live events (not stored): one per conversation.

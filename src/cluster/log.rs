@@ -4,8 +4,9 @@
 //! with the message id as JetStream's de-duplication id, and waits for the
 //! stream's acknowledgement (durable on the stream's replicas). Every node
 //! consumes the stream in order from where its view stopped and hands each
-//! message to the store with the stream sequence number as its `seq`: the
-//! same on every node, increasing within a conversation (with gaps), so
+//! message, in that order, to its store's group-commit writer, which gives it
+//! the conversation's next `seq`: every node applies the same log from the
+//! start in the same order, so a message has the same `seq` everywhere and
 //! `Last-Event-ID` means the same message wherever a client reconnects.
 
 use std::sync::Arc;
@@ -25,9 +26,10 @@ const APPLY_WINDOW: usize = 512;
 /// Pause before re-opening the consumer after an error.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Publishes a message; resolves to its stream sequence number (the first
-/// one's, for a message id published before within the de-duplication window).
-pub(super) async fn publish(c: &Cluster, draft: &Message) -> Result<u64, StoreError> {
+/// Publishes a message; resolves to its stream position and whether JetStream
+/// had it already (a message id published before within the de-duplication
+/// window: then the first one's position).
+pub(super) async fn publish(c: &Cluster, draft: &Message) -> Result<(u64, bool), StoreError> {
     c.resources().await?;
     c.connected()?;
     let payload = serde_json::to_vec(draft).map_err(|_| StoreError::Corrupt("message draft"))?;
@@ -46,7 +48,7 @@ pub(super) async fn publish(c: &Cluster, draft: &Message) -> Result<u64, StoreEr
         .map_err(|e| c.unavailable("NATS did not take the message", e))?
         .await
         .map_err(|e| c.unavailable("JetStream did not acknowledge the message", e))?;
-    Ok(ack.sequence)
+    Ok((ack.sequence, ack.duplicate))
 }
 
 /// Applies the stream to `store` from where it stopped, until `shutdown`;
@@ -100,17 +102,20 @@ async fn apply(c: &Cluster, store: &Store) -> Result<(), String> {
                 let info = m.info().map_err(|e| e.to_string())?;
                 let pos = info.stream_sequence;
                 c.metrics.log_lag.set(i64::try_from(info.pending).unwrap_or(i64::MAX));
-                let message: Result<Message, _> = serde_json::from_slice(&m.payload);
-                let fut = async move {
-                    match message {
-                        Ok(msg) => (pos, store.apply_message(msg, pos).await),
-                        Err(e) => {
-                            tracing::error!(error = %e, pos, "cluster: unreadable message in the log; skipped");
-                            (pos, Ok(()))
-                        }
+                // Handed to the writer here, in log order; stored (and waited for) below.
+                let stored = match serde_json::from_slice::<Message>(&m.payload) {
+                    Ok(msg) => Some(store.apply_message(msg).await.map_err(|e| e.to_string())?),
+                    Err(e) => {
+                        tracing::error!(error = %e, pos, "cluster: unreadable message in the log; skipped");
+                        None
                     }
                 };
-                pending.push_back(fut);
+                pending.push_back(async move {
+                    match stored {
+                        Some(f) => (pos, f.await),
+                        None => (pos, Ok(())),
+                    }
+                });
             }
         }
     }

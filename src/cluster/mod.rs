@@ -8,16 +8,20 @@
 //!   in the bucket `chats3_records`, watched by every node; nonces and
 //!   markers claimed once in `chats3_nonces` / `chats3_marks`.
 //! - [`bus`]: live events (presence, typing, signaling, …) between nodes.
+//! - [`presence`]: who is present on the other nodes.
 //! - [`lease`]: the S3 sync runs on the one node holding a lease.
+//! - [`files`]: attachment bytes in the object store `chats3_files`.
 //! - [`tokens`]: single-use stream tokens and handoff codes, redeemable on any node.
 //!
 //! This module is the [`Replicator`] the store writes through; it knows
 //! neither HTTP nor `AppState`.
 
 pub mod bus;
+pub mod files;
 pub mod keys;
 pub mod lease;
 pub mod log;
+pub mod presence;
 pub mod records;
 pub mod tokens;
 
@@ -52,6 +56,16 @@ pub enum ClusterError {
     Nats(String),
 }
 
+/// What a node does when another node ended something its streams hang on.
+pub trait Ended: Send + Sync {
+    /// A session was removed (left, replaced, expired): its streams here end.
+    fn session(&self, s: crate::model::Session);
+    /// A conversation was closed: its streams and call here end.
+    fn conversation(&self, conv: &str);
+    /// A user present only on a node that died is gone.
+    fn left(&self, conv: &str, user: &str);
+}
+
 /// The JetStream resources, made once NATS is first reached.
 pub struct Resources {
     pub messages: stream::Stream,
@@ -60,6 +74,7 @@ pub struct Resources {
     pub marks: kv::Store,
     pub leases: kv::Store,
     pub tokens: kv::Store,
+    pub files: jetstream::object_store::ObjectStore,
 }
 
 /// What `/metrics` shows of cluster mode.
@@ -194,6 +209,19 @@ impl Cluster {
                 .map_err(|e| nats(&e))?;
             made.push(self.js.get_key_value(name).await.map_err(|e| nats(&e))?);
         }
+        let files = match self.js.get_object_store(keys::FILES_BUCKET).await {
+            Ok(f) => f,
+            Err(_) => self
+                .js
+                .create_object_store(jetstream::object_store::Config {
+                    bucket: keys::FILES_BUCKET.into(),
+                    storage: stream::StorageType::File,
+                    num_replicas: self.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats(&e))?,
+        };
         let [records, nonces, marks, leases, tokens]: [kv::Store; 5] =
             made.try_into().map_err(|_| nats(&"bucket setup"))?;
         Ok(Resources {
@@ -203,6 +231,7 @@ impl Cluster {
             marks,
             leases,
             tokens,
+            files,
         })
     }
 
@@ -269,7 +298,7 @@ fn host_name() -> String {
 }
 
 impl Replicator for Cluster {
-    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<u64, StoreError>> {
+    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<(u64, bool), StoreError>> {
         Box::pin(log::publish(self, draft))
     }
 

@@ -15,8 +15,8 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, keys};
-use crate::model::Session;
+use super::{Cluster, Ended, keys};
+use crate::model::{Conversation, ConversationStatus, Session};
 use crate::store::replica::Shared;
 use crate::store::{Store, StoreError};
 
@@ -102,12 +102,12 @@ pub(super) async fn fetch(
         .map_err(|e| c.unavailable("cannot read a shared record", e))
 }
 
-/// Applies the records bucket to `store` until `shutdown`. `ended` is told
-/// about every session removed by another node (its streams here end too).
+/// Applies the records bucket to `store` until `shutdown`, telling `ended`
+/// about sessions removed and conversations closed.
 pub async fn run_watcher(
     c: Arc<Cluster>,
     store: Arc<Store>,
-    ended: Arc<dyn Fn(Session) + Send + Sync>,
+    ended: Arc<dyn Ended>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -125,11 +125,7 @@ pub async fn run_watcher(
     }
 }
 
-async fn watch(
-    c: &Cluster,
-    store: &Store,
-    ended: &(dyn Fn(Session) + Send + Sync),
-) -> Result<(), String> {
+async fn watch(c: &Cluster, store: &Store, ended: &dyn Ended) -> Result<(), String> {
     let kv = &c.resources().await.map_err(|e| e.to_string())?.records;
     let from = store.meta_u64(REVISION_KEY).map_err(|e| e.to_string())? + 1;
     let mut changes = kv
@@ -146,11 +142,22 @@ async fn watch(
             let old = store
                 .apply_record(tree, &key, value)
                 .map_err(|e| e.to_string())?;
-            if tree == Shared::Sessions
-                && value.is_none()
-                && let Some(s) = old.and_then(|o| serde_json::from_slice::<Session>(&o).ok())
-            {
-                ended(s);
+            match (tree, value) {
+                (Shared::Sessions, None) => {
+                    if let Some(s) = old.and_then(|o| serde_json::from_slice::<Session>(&o).ok()) {
+                        ended.session(s);
+                    }
+                }
+                (Shared::Conversations, Some(v)) => {
+                    let closed = |raw: &[u8]| {
+                        serde_json::from_slice::<Conversation>(raw)
+                            .is_ok_and(|c| c.status == ConversationStatus::Closed)
+                    };
+                    if closed(v) && !old.as_deref().is_some_and(closed) {
+                        ended.conversation(&String::from_utf8_lossy(&key));
+                    }
+                }
+                _ => {}
             }
         }
         store

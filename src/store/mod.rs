@@ -277,23 +277,29 @@ impl Store {
     pub async fn append(&self, draft: Message) -> Result<Appended, StoreError> {
         match self.replicator() {
             Some(r) => self.append_shared(r, draft).await,
-            None => self.submit(draft, false).await,
+            None => self
+                .enqueue(draft)
+                .await?
+                .await
+                .map_err(|_| StoreError::Closed)?,
         }
     }
 
-    /// Hands a message to the group-commit writer; `given_seq`: its `seq` is
-    /// already decided (by the shared log).
-    async fn submit(&self, draft: Message, given_seq: bool) -> Result<Appended, StoreError> {
+    /// Hands a message to the group-commit writer (which assigns `seq` in the
+    /// order messages are handed over); the receiver resolves once it is stored.
+    async fn enqueue(
+        &self,
+        draft: Message,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer_tx
             .send(writer::Request::Append {
                 draft: Box::new(draft),
-                given_seq,
                 reply,
             })
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(rx)
     }
 
     /// Up to `limit` messages with `seq < before` (all when `None`), oldest first,

@@ -134,6 +134,11 @@ impl Store {
 
     pub fn set_sync_cursor(&self, conv: &str, seq: u64) -> Result<(), StoreError> {
         self.space.check()?;
+        self.replicate_later(
+            super::replica::Shared::SyncCursors,
+            conv.as_bytes(),
+            Some(&seq.to_be_bytes()),
+        );
         self.sync.insert(conv.as_bytes(), &seq.to_be_bytes())?;
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! Single-node, nothing here is used: the store is the truth. In cluster mode
 //! (`crate::cluster`) a [`Replicator`] is set once at start-up; then
 //! - a message is appended to the shared log first, and the caller is answered
-//!   once the local view has applied it (the log's sequence number is the
-//!   message's `seq` on every node);
+//!   once the local view has applied it. Every node applies the log in its
+//!   order through the same group-commit writer, so each message gets the same
+//!   per-conversation `seq` on every node;
 //! - a small record (session, conversation, reaction, …) is written to the
 //!   shared key-value bucket first, then locally; every node's watcher applies
 //!   the bucket's changes with [`Store::apply_record`];
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Appended, Store, StoreError, decode, keys};
-use crate::model::{Conversation, Message, Session};
+use crate::model::{AttachmentMeta, Conversation, Message, Session};
 
 /// A boxed future borrowing the replicator (the trait is used as `dyn`).
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -37,15 +38,18 @@ pub enum Shared {
     Conversations,
     Reactions,
     Attachments,
+    /// Last message uploaded to S3 per conversation (so a new lease holder goes on from there).
+    SyncCursors,
 }
 
 impl Shared {
-    pub const ALL: [Shared; 5] = [
+    pub const ALL: [Shared; 6] = [
         Shared::Sessions,
         Shared::ConvSessions,
         Shared::Conversations,
         Shared::Reactions,
         Shared::Attachments,
+        Shared::SyncCursors,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Shared {
             Shared::Conversations => "conversations",
             Shared::Reactions => "reactions",
             Shared::Attachments => "attachments",
+            Shared::SyncCursors => "sync",
         }
     }
 
@@ -66,10 +71,10 @@ impl Shared {
 /// The shared truth behind the local store (implemented by `crate::cluster`).
 /// Every method fails with [`StoreError::Unavailable`] when it cannot reach it.
 pub trait Replicator: Send + Sync {
-    /// Appends a message to the shared log; resolves to its sequence number in
-    /// the log once the log holds it durably (the earlier one for a message id
-    /// sent before).
-    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<u64, StoreError>>;
+    /// Appends a message to the shared log; resolves to its position in the
+    /// log once the log holds it durably, and whether that message id was
+    /// appended before (then the earlier position).
+    fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<(u64, bool), StoreError>>;
     /// Writes (or, with `None`, removes) a shared record.
     fn write<'a>(
         &'a self,
@@ -128,7 +133,7 @@ impl Store {
     }
 
     /// Cluster mode's append: to the shared log, then answered from the local
-    /// view once the log's consumer has applied it.
+    /// view once the log's consumer has applied it (at log position `pos`).
     pub(super) async fn append_shared(
         &self,
         r: &Arc<dyn Replicator>,
@@ -138,14 +143,14 @@ impl Store {
         if let Some(seq) = self.seq_of(&conv, &draft.message_id)? {
             return self.stored(&conv, seq, true);
         }
-        let seq = r.append(&draft).await?;
+        let (pos, duplicate) = r.append(&draft).await?;
         let mut applied = self.applied.subscribe();
-        tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= seq))
+        tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= pos))
             .await
             .map_err(|_| StoreError::Unavailable("the local view is behind the shared log"))?
             .map_err(|_| StoreError::Closed)?;
         match self.seq_of(&conv, &draft.message_id)? {
-            Some(s) => self.stored(&conv, s, s != seq),
+            Some(s) => self.stored(&conv, s, duplicate),
             None => Err(StoreError::Corrupt("applied message missing")),
         }
     }
@@ -162,12 +167,16 @@ impl Store {
         })
     }
 
-    /// Applies a message of the shared log with its log sequence number as
-    /// `seq` (announced to the commit listener like a local append; one seen
-    /// before is a no-op).
-    pub async fn apply_message(&self, mut message: Message, seq: u64) -> Result<(), StoreError> {
-        message.seq = seq;
-        self.submit(message, true).await.map(drop)
+    /// Hands a message of the shared log to the writer, which stores it like
+    /// a local append (its `seq` the conversation's next; a message id seen
+    /// before is a no-op). Call in log order: that order decides the `seq`.
+    /// The returned future resolves once it is stored.
+    pub async fn apply_message(
+        &self,
+        message: Message,
+    ) -> Result<impl Future<Output = Result<(), StoreError>> + use<>, StoreError> {
+        let rx = self.enqueue(message).await?;
+        Ok(async move { rx.await.map_err(|_| StoreError::Closed)?.map(drop) })
     }
 
     /// Log position up to which every message has been applied (cluster mode).
@@ -198,14 +207,26 @@ impl Store {
         let id = String::from_utf8_lossy(key);
         match tree {
             Shared::Sessions => self.session_cache.invalidate(&id),
-            Shared::Conversations => self.conversation_cache.invalidate(&id),
             Shared::Reactions => {
                 if let Some(conv) = key.split(|b| *b == keys::SEP).next() {
                     let conv = String::from_utf8_lossy(conv).into_owned();
                     self.mark(&super::OutboxItem::Reactions(conv))?;
                 }
             }
-            Shared::ConvSessions | Shared::Attachments => {}
+            Shared::Conversations => {
+                self.conversation_cache.invalidate(&id);
+                self.mark(&super::OutboxItem::Meta(id.into_owned()))?;
+            }
+            Shared::Attachments => {
+                if let Some(a) = value.and_then(|v| decode::<AttachmentMeta>(v, "attachment").ok())
+                {
+                    self.mark(&super::OutboxItem::Attachment(
+                        a.conversation_id,
+                        a.attachment_id,
+                    ))?;
+                }
+            }
+            Shared::ConvSessions | Shared::SyncCursors => {}
         }
         Ok(old.map(|v| v.to_vec()))
     }
@@ -217,6 +238,7 @@ impl Store {
             Shared::Conversations => &self.conversations,
             Shared::Reactions => &self.reactions,
             Shared::Attachments => &self.attachments,
+            Shared::SyncCursors => &self.sync,
         }
     }
 

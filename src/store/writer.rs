@@ -49,8 +49,6 @@ pub(super) type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 pub(super) enum Request {
     Append {
         draft: Box<Message>,
-        /// The draft's `seq` is decided (cluster mode's shared log).
-        given_seq: bool,
         reply: Reply,
     },
     /// The last committed sequence number of every conversation, taken between groups.
@@ -218,12 +216,8 @@ impl Writer {
         let mut touched: Vec<String> = Vec::new();
 
         for req in group.drain(..) {
-            let (draft, given_seq, reply) = match req {
-                Request::Append {
-                    draft,
-                    given_seq,
-                    reply,
-                } => (draft, given_seq, reply),
+            let (draft, reply) = match req {
+                Request::Append { draft, reply } => (draft, reply),
                 Request::Shutdown => {
                     stop = true;
                     continue;
@@ -246,7 +240,7 @@ impl Writer {
                 pending.push((reply, res));
                 continue;
             }
-            let res = self.prepare(*draft, given_seq, &mut batch, &mut touched);
+            let res = self.prepare(*draft, &mut batch, &mut touched);
             if matches!(&res, Ok(a) if !a.duplicate) {
                 in_group.insert(id_key, pending.len());
             }
@@ -306,7 +300,6 @@ impl Writer {
     fn prepare(
         &mut self,
         mut draft: Message,
-        given_seq: bool,
         batch: &mut sled::Batch,
         touched: &mut Vec<String>,
     ) -> Result<Appended, StoreError> {
@@ -332,12 +325,11 @@ impl Writer {
         }
         // Only new messages take space; the duplicate above is answered regardless.
         self.space.check()?;
-        let next = match self.next_seq.get(&conv) {
+        let seq = match self.next_seq.get(&conv) {
             Some(s) => *s,
             None => last_seq(&self.messages, &conv)? + 1,
         };
-        let seq = if given_seq { draft.seq } else { next };
-        self.next_seq.insert(conv.clone(), next.max(seq + 1));
+        self.next_seq.insert(conv.clone(), seq + 1);
         touched.push(conv.clone());
         draft.seq = seq;
         // Serializing a plain struct of strings and numbers cannot fail.

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::{S3, SyncError, layout};
+use crate::attachments::blob::BlobSource;
 use crate::store::{OutboxItem, Pending, Store};
 
 /// How often the outbox is looked at.
@@ -55,19 +56,22 @@ const JSON: &str = "application/json";
 
 /// Uploads from `store` (attachment files under `data_dir`) to `s3` until
 /// `shutdown`, then makes one last bounded drain attempt.
-/// In cluster mode only while this node holds `lease`.
+/// In cluster mode only while this node holds `lease`, reading attachment
+/// bytes this node does not have from `blobs`.
 pub async fn run(
     store: Arc<Store>,
     s3: S3,
     data_dir: PathBuf,
-    lease: Option<crate::cluster::lease::Held>,
+    cluster: Option<(crate::cluster::lease::Held, Arc<dyn BlobSource>)>,
     shutdown: CancellationToken,
 ) {
+    let (lease, blobs) = cluster.unzip();
     let active = move || lease.as_ref().is_none_or(|l| l.get());
     let up = Uploader {
         store,
         s3,
         data_dir,
+        blobs,
     };
     if let Err(e) = up.reconcile().await {
         tracing::error!(error = %e, "S3 sync: reconciling the outbox failed");
@@ -150,6 +154,8 @@ struct Uploader {
     store: Arc<Store>,
     s3: S3,
     data_dir: PathBuf,
+    /// Cluster mode: where attachment bytes uploaded on another node are read.
+    blobs: Option<Arc<dyn BlobSource>>,
 }
 
 impl Uploader {
@@ -322,8 +328,12 @@ impl Uploader {
 
     async fn attachment(&self, conv: &str, id: &str, p: &Pending) -> Result<(), SyncError> {
         let path = crate::attachments::blob_path(&self.data_dir, id);
+        let here =
+            crate::attachments::blob::ensure_local(&self.data_dir, id, self.blobs.as_deref())
+                .await
+                .unwrap_or(false);
         let meta = match self.store.attachment(id)? {
-            Some(m) if tokio::fs::try_exists(&path).await.unwrap_or(false) => m,
+            Some(m) if here => m,
             _ => {
                 // The record is written just after the mark: give it time, then give up.
                 if crate::clock::now_ms() - p.since_ms > ORPHAN_GRACE_MS {

@@ -57,6 +57,10 @@ pub struct Args {
     /// within the run; 0 sends only the measured marker (≈ 20 bytes).
     #[arg(long, default_value_t = 0)]
     body_bytes: usize,
+    /// Open the subscribers' streams on this server instead of `--target` (a
+    /// second node of a cluster: deliveries then cross nodes).
+    #[arg(long)]
+    subscribe_target: Option<String>,
 }
 
 /// A percentage in 0..=100.
@@ -395,6 +399,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let run = client::run_id();
     let mut setup = t.connect(None).await?;
+    let sub_t = match &a.subscribe_target {
+        Some(url) => Arc::new(Target::resolve(url, t.admin_password.clone()).await?),
+        None => t.clone(),
+    };
     let senders_per_conv = a.senders.max(1);
     let per_sender = (a.rate / senders_per_conv as f64 * a.duration as f64).ceil() as u64 + 2;
     let shared = Arc::new(Shared {
@@ -451,7 +459,7 @@ pub async fn run(
             let source = (!sources.is_empty()).then(|| sources[idx % sources.len()]);
             if is_stalled(i, stalled, a.subscribers) {
                 stall_tasks.push(tokio::spawn(stalled_subscriber(
-                    t.clone(),
+                    sub_t.clone(),
                     s.session_id,
                     source,
                     shared.clone(),
@@ -461,7 +469,7 @@ pub async fn run(
             }
             tasks.push(tokio::spawn(subscriber(
                 idx,
-                t.clone(),
+                sub_t.clone(),
                 s.session_id,
                 source,
                 shared.clone(),

@@ -108,6 +108,12 @@ pub async fn upload(
     let id = uuid::Uuid::new_v4().to_string();
     let size = w.size();
     w.commit(data_dir, &id).await.map_err(io_error)?;
+    if let Some(c) = &state.cluster
+        && let Err(e) = crate::cluster::files::put(c, &id, &blob_path(data_dir, &id)).await
+    {
+        let _ = tokio::fs::remove_file(blob_path(data_dir, &id)).await;
+        return Err(e.into());
+    }
     let meta = AttachmentMeta {
         attachment_id: id,
         conversation_id: s.conversation_id.clone(),
@@ -262,6 +268,13 @@ pub async fn content(
         .store
         .attachment(&id)?
         .ok_or_else(|| ApiError::not_found("Attachment not found"))?;
+    let source = state
+        .cluster
+        .as_deref()
+        .map(|c| c as &dyn crate::attachments::blob::BlobSource);
+    crate::attachments::blob::ensure_local(&state.config.data_dir, &id, source)
+        .await
+        .map_err(io_error)?;
     let file = tokio::fs::File::open(blob_path(&state.config.data_dir, &id))
         .await
         .map_err(|_| ApiError::not_found("Attachment not found"))?;
