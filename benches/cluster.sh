@@ -23,7 +23,7 @@ node() { # name port [NATS_URL]
   mkdir -p "$W/$1"
   env CHATS3_DATA_DIR="$W/$1" HOST=127.0.0.1 PORT="$2" ADMIN_PASSWORD=benchpass123 \
     RATE_LIMIT_PER_MIN=0 ADMIN_RATE_LIMIT_PER_MIN=0 RUST_LOG=warn \
-    COOKIE_SECRET=cluster-bench-secret-0123456789abcdef NODE_ID="$1" ${3:+NATS_URL=$3} \
+    COOKIE_SECRET=cluster-bench-secret-0123456789abcdef ${3:+NODE_ID=$1 NATS_URL=$3} \
     "$BIN" >"$W/$1.log" 2>&1 &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$2"
