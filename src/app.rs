@@ -128,7 +128,12 @@ async fn start_cluster(
         ended,
         shutdown.clone(),
     ));
-    bus::start(Arc::clone(c), Arc::clone(&state.hub), shutdown.clone());
+    bus::start(
+        Arc::clone(c),
+        Arc::clone(&state.hub),
+        Arc::clone(&state.calls),
+        shutdown.clone(),
+    );
     match log::catch_up(c, &state.store, CATCH_UP).await {
         Ok(pos) => tracing::info!(pos, "cluster: caught up with the message log"),
         Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),

@@ -39,6 +39,9 @@ pub struct Calls {
     hub: Arc<Hub>,
     policy: TopologyPolicy,
     calls: Mutex<HashMap<String, CallTopology>>,
+    /// Cluster mode: where call events also go, so every node keeps the same
+    /// membership and takes the same mesh/relay decision.
+    shared: std::sync::OnceLock<SharedCalls>,
 }
 
 impl Calls {
@@ -65,6 +68,7 @@ impl Calls {
             hub,
             policy: TopologyPolicy::with_mesh_max(config.mesh_max),
             calls: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
         };
         Ok((calls, rx))
     }
@@ -148,14 +152,47 @@ impl CallEvent {
             _ => None,
         }
     }
+
+    /// The event type that announces it (the inverse of [`CallEvent::from_kind`]).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Join => "call-join",
+            Self::Leave => "call-leave",
+            Self::Query => "call-query",
+        }
+    }
 }
+
+/// Cluster mode: takes a call event of this node to the other nodes.
+pub type SharedCalls = Box<dyn Fn(&str, &str, CallEvent) + Send + Sync>;
 
 impl Calls {
     /// Updates call membership for a [`CallEvent`] and
     /// broadcasts `call-mode` when the topology changes. A joiner that did not
     /// change the topology is told the current mode in a targeted `call-mode`, so
     /// a page never has to guess it. Leaving removes the user from the relay.
+    /// In cluster mode the event also goes to the other nodes.
     pub fn call_event(&self, conv: &str, user: &str, event: CallEvent) {
+        if let Some(share) = self.shared.get() {
+            share(conv, user, event);
+        }
+        self.apply(conv, user, event);
+    }
+
+    /// Sends this node's call events to the other nodes too (once, at start-up).
+    pub fn set_shared(&self, share: SharedCalls) {
+        let _ = self.shared.set(share);
+    }
+
+    /// A call event of another node (cluster mode).
+    pub fn remote_call_event(&self, conv: &str, user: &str, event: CallEvent) {
+        self.apply(conv, user, event);
+    }
+
+    /// The membership change itself; `call-mode` frames go to this node's
+    /// streams only: in cluster mode every node applies every call event and
+    /// tells its own streams.
+    fn apply(&self, conv: &str, user: &str, event: CallEvent) {
         let now = u64::try_from(now_ms()).unwrap_or(0);
         let (changed, current, left_relay) = {
             let mut calls = self.calls();
@@ -193,9 +230,9 @@ impl Calls {
         self.leave_relay(conv, left_relay);
         match changed {
             Some(t) => self.broadcast_mode(conv, t),
-            None if event == CallEvent::Join => {
-                self.hub.publish(conv, mode_frame(current, Some(user)))
-            }
+            None if event == CallEvent::Join => self
+                .hub
+                .publish_local(conv, mode_frame(current, Some(user))),
             None => {}
         }
     }
@@ -230,7 +267,7 @@ impl Calls {
             mode = mode_name(t),
             "call topology changed"
         );
-        self.hub.publish(conv, mode_frame(t, None));
+        self.hub.publish_local(conv, mode_frame(t, None));
     }
 }
 

@@ -23,18 +23,20 @@ const INTEGRATORS: &str =
 
 /// A chats3 node of the cluster at `nats_url`, storing under `dir/<name>`.
 async fn node(dir: &Path, name: &str, nats_url: &str) -> Proc {
+    node_with(dir, name, nats_url, &[]).await
+}
+
+async fn node_with(dir: &Path, name: &str, nats_url: &str, extra: &[(&str, &str)]) -> Proc {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
-    Proc::spawn(
-        &d,
-        &[
-            ("NATS_URL", nats_url),
-            ("NODE_ID", name),
-            ("INTEGRATORS", INTEGRATORS),
-            ("COOKIE_SECRET", "cluster-shared-secret-0123456789abcdef"),
-        ],
-    )
-    .await
+    let mut env = vec![
+        ("NATS_URL", nats_url),
+        ("NODE_ID", name),
+        ("INTEGRATORS", INTEGRATORS),
+        ("COOKIE_SECRET", "cluster-shared-secret-0123456789abcdef"),
+    ];
+    env.extend_from_slice(extra);
+    Proc::spawn(&d, &env).await
 }
 
 async fn three_nodes(dir: &Path, nats_url: &str) -> (Proc, Proc, Proc) {
@@ -235,6 +237,51 @@ async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
     assert_eq!(present_on(&n1.base, "here").await, 1);
 
     n1.sigterm().await;
+    nats.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spanning_nodes_has_one_membership_and_one_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let n1 = node_with(dir.path(), "n1", &nats.url(), &[("MESH_MAX", "2")]).await;
+    let n2 = node_with(dir.path(), "n2", &nats.url(), &[("MESH_MAX", "2")]).await;
+    let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
+    let conv = c1.create_conversation("call").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let (bob, bob_id) = c2.join(&conv, "Bob").await;
+    let (cy, _) = c1.join(&conv, "Cy").await;
+    let mut bob_stream = bob.sse("", &[]).await;
+    bob_stream.next_of("room-state", SEC * 5).await.unwrap();
+    let mut ann_stream = ann.sse("", &[]).await;
+    ann_stream.next_of("room-state", SEC * 5).await.unwrap();
+
+    let join = json!({"type": "call-join", "data": {}});
+    assert_eq!(
+        ann.post("/api/v1/signaling", join.clone()).await.status,
+        200
+    );
+    assert_eq!(
+        bob.post("/api/v1/signaling", join.clone()).await.status,
+        200
+    );
+    let mode = bob_stream.next_of("call-mode", SEC * 5).await.unwrap();
+    assert_eq!(mode.data["data"]["mode"], "mesh");
+    assert_eq!(mode.data["toUserId"], bob_id.as_str());
+    let mode = ann_stream.next_of("call-mode", SEC * 5).await.unwrap();
+    assert_eq!(mode.data["data"]["mode"], "mesh", "Ann's own join");
+    // The third caller is on node 1, Bob's stream on node 2: both nodes count three.
+    assert_eq!(cy.post("/api/v1/signaling", join).await.status, 200);
+    for s in [&mut bob_stream, &mut ann_stream] {
+        let mode = s.next_of("call-mode", SEC * 5).await.expect("call-mode");
+        assert_eq!(mode.data["data"]["mode"], "relay", "{}", mode.data);
+        assert!(mode.data["toUserId"].is_null(), "{}", mode.data);
+        let again = s.next_of("call-mode", SEC).await;
+        assert!(again.is_none(), "told twice: {again:?}");
+    }
+
+    n1.sigterm().await;
+    n2.sigterm().await;
     nats.kill().await;
 }
 

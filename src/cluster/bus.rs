@@ -5,6 +5,10 @@
 //! streams there (a targeted event only to its target). Messages never travel
 //! here: every node announces them as it applies the shared log ([`super::log`]).
 //!
+//! Call events (`call-join`, `call-leave`, `call-query`) also travel here
+//! (`chats3.call.<conversation>`), so every node keeps the same call
+//! membership and takes the same mesh/relay decision.
+//!
 //! The outgoing queue is bounded: when NATS cannot keep up, events are
 //! dropped and counted (`chats3_cluster_events_dropped`), as a slow stream's
 //! are; nothing persisted is lost.
@@ -17,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, keys};
+use crate::calls::{CallEvent, Calls};
 use crate::events::Hub;
 use crate::events::frame::Frame;
 
@@ -24,29 +29,44 @@ use crate::events::frame::Frame;
 const QUEUE: usize = 8192;
 
 struct Outgoing {
-    conv: String,
+    subject: String,
     from: Option<String>,
     to: Option<String>,
     bytes: bytes::Bytes,
 }
 
-/// Connects `hub` to the other nodes until `shutdown`.
-pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+/// Connects `hub` and `calls` to the other nodes until `shutdown`.
+pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, calls: Arc<Calls>, shutdown: CancellationToken) {
     let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
-    let dropped = c.metrics.events_dropped.clone();
+    let queue = |tx: mpsc::Sender<Outgoing>,
+                 dropped: prometheus_client::metrics::counter::Counter| {
+        move |out: Outgoing| {
+            if tx.try_send(out).is_err() {
+                dropped.inc();
+            }
+        }
+    };
+    let events = queue(tx.clone(), c.metrics.events_dropped.clone());
     hub.set_outbound(Box::new(move |conv, f: &Frame| {
-        let out = Outgoing {
-            conv: conv.to_string(),
+        events(Outgoing {
+            subject: keys::event_subject(conv),
             from: f.from.clone(),
             to: f.to.clone(),
             bytes: f.bytes.clone(),
-        };
-        if tx.try_send(out).is_err() {
-            dropped.inc();
-        }
+        });
+    }));
+    let call_events = queue(tx, c.metrics.events_dropped.clone());
+    calls.set_shared(Box::new(move |conv, user, e: CallEvent| {
+        call_events(Outgoing {
+            subject: keys::call_subject(conv),
+            from: Some(user.to_string()),
+            to: None,
+            bytes: bytes::Bytes::from_static(e.kind().as_bytes()),
+        });
     }));
     tokio::spawn(send(Arc::clone(&c), rx, shutdown.clone()));
-    tokio::spawn(receive(c, hub, shutdown));
+    tokio::spawn(receive(Arc::clone(&c), hub, shutdown.clone()));
+    tokio::spawn(receive_calls(c, calls, shutdown));
 }
 
 async fn send(c: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
@@ -65,7 +85,7 @@ async fn send(c: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, shutdown: Cance
         }
         if let Err(e) = c
             .client
-            .publish_with_headers(keys::event_subject(&out.conv), h, out.bytes)
+            .publish_with_headers(out.subject, h, out.bytes)
             .await
         {
             c.metrics.events_dropped.inc();
@@ -110,5 +130,29 @@ async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
                 end: 0,
             },
         );
+    }
+}
+
+async fn receive_calls(c: Arc<Cluster>, calls: Arc<Calls>, shutdown: CancellationToken) {
+    let mut sub = match c.client.subscribe(keys::CALL_SUBJECTS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: cannot subscribe to call events");
+            return;
+        }
+    };
+    loop {
+        let m = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
+        };
+        let conv = keys::conv_of_call_subject(m.subject.as_str());
+        let user = m.headers.as_ref().and_then(|h| h.get("from"));
+        let event = std::str::from_utf8(&m.payload)
+            .ok()
+            .and_then(CallEvent::from_kind);
+        if let (Some(conv), Some(user), Some(event)) = (conv, user, event) {
+            calls.remote_call_event(conv, user.as_str(), event);
+        }
     }
 }

@@ -49,6 +49,21 @@ pub fn conv_of_event_subject(subject: &str) -> Option<&str> {
         .filter(|c| valid_token(c))
 }
 
+/// Subjects of call events (`call-join`, …): one per conversation.
+pub const CALL_SUBJECTS: &str = "chats3.call.*";
+
+/// Subject of a conversation's call events.
+pub fn call_subject(conv: &str) -> String {
+    format!("chats3.call.{conv}")
+}
+
+/// The conversation of a call event's subject.
+pub fn conv_of_call_subject(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("chats3.call.")
+        .filter(|c| valid_token(c))
+}
+
 /// The bucket key of a shared record.
 pub fn record_key(tree: Shared, key: &[u8]) -> String {
     format!("{}.{}", tree.name(), URL_SAFE_NO_PAD.encode(key))
@@ -104,6 +119,8 @@ mod tests {
             Some("c-1_x")
         );
         assert_eq!(conv_of_event_subject("chats3.ev.a.b"), None);
+        assert_eq!(conv_of_call_subject(&call_subject("c-1")), Some("c-1"));
+        assert_eq!(conv_of_call_subject(&event_subject("c-1")), None);
         assert_eq!(conv_of_event_subject("other.ev.a"), None);
     }
 
