@@ -17,6 +17,11 @@ use nats::Nats;
 use serde_json::{Value, json};
 
 const SEC: Duration = Duration::from_secs(1);
+
+/// The tests of this file run one at a time: each starts NATS servers and
+/// several chats3 processes, and JetStream's elections slow down a lot when
+/// two such clusters share two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SECRET: &str = "acme-secret-0123456789";
 const INTEGRATORS: &str =
     r#"[{"id":"acme","secret":"acme-secret-0123456789","allowedOrigins":["https://acme.com"]}]"#;
@@ -46,6 +51,14 @@ async fn three_nodes(dir: &Path, nats_url: &str) -> (Proc, Proc, Proc) {
     (n1, n2, n3)
 }
 
+/// Stops the nodes (SIGTERM, each must exit cleanly) and then NATS.
+async fn stop(nodes: Vec<Proc>, mut nats: Nats) {
+    for p in nodes {
+        assert!(p.sigterm().await.success());
+    }
+    nats.kill().await;
+}
+
 fn ticket(conv: &str, nonce: &str) -> (String, String) {
     let now = now_ms();
     let t = json!({"integratorId":"acme","conversationId":conv,"userId":"cust-1","displayName":"Casey",
@@ -64,8 +77,9 @@ fn ids(messages: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let (c1, c2, c3) = (
         Client::new(&n1.base),
@@ -175,10 +189,7 @@ async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
     bob_stream.drain(SEC * 5).await;
     assert!(bob_stream.ended, "the stream on node 3 was ended");
 
-    for p in [n1, n2, n3] {
-        p.sigterm().await;
-    }
-    nats.kill().await;
+    stop(vec![n1, n2, n3], nats).await;
 }
 
 /// Users present on the node, by its admin view of the conversation.
@@ -194,8 +205,9 @@ async fn present_on(base: &str, conv: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
     let n2 = node(dir.path(), "n2", &nats.url()).await;
     let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
@@ -236,14 +248,14 @@ async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
     assert_eq!(left.data["fromUserId"], bob_id.as_str());
     assert_eq!(present_on(&n1.base, "here").await, 1);
 
-    n1.sigterm().await;
-    nats.kill().await;
+    stop(vec![n1], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spanning_nodes_has_one_membership_and_one_mode() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let n1 = node_with(dir.path(), "n1", &nats.url(), &[("MESH_MAX", "2")]).await;
     let n2 = node_with(dir.path(), "n2", &nats.url(), &[("MESH_MAX", "2")]).await;
     let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
@@ -280,15 +292,14 @@ async fn a_call_spanning_nodes_has_one_membership_and_one_mode() {
         assert!(again.is_none(), "told twice: {again:?}");
     }
 
-    n1.sigterm().await;
-    n2.sigterm().await;
-    nats.kill().await;
+    stop(vec![n1, n2], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
     let n2 = node(dir.path(), "n2", &nats.url()).await;
     let c1 = Client::new(&n1.base);
@@ -325,9 +336,7 @@ async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap().as_ref(), &jpeg[..]);
 
-    n1.sigterm().await;
-    n2.sigterm().await;
-    nats.kill().await;
+    stop(vec![n1, n2], nats).await;
 }
 
 const METRICS: &str = "cluster-metrics-token-0123456789";
@@ -342,6 +351,7 @@ async fn holds_lease(base: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_sync_runs_on_one_node_and_moves_when_it_dies() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::single(&dir.path().join("nats")).await;
     let s3 = s3::S3Server::start(&["chats3"]).await;
@@ -416,8 +426,9 @@ async fn s3_sync_runs_on_one_node_and_moves_when_it_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumed_on_another_node_has_no_gap_and_no_duplicate() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let c1 = Client::new(&n1.base);
     let conv = c1.create_conversation("resume").await;
@@ -460,16 +471,14 @@ async fn a_stream_resumed_on_another_node_has_no_gap_and_no_duplicate() {
     let extra = on2.next_of("new-message", SEC).await;
     assert!(extra.is_none(), "duplicate: {extra:?}");
 
-    for p in [n1, n2, n3] {
-        p.sigterm().await;
-    }
-    nats.kill().await;
+    stop(vec![n1, n2, n3], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let nats = Nats::single(&dir.path().join("nats")).await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let c1 = Client::new(&n1.base);
     let conv = c1.create_conversation("burst").await;
@@ -520,14 +529,12 @@ async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
         .await;
         assert!(acked.is_subset(&have));
     }
-    for p in [n2, n3] {
-        p.sigterm().await;
-    }
-    nats.kill().await;
+    stop(vec![n2, n3], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_nats_writes_get_503_reads_work_and_the_node_recovers() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::single(&dir.path().join("nats")).await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
@@ -575,12 +582,12 @@ async fn without_nats_writes_get_503_reads_work_and_the_node_recovers() {
     assert!(h.contains(&before["messageId"].as_str().unwrap().to_string()));
     assert!(h.contains(&after["messageId"].as_str().unwrap().to_string()));
     assert_eq!(h.iter().filter(|m| *m == "during").count(), 1, "{h:?}");
-    n1.sigterm().await;
-    nats.kill().await;
+    stop(vec![n1], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Nats::cluster(&dir.path().join("nats")).await;
     let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
@@ -608,7 +615,7 @@ async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
     .await;
     let c1 = Client::new(&n1.base);
     let conv = until(
-        SEC * 30,
+        SEC * 60,
         "the JetStream cluster to take writes",
         async || {
             let r = c1
@@ -627,7 +634,7 @@ async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
     servers[0].kill().await;
     let mut acked = vec![first];
     for i in 0..20 {
-        let m = until(SEC * 60, "a write with one NATS server down", async || {
+        let m = until(SEC * 120, "a write with one NATS server down", async || {
             let r = ann
                 .post(
                     "/api/v1/messages",
@@ -642,7 +649,7 @@ async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
     let on2 = Client::new(&n2.base).with_session(ann.session.as_deref().unwrap());
     let want: HashSet<String> = ids(&acked).into_iter().collect();
     until(
-        SEC * 10,
+        SEC * 120,
         "node 2 to hold every acknowledged message",
         async || {
             let have: HashSet<String> = ids(&on2.all_messages().await).into_iter().collect();

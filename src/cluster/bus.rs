@@ -94,65 +94,69 @@ async fn send(c: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, shutdown: Cance
     }
 }
 
-async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
-    let mut sub = match c.client.subscribe(keys::EVENTS_SUBJECTS).await {
+/// Hands every message on `subject` to `handle` until `shutdown`.
+async fn each_message(
+    c: &Cluster,
+    subject: &'static str,
+    shutdown: &CancellationToken,
+    mut handle: impl FnMut(async_nats::Message),
+) {
+    let mut sub = match c.client.subscribe(subject).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cluster: cannot subscribe to live events");
+            tracing::error!(error = %e, subject, "cluster: cannot subscribe");
             return;
         }
     };
     loop {
-        let m = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            m = sub.next() => match m { Some(m) => m, None => return },
-        };
-        let Some(conv) = keys::conv_of_event_subject(m.subject.as_str()) else {
-            continue;
-        };
-        let header = |name: &str| {
-            m.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        if let Some(ts) = header("ts").and_then(|t| t.parse::<i64>().ok()) {
-            let ms = (crate::clock::now_ms() - ts).max(0);
-            c.metrics.event_latency.0.observe(ms as f64 / 1000.0);
-        }
-        hub.publish_local(
-            conv,
-            Frame {
-                seq: None,
-                from: header("from"),
-                to: header("to"),
-                bytes: m.payload.clone(),
-                end: 0,
+            m = sub.next() => match m {
+                Some(m) => handle(m),
+                None => return,
             },
-        );
+        }
     }
 }
 
-async fn receive_calls(c: Arc<Cluster>, calls: Arc<Calls>, shutdown: CancellationToken) {
-    let mut sub = match c.client.subscribe(keys::CALL_SUBJECTS).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cluster: cannot subscribe to call events");
+fn header(m: &async_nats::Message, name: &str) -> Option<String> {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_string())
+}
+
+async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    each_message(&c, keys::EVENTS_SUBJECTS, &shutdown, |m| {
+        let Some(conv) = keys::conv_of_event_subject(m.subject.as_str()) else {
             return;
-        }
-    };
-    loop {
-        let m = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            m = sub.next() => match m { Some(m) => m, None => return },
         };
+        if let Some(ts) = header(&m, "ts").and_then(|t| t.parse::<i64>().ok()) {
+            let ms = (crate::clock::now_ms() - ts).max(0);
+            c.metrics.event_latency.0.observe(ms as f64 / 1000.0);
+        }
+        let frame = Frame {
+            seq: None,
+            from: header(&m, "from"),
+            to: header(&m, "to"),
+            bytes: m.payload.clone(),
+            end: 0,
+        };
+        hub.publish_local(conv, frame);
+    })
+    .await;
+}
+
+async fn receive_calls(c: Arc<Cluster>, calls: Arc<Calls>, shutdown: CancellationToken) {
+    each_message(&c, keys::CALL_SUBJECTS, &shutdown, |m| {
         let conv = keys::conv_of_call_subject(m.subject.as_str());
-        let user = m.headers.as_ref().and_then(|h| h.get("from"));
+        let user = header(&m, "from");
         let event = std::str::from_utf8(&m.payload)
             .ok()
             .and_then(CallEvent::from_kind);
         if let (Some(conv), Some(user), Some(event)) = (conv, user, event) {
-            calls.remote_call_event(conv, user.as_str(), event);
+            calls.remote_call_event(conv, &user, event);
         }
-    }
+    })
+    .await;
 }

@@ -25,6 +25,12 @@ use crate::store::{Store, StoreError};
 const APPLY_WINDOW: usize = 512;
 /// Pause before re-opening the consumer after an error.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the applier checks that it keeps up with the log: a consumer
+/// that applied nothing in this time while the log is ahead is re-opened
+/// (its server may have died mid-pull without the client noticing).
+const STALL_CHECK: Duration = Duration::from_secs(5);
+/// Longest wait for opening the consumer.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Publishes a message; resolves to its stream position and whether JetStream
 /// had it already (a message id published before within the de-duplication
@@ -72,18 +78,26 @@ pub async fn run_applier(c: Arc<Cluster>, store: Arc<Store>, shutdown: Cancellat
 async fn apply(c: &Cluster, store: &Store) -> Result<(), String> {
     let res = c.resources().await.map_err(|e| e.to_string())?;
     let from = store.applied() + 1;
-    let consumer = res
-        .messages
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
+    let open = async {
+        let consumer = res
+            .messages
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    };
+    let mut msgs = tokio::time::timeout(OPEN_TIMEOUT, open)
         .await
-        .map_err(|e| e.to_string())?;
-    let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+        .map_err(|_| "opening the consumer timed out".to_string())??;
     let mut pending = futures_util::stream::FuturesOrdered::new();
+    let mut check = tokio::time::interval(STALL_CHECK);
+    check.tick().await;
+    let mut at_last_check = store.applied();
     loop {
         tokio::select! {
             biased;
@@ -92,6 +106,20 @@ async fn apply(c: &Cluster, store: &Store) -> Result<(), String> {
                 res.map_err(|e| e.to_string())?;
                 store.set_applied(pos).map_err(|e| e.to_string())?;
                 c.metrics.log_lag.set(c.metrics.log_lag.get().saturating_sub(1));
+            }
+            _ = check.tick() => {
+                let applied = store.applied();
+                if applied == at_last_check && pending.is_empty() {
+                    let info = tokio::time::timeout(OPEN_TIMEOUT, res.messages.get_info()).await;
+                    if let Ok(Ok(info)) = info {
+                        let last = info.state.last_sequence;
+                        c.metrics.log_lag.set(i64::try_from(last.saturating_sub(applied)).unwrap_or(i64::MAX));
+                        if last > applied {
+                            return Err(format!("consumer stalled at {applied}, the log is at {last}"));
+                        }
+                    }
+                }
+                at_last_check = applied;
             }
             m = msgs.next(), if pending.len() < APPLY_WINDOW => {
                 let m = match m {

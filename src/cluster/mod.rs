@@ -235,9 +235,11 @@ impl Cluster {
         })
     }
 
-    /// Counts a write refused for want of NATS, as the store error it becomes.
+    /// Counts a write refused for want of NATS, as the store error it becomes
+    /// (logged at debug: an outage refuses every write, and the connection's
+    /// own state changes are logged at info).
     fn unavailable(&self, what: &'static str, e: impl std::fmt::Display) -> StoreError {
-        tracing::warn!(error = %e, "{what}");
+        tracing::debug!(error = %e, "{what}");
         self.metrics.unavailable.inc();
         StoreError::Unavailable(what)
     }

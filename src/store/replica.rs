@@ -251,16 +251,21 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// A shared record read from the shared truth (cluster mode; `None` single-node).
+    async fn fetch_shared(&self, tree: Shared, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.replicator() {
+            Some(r) => r.fetch(tree, id.as_bytes()).await,
+            None => Ok(None),
+        }
+    }
+
     /// A session by id; in cluster mode one not (yet) in the local view is
     /// looked up in the shared bucket, with its conversation.
     pub async fn session_or_fetch(&self, id: &str) -> Result<Option<Session>, StoreError> {
         if let Some(s) = self.session(id)? {
             return Ok(Some(s));
         }
-        let Some(r) = self.replicator() else {
-            return Ok(None);
-        };
-        let Some(raw) = r.fetch(Shared::Sessions, id.as_bytes()).await? else {
+        let Some(raw) = self.fetch_shared(Shared::Sessions, id).await? else {
             return Ok(None);
         };
         let s: Session = decode(&raw, "session record")?;
@@ -283,10 +288,7 @@ impl Store {
         if let Some(c) = self.conversation(id)? {
             return Ok(Some(c));
         }
-        let Some(r) = self.replicator() else {
-            return Ok(None);
-        };
-        let Some(raw) = r.fetch(Shared::Conversations, id.as_bytes()).await? else {
+        let Some(raw) = self.fetch_shared(Shared::Conversations, id).await? else {
             return Ok(None);
         };
         let c: Conversation = decode(&raw, "conversation record")?;

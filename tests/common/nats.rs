@@ -28,25 +28,29 @@ fn binary() -> &'static str {
     "nats-server"
 }
 
+/// Arguments of a JetStream server named `name` on `port`, storing under `dir`.
+fn server_args(port: u16, dir: &Path, name: &str) -> Vec<String> {
+    vec![
+        "-a".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-js".into(),
+        "-sd".into(),
+        dir.display().to_string(),
+        "-n".into(),
+        name.into(),
+    ]
+}
+
 impl Nats {
     /// One JetStream server storing under `dir`.
     pub async fn single(dir: &Path) -> Nats {
         let port = free_port();
-        let args = vec![
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-js".into(),
-            "-sd".into(),
-            dir.display().to_string(),
-            "-n".into(),
-            "solo".into(),
-        ];
         let mut n = Nats {
             child: None,
             port,
-            args,
+            args: server_args(port, dir, "solo"),
         };
         n.start().await;
         n
@@ -64,23 +68,15 @@ impl Nats {
         for (i, (port, route)) in ports.iter().enumerate() {
             let sd = dir.join(format!("n{}", i + 1));
             std::fs::create_dir_all(&sd).unwrap();
-            let args = vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                "-js".into(),
-                "-sd".into(),
-                sd.display().to_string(),
-                "-n".into(),
-                format!("n{}", i + 1),
+            let mut args = server_args(*port, &sd, &format!("n{}", i + 1));
+            args.extend([
                 "--cluster_name".into(),
                 "chats3-test".into(),
                 "--cluster".into(),
                 format!("nats://127.0.0.1:{route}"),
                 "--routes".into(),
                 routes.clone(),
-            ];
+            ]);
             let mut n = Nats {
                 child: None,
                 port: *port,
