@@ -529,7 +529,17 @@ async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
         .await;
         assert!(acked.is_subset(&have));
     }
-    stop(vec![n2, n3], nats).await;
+    // Node 1 restarted on its data directory, and a new node 4, catch up with
+    // the log before they serve: their first history read is complete.
+    let n1 = node(dir.path(), "n1", &nats.url()).await;
+    let n4 = node(dir.path(), "n4", &nats.url()).await;
+    for base in [&n1.base, &n4.base] {
+        let have: HashSet<String> = ids(&Client::new(base).with_session(&sid).all_messages().await)
+            .into_iter()
+            .collect();
+        assert!(acked.is_subset(&have), "{base} served before catching up");
+    }
+    stop(vec![n1, n2, n3, n4], nats).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
