@@ -132,6 +132,7 @@ async fn start_cluster(
         Arc::clone(c),
         Arc::clone(&state.hub),
         Arc::clone(&state.calls),
+        Arc::clone(&state.presence),
         shutdown.clone(),
     );
     match log::catch_up(c, &state.store, CATCH_UP).await {

@@ -110,6 +110,11 @@ impl Metrics {
             m.events_dropped.clone(),
         );
         r.register(
+            "cluster_events_received",
+            "Live events received from other nodes",
+            m.events_received.clone(),
+        );
+        r.register(
             "cluster_unavailable",
             "Writes refused with 503 because NATS JetStream could not be reached",
             m.unavailable.clone(),

@@ -39,6 +39,7 @@ async fn node_with(dir: &Path, name: &str, nats_url: &str, extra: &[(&str, &str)
         ("NODE_ID", name),
         ("INTEGRATORS", INTEGRATORS),
         ("COOKIE_SECRET", "cluster-shared-secret-0123456789abcdef"),
+        ("METRICS_TOKEN", METRICS),
     ];
     env.extend_from_slice(extra);
     Proc::spawn(&d, &env).await
@@ -137,6 +138,29 @@ async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
     assert_eq!(r.status, 200, "{}", r.body);
     let typing = ann_stream.next_of("typing", SEC * 5).await;
     assert!(typing.is_some(), "typing crossed nodes");
+
+    // A targeted event goes only to the node of its target (and sender): Bob
+    // (node 3) to Ann (node 2) never reaches node 1.
+    until(SEC * 10, "node 3 to know Ann is on node 2", async || {
+        (present_on(&n3.base, "shared").await == 2).then_some(())
+    })
+    .await;
+    let received = "chats3_cluster_events_received_total";
+    let on1 = c1.metric(METRICS, received).await;
+    let r = bob3
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "offer", "toUserId": ann_id, "data": {"type": "offer", "sdp": "v=0"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let offer = ann_stream.next_of("offer", SEC * 5).await.expect("offer");
+    assert_eq!(offer.data["toUserId"], ann_id.as_str());
+    assert_eq!(
+        c1.metric(METRICS, received).await,
+        on1,
+        "node 1 got the offer"
+    );
 
     // The same messageId sent to another node is not stored twice.
     let body = json!({"type":"text","body":"once","messageId":"dup-1"});
@@ -601,28 +625,9 @@ async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Nats::cluster(&dir.path().join("nats")).await;
     let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
-    let d = dir.path().join("n1");
-    std::fs::create_dir_all(&d).unwrap();
-    let n1 = Proc::spawn(
-        &d,
-        &[
-            ("NATS_URL", &urls),
-            ("NODE_ID", "n1"),
-            ("NATS_REPLICAS", "3"),
-        ],
-    )
-    .await;
-    let d = dir.path().join("n2");
-    std::fs::create_dir_all(&d).unwrap();
-    let n2 = Proc::spawn(
-        &d,
-        &[
-            ("NATS_URL", &urls),
-            ("NODE_ID", "n2"),
-            ("NATS_REPLICAS", "3"),
-        ],
-    )
-    .await;
+    let replicated = [("NATS_REPLICAS", "3")];
+    let n1 = node_with(dir.path(), "n1", &urls, &replicated).await;
+    let n2 = node_with(dir.path(), "n2", &urls, &replicated).await;
     let c1 = Client::new(&n1.base);
     let conv = until(
         SEC * 60,

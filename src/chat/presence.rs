@@ -116,6 +116,18 @@ impl Presence {
             .any(|n| n.rooms.get(conv).is_some_and(|r| r.contains_key(user)))
     }
 
+    /// The other nodes where `user` is present in `conv`, sorted.
+    pub fn nodes_of(&self, conv: &str, user: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .remote
+            .iter()
+            .filter(|(_, n)| n.rooms.get(conv).is_some_and(|r| r.contains_key(user)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Users present in `conv`, on every node.
     pub fn count(&self, conv: &str) -> usize {
         if self.remote.is_empty() {
@@ -264,6 +276,8 @@ mod tests {
         p.remote_change("n3", "c", "ann", Some("Ann"), 1_000);
         assert_eq!(p.count("c"), 2, "a user on two nodes counts once");
         assert!(p.is_present_elsewhere("c", "bob"));
+        assert_eq!(p.nodes_of("c", "bob"), vec!["n2".to_string()]);
+        assert_eq!(p.nodes_of("c", "cy"), Vec::<String>::new());
         assert_eq!(
             p.participants("c"),
             vec![("ann".into(), "Ann".into()), ("bob".into(), "Bob".into())]

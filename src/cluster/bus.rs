@@ -2,7 +2,9 @@
 //! typing, receipts, reactions, signaling, call state. A live event published
 //! on one node is sent, encoded once, to `chats3.ev.<conversation>`; every
 //! other node hands it to its hub, which delivers it to the conversation's
-//! streams there (a targeted event only to its target). Messages never travel
+//! streams there. A targeted event (signaling) goes only to the nodes where
+//! its target or its sender is present (`chats3.to.<node>.<conversation>`),
+//! or to every node while presence does not know either yet. Messages never travel
 //! here: every node announces them as it applies the shared log ([`super::log`]).
 //!
 //! Call events (`call-join`, `call-leave`, `call-query`) also travel here
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, keys};
 use crate::calls::{CallEvent, Calls};
+use crate::chat::presence::Presence;
 use crate::events::Hub;
 use crate::events::frame::Frame;
 
@@ -35,8 +38,37 @@ struct Outgoing {
     bytes: bytes::Bytes,
 }
 
-/// Connects `hub` and `calls` to the other nodes until `shutdown`.
-pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, calls: Arc<Calls>, shutdown: CancellationToken) {
+/// Where a live event goes: the nodes where its target or sender is present
+/// (per `presence`), or every node for a broadcast or an unknown target.
+fn subjects(presence: &std::sync::Mutex<Presence>, conv: &str, f: &Frame) -> Vec<String> {
+    let Some(to) = &f.to else {
+        return vec![keys::event_subject(conv)];
+    };
+    let p = crate::lock::lock(presence);
+    let mut nodes = p.nodes_of(conv, to);
+    if nodes.is_empty() {
+        return vec![keys::event_subject(conv)];
+    }
+    if let Some(from) = &f.from {
+        nodes.extend(p.nodes_of(conv, from));
+    }
+    nodes.sort();
+    nodes.dedup();
+    nodes
+        .iter()
+        .map(|n| keys::node_event_subject(n, conv))
+        .collect()
+}
+
+/// Connects `hub` and `calls` to the other nodes until `shutdown`; targeted
+/// events are routed by `presence`.
+pub fn start(
+    c: Arc<Cluster>,
+    hub: Arc<Hub>,
+    calls: Arc<Calls>,
+    presence: Arc<std::sync::Mutex<Presence>>,
+    shutdown: CancellationToken,
+) {
     let (tx, rx) = mpsc::channel::<Outgoing>(QUEUE);
     let queue = |tx: mpsc::Sender<Outgoing>,
                  dropped: prometheus_client::metrics::counter::Counter| {
@@ -48,12 +80,14 @@ pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, calls: Arc<Calls>, shutdown: Cancel
     };
     let events = queue(tx.clone(), c.metrics.events_dropped.clone());
     hub.set_outbound(Box::new(move |conv, f: &Frame| {
-        events(Outgoing {
-            subject: keys::event_subject(conv),
-            from: f.from.clone(),
-            to: f.to.clone(),
-            bytes: f.bytes.clone(),
-        });
+        for subject in subjects(&presence, conv, f) {
+            events(Outgoing {
+                subject,
+                from: f.from.clone(),
+                to: f.to.clone(),
+                bytes: f.bytes.clone(),
+            });
+        }
     }));
     let call_events = queue(tx, c.metrics.events_dropped.clone());
     calls.set_shared(Box::new(move |conv, user, e: CallEvent| {
@@ -65,7 +99,14 @@ pub fn start(c: Arc<Cluster>, hub: Arc<Hub>, calls: Arc<Calls>, shutdown: Cancel
         });
     }));
     tokio::spawn(send(Arc::clone(&c), rx, shutdown.clone()));
-    tokio::spawn(receive(Arc::clone(&c), hub, shutdown.clone()));
+    let targeted = keys::node_event_subjects(&c.node);
+    tokio::spawn(receive(
+        Arc::clone(&c),
+        Arc::clone(&hub),
+        keys::EVENTS_SUBJECTS.into(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(receive(Arc::clone(&c), hub, targeted, shutdown.clone()));
     tokio::spawn(receive_calls(c, calls, shutdown));
 }
 
@@ -97,11 +138,11 @@ async fn send(c: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>, shutdown: Cance
 /// Hands every message on `subject` to `handle` until `shutdown`.
 async fn each_message(
     c: &Cluster,
-    subject: &'static str,
+    subject: String,
     shutdown: &CancellationToken,
     mut handle: impl FnMut(async_nats::Message),
 ) {
-    let mut sub = match c.client.subscribe(subject).await {
+    let mut sub = match c.client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, subject, "cluster: cannot subscribe");
@@ -126,9 +167,10 @@ fn header(m: &async_nats::Message, name: &str) -> Option<String> {
         .map(|v| v.as_str().to_string())
 }
 
-async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
-    each_message(&c, keys::EVENTS_SUBJECTS, &shutdown, |m| {
-        let Some(conv) = keys::conv_of_event_subject(m.subject.as_str()) else {
+async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, subject: String, shutdown: CancellationToken) {
+    each_message(&c, subject, &shutdown, |m| {
+        c.metrics.events_received.inc();
+        let Some(conv) = keys::conv_of_live_subject(&c.node, m.subject.as_str()) else {
             return;
         };
         if let Some(ts) = header(&m, "ts").and_then(|t| t.parse::<i64>().ok()) {
@@ -148,7 +190,7 @@ async fn receive(c: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
 }
 
 async fn receive_calls(c: Arc<Cluster>, calls: Arc<Calls>, shutdown: CancellationToken) {
-    each_message(&c, keys::CALL_SUBJECTS, &shutdown, |m| {
+    each_message(&c, keys::CALL_SUBJECTS.into(), &shutdown, |m| {
         let conv = keys::conv_of_call_subject(m.subject.as_str());
         let user = header(&m, "from");
         let event = std::str::from_utf8(&m.payload)

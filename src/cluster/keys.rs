@@ -49,6 +49,27 @@ pub fn conv_of_event_subject(subject: &str) -> Option<&str> {
         .filter(|c| valid_token(c))
 }
 
+/// Subject of a conversation's live events targeted at users on `node`.
+pub fn node_event_subject(node: &str, conv: &str) -> String {
+    format!("chats3.to.{node}.{conv}")
+}
+
+/// What a node subscribes to for the targeted events of its users.
+pub fn node_event_subjects(node: &str) -> String {
+    format!("chats3.to.{node}.*")
+}
+
+/// The conversation of a live event's subject, broadcast or targeted at `node`.
+pub fn conv_of_live_subject<'a>(node: &str, subject: &'a str) -> Option<&'a str> {
+    conv_of_event_subject(subject).or_else(|| {
+        subject
+            .strip_prefix("chats3.to.")
+            .and_then(|rest| rest.strip_prefix(node))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|c| valid_token(c))
+    })
+}
+
 /// Subjects of call events (`call-join`, …): one per conversation.
 pub const CALL_SUBJECTS: &str = "chats3.call.*";
 
@@ -120,6 +141,15 @@ mod tests {
         );
         assert_eq!(conv_of_event_subject("chats3.ev.a.b"), None);
         assert_eq!(conv_of_call_subject(&call_subject("c-1")), Some("c-1"));
+        assert_eq!(
+            conv_of_live_subject("n1", &node_event_subject("n1", "c")),
+            Some("c")
+        );
+        assert_eq!(
+            conv_of_live_subject("n1", &node_event_subject("n12", "c")),
+            None
+        );
+        assert_eq!(conv_of_live_subject("n1", &event_subject("c")), Some("c"));
         assert_eq!(conv_of_call_subject(&event_subject("c-1")), None);
         assert_eq!(conv_of_event_subject("other.ev.a"), None);
     }

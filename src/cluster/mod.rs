@@ -86,6 +86,8 @@ pub struct ClusterMetrics {
     pub event_latency: Histogram2,
     /// Live events dropped because the outgoing queue to NATS was full.
     pub events_dropped: Counter,
+    /// Live events received from other nodes.
+    pub events_received: Counter,
     /// Writes refused because NATS could not be reached.
     pub unavailable: Counter,
     /// 1 while this node holds the S3 sync lease.
