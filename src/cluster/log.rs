@@ -160,13 +160,5 @@ pub async fn catch_up(c: &Cluster, store: &Store, limit: Duration) -> Result<u64
         .map_err(|e| c.unavailable("cannot read the message log's position", e))?
         .state
         .last_sequence;
-    c.set_start_pos(last);
-    let deadline = tokio::time::Instant::now() + limit;
-    while store.applied() < last {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Unavailable("catching up with the message log"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(last)
+    store.wait_applied(last, limit).await.map(|()| last)
 }

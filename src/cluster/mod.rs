@@ -26,7 +26,6 @@ pub mod records;
 pub mod tokens;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -111,8 +110,6 @@ pub struct Cluster {
     replicas: usize,
     res: OnceCell<Resources>,
     pub metrics: ClusterMetrics,
-    /// Position of the shared log when this node came up (caught up to before serving).
-    start_pos: AtomicU64,
 }
 
 impl Cluster {
@@ -160,7 +157,6 @@ impl Cluster {
             replicas: cfg.replicas,
             res: OnceCell::new(),
             metrics: ClusterMetrics::default(),
-            start_pos: AtomicU64::new(0),
         }))
     }
 
@@ -253,14 +249,6 @@ impl Cluster {
             async_nats::connection::State::Connected => Ok(()),
             _ => Err(self.unavailable("not connected to NATS", "disconnected")),
         }
-    }
-
-    pub fn start_pos(&self) -> u64 {
-        self.start_pos.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_start_pos(&self, pos: u64) {
-        self.start_pos.store(pos, Ordering::Relaxed);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Shared records in JetStream key-value buckets.
 //!
-//! `chats3_records` holds sessions (and their per-conversation index),
+//! `chats3_records` holds sessions (each node derives their per-conversation index),
 //! conversations, reactions and attachment records, keyed by tree and store
 //! key ([`keys::record_key`]). A node writes there first, then locally; every
 //! node watches the bucket from the revision its view stopped at and applies

@@ -16,8 +16,6 @@ impl Store {
         let index = keys::joined(&[&s.conversation_id, &s.session_id]);
         self.replicate(Shared::Sessions, s.session_id.as_bytes(), Some(&encode(s)))
             .await?;
-        self.replicate(Shared::ConvSessions, &index, Some(&[]))
-            .await?;
         let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
         self.session_cache.invalidate(&s.session_id);
         res?;
@@ -64,8 +62,6 @@ impl Store {
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
-        self.replicate(Shared::ConvSessions, &index, None).await?;
         self.replicate(Shared::Sessions, s.session_id.as_bytes(), None)
             .await?;
         let res = self.sessions.remove(s.session_id.as_bytes());
@@ -78,8 +74,6 @@ impl Store {
 
     /// Cluster mode: an expired session is removed cluster-wide, in the background.
     fn forget_shared(&self, s: &Session) {
-        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
-        self.replicate_later(Shared::ConvSessions, &index, None);
         self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), None);
     }
 
@@ -146,10 +140,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.space.check()?;
         let key = keys::joined(&[scope, nonce]);
-        if let Some(r) = self.replicator()
-            && !r.claim(&key, expires_ms == i64::MAX).await?
-        {
-            return Ok(false);
+        // Cluster mode: claimed once in the shared bucket, which also expires it.
+        if let Some(r) = self.replicator() {
+            return r.claim(&key, expires_ms == i64::MAX).await;
         }
         let fresh = self
             .nonces

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Appended, Store, StoreError, decode, keys};
+use super::{Appended, Store, StoreError, decode, keys, writer};
 use crate::model::{AttachmentMeta, Conversation, Message, Session};
 
 /// A boxed future borrowing the replicator (the trait is used as `dyn`).
@@ -33,8 +33,8 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// The trees whose records are shared in cluster mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shared {
+    /// Sessions (each node derives its per-conversation index from them).
     Sessions,
-    ConvSessions,
     Conversations,
     Reactions,
     Attachments,
@@ -43,9 +43,8 @@ pub enum Shared {
 }
 
 impl Shared {
-    pub const ALL: [Shared; 6] = [
+    pub const ALL: [Shared; 5] = [
         Shared::Sessions,
-        Shared::ConvSessions,
         Shared::Conversations,
         Shared::Reactions,
         Shared::Attachments,
@@ -55,7 +54,6 @@ impl Shared {
     pub fn name(self) -> &'static str {
         match self {
             Shared::Sessions => "sessions",
-            Shared::ConvSessions => "conv_sessions",
             Shared::Conversations => "conversations",
             Shared::Reactions => "reactions",
             Shared::Attachments => "attachments",
@@ -139,32 +137,25 @@ impl Store {
         r: &Arc<dyn Replicator>,
         draft: Message,
     ) -> Result<Appended, StoreError> {
-        let conv = draft.conversation_id.clone();
-        if let Some(seq) = self.seq_of(&conv, &draft.message_id)? {
-            return self.stored(&conv, seq, true);
+        let (conv, id) = (&draft.conversation_id, &draft.message_id);
+        if let Some(a) = writer::stored(&self.messages, conv, id, true)? {
+            return Ok(a);
         }
         let (pos, duplicate) = r.append(&draft).await?;
-        let mut applied = self.applied.subscribe();
-        tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= pos))
-            .await
-            .map_err(|_| StoreError::Unavailable("the local view is behind the shared log"))?
-            .map_err(|_| StoreError::Closed)?;
-        match self.seq_of(&conv, &draft.message_id)? {
-            Some(s) => self.stored(&conv, s, duplicate),
-            None => Err(StoreError::Corrupt("applied message missing")),
-        }
+        self.wait_applied(pos, APPLY_WAIT).await?;
+        writer::stored(&self.messages, conv, id, duplicate)?
+            .ok_or(StoreError::Corrupt("applied message missing"))
     }
 
-    fn stored(&self, conv: &str, seq: u64, duplicate: bool) -> Result<Appended, StoreError> {
-        let raw = self
-            .messages
-            .get(keys::msg_key(conv, seq))?
-            .ok_or(StoreError::Corrupt("message index points nowhere"))?;
-        Ok(Appended {
-            message: Arc::new(decode(&raw, "message record")?),
-            json: bytes::Bytes::copy_from_slice(&raw),
-            duplicate,
-        })
+    /// Waits (at most `limit`) until every message of the shared log up to
+    /// `pos` is applied here.
+    pub async fn wait_applied(&self, pos: u64, limit: Duration) -> Result<(), StoreError> {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(limit, applied.wait_for(|a| *a >= pos))
+            .await
+            .map_err(|_| StoreError::Unavailable("the local view is behind the shared log"))?
+            .map(drop)
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Hands a message of the shared log to the writer, which stores it like
@@ -206,7 +197,21 @@ impl Store {
         };
         let id = String::from_utf8_lossy(key);
         match tree {
-            Shared::Sessions => self.session_cache.invalidate(&id),
+            Shared::Sessions => {
+                self.session_cache.invalidate(&id);
+                // The per-conversation index follows the record it is derived from.
+                let gone = old
+                    .as_deref()
+                    .and_then(|o| decode::<Session>(o, "session").ok());
+                if let Some(s) = &gone {
+                    self.conv_sessions
+                        .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+                }
+                if let Some(s) = value.and_then(|v| decode::<Session>(v, "session").ok()) {
+                    self.conv_sessions
+                        .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+                }
+            }
             Shared::Reactions => {
                 if let Some(conv) = key.split(|b| *b == keys::SEP).next() {
                     let conv = String::from_utf8_lossy(conv).into_owned();
@@ -226,7 +231,7 @@ impl Store {
                     ))?;
                 }
             }
-            Shared::ConvSessions | Shared::SyncCursors => {}
+            Shared::SyncCursors => {}
         }
         Ok(old.map(|v| v.to_vec()))
     }
@@ -234,7 +239,6 @@ impl Store {
     fn shared_tree(&self, tree: Shared) -> &sled::Tree {
         match tree {
             Shared::Sessions => &self.sessions,
-            Shared::ConvSessions => &self.conv_sessions,
             Shared::Conversations => &self.conversations,
             Shared::Reactions => &self.reactions,
             Shared::Attachments => &self.attachments,
@@ -271,11 +275,6 @@ impl Store {
         let s: Session = decode(&raw, "session record")?;
         self.conversation_or_fetch(&s.conversation_id).await?;
         self.apply_record(Shared::Sessions, id.as_bytes(), Some(&raw))?;
-        self.apply_record(
-            Shared::ConvSessions,
-            &keys::joined(&[&s.conversation_id, &s.session_id]),
-            Some(&[]),
-        )?;
         Ok(Some(s))
     }
 

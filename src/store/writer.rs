@@ -305,23 +305,8 @@ impl Writer {
     ) -> Result<Appended, StoreError> {
         let conv = draft.conversation_id.clone();
         let id_key = keys::msg_id_key(&conv, &draft.message_id);
-        if let Some(seq) = self.messages.get(&id_key)? {
-            let seq = u64::from_be_bytes(
-                seq.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("message index"))?,
-            );
-            let raw = self
-                .messages
-                .get(keys::msg_key(&conv, seq))?
-                .ok_or(StoreError::Corrupt("message index points nowhere"))?;
-            let message: Message =
-                serde_json::from_slice(&raw).map_err(|_| StoreError::Corrupt("message record"))?;
-            return Ok(Appended {
-                message: Arc::new(message),
-                json: bytes::Bytes::copy_from_slice(&raw),
-                duplicate: true,
-            });
+        if let Some(a) = stored(&self.messages, &conv, &draft.message_id, true)? {
+            return Ok(a);
         }
         // Only new messages take space; the duplicate above is answered regardless.
         self.space.check()?;
@@ -342,6 +327,34 @@ impl Writer {
             duplicate: false,
         })
     }
+}
+
+/// The stored message of `conv` with `message_id`, if any, as an [`Appended`]
+/// (`duplicate` as given).
+pub(super) fn stored(
+    messages: &sled::Tree,
+    conv: &str,
+    message_id: &str,
+    duplicate: bool,
+) -> Result<Option<Appended>, StoreError> {
+    let Some(seq) = messages.get(keys::msg_id_key(conv, message_id))? else {
+        return Ok(None);
+    };
+    let seq = u64::from_be_bytes(
+        seq.as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("message index"))?,
+    );
+    let raw = messages
+        .get(keys::msg_key(conv, seq))?
+        .ok_or(StoreError::Corrupt("message index points nowhere"))?;
+    let message: Message =
+        serde_json::from_slice(&raw).map_err(|_| StoreError::Corrupt("message record"))?;
+    Ok(Some(Appended {
+        message: Arc::new(message),
+        json: bytes::Bytes::copy_from_slice(&raw),
+        duplicate,
+    }))
 }
 
 /// Highest stored sequence number of a conversation (0 when empty).
