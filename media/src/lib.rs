@@ -19,14 +19,15 @@
 //!   webrtc-rs interceptors (answering NACKs, restoring received RTX).
 //! - [`bwe`]: downlink bandwidth estimation from TWCC feedback (delay trend
 //!   and loss). Pure; `downlink` feeds it from each participant's connection.
+//! - [`trunk`]: QUIC trunks (quinn, mutual TLS) that carry tracks between
+//!   the relays of a cluster's nodes; the relay's `cascade` uses them.
 //! - `testkit` (feature `testkit`): a headless webrtc-rs client for tests
 //!   and benchmarks.
 //!
 //! The crate knows nothing of HTTP, sessions or S3: the app feeds it joins,
 //! leaves and [`Signal`]s and delivers the [`RelayEvent`]s it emits (signals
 //! for one participant, speaker changes for a room).
-//! Not built: bandwidth probing, QUIC between relay nodes (see the
-//! README's status table).
+//! Not built: bandwidth probing (see the README's status table).
 
 pub mod bwe;
 mod downlink;
@@ -44,6 +45,7 @@ pub mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod topology;
+pub mod trunk;
 pub mod vp8;
 
 pub use relay::{Relay, RelayConfig, RelayError};

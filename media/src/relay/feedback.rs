@@ -14,9 +14,10 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 
 use super::Inner;
 use super::ids::ParticipantId;
-use super::tracks::Published;
+use super::tracks::{Origin, Published};
 use crate::lock;
 use crate::stats::Counters;
+use crate::trunk::wire::Control;
 
 /// What a subscriber's RTCP packet asks of the stream it was read for.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,7 +98,21 @@ impl Published {
         if !lock(&self.last_pli).admit(Instant::now(), min_interval) {
             return false;
         }
-        let Some(pc) = self.publisher_pc.upgrade() else {
+        let pc = match &self.origin {
+            Origin::Peer(pc) => pc.upgrade(),
+            Origin::Trunk { link, key } => {
+                // The publisher's node asks it (throttled there too).
+                let Some(link) = link.upgrade() else {
+                    return false;
+                };
+                link.control(Control::Keyframe { key: *key });
+                self.publisher_counters
+                    .plis_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        };
+        let Some(pc) = pc else {
             return false;
         };
         // A simulcast track asks every layer: each subscriber may need another.

@@ -1,5 +1,7 @@
-//! The forwarding loops: one task per received RTP stream reads the
-//! publisher's packets and hands them to the fan-out lanes — a single-layer
+//! The forwarding loops: one task per received RTP stream (from a
+//! participant's connection or, for a track published on another node, from
+//! a trunk) reads the publisher's packets, sends them once down each trunk
+//! that wants them, and hands them to the fan-out lanes — a single-layer
 //! track through its gate to one shared local track per lane, a simulcast
 //! layer to each subscriber whose switcher forwards it.
 
@@ -7,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use tokio::sync::mpsc;
+use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::sdp;
 use webrtc::track::track_remote::TrackRemote;
@@ -16,7 +20,7 @@ use super::ids::RoomId;
 use super::layers::OwnTrack;
 use super::tracks::Published;
 use super::{Inner, ms_since};
-use crate::fanout::{Batch, Fanout, Write};
+use crate::fanout::{Batch, Write};
 use crate::lock;
 use crate::stats::Counters;
 use crate::vp8;
@@ -31,19 +35,49 @@ pub(super) fn extension_id(remote: &TrackRemote, uri: &str) -> Option<u8> {
         .and_then(|e| u8::try_from(e.id).ok())
 }
 
+/// Where a forwarding loop reads its packets.
+pub(super) enum Source {
+    /// A participant's connection.
+    Peer(Arc<TrackRemote>),
+    /// A trunk (the track was published on another node).
+    Trunk(mpsc::Receiver<Packet>),
+}
+
+impl Source {
+    /// The next packet; `None` once the stream ended.
+    async fn next(&mut self) -> Option<Packet> {
+        match self {
+            Self::Peer(remote) => remote.read_rtp().await.ok().map(|(p, _)| p),
+            Self::Trunk(rx) => rx.recv().await,
+        }
+    }
+
+    /// The negotiated id of header extension `uri` (a trunk's packets carry
+    /// none the relay must strip).
+    fn extension_id(&self, uri: &str) -> Option<u8> {
+        match self {
+            Self::Peer(remote) => extension_id(remote, uri),
+            Self::Trunk(_) => None,
+        }
+    }
+}
+
 /// Forwards a single-layer track to its subscribers until it ends, then
 /// unpublishes it: video through the track's last-N gate, audio levels to
 /// the room's speakers.
 pub(super) async fn forward_track(
     inner: Weak<Inner>,
-    fanout: Arc<Fanout>,
     room: RoomId,
     t: Arc<Published>,
-    remote: Arc<TrackRemote>,
+    mut source: Source,
 ) {
-    while let Ok((mut packet, _)) = remote.read_rtp().await {
+    let Some(fanout) = inner.upgrade().map(|i| Arc::clone(&i.fanout)) else {
+        return;
+    };
+    while let Some(mut packet) = source.next().await {
         let size = packet.marshal_size() as u64;
         t.count_in(size);
+        t.to_trunks(&packet, "");
         if t.kind == RTPCodecType::Video {
             let key = !t.vp8 || vp8::keyframe_start(&packet.payload);
             let (admitted, waiting) = {
@@ -99,7 +133,7 @@ pub(super) async fn forward_layer(
     inner: Weak<Inner>,
     room: RoomId,
     t: Arc<Published>,
-    remote: Arc<TrackRemote>,
+    mut source: Source,
     rid: String,
 ) {
     // One clock for all layers: a switch measures the time since the last
@@ -116,13 +150,14 @@ pub(super) async fn forward_layer(
         sdp::extmap::SDES_REPAIR_RTP_STREAM_ID_URI,
     ]
     .into_iter()
-    .filter_map(|uri| extension_id(&remote, uri))
+    .filter_map(|uri| source.extension_id(uri))
     .collect();
-    while let Ok((mut packet, _)) = remote.read_rtp().await {
+    while let Some(mut packet) = source.next().await {
         for &id in &rid_ids {
             // Err: this packet did not carry it (browsers stop sending it once acknowledged).
             let _ = packet.header.del_extension(id);
         }
+        t.to_trunks(&packet, &rid);
         let now = Instant::now();
         let size = packet.marshal_size() as u64;
         t.count_in(size);

@@ -43,6 +43,10 @@
 //! client offer arrives while a relay offer is outstanding, the relay rolls
 //! its offer back, answers, and re-offers afterwards.
 //!
+//! - Cascade (cluster mode): tracks cross to the relays of other nodes that
+//!   serve the same room over QUIC trunks ([`crate::trunk`]), each packet
+//!   once per trunk; the receiving relay fans them out (`cascade`).
+//!
 //! Files: this facade (the public [`Relay`], its errors and the shared
 //! state), `config` ([`RelayConfig`]), `engine` (webrtc-rs settings, codecs
 //! and interceptors), `membership` (rooms, joins, leaves, reaping),
@@ -50,9 +54,10 @@
 //! (published tracks and subscriptions), `layers` (simulcast layers and
 //! each subscriber's choice), `forward` (the RTP forwarding loops),
 //! `last_n` (speakers and video gates), `feedback` (subscribers' RTCP,
-//! keyframe requests), `timing` (the clock-driven state, pure) and `ids`
-//! (room and participant ids).
+//! keyframe requests), `timing` (the clock-driven state, pure), `cascade` (tracks
+//! to and from other nodes' relays) and `ids` (room and participant ids).
 
+mod cascade;
 mod config;
 mod engine;
 mod feedback;
@@ -68,13 +73,14 @@ mod tracks;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::peer_connection::RTCPeerConnection;
 
+use self::cascade::{Cascade, REANNOUNCE};
 pub use self::config::RelayConfig;
 use self::ids::{ParticipantId, RoomId};
 use self::membership::Room;
@@ -82,6 +88,7 @@ use crate::fanout::Fanout;
 use crate::lock;
 use crate::signal::{RelayEvent, Signal};
 use crate::stats::{RelayStats, RoomStats};
+use crate::trunk::{Handler, LinkStats, TrunkError, TrunkTls, Trunks};
 
 /// Errors from the relay.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +107,10 @@ pub enum RelayError {
     ServerOnlySignal(&'static str),
     #[error("more than {0} candidates before the offer")]
     TooManyEarlyCandidates(usize),
+    #[error(transparent)]
+    Trunk(#[from] TrunkError),
+    #[error("trunks are already enabled")]
+    TrunksEnabled,
 }
 
 /// Candidates kept per participant while its offer is still being answered.
@@ -129,6 +140,10 @@ struct Inner {
     fanout: Arc<Fanout>,
     /// Participants removed because their connection failed or never came up.
     reaped: AtomicU64,
+    /// Keys of published tracks (on trunks).
+    next_key: AtomicU64,
+    /// Trunks to other nodes' relays, once enabled.
+    cascade: OnceLock<Cascade>,
 }
 
 impl Relay {
@@ -148,6 +163,8 @@ impl Relay {
             epoch: Instant::now(),
             fanout: Arc::new(Fanout::new(config.fanout_lanes)),
             reaped: AtomicU64::new(0),
+            next_key: AtomicU64::new(1),
+            cascade: OnceLock::new(),
             config,
         });
         Ok((Self { inner }, rx))
@@ -156,6 +173,62 @@ impl Relay {
     /// The shared UDP socket's address, when `udp_bind` is set.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.inner.local_udp
+    }
+
+    /// Cluster mode: binds this node's trunk endpoint (QUIC, mutual TLS) and
+    /// returns its address. Tracks then cross to the nodes
+    /// [`Relay::set_room_peers`] names. Inside a tokio runtime.
+    pub fn enable_trunks(
+        &self,
+        node: &str,
+        bind: SocketAddr,
+        tls: &TrunkTls,
+    ) -> Result<SocketAddr> {
+        if self.inner.cascade.get().is_some() {
+            return Err(RelayError::TrunksEnabled);
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let handler: Weak<dyn Handler> = weak.clone();
+        let trunks = Trunks::bind(node, bind, tls, handler)?;
+        let addr = trunks.local_addr()?;
+        self.inner
+            .cascade
+            .set(Cascade::new(trunks, weak.clone()))
+            .map_err(|_| RelayError::TrunksEnabled)?;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REANNOUNCE);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.reannounce();
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Cluster mode: the other nodes serving `room` and their trunk
+    /// addresses (empty: none). Tracks published here go to each of them
+    /// once; theirs come here.
+    pub fn set_room_peers(&self, room: &str, peers: HashMap<String, SocketAddr>) {
+        self.inner.set_room_peers(&RoomId::from(room), peers);
+    }
+
+    /// Every trunk's counters (empty without trunks).
+    pub fn trunk_stats(&self) -> Vec<LinkStats> {
+        self.inner
+            .cascade
+            .get()
+            .map(|c| c.trunks.stats())
+            .unwrap_or_default()
+    }
+
+    /// Rooms with at least one participant on this node.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.inner.rooms)
+            .iter()
+            .filter(|(_, r)| !r.participants.is_empty())
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     /// Adds a participant: creates its peer connection and subscribes it to

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::feedback::read_feedback;
-use super::forward::{extension_id, forward_layer, forward_track};
+use super::forward::{Source, extension_id, forward_layer, forward_track};
 use super::ids::{ParticipantId, RoomId};
 use super::layers::{LayerState, OwnTrack};
 use super::membership::Participant;
@@ -26,12 +26,19 @@ use crate::lock;
 use crate::simulcast::LayerSwitcher;
 use crate::speaker::{AUDIO_LEVEL_URI, Speakers};
 use crate::stats::Counters;
+use crate::trunk::Link;
 
 /// One track a publisher sends, fanned out to the room.
 pub(super) struct Published {
     pub(super) publisher: ParticipantId,
     /// The publisher's track id (all simulcast layers share it).
-    track_id: String,
+    pub(super) track_id: String,
+    /// This node's key for the track on trunks (unique per relay).
+    pub(super) key: u64,
+    /// Where keyframe requests go.
+    pub(super) origin: Origin,
+    /// The trunks this track's packets go out on (each once).
+    pub(super) trunks: Mutex<Vec<Arc<Link>>>,
     pub(super) kind: RTPCodecType,
     pub(super) ssrc: u32,
     /// One per fan-out lane, shared by the subscribers of a single-layer
@@ -42,7 +49,6 @@ pub(super) struct Published {
     pub(super) layers: Mutex<Vec<LayerState>>,
     /// When subscribers' layers are next re-chosen.
     pub(super) retargeted_at: Mutex<Every>,
-    pub(super) publisher_pc: Weak<RTCPeerConnection>,
     pub(super) publisher_counters: Arc<Counters>,
     pub(super) subscribers: Mutex<HashMap<ParticipantId, Subscription>>,
     pub(super) last_pli: Mutex<KeyframeThrottle>,
@@ -52,6 +58,32 @@ pub(super) struct Published {
     pub(super) vp8: bool,
     /// The negotiated id of the audio-level extension (audio only).
     pub(super) audio_level_id: Option<u8>,
+}
+
+/// Who sends a published track.
+pub(super) enum Origin {
+    /// A participant of this node, on its peer connection.
+    Peer(Weak<RTCPeerConnection>),
+    /// A participant of another node, behind a trunk (its key there).
+    Trunk { link: Weak<Link>, key: u64 },
+}
+
+/// What a new published track is made from.
+pub(super) struct TrackSpec {
+    pub(super) publisher: ParticipantId,
+    pub(super) track_id: String,
+    /// The id and stream id every subscriber sees.
+    pub(super) local_id: String,
+    pub(super) stream_id: String,
+    pub(super) codec: RTCRtpCodecCapability,
+    pub(super) kind: RTPCodecType,
+    pub(super) ssrc: u32,
+    /// Simulcast layers known so far: RID and SSRC.
+    pub(super) layers: Vec<(String, u32)>,
+    pub(super) audio_level_id: Option<u8>,
+    pub(super) origin: Origin,
+    pub(super) counters: Arc<Counters>,
+    pub(super) gate: VideoGate,
 }
 
 pub(super) struct Subscription {
@@ -111,13 +143,39 @@ impl Inner {
             Registered::Layer(sibling) => {
                 let inner = Arc::downgrade(&self);
                 drop(self);
-                tokio::spawn(forward_layer(inner, room.clone(), sibling, remote, rid));
+                tokio::spawn(forward_layer(
+                    inner,
+                    room.clone(),
+                    sibling,
+                    Source::Peer(remote),
+                    rid,
+                ));
                 return;
             }
             Registered::Gone => return,
         };
+        self.subscribe_all(room, &t, others).await;
+        self.announce_track(room, &t);
+        // Forward until the publisher's track ends (its PC closed or failed).
+        let inner = Arc::downgrade(&self);
+        drop(self);
+        let source = Source::Peer(remote);
+        if rid.is_empty() {
+            tokio::spawn(forward_track(inner, room.clone(), t, source));
+        } else {
+            tokio::spawn(forward_layer(inner, room.clone(), t, source, rid));
+        }
+    }
+
+    /// Subscribes `others` to the new track `t` and renegotiates them.
+    pub(super) async fn subscribe_all(
+        &self,
+        room: &RoomId,
+        t: &Arc<Published>,
+        others: Vec<Arc<Participant>>,
+    ) {
         for o in others {
-            match self.subscribe(&t, &o).await {
+            match self.subscribe(t, &o).await {
                 Ok(true) => {
                     if let Err(e) = self.renegotiate(room, &o).await {
                         tracing::warn!(room = room.as_str(), participant = %o.id, error = %e, "relay renegotiation failed");
@@ -129,15 +187,6 @@ impl Inner {
                 }
             }
         }
-        // Forward until the publisher's track ends (its PC closed or failed).
-        let fanout = Arc::clone(&self.fanout);
-        let inner = Arc::downgrade(&self);
-        drop(self);
-        if rid.is_empty() {
-            tokio::spawn(forward_track(inner, fanout, room.clone(), t, remote));
-        } else {
-            tokio::spawn(forward_layer(inner, room.clone(), t, remote, rid));
-        }
     }
 
     /// The track `p` starts to send as `remote` (`None`: the room is gone).
@@ -147,46 +196,73 @@ impl Inner {
         p: &Participant,
         remote: &TrackRemote,
     ) -> Option<Published> {
-        let codec = remote.codec().capability;
         let speakers = Arc::clone(&lock(&self.rooms).get(room)?.speakers);
         let gate = if lock(&speakers).is_forwarded(p.id.as_str()) {
             VideoGate::default()
         } else {
             VideoGate::closed()
         };
-        let now = Instant::now();
         let rid = remote.rid();
-        let layer = (!rid.is_empty()).then(|| LayerState {
-            rid: rid.to_owned(),
+        let spec = TrackSpec {
+            publisher: p.id.clone(),
+            track_id: remote.id(),
+            local_id: format!("{}:{}", p.id, remote.id()),
+            stream_id: p.id.to_string(),
+            codec: remote.codec().capability,
+            kind: remote.kind(),
             ssrc: remote.ssrc(),
-            meter: LayerMeter::new(now),
-        });
+            layers: (!rid.is_empty())
+                .then(|| (rid.to_owned(), remote.ssrc()))
+                .into_iter()
+                .collect(),
+            audio_level_id: extension_id(remote, AUDIO_LEVEL_URI),
+            origin: Origin::Peer(Arc::downgrade(&p.pc)),
+            counters: Arc::clone(&p.counters),
+            gate,
+        };
+        Some(self.published(spec, speakers))
+    }
+
+    /// A published track from `spec`, with one local track per fan-out lane.
+    pub(super) fn published(&self, spec: TrackSpec, speakers: Arc<Mutex<Speakers>>) -> Published {
+        let now = Instant::now();
         let locals = (0..self.fanout.lanes())
             .map(|_| {
                 Arc::new(TrackLocalStaticRTP::new(
-                    codec.clone(),
-                    format!("{}:{}", p.id, remote.id()),
-                    p.id.to_string(),
+                    spec.codec.clone(),
+                    spec.local_id.clone(),
+                    spec.stream_id.clone(),
                 ))
             })
             .collect();
-        Some(Published {
-            publisher: p.id.clone(),
-            track_id: remote.id(),
-            kind: remote.kind(),
-            ssrc: remote.ssrc(),
+        let layers = spec
+            .layers
+            .into_iter()
+            .map(|(rid, ssrc)| LayerState {
+                rid,
+                ssrc,
+                meter: LayerMeter::new(now),
+            })
+            .collect();
+        Published {
+            publisher: spec.publisher,
+            track_id: spec.track_id,
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            origin: spec.origin,
+            trunks: Mutex::new(Vec::new()),
+            kind: spec.kind,
+            ssrc: spec.ssrc,
             locals,
-            layers: Mutex::new(layer.into_iter().collect()),
+            layers: Mutex::new(layers),
             retargeted_at: Mutex::new(Every::new(RETARGET_EVERY, now)),
-            publisher_pc: Arc::downgrade(&p.pc),
-            publisher_counters: Arc::clone(&p.counters),
+            publisher_counters: spec.counters,
             subscribers: Mutex::new(HashMap::new()),
             last_pli: Mutex::new(KeyframeThrottle::default()),
-            gate: Mutex::new(gate),
+            gate: Mutex::new(spec.gate),
             speakers,
-            vp8: codec.mime_type.eq_ignore_ascii_case("video/VP8"),
-            audio_level_id: extension_id(remote, AUDIO_LEVEL_URI),
-        })
+            vp8: spec.codec.mime_type.eq_ignore_ascii_case("video/VP8"),
+            audio_level_id: spec.audio_level_id,
+        }
     }
 
     /// Adds `t` to its room, or its layer `rid` to the simulcast track of
@@ -267,6 +343,7 @@ impl Inner {
 
     /// A published track ended: forget it and withdraw it from its subscribers.
     pub(super) async fn unpublish(&self, room: &RoomId, t: &Arc<Published>) {
+        self.trunk_withdraw(t);
         {
             let mut rooms = lock(&self.rooms);
             if let Some(r) = rooms.get_mut(room) {

@@ -84,6 +84,21 @@ pub async fn setup(speakers: SpeakerPolicy) -> Setup {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+    let (relay, clients, speakers) = another_relay(speakers).await;
+    Setup {
+        relay,
+        clients,
+        api: client_api(),
+        speakers,
+        _serial: serial,
+    }
+}
+
+/// A relay on 127.0.0.1 and its headless clients' signal delivery (a
+/// second node's, beside [`setup`]'s); returns its speaker changes too.
+pub async fn another_relay(
+    speakers: SpeakerPolicy,
+) -> (Relay, Clients, mpsc::UnboundedReceiver<SpeakerChange>) {
     let (relay, rx) = Relay::new(RelayConfig {
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         include_loopback: true,
@@ -95,13 +110,7 @@ pub async fn setup(speakers: SpeakerPolicy) -> Setup {
     .unwrap();
     let clients = Clients::default();
     let speakers = drive(relay.clone(), rx, clients.clone());
-    Setup {
-        relay,
-        clients,
-        api: client_api(),
-        speakers,
-        _serial: serial,
-    }
+    (relay, clients, speakers)
 }
 
 /// [`setup`] with one publisher, "pub", whose video and audio the relay has.

@@ -1,0 +1,410 @@
+//! The cascade: this relay's side of the trunks to other nodes' relays.
+//! A track published here is announced to every node that shares its room
+//! and its packets cross each such trunk once, before this node's gate and
+//! layer choice; the receiving relay publishes it in its own room (origin
+//! [`Origin::Trunk`]) and fans it out to its own participants with its own
+//! gates, layer switchers and keyframe throttle. A keyframe request for a
+//! remote track goes back over the trunk and is throttled again at the
+//! publisher's node.
+//!
+//! Announcements repeat every [`REANNOUNCE`] (receivers ignore known ones),
+//! which heals every race between a room appearing on one node and a track
+//! being announced from another.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::track::track_local::TrackLocal;
+use webrtc::util::{Marshal, Unmarshal};
+
+use super::Inner;
+use super::forward::{Source, forward_layer, forward_track};
+use super::ids::{ParticipantId, RoomId};
+use super::layers::LayerState;
+use super::timing::LayerMeter;
+use super::tracks::{Origin, Published, TrackSpec};
+use crate::gate::VideoGate;
+use crate::lock;
+use crate::trunk::wire::{Announce, Codec, Control, Datagram};
+use crate::trunk::{Handler, Link, Trunks};
+
+/// How often every track is announced again to the nodes of its room.
+pub(super) const REANNOUNCE: Duration = Duration::from_secs(2);
+/// Packets queued per remote track layer before new ones are dropped.
+const TRACK_QUEUE: usize = 512;
+
+/// The trunks and what crosses them.
+pub(super) struct Cascade {
+    pub(super) trunks: Arc<Trunks>,
+    /// The other nodes serving each room, and their trunk addresses.
+    peers: Mutex<HashMap<RoomId, HashMap<String, SocketAddr>>>,
+    /// Tracks published here, by key (keyframe requests name them).
+    local: Mutex<HashMap<u64, Weak<Published>>>,
+    /// Tracks published on other nodes, by (node, key there).
+    inbound: Mutex<HashMap<(String, u64), Inbound>>,
+    me: Weak<Inner>,
+}
+
+/// A remote track's place here: its room, the track and each layer's queue.
+struct Inbound {
+    room: RoomId,
+    track: Weak<Published>,
+    layers: HashMap<String, mpsc::Sender<Packet>>,
+}
+
+impl Cascade {
+    pub(super) fn new(trunks: Arc<Trunks>, me: Weak<Inner>) -> Self {
+        Self {
+            trunks,
+            peers: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
+            me,
+        }
+    }
+
+    fn is_peer(&self, room: &RoomId, node: &str) -> bool {
+        lock(&self.peers)
+            .get(room)
+            .is_some_and(|p| p.contains_key(node))
+    }
+
+    /// Forgets remote tracks of `room` (all rooms: `None`) from nodes
+    /// `keep` rejects; their forwarding loops end and unpublish them.
+    fn drop_inbound(&self, room: Option<&RoomId>, keep: impl Fn(&str) -> bool) {
+        lock(&self.inbound).retain(|(node, _), i| room.is_some_and(|r| *r != i.room) || keep(node));
+    }
+}
+
+impl Published {
+    /// Sends `packet` once down each trunk this track goes out on.
+    pub(super) fn to_trunks(&self, packet: &Packet, rid: &str) {
+        let trunks = lock(&self.trunks);
+        if trunks.is_empty() {
+            return;
+        }
+        let Ok(rtp) = packet.marshal() else { return };
+        let datagram = Datagram {
+            key: self.key,
+            rid: rid.to_owned(),
+            rtp,
+        };
+        let Ok(bytes) = datagram.encode() else { return };
+        for link in trunks.iter() {
+            link.send(bytes.clone());
+        }
+    }
+
+    fn announce(&self, room: &RoomId) -> Announce {
+        let template = self.template();
+        let codec = template.codec();
+        Announce {
+            room: room.to_string(),
+            key: self.key,
+            publisher: self.publisher.to_string(),
+            track_id: template.id().to_owned(),
+            stream_id: template.stream_id().to_owned(),
+            video: self.kind == RTPCodecType::Video,
+            codec: Codec {
+                mime_type: codec.mime_type,
+                clock_rate: codec.clock_rate,
+                channels: codec.channels,
+                sdp_fmtp_line: codec.sdp_fmtp_line,
+            },
+            rids: lock(&self.layers).iter().map(|l| l.rid.clone()).collect(),
+            audio_level_id: self.audio_level_id,
+        }
+    }
+}
+
+impl Inner {
+    fn cascade(&self) -> Option<&Cascade> {
+        self.cascade.get()
+    }
+
+    /// A track was published here: remember it and announce it.
+    pub(super) fn announce_track(&self, room: &RoomId, t: &Arc<Published>) {
+        let Some(c) = self.cascade() else { return };
+        lock(&c.local).insert(t.key, Arc::downgrade(t));
+        self.refresh_room(room);
+    }
+
+    /// A track published here ended: tell the nodes it went to.
+    pub(super) fn trunk_withdraw(&self, t: &Published) {
+        let Some(c) = self.cascade() else { return };
+        if !matches!(t.origin, Origin::Peer(_)) {
+            return;
+        }
+        lock(&c.local).remove(&t.key);
+        for link in lock(&t.trunks).drain(..) {
+            link.control(Control::Withdraw { key: t.key });
+        }
+    }
+
+    /// Points the room's own tracks at the trunks of its nodes (announcing
+    /// them, again) and drops remote tracks of nodes no longer in it.
+    pub(super) fn refresh_room(&self, room: &RoomId) {
+        let Some(c) = self.cascade() else { return };
+        let peers: Vec<String> = lock(&c.peers)
+            .get(room)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let links: Vec<Arc<Link>> = peers.iter().filter_map(|n| c.trunks.link(n)).collect();
+        let own: Vec<Arc<Published>> = lock(&self.rooms)
+            .get(room)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| matches!(t.origin, Origin::Peer(_)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in own {
+            let announce = t.announce(room);
+            for link in &links {
+                link.control(Control::Announce(announce.clone()));
+            }
+            *lock(&t.trunks) = links.clone();
+        }
+        c.drop_inbound(Some(room), |node| peers.iter().any(|p| p == node));
+    }
+
+    /// Sets the other nodes serving `room` (empty: none), dialing new ones.
+    pub(super) fn set_room_peers(&self, room: &RoomId, peers: HashMap<String, SocketAddr>) {
+        let Some(c) = self.cascade() else { return };
+        for (node, addr) in &peers {
+            c.trunks.ensure(node, *addr);
+        }
+        {
+            let mut all = lock(&c.peers);
+            if peers.is_empty() {
+                all.remove(room);
+            } else {
+                all.insert(room.clone(), peers);
+            }
+        }
+        self.refresh_room(room);
+    }
+
+    /// Every [`REANNOUNCE`]: announces again and forgets dead remote tracks.
+    pub(super) fn reannounce(&self) {
+        let Some(c) = self.cascade() else { return };
+        let rooms: Vec<RoomId> = lock(&c.peers).keys().cloned().collect();
+        for room in &rooms {
+            self.refresh_room(room);
+        }
+        lock(&c.inbound).retain(|_, i| i.track.strong_count() > 0);
+        lock(&c.local).retain(|_, t| t.strong_count() > 0);
+    }
+
+    /// A track announced by `link`'s node: publish it in its room here
+    /// (unless it already is) and forward what the trunk brings.
+    async fn receive_announce(self: Arc<Self>, link: Arc<Link>, a: Announce) {
+        let Some(c) = self.cascade() else { return };
+        let room = RoomId::from(a.room.as_str());
+        if !c.is_peer(&room, &link.node) {
+            return;
+        }
+        let id = (link.node.clone(), a.key);
+        let known = lock(&c.inbound)
+            .get(&id)
+            .and_then(|i| i.track.upgrade())
+            .is_some_and(|t| {
+                lock(&self.rooms)
+                    .get(&room)
+                    .is_some_and(|r| r.tracks.iter().any(|x| Arc::ptr_eq(x, &t)))
+            });
+        if known {
+            return;
+        }
+        let Some(speakers) = lock(&self.rooms)
+            .get(&room)
+            .map(|r| Arc::clone(&r.speakers))
+        else {
+            return; // no participant here yet: the next announcement tries again
+        };
+        let spec = TrackSpec {
+            publisher: ParticipantId::from(a.publisher.as_str()),
+            track_id: a.track_id.clone(),
+            local_id: a.track_id,
+            stream_id: a.stream_id,
+            codec: RTCRtpCodecCapability {
+                mime_type: a.codec.mime_type,
+                clock_rate: a.codec.clock_rate,
+                channels: a.codec.channels,
+                sdp_fmtp_line: a.codec.sdp_fmtp_line,
+                rtcp_feedback: Vec::new(),
+            },
+            kind: if a.video {
+                RTPCodecType::Video
+            } else {
+                RTPCodecType::Audio
+            },
+            ssrc: 0,
+            layers: a.rids.iter().map(|r| (r.clone(), 0)).collect(),
+            // Speakers and last-N decide over this node's own publishers.
+            audio_level_id: None,
+            origin: Origin::Trunk {
+                link: Arc::downgrade(&link),
+                key: a.key,
+            },
+            counters: Arc::default(),
+            gate: VideoGate::default(),
+        };
+        let t = Arc::new(self.published(spec, speakers));
+        let others = {
+            let mut rooms = lock(&self.rooms);
+            let Some(r) = rooms.get_mut(&room) else {
+                return;
+            };
+            r.tracks.push(Arc::clone(&t));
+            r.participants.values().cloned().collect::<Vec<_>>()
+        };
+        let mut layers = HashMap::new();
+        let rids: Vec<String> = if a.rids.is_empty() {
+            vec![String::new()]
+        } else {
+            a.rids
+        };
+        for rid in rids {
+            let (tx, rx) = mpsc::channel(TRACK_QUEUE);
+            layers.insert(rid.clone(), tx);
+            self.spawn_remote_forward(&room, &t, rid, rx);
+        }
+        // Replaces (and so ends) an entry whose track left the room.
+        lock(&c.inbound).insert(
+            id,
+            Inbound {
+                room: room.clone(),
+                track: Arc::downgrade(&t),
+                layers,
+            },
+        );
+        tracing::debug!(room = room.as_str(), peer = %link.node, track = %t.track_id, "trunk track published");
+        self.subscribe_all(&room, &t, others).await;
+    }
+
+    fn spawn_remote_forward(
+        &self,
+        room: &RoomId,
+        t: &Arc<Published>,
+        rid: String,
+        rx: mpsc::Receiver<Packet>,
+    ) {
+        let Some(me) = self.cascade().map(|c| c.me.clone()) else {
+            return;
+        };
+        let (room, t, source) = (room.clone(), Arc::clone(t), Source::Trunk(rx));
+        if rid.is_empty() {
+            tokio::spawn(forward_track(me, room, t, source));
+        } else {
+            tokio::spawn(forward_layer(me, room, t, source, rid));
+        }
+    }
+
+    /// A datagram for a remote track: into its layer's queue (a new
+    /// simulcast layer starts its own).
+    fn receive_datagram(&self, link: &Link, d: Datagram) {
+        let Some(c) = self.cascade() else { return };
+        let dropped = || {
+            link.counters
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let mut rtp = d.rtp;
+        let Ok(packet) = Packet::unmarshal(&mut rtp) else {
+            return dropped();
+        };
+        let mut inbound = lock(&c.inbound);
+        let Some(i) = inbound.get_mut(&(link.node.clone(), d.key)) else {
+            return dropped();
+        };
+        if let Some(tx) = i.layers.get(&d.rid) {
+            if tx.try_send(packet).is_err() {
+                dropped();
+            }
+            return;
+        }
+        let Some(t) = i
+            .track
+            .upgrade()
+            .filter(|t| t.is_simulcast() && !d.rid.is_empty())
+        else {
+            return dropped();
+        };
+        lock(&t.layers).push(LayerState {
+            rid: d.rid.clone(),
+            ssrc: 0,
+            meter: LayerMeter::new(std::time::Instant::now()),
+        });
+        let (tx, rx) = mpsc::channel(TRACK_QUEUE);
+        let _ = tx.try_send(packet);
+        i.layers.insert(d.rid.clone(), tx);
+        let room = i.room.clone();
+        drop(inbound);
+        self.spawn_remote_forward(&room, &t, d.rid, rx);
+    }
+
+    /// A keyframe request from another node for a track published here.
+    async fn keyframe_for(&self, key: u64) {
+        let Some(t) = self
+            .cascade()
+            .and_then(|c| lock(&c.local).get(&key).and_then(Weak::upgrade))
+        else {
+            return;
+        };
+        self.request_keyframe(&t).await;
+    }
+}
+
+impl Handler for Inner {
+    fn up(&self, link: &Arc<Link>) {
+        let Some(c) = self.cascade() else { return };
+        let rooms: Vec<RoomId> = lock(&c.peers)
+            .iter()
+            .filter(|(_, p)| p.contains_key(&link.node))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for room in rooms {
+            self.refresh_room(&room);
+        }
+    }
+
+    fn control(&self, link: &Arc<Link>, control: Control) {
+        let Some(me) = self.cascade().and_then(|c| c.me.upgrade()) else {
+            return;
+        };
+        match control {
+            Control::Announce(a) => {
+                tokio::spawn(me.receive_announce(Arc::clone(link), a));
+            }
+            Control::Withdraw { key } => {
+                if let Some(c) = self.cascade() {
+                    lock(&c.inbound).remove(&(link.node.clone(), key));
+                }
+            }
+            Control::Keyframe { key } => {
+                tokio::spawn(async move { me.keyframe_for(key).await });
+            }
+            Control::Hello { .. } => {}
+        }
+    }
+
+    fn datagram(&self, link: &Arc<Link>, datagram: Datagram) {
+        self.receive_datagram(link, datagram);
+    }
+
+    fn down(&self, link: &Arc<Link>) {
+        let Some(c) = self.cascade() else { return };
+        c.drop_inbound(None, |node| node != link.node);
+        for t in lock(&c.local).values().filter_map(Weak::upgrade) {
+            lock(&t.trunks).retain(|l| !Arc::ptr_eq(l, link));
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! What crosses a trunk, as bytes: media datagrams (a track key, the
+//! simulcast layer's RID and the RTP packet) and length-prefixed JSON
+//! control frames. Pure.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Largest control frame accepted (an announcement is a few hundred bytes).
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+/// Longest RID carried (browsers use one or two characters).
+pub const MAX_RID: usize = 32;
+
+/// One RTP packet of a published track, as it crosses the trunk once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The sending node's key for the published track.
+    pub key: u64,
+    /// The simulcast layer (empty: a single-layer track).
+    pub rid: String,
+    /// The RTP packet, marshalled.
+    pub rtp: Bytes,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("datagram shorter than its header")]
+    Short,
+    #[error("RID longer than {MAX_RID} bytes or not UTF-8")]
+    BadRid,
+    #[error("control frame of {0} bytes (at most {MAX_CONTROL_FRAME})")]
+    FrameTooLarge(usize),
+    #[error("control frame: {0}")]
+    Json(String),
+}
+
+impl Datagram {
+    pub fn encode(&self) -> Result<Bytes, WireError> {
+        if self.rid.len() > MAX_RID {
+            return Err(WireError::BadRid);
+        }
+        let mut b = BytesMut::with_capacity(9 + self.rid.len() + self.rtp.len());
+        b.put_u64(self.key);
+        b.put_u8(self.rid.len() as u8);
+        b.put_slice(self.rid.as_bytes());
+        b.put_slice(&self.rtp);
+        Ok(b.freeze())
+    }
+
+    pub fn decode(mut b: Bytes) -> Result<Self, WireError> {
+        if b.len() < 9 {
+            return Err(WireError::Short);
+        }
+        let key = u64::from_be_bytes(b[..8].try_into().map_err(|_| WireError::Short)?);
+        let len = usize::from(b[8]);
+        if len > MAX_RID || b.len() < 9 + len {
+            return Err(WireError::BadRid);
+        }
+        let rid = std::str::from_utf8(&b[9..9 + len])
+            .map_err(|_| WireError::BadRid)?
+            .to_owned();
+        let rtp = b.split_off(9 + len);
+        Ok(Self { key, rid, rtp })
+    }
+}
+
+/// The codec of an announced track (what its subscribers' local tracks carry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Codec {
+    pub mime_type: String,
+    pub clock_rate: u32,
+    pub channels: u16,
+    pub sdp_fmtp_line: String,
+}
+
+/// A track published on the sending node, offered to the receiving one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    pub room: String,
+    pub key: u64,
+    pub publisher: String,
+    /// Track and stream id, as every subscriber sees them.
+    pub track_id: String,
+    pub stream_id: String,
+    pub video: bool,
+    pub codec: Codec,
+    /// Simulcast layers known so far (empty: a single-layer track).
+    pub rids: Vec<String>,
+    /// The publisher's id for the audio-level header extension (audio only).
+    pub audio_level_id: Option<u8>,
+}
+
+/// A control frame on a trunk's reliable stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Control {
+    /// First frame of the dialing node: who it is.
+    Hello { node: String },
+    /// A track to receive (sent again every few seconds: idempotent).
+    Announce(Announce),
+    /// The track ended.
+    Withdraw { key: u64 },
+    /// A subscriber behind the receiving node asks for a keyframe.
+    Keyframe { key: u64 },
+}
+
+impl Control {
+    /// The frame: a big-endian u32 length, then the JSON.
+    pub fn encode(&self) -> Result<Bytes, WireError> {
+        let json = serde_json::to_vec(self).map_err(|e| WireError::Json(e.to_string()))?;
+        if json.len() > MAX_CONTROL_FRAME {
+            return Err(WireError::FrameTooLarge(json.len()));
+        }
+        let mut b = BytesMut::with_capacity(4 + json.len());
+        b.put_u32(json.len() as u32);
+        b.put_slice(&json);
+        Ok(b.freeze())
+    }
+
+    /// Checks a frame's length before its body is read.
+    pub fn check_len(len: u32) -> Result<usize, WireError> {
+        let len = len as usize;
+        if len > MAX_CONTROL_FRAME {
+            return Err(WireError::FrameTooLarge(len));
+        }
+        Ok(len)
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
+        serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_round_trip() {
+        for rid in ["", "h", "quarter"] {
+            let d = Datagram {
+                key: 0x0102_0304_0506_0708,
+                rid: rid.into(),
+                rtp: Bytes::from_static(&[0x80, 96, 0, 1, 9, 9]),
+            };
+            assert_eq!(Datagram::decode(d.encode().unwrap()).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn bad_datagrams_are_refused() {
+        assert_eq!(
+            Datagram::decode(Bytes::from_static(&[0; 8])),
+            Err(WireError::Short)
+        );
+        // RID length beyond the datagram, and beyond the cap.
+        let mut b = vec![0u8; 8];
+        b.push(5);
+        b.extend_from_slice(b"ab");
+        assert_eq!(Datagram::decode(Bytes::from(b)), Err(WireError::BadRid));
+        let long = Datagram {
+            key: 1,
+            rid: "x".repeat(MAX_RID + 1),
+            rtp: Bytes::new(),
+        };
+        assert_eq!(long.encode(), Err(WireError::BadRid));
+        let mut b = vec![0u8; 8];
+        b.push(2);
+        b.extend_from_slice(&[0xff, 0xfe]);
+        assert_eq!(Datagram::decode(Bytes::from(b)), Err(WireError::BadRid));
+    }
+
+    #[test]
+    fn control_frames_round_trip_and_are_bounded() {
+        let c = Control::Announce(Announce {
+            room: "r".into(),
+            key: 7,
+            publisher: "alice".into(),
+            track_id: "alice:v".into(),
+            stream_id: "alice".into(),
+            video: true,
+            codec: Codec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+            },
+            rids: vec!["q".into(), "h".into()],
+            audio_level_id: None,
+        });
+        let frame = c.encode().unwrap();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap());
+        assert_eq!(Control::check_len(len).unwrap(), frame.len() - 4);
+        assert_eq!(Control::decode(&frame[4..]).unwrap(), c);
+        assert!(Control::check_len(MAX_CONTROL_FRAME as u32 + 1).is_err());
+        assert!(Control::decode(b"{\"type\":\"nope\"}").is_err());
+        let k = Control::Keyframe { key: 3 }.encode().unwrap();
+        assert_eq!(&k[4..], br#"{"type":"keyframe","key":3}"#);
+    }
+}
