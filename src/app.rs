@@ -135,11 +135,55 @@ async fn start_cluster(
         Arc::clone(&state.presence),
         shutdown.clone(),
     );
+    if let Some(cfg) = &state.config.cluster {
+        start_trunks(state, c, cfg);
+    }
     match log::catch_up(c, &state.store, CATCH_UP).await {
         Ok(pos) => tracing::info!(pos, "cluster: caught up with the message log"),
         Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),
     }
     lease::start(Arc::clone(c), "s3-sync", shutdown)
+}
+
+/// The relay cascade (`trunk_bind` set): binds the trunk endpoint and finds
+/// the nodes that share each call. Without it, or when it cannot start,
+/// each node's relay serves its own participants.
+fn start_trunks(
+    state: &Arc<AppState>,
+    c: &Arc<crate::cluster::Cluster>,
+    cfg: &crate::config::ClusterConfig,
+) {
+    let Some(bind) = cfg.trunk_bind else { return };
+    let (Some(cert), Some(key), Some(ca)) = (&cfg.cluster_cert, &cfg.cluster_key, &cfg.cluster_ca)
+    else {
+        return; // refused by validate()
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p);
+    let tls = match (read(cert), read(key), read(ca)) {
+        (Ok(cert_pem), Ok(key_pem), Ok(ca_pem)) => chats3_media::trunk::TrunkTls {
+            cert_pem,
+            key_pem,
+            ca_pem,
+        },
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            tracing::error!(error = %e, "cluster: cannot read the trunk certificates; no cascade");
+            return;
+        }
+    };
+    let relay = state.calls.relay().clone();
+    match relay.enable_trunks(&c.node, bind, &tls) {
+        Ok(bound) => {
+            let addr = cfg.trunk_addr.unwrap_or(bound);
+            tracing::info!(%bound, %addr, "cluster: relay trunk listening");
+            state.tasks.spawn(crate::cluster::trunks::run(
+                Arc::clone(c),
+                relay,
+                addr,
+                state.shutdown.clone(),
+            ));
+        }
+        Err(e) => tracing::error!(error = %e, "cluster: cannot start the relay trunk; no cascade"),
+    }
 }
 
 /// Ends here what another node ended (weak: the watcher must not keep the state alive).

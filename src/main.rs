@@ -35,6 +35,11 @@ enum Command {
     ///
     /// Needs no configuration, so it also works while a too-short secret keeps the server from starting.
     Secret,
+    /// Write a development set of cluster trunk certificates (ca.pem, node.pem, node.key) to DIR.
+    ///
+    /// Every node of a test cluster may use the same set (cluster_ca, cluster_cert, cluster_key).
+    /// Needs no configuration.
+    ClusterCert { dir: PathBuf },
     /// Rebuild an empty data directory from S3 or from a backup.
     ///
     /// With --from-s3, running it again into the directory of an interrupted restore
@@ -223,12 +228,23 @@ fn print_restore_summary(
     }
 }
 
+fn cluster_cert(dir: &std::path::Path) -> anyhow::Result<()> {
+    for path in chats3::cli::cluster_cert::write(dir)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Secret)) {
         // Before the configuration: a secret that is too short must not keep you from making one.
         println!("{}", new_secret());
         return Ok(());
+    }
+    if let Some(Command::ClusterCert { dir }) = &cli.command {
+        // Before the configuration, as `secret`.
+        return cluster_cert(dir);
     }
     init_tracing();
     let config = chats3::Config::load(cli.config.as_deref()).context("invalid configuration")?;
@@ -237,6 +253,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", new_secret());
             Ok(())
         }
+        Command::ClusterCert { dir } => cluster_cert(&dir),
         Command::CheckConfig => {
             println!(
                 "configuration OK (data directory {}, port {})",

@@ -15,7 +15,7 @@ use chats3_media::Relay;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +32,11 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -440,5 +445,72 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
     ] {
         r.register(name, help, ConstCounter::new(v));
     }
+    register_trunks(&mut r, relay);
     r
+}
+
+/// Per-trunk figures (cluster mode with a cascade), labelled by peer node.
+fn register_trunks(r: &mut Registry, relay: &Relay) {
+    let trunks = relay.trunk_stats();
+    r.register(
+        "trunks",
+        "QUIC trunks up to other nodes' relays",
+        ConstGauge::new(trunks.len() as i64),
+    );
+    type Field = fn(&chats3_media::trunk::LinkStats) -> u64;
+    let counters: [(&str, &str, Field); 7] = [
+        (
+            "trunk_datagrams_out",
+            "Media datagrams sent on the trunk",
+            |t| t.datagrams_out,
+        ),
+        ("trunk_bytes_out", "Media bytes sent on the trunk", |t| {
+            t.bytes_out
+        }),
+        (
+            "trunk_datagrams_in",
+            "Media datagrams received on the trunk",
+            |t| t.datagrams_in,
+        ),
+        ("trunk_bytes_in", "Media bytes received on the trunk", |t| {
+            t.bytes_in
+        }),
+        (
+            "trunk_dropped",
+            "Datagrams or control frames not sent, or received but not delivered",
+            |t| t.dropped,
+        ),
+        (
+            "trunk_lost_packets",
+            "QUIC packets lost on the trunk's path",
+            |t| t.lost_packets,
+        ),
+        (
+            "trunk_control_frames",
+            "Control frames sent and received on the trunk",
+            |t| t.control_out + t.control_in,
+        ),
+    ];
+    for (name, help, field) in counters {
+        let family = Family::<PeerLabels, Counter>::default();
+        for t in &trunks {
+            let peer = PeerLabels {
+                peer: t.node.clone(),
+            };
+            family.get_or_create(&peer).inc_by(field(t));
+        }
+        r.register(name, help, family);
+    }
+    let rtt = Family::<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for t in &trunks {
+        let peer = PeerLabels {
+            peer: t.node.clone(),
+        };
+        rtt.get_or_create(&peer).set(t.rtt_us as f64 / 1e6);
+    }
+    r.register(
+        "trunk_rtt_seconds",
+        "QUIC's smoothed round-trip time of the trunk",
+        rtt,
+    );
 }

@@ -319,6 +319,88 @@ async fn a_call_spanning_nodes_has_one_membership_and_one_mode() {
     stop(vec![n1, n2], nats).await;
 }
 
+/// Offers a receive-only relay connection for `c` (the call is in relay
+/// mode): the first offer joins the relay room on `c`'s node.
+async fn relay_offer(c: &Client) -> webrtc::peer_connection::RTCPeerConnection {
+    use chats3_media::testkit;
+    let api = testkit::client_api().unwrap();
+    let pc = api.new_peer_connection(Default::default()).await.unwrap();
+    testkit::receive_only(
+        &pc,
+        &[webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Video],
+    )
+    .await
+    .unwrap();
+    let sdp = testkit::complete_offer(&pc).await.unwrap();
+    let r = c
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": sdp}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    pc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_of_one_call_on_two_nodes_join_by_a_trunk() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chats3"))
+        .arg("cluster-cert")
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let nats = Nats::single(&dir.path().join("nats")).await;
+    let path = |f: &str| certs.join(f).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (path("node.pem"), path("node.key"), path("ca.pem"));
+    let extra = [
+        ("MESH_MAX", "2"),
+        ("RELAY_UDP", "127.0.0.1:0"),
+        ("TRUNK_BIND", "127.0.0.1:0"),
+        ("CLUSTER_CERT", cert.as_str()),
+        ("CLUSTER_KEY", key.as_str()),
+        ("CLUSTER_CA", ca.as_str()),
+    ];
+    let n1 = node_with(dir.path(), "n1", &nats.url(), &extra).await;
+    let n2 = node_with(dir.path(), "n2", &nats.url(), &extra).await;
+    let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
+    let conv = c1.create_conversation("cascade").await;
+    let (ann, _) = c1.join(&conv, "Ann").await;
+    let (bob, _) = c2.join(&conv, "Bob").await;
+    let (cy, _) = c1.join(&conv, "Cy").await;
+    let join = json!({"type": "call-join", "data": {}});
+    for u in [&ann, &bob, &cy] {
+        assert_eq!(u.post("/api/v1/signaling", join.clone()).await.status, 200);
+    }
+    let trunks = async |c: &Client| c.metric(METRICS, "chats3_trunks").await;
+    // Only one node's relay serves the call: no trunk.
+    let _ann_pc = relay_offer(&ann).await;
+    tokio::time::sleep(SEC * 2).await;
+    assert_eq!(trunks(&c1).await, 0.0);
+    // Both nodes' relays serve it: they find each other through NATS.
+    let _bob_pc = relay_offer(&bob).await;
+    until(SEC * 20, "a trunk between the two nodes", async || {
+        (trunks(&c1).await == 1.0 && trunks(&c2).await == 1.0).then_some(())
+    })
+    .await;
+    let m = c1.get_with_bearer("/metrics", METRICS).await;
+    let text = m.body.as_str().unwrap_or_default();
+    assert!(
+        text.contains("chats3_trunk_rtt_seconds{peer=\"n2\"}"),
+        "{text}"
+    );
+    // A node that dies takes its trunk down with it.
+    n2.kill9().await;
+    until(SEC * 30, "the dead node's trunk gone", async || {
+        (trunks(&c1).await == 0.0).then_some(())
+    })
+    .await;
+    stop(vec![n1], nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
     let _one = ONE_AT_A_TIME.lock().await;

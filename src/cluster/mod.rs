@@ -24,6 +24,7 @@ pub mod log;
 pub mod presence;
 pub mod records;
 pub mod tokens;
+pub mod trunks;
 
 use std::sync::Arc;
 use std::time::Duration;

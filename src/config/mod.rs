@@ -262,6 +262,23 @@ config_table! {
         /// Replicas of each JetStream stream and bucket chats3 creates (1, 3 or 5; at most the
         /// number of NATS servers).
         replicas: usize = 1, env ["NATS_REPLICAS"], eg 3;
+        /// UDP address of the relay's QUIC trunk to other nodes (the cascade: one call's relay
+        /// spans nodes); unset: each node's relay serves its own participants only.
+        trunk_bind: Option<SocketAddr> = None, env ["TRUNK_BIND"],
+            eg Some(SocketAddr::from(([10, 0, 0, 1], 7000)));
+        /// Trunk address other nodes dial (found through NATS); unset: `trunk_bind`.
+        trunk_addr: Option<SocketAddr> = None, env ["TRUNK_ADDR"],
+            eg Some(SocketAddr::from(([192, 0, 2, 1], 7000)));
+        /// PEM certificate of this node for trunks, signed by `cluster_ca` (`chats3 cluster-cert`
+        /// makes a development set).
+        cluster_cert: Option<PathBuf> = None, env ["CLUSTER_CERT"],
+            eg Some(PathBuf::from("/etc/chats3/cluster/node.pem"));
+        /// PEM private key of `cluster_cert`.
+        cluster_key: Option<PathBuf> = None, env ["CLUSTER_KEY"],
+            eg Some(PathBuf::from("/etc/chats3/cluster/node.key"));
+        /// PEM certificate of the cluster CA: trunks accept only peers it signed.
+        cluster_ca: Option<PathBuf> = None, env ["CLUSTER_CA"],
+            eg Some(PathBuf::from("/etc/chats3/cluster/ca.pem"));
     }
 }
 

@@ -397,3 +397,29 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_trunk_needs_its_certificates_and_a_dialable_address() {
+    let nats = ("NATS_URL", "nats://127.0.0.1:4222");
+    let certs = [
+        ("CLUSTER_CERT", "/c/node.pem"),
+        ("CLUSTER_KEY", "/c/node.key"),
+        ("CLUSTER_CA", "/c/ca.pem"),
+    ];
+    let refused = |pairs: &[(&str, &str)], key: &str| {
+        let e = Config::from_sources(None, &env(pairs)).unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    };
+    refused(&[nats, ("TRUNK_BIND", "127.0.0.1:7000")], "trunk_bind");
+    refused(&[nats, certs[0], certs[1], certs[2]], "trunk_bind");
+    let mut pairs = vec![nats, ("TRUNK_BIND", "0.0.0.0:7000")];
+    pairs.extend(certs);
+    refused(&pairs, "trunk_addr");
+    pairs.push(("TRUNK_ADDR", "0.0.0.0:7000"));
+    refused(&pairs, "trunk_addr");
+    pairs.pop();
+    pairs.push(("TRUNK_ADDR", "10.0.0.1:7000"));
+    let c = Config::from_sources(None, &env(&pairs)).unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.trunk_addr, Some("10.0.0.1:7000".parse().unwrap()));
+}

@@ -113,6 +113,36 @@ impl Config {
             if !matches!(c.replicas, 1 | 3 | 5) {
                 return Err(refused("cluster.replicas", "must be 1, 3 or 5"));
             }
+            let tls = [&c.cluster_cert, &c.cluster_key, &c.cluster_ca];
+            match c.trunk_bind {
+                Some(_) if tls.iter().any(|f| f.is_none()) => {
+                    return Err(refused(
+                        "cluster.trunk_bind",
+                        "needs cluster_cert, cluster_key and cluster_ca",
+                    ));
+                }
+                Some(bind) if bind.ip().is_unspecified() && c.trunk_addr.is_none() => {
+                    return Err(refused(
+                        "cluster.trunk_addr",
+                        "is required when trunk_bind is an unspecified address",
+                    ));
+                }
+                None if c.trunk_addr.is_some() || tls.iter().any(|f| f.is_some()) => {
+                    return Err(refused(
+                        "cluster.trunk_bind",
+                        "is required when trunk_addr or a cluster certificate is set",
+                    ));
+                }
+                _ => {}
+            }
+            if c.trunk_addr
+                .is_some_and(|a| a.ip().is_unspecified() || a.port() == 0)
+            {
+                return Err(refused(
+                    "cluster.trunk_addr",
+                    "must name a reachable IP and port",
+                ));
+            }
             if let Some(n) = &c.node_id
                 && !crate::cluster::valid_node_id(n)
             {

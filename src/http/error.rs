@@ -188,7 +188,7 @@ impl From<chats3_media::RelayError> for ApiError {
             E::ServerOnlySignal(_) | E::TooManyEarlyCandidates(_) | E::AlreadyJoined { .. } => {
                 ApiError::bad_request(e.to_string())
             }
-            E::Io(_) | E::UnspecifiedBind(_) => {
+            E::Io(_) | E::UnspecifiedBind(_) | E::Trunk(_) | E::TrunksEnabled => {
                 tracing::warn!(error = %e, "relay failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Relay error")
             }
