@@ -7,8 +7,13 @@
 //! headless webrtc-rs clients, so CPU and RSS are measured for the relay alone. Signaling between
 //! the two travels as JSON lines over the child's stdin and stdout ([`Up`] and [`Down`]).
 //!
+//! With `--nodes 2` the relay process runs two relays joined by a QUIC trunk (the cascade of
+//! cluster mode): the publisher on the first, subscribers alternating between the two; latency is
+//! reported per node, so the second's minus the first's is what the trunk adds.
+//!
 //! ```sh
 //! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10
+//! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10 --nodes 2
 //! ```
 //! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out").
 
@@ -48,6 +53,8 @@ struct Args {
     seconds: u64,
     /// Run as the clients process (the relay process starts it so).
     clients: bool,
+    /// Relays (1 or 2, joined by a trunk).
+    nodes: usize,
 }
 
 impl Args {
@@ -56,6 +63,7 @@ impl Args {
             subscribers: 10,
             seconds: 10,
             clients: false,
+            nodes: 1,
         };
         let argv: Vec<String> = std::env::args().collect();
         let value = |i: usize| argv.get(i + 1).and_then(|v| v.parse().ok());
@@ -64,6 +72,7 @@ impl Args {
                 "--subscribers" | "-k" => a.subscribers = value(i).unwrap_or(a.subscribers),
                 "--seconds" | "-d" => a.seconds = value(i).unwrap_or(a.seconds as usize) as u64,
                 "--clients" => a.clients = true,
+                "--nodes" => a.nodes = value(i).unwrap_or(1).clamp(1, 2),
                 _ => {} // `cargo bench` adds `--bench`
             }
         }
@@ -149,6 +158,8 @@ struct ClientFigures {
     received_bytes: u64,
     seconds: f64,
     latency_ms: [f64; 3],
+    /// p50, p99, p999 of the subscribers of each relay.
+    latency_by_node_ms: Vec<[f64; 3]>,
     cpu_cores: f64,
     rss_mib: u64,
 }
@@ -198,17 +209,12 @@ fn rss_kib() -> u64 {
 fn relay_main(args: &Args) {
     let rt = rt("relay-rt", 2);
     rt.block_on(async {
-        let (relay, mut events) = Relay::new(RelayConfig {
-            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
-            include_loopback: true,
-            ..Default::default()
-        })
-        .await
-        .expect("relay");
+        let (relays, mut events) = relays(args.nodes).await;
         let rss_before = rss_kib();
         let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
             .args(["--clients", "--subscribers", &args.subscribers.to_string()])
             .args(["--seconds", &args.seconds.to_string()])
+            .args(["--nodes", &args.nodes.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -241,6 +247,7 @@ fn relay_main(args: &Args) {
                 Up::Join { ref id } | Up::Signal { ref id, .. } => {
                     let queue = queues.entry(id.clone()).or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
+                        let relay = &relays[node_of(id, relays.len())];
                         tokio::spawn(apply_client_ops(relay.clone(), rx));
                         tx
                     });
@@ -249,20 +256,29 @@ fn relay_main(args: &Args) {
                 Up::Window { open: true } => {
                     window = Some((
                         cpu_seconds(),
-                        relay.stats().totals.packets_out,
+                        forwarded(&relays),
+                        trunked(&relays),
                         Instant::now(),
                     ));
                 }
                 Up::Window { open: false } => {
-                    let (cpu0, out0, t0) = window.expect("window opened first");
+                    let (cpu0, out0, trunk0, t0) = window.expect("window opened first");
                     let wall = t0.elapsed().as_secs_f64();
                     let cpu = (cpu_seconds() - cpu0) / wall;
-                    let forwarded = (relay.stats().totals.packets_out - out0) as f64 / wall;
-                    measured = Some((cpu, forwarded, rss_kib()));
+                    let forwarded = (forwarded(&relays) - out0) as f64 / wall;
+                    let trunked = (trunked(&relays) - trunk0) as f64 / wall;
+                    measured = Some((cpu, forwarded, trunked, rss_kib()));
                 }
                 Up::Result { figures } => {
-                    let (cpu, forwarded, rss) = measured.expect("window closed first");
-                    print_figures(args, &figures, cpu, forwarded, rss, rss_before);
+                    let (cpu, forwarded, trunked, rss) = measured.expect("window closed first");
+                    let relay = RelayFigures {
+                        cpu,
+                        forwarded,
+                        trunked,
+                        rss,
+                        rss_before,
+                    };
+                    print_figures(args, &figures, &relay);
                     break;
                 }
             }
@@ -271,6 +287,69 @@ fn relay_main(args: &Args) {
         let status = child.wait().await.expect("clients process");
         assert!(status.success(), "clients process failed: {status}");
     });
+}
+
+/// The relays (joined by a trunk when there are two) and the signals they send, merged.
+async fn relays(nodes: usize) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut relays = Vec::new();
+    for _ in 0..nodes {
+        let (relay, mut events) = Relay::new(RelayConfig {
+            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
+            include_loopback: true,
+            ..Default::default()
+        })
+        .await
+        .expect("relay");
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let _ = tx.send(e);
+            }
+        });
+        relays.push(relay);
+    }
+    if nodes == 2 {
+        let tls = chats3_media::trunk::TrunkTls::generate().expect("certificates");
+        let bind = "127.0.0.1:0".parse().expect("addr");
+        let addrs: Vec<_> = ["node-0", "node-1"]
+            .iter()
+            .zip(&relays)
+            .map(|(node, r)| r.enable_trunks(node, bind, &tls).expect("trunk"))
+            .collect();
+        relays[0].set_room_peers(ROOM, [("node-1".to_owned(), addrs[1])].into());
+        relays[1].set_room_peers(ROOM, [("node-0".to_owned(), addrs[0])].into());
+    }
+    (relays, rx)
+}
+
+/// The relay a client joins: the publisher the first, subscribers in turn.
+fn node_of(id: &str, nodes: usize) -> usize {
+    id.strip_prefix("sub-")
+        .and_then(|i| i.parse::<usize>().ok())
+        .map_or(0, |i| i % nodes)
+}
+
+fn forwarded(relays: &[Relay]) -> u64 {
+    relays.iter().map(|r| r.stats().totals.packets_out).sum()
+}
+
+/// Datagrams sent on trunks.
+fn trunked(relays: &[Relay]) -> u64 {
+    relays
+        .iter()
+        .flat_map(|r| r.trunk_stats())
+        .map(|t| t.datagrams_out)
+        .sum()
+}
+
+/// The relay process's figures over the window.
+struct RelayFigures {
+    cpu: f64,
+    forwarded: f64,
+    trunked: f64,
+    rss: u64,
+    rss_before: u64,
 }
 
 async fn apply_client_ops(relay: Relay, mut rx: mpsc::UnboundedReceiver<Up>) {
@@ -286,14 +365,8 @@ async fn apply_client_ops(relay: Relay, mut rx: mpsc::UnboundedReceiver<Up>) {
     }
 }
 
-fn print_figures(
-    args: &Args,
-    c: &ClientFigures,
-    relay_cpu: f64,
-    forwarded_per_sec: f64,
-    rss: u64,
-    rss_before: u64,
-) {
+fn print_figures(args: &Args, c: &ClientFigures, r: &RelayFigures) {
+    let (relay_cpu, forwarded_per_sec, rss) = (r.cpu, r.forwarded, r.rss);
     let expected = c.sent_per_subscriber * c.receiving;
     let per_core = if relay_cpu > 0.0 {
         forwarded_per_sec / relay_cpu
@@ -313,11 +386,14 @@ fn print_figures(
             "receivedMbps": c.received_bytes as f64 * 8.0 / c.seconds / 1e6,
             "loss": if expected > 0 { 1.0 - c.received as f64 / expected as f64 } else { 0.0 },
             "latencyMs": {"p50": c.latency_ms[0], "p99": c.latency_ms[1], "p999": c.latency_ms[2]},
+            "nodes": args.nodes,
+            "latencyByNodeMs": c.latency_by_node_ms,
+            "trunkDatagramsPerSec": r.trunked.round(),
             "relayCpuCores": relay_cpu,
             "clientCpuCores": c.cpu_cores,
             "forwardedPacketsPerRelayCore": per_core.round(),
             "relayRssMiB": rss / 1024,
-            "relayRssGrowthMiB": rss.saturating_sub(rss_before) / 1024,
+            "relayRssGrowthMiB": rss.saturating_sub(r.rss_before) / 1024,
             "clientsRssMiB": c.rss_mib,
         })
     );
@@ -600,14 +676,20 @@ fn clients_main(args: &Args) {
         };
         let (ready_tx, mut relay_ready) = mpsc::unbounded_channel();
         drive(link.clone(), Arc::clone(&clients), ready_tx);
-        let totals = Arc::new(Totals {
-            packets: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-            ),
-            window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
-        });
+        // The subscribers of each relay count apart (the publisher counts in the first).
+        let groups: Vec<Arc<Totals>> = (0..args.nodes)
+            .map(|_| {
+                Arc::new(Totals {
+                    packets: AtomicU64::new(0),
+                    bytes: AtomicU64::new(0),
+                    latency_us: Mutex::new(
+                        Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+                    ),
+                    window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+                })
+            })
+            .collect();
+        let totals = Arc::clone(&groups[0]);
         let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let video = track(MIME_TYPE_VP8, 90_000, 0, "video");
         let audio = track(MIME_TYPE_OPUS, 48_000, 2, "audio");
@@ -637,7 +719,7 @@ fn clients_main(args: &Args) {
         let join_start = Instant::now();
         let mut subs = Vec::with_capacity(args.subscribers);
         for i in 0..args.subscribers {
-            let (t, r) = (Arc::clone(&totals), Arc::clone(&ready));
+            let (t, r) = (Arc::clone(&groups[i % args.nodes]), Arc::clone(&ready));
             subs.push(
                 join(
                     &api,
@@ -663,24 +745,42 @@ fn clients_main(args: &Args) {
         tokio::time::sleep(Duration::from_secs(2)).await; // settle
         let (cpu0, t0) = (cpu_seconds(), Instant::now());
         let _ = link.up.send(Up::Window { open: true });
-        totals.window[0].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        for g in &groups {
+            g.window[0].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-        totals.window[1].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        for g in &groups {
+            g.window[1].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
         let _ = link.up.send(Up::Window { open: false });
         let seconds = t0.elapsed().as_secs_f64();
         let cpu_cores = (cpu_seconds() - cpu0) / seconds;
         let rss_mib = rss_kib() / 1024;
         tokio::time::sleep(Duration::from_secs(1)).await; // in-flight packets land
-        let h = totals.latency_us.lock().unwrap().clone();
-        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let quantiles =
+            |h: &Histogram<u64>| [0.5, 0.99, 0.999].map(|q| h.value_at_quantile(q) as f64 / 1000.0);
+        let mut all = Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let mut by_node = Vec::new();
+        for g in &groups {
+            let h = g.latency_us.lock().unwrap();
+            all.add(&*h).expect("merge");
+            by_node.push(quantiles(&h));
+        }
+        let sum = |f: fn(&Totals) -> &AtomicU64| {
+            groups
+                .iter()
+                .map(|g| f(g).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
         let figures = ClientFigures {
             receiving,
             join_seconds,
             sent_per_subscriber: sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed),
-            received: totals.packets.load(Ordering::Relaxed),
-            received_bytes: totals.bytes.load(Ordering::Relaxed),
+            received: sum(|g| &g.packets),
+            received_bytes: sum(|g| &g.bytes),
             seconds,
-            latency_ms: [ms(0.5), ms(0.99), ms(0.999)],
+            latency_ms: quantiles(&all),
+            latency_by_node_ms: by_node,
             cpu_cores,
             rss_mib,
         };

@@ -29,10 +29,7 @@ async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
         ..
     } = setup(SpeakerPolicy::default()).await;
     let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
-    let tls = TrunkTls::generate().unwrap();
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let addr_a = a.enable_trunks("node-a", loopback, &tls).unwrap();
-    let addr_b = b.enable_trunks("node-b", loopback, &tls).unwrap();
+    join_by_trunk(&a, &b);
 
     let publ = publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's tracks on A", || {
@@ -43,8 +40,6 @@ async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
     for i in 0..SUBSCRIBERS {
         subs.push(subscriber(&api, &b, &on_b, &format!("sub{i}")).await);
     }
-    a.set_room_peers(ROOM, HashMap::from([("node-b".to_owned(), addr_b)]));
-    b.set_room_peers(ROOM, HashMap::from([("node-a".to_owned(), addr_a)]));
     wait_for("the publisher's tracks on B", || {
         b.stats().rooms.first().is_some_and(|r| r.tracks == 2)
     })
@@ -117,4 +112,25 @@ async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
         b.stats().rooms.first().is_some_and(|r| r.tracks == 0)
     })
     .await;
+}
+
+/// The attacker's dial: a node whose certificate another CA signed gets no
+/// trunk, in either direction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_certificate_from_the_cluster_ca_gets_no_trunk() {
+    let (a, _, _) = another_relay(SpeakerPolicy::default()).await;
+    let (b, _, _) = another_relay(SpeakerPolicy::default()).await;
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let addr_a = a
+        .enable_trunks("node-a", loopback, &TrunkTls::generate().unwrap())
+        .unwrap();
+    let addr_b = b
+        .enable_trunks("node-b", loopback, &TrunkTls::generate().unwrap())
+        .unwrap();
+    a.set_room_peers(ROOM, HashMap::from([("node-b".to_owned(), addr_b)]));
+    b.set_room_peers(ROOM, HashMap::from([("node-a".to_owned(), addr_a)]));
+    // A dial fails within its 5 s timeout; give it time to have tried.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(a.trunk_stats().is_empty(), "{:?}", a.trunk_stats());
+    assert!(b.trunk_stats().is_empty(), "{:?}", b.trunk_stats());
 }

@@ -143,10 +143,7 @@ async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
         ..
     } = setup(SpeakerPolicy::default()).await;
     let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
-    let tls = chats3_media::trunk::TrunkTls::generate().unwrap();
-    let loopback = "127.0.0.1:0".parse().unwrap();
-    let addr_a = a.enable_trunks("node-a", loopback, &tls).unwrap();
-    let addr_b = b.enable_trunks("node-b", loopback, &tls).unwrap();
+    join_by_trunk(&a, &b);
     let fb = simulcast_publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's simulcast track", || {
         a.stats().rooms.first().is_some_and(|r| r.tracks == 1)
@@ -155,8 +152,6 @@ async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
     // B's room exists once someone joins it; the trunk then brings the
     // track (it stays, so the others' size reports find the track there).
     let _early = subscriber(&api, &b, &on_b, "early").await;
-    a.set_room_peers(ROOM, [("node-b".to_owned(), addr_b)].into());
-    b.set_room_peers(ROOM, [("node-a".to_owned(), addr_a)].into());
     wait_for("the simulcast track on B", || {
         b.stats().rooms.first().is_some_and(|r| r.tracks == 1)
     })

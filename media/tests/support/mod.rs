@@ -113,6 +113,17 @@ pub async fn another_relay(
     (relay, clients, speakers)
 }
 
+/// Joins relays `a` ("node-a") and `b` ("node-b") by a trunk on loopback,
+/// each told the other serves [`ROOM`].
+pub fn join_by_trunk(a: &Relay, b: &Relay) {
+    let tls = chats3_media::trunk::TrunkTls::generate().unwrap();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let addr_a = a.enable_trunks("node-a", loopback, &tls).unwrap();
+    let addr_b = b.enable_trunks("node-b", loopback, &tls).unwrap();
+    a.set_room_peers(ROOM, [("node-b".to_owned(), addr_b)].into());
+    b.set_room_peers(ROOM, [("node-a".to_owned(), addr_a)].into());
+}
+
 /// [`setup`] with one publisher, "pub", whose video and audio the relay has.
 pub async fn setup_with_publisher() -> (Setup, Publisher) {
     let setup = setup(SpeakerPolicy::default()).await;
