@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::track::track_local::TrackLocal;
-use webrtc::util::{Marshal, Unmarshal};
+use webrtc::util::{Marshal, MarshalSize, Unmarshal};
 
 use super::Inner;
 use super::forward::{Source, forward_layer, forward_track};
@@ -45,8 +45,8 @@ pub(super) struct Cascade {
     peers: Mutex<HashMap<RoomId, HashMap<String, SocketAddr>>>,
     /// Tracks published here, by key (keyframe requests name them).
     local: Mutex<HashMap<u64, Weak<Published>>>,
-    /// Tracks published on other nodes, by (node, key there).
-    inbound: Mutex<HashMap<(String, u64), Inbound>>,
+    /// Tracks published on other nodes, by node and key there.
+    inbound: Mutex<HashMap<String, HashMap<u64, Inbound>>>,
     me: Weak<Inner>,
 }
 
@@ -77,7 +77,12 @@ impl Cascade {
     /// Forgets remote tracks of `room` (all rooms: `None`) from nodes
     /// `keep` rejects; their forwarding loops end and unpublish them.
     fn drop_inbound(&self, room: Option<&RoomId>, keep: impl Fn(&str) -> bool) {
-        lock(&self.inbound).retain(|(node, _), i| room.is_some_and(|r| *r != i.room) || keep(node));
+        lock(&self.inbound).retain(|node, tracks| {
+            if !keep(node) {
+                tracks.retain(|_, i| room.is_some_and(|r| *r != i.room));
+            }
+            !tracks.is_empty()
+        });
     }
 }
 
@@ -88,13 +93,10 @@ impl Published {
         if trunks.is_empty() {
             return;
         }
-        let Ok(rtp) = packet.marshal() else { return };
-        let datagram = Datagram {
-            key: self.key,
-            rid: rid.to_owned(),
-            rtp,
-        };
-        let Ok(bytes) = datagram.encode() else { return };
+        let encoded = Datagram::encode(self.key, rid, packet.marshal_size(), |buf| {
+            packet.marshal_to(buf).is_ok()
+        });
+        let Ok(bytes) = encoded else { return };
         for link in trunks.iter() {
             link.send(bytes.clone());
         }
@@ -199,7 +201,10 @@ impl Inner {
         for room in &rooms {
             self.refresh_room(room);
         }
-        lock(&c.inbound).retain(|_, i| i.track.strong_count() > 0);
+        lock(&c.inbound).retain(|_, tracks| {
+            tracks.retain(|_, i| i.track.strong_count() > 0);
+            !tracks.is_empty()
+        });
         lock(&c.local).retain(|_, t| t.strong_count() > 0);
     }
 
@@ -211,9 +216,9 @@ impl Inner {
         if !c.is_peer(&room, &link.node) {
             return;
         }
-        let id = (link.node.clone(), a.key);
         let known = lock(&c.inbound)
-            .get(&id)
+            .get(&link.node)
+            .and_then(|tracks| tracks.get(&a.key))
             .and_then(|i| i.track.upgrade())
             .is_some_and(|t| {
                 lock(&self.rooms)
@@ -278,14 +283,17 @@ impl Inner {
             self.spawn_remote_forward(&room, &t, rid, rx);
         }
         // Replaces (and so ends) an entry whose track left the room.
-        lock(&c.inbound).insert(
-            id,
-            Inbound {
-                room: room.clone(),
-                track: Arc::downgrade(&t),
-                layers,
-            },
-        );
+        lock(&c.inbound)
+            .entry(link.node.clone())
+            .or_default()
+            .insert(
+                a.key,
+                Inbound {
+                    room: room.clone(),
+                    track: Arc::downgrade(&t),
+                    layers,
+                },
+            );
         tracing::debug!(room = room.as_str(), peer = %link.node, track = %t.track_id, "trunk track published");
         self.subscribe_all(&room, &t, others).await;
     }
@@ -317,15 +325,18 @@ impl Inner {
                 .dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let mut rtp = d.rtp;
-        let Ok(packet) = Packet::unmarshal(&mut rtp) else {
+        let Ok(packet) = Packet::unmarshal(&mut d.rtp()) else {
             return dropped();
         };
+        let rid = d.rid();
         let mut inbound = lock(&c.inbound);
-        let Some(i) = inbound.get_mut(&(link.node.clone(), d.key)) else {
+        let Some(i) = inbound
+            .get_mut(&link.node)
+            .and_then(|tracks| tracks.get_mut(&d.key))
+        else {
             return dropped();
         };
-        if let Some(tx) = i.layers.get(&d.rid) {
+        if let Some(tx) = i.layers.get(rid) {
             if tx.try_send(packet).is_err() {
                 dropped();
             }
@@ -334,21 +345,21 @@ impl Inner {
         let Some(t) = i
             .track
             .upgrade()
-            .filter(|t| t.is_simulcast() && !d.rid.is_empty())
+            .filter(|t| t.is_simulcast() && !rid.is_empty())
         else {
             return dropped();
         };
         lock(&t.layers).push(LayerState {
-            rid: d.rid.clone(),
+            rid: rid.to_owned(),
             ssrc: 0,
             meter: LayerMeter::new(std::time::Instant::now()),
         });
         let (tx, rx) = mpsc::channel(TRACK_QUEUE);
         let _ = tx.try_send(packet);
-        i.layers.insert(d.rid.clone(), tx);
+        i.layers.insert(rid.to_owned(), tx);
         let room = i.room.clone();
         drop(inbound);
-        self.spawn_remote_forward(&room, &t, d.rid, rx);
+        self.spawn_remote_forward(&room, &t, rid.to_owned(), rx);
     }
 
     /// A keyframe request from another node for a track published here.
@@ -385,8 +396,10 @@ impl Handler for Inner {
                 tokio::spawn(me.receive_announce(Arc::clone(link), a));
             }
             Control::Withdraw { key } => {
-                if let Some(c) = self.cascade() {
-                    lock(&c.inbound).remove(&(link.node.clone(), key));
+                if let Some(c) = self.cascade()
+                    && let Some(tracks) = lock(&c.inbound).get_mut(&link.node)
+                {
+                    tracks.remove(&key);
                 }
             }
             Control::Keyframe { key } => {

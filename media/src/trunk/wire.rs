@@ -10,15 +10,17 @@ pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 /// Longest RID carried (browsers use one or two characters).
 pub const MAX_RID: usize = 32;
 
-/// One RTP packet of a published track, as it crosses the trunk once.
+/// Bytes before the RID: the key and the RID's length.
+const HEADER: usize = 9;
+
+/// One RTP packet of a published track, as it crossed the trunk once: the
+/// received bytes, read in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     /// The sending node's key for the published track.
     pub key: u64,
-    /// The simulcast layer (empty: a single-layer track).
-    pub rid: String,
-    /// The RTP packet, marshalled.
-    pub rtp: Bytes,
+    bytes: Bytes,
+    rid_end: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,32 +36,55 @@ pub enum WireError {
 }
 
 impl Datagram {
-    pub fn encode(&self) -> Result<Bytes, WireError> {
-        if self.rid.len() > MAX_RID {
+    /// The datagram for track `key`, layer `rid`: one allocation, into which
+    /// `write_rtp` writes the RTP packet's `rtp_len` bytes (false: it could not).
+    pub fn encode(
+        key: u64,
+        rid: &str,
+        rtp_len: usize,
+        write_rtp: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<Bytes, WireError> {
+        if rid.len() > MAX_RID {
             return Err(WireError::BadRid);
         }
-        let mut b = BytesMut::with_capacity(9 + self.rid.len() + self.rtp.len());
-        b.put_u64(self.key);
-        b.put_u8(self.rid.len() as u8);
-        b.put_slice(self.rid.as_bytes());
-        b.put_slice(&self.rtp);
+        let start = HEADER + rid.len();
+        let mut b = BytesMut::with_capacity(start + rtp_len);
+        b.put_u64(key);
+        b.put_u8(rid.len() as u8);
+        b.put_slice(rid.as_bytes());
+        b.resize(start + rtp_len, 0);
+        if !write_rtp(&mut b[start..]) {
+            return Err(WireError::Short);
+        }
         Ok(b.freeze())
     }
 
-    pub fn decode(mut b: Bytes) -> Result<Self, WireError> {
-        if b.len() < 9 {
+    pub fn decode(bytes: Bytes) -> Result<Self, WireError> {
+        if bytes.len() < HEADER {
             return Err(WireError::Short);
         }
-        let key = u64::from_be_bytes(b[..8].try_into().map_err(|_| WireError::Short)?);
-        let len = usize::from(b[8]);
-        if len > MAX_RID || b.len() < 9 + len {
+        let key = u64::from_be_bytes(bytes[..8].try_into().map_err(|_| WireError::Short)?);
+        let rid_end = HEADER + usize::from(bytes[8]);
+        if rid_end - HEADER > MAX_RID || bytes.len() < rid_end {
             return Err(WireError::BadRid);
         }
-        let rid = std::str::from_utf8(&b[9..9 + len])
-            .map_err(|_| WireError::BadRid)?
-            .to_owned();
-        let rtp = b.split_off(9 + len);
-        Ok(Self { key, rid, rtp })
+        std::str::from_utf8(&bytes[HEADER..rid_end]).map_err(|_| WireError::BadRid)?;
+        Ok(Self {
+            key,
+            bytes,
+            rid_end,
+        })
+    }
+
+    /// The simulcast layer (empty: a single-layer track).
+    pub fn rid(&self) -> &str {
+        // Checked by `decode`.
+        std::str::from_utf8(&self.bytes[HEADER..self.rid_end]).unwrap_or_default()
+    }
+
+    /// The RTP packet, marshalled (shares the received bytes).
+    pub fn rtp(&self) -> Bytes {
+        self.bytes.slice(self.rid_end..)
     }
 }
 
@@ -134,16 +159,24 @@ impl Control {
 mod tests {
     use super::*;
 
+    fn encode(key: u64, rid: &str, rtp: &[u8]) -> Result<Bytes, WireError> {
+        Datagram::encode(key, rid, rtp.len(), |b| {
+            b.copy_from_slice(rtp);
+            true
+        })
+    }
+
     #[test]
     fn datagrams_round_trip() {
+        let rtp = [0x80, 96, 0, 1, 9, 9];
         for rid in ["", "h", "quarter"] {
-            let d = Datagram {
-                key: 0x0102_0304_0506_0708,
-                rid: rid.into(),
-                rtp: Bytes::from_static(&[0x80, 96, 0, 1, 9, 9]),
-            };
-            assert_eq!(Datagram::decode(d.encode().unwrap()).unwrap(), d);
+            let d = Datagram::decode(encode(0x0102_0304_0506_0708, rid, &rtp).unwrap()).unwrap();
+            assert_eq!(d.key, 0x0102_0304_0506_0708);
+            assert_eq!(d.rid(), rid);
+            assert_eq!(&d.rtp()[..], &rtp);
         }
+        let failed = Datagram::encode(1, "", 4, |_| false);
+        assert_eq!(failed, Err(WireError::Short));
     }
 
     #[test]
@@ -157,12 +190,10 @@ mod tests {
         b.push(5);
         b.extend_from_slice(b"ab");
         assert_eq!(Datagram::decode(Bytes::from(b)), Err(WireError::BadRid));
-        let long = Datagram {
-            key: 1,
-            rid: "x".repeat(MAX_RID + 1),
-            rtp: Bytes::new(),
-        };
-        assert_eq!(long.encode(), Err(WireError::BadRid));
+        assert_eq!(
+            encode(1, &"x".repeat(MAX_RID + 1), &[]),
+            Err(WireError::BadRid)
+        );
         let mut b = vec![0u8; 8];
         b.push(2);
         b.extend_from_slice(&[0xff, 0xfe]);
