@@ -13,7 +13,6 @@ use std::time::Duration;
 use chats3_media::SpeakerPolicy;
 use chats3_media::trunk::TrunkTls;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
 use support::*;
 
@@ -21,15 +20,16 @@ const SUBSCRIBERS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
-    let Setup {
-        relay: a,
-        clients: on_a,
-        api,
-        _serial,
-        ..
-    } = setup(SpeakerPolicy::default()).await;
-    let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
-    join_by_trunk(&a, &b);
+    let (
+        Setup {
+            relay: a,
+            clients: on_a,
+            api,
+            _serial,
+            ..
+        },
+        (b, on_b),
+    ) = two_nodes().await;
 
     let publ = publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's tracks on A", || {
@@ -77,28 +77,14 @@ async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
     assert_eq!(trunk.node, "node-b");
     assert_eq!(trunk.dropped, 0, "{trunk:?}");
 
-    for (i, s) in subs.iter().enumerate() {
-        let r = s.rx.lock().unwrap();
-        assert_increasing(&r.video, &format!("sub{i} video"));
-        assert_increasing(&r.audio, &format!("sub{i} audio"));
-        assert_eq!(r.bad_descriptors, 0);
-        assert!(r.keyframes >= 1, "sub{i} got no keyframe");
-    }
+    assert_clean_streams(&subs);
 
     // A subscriber's PLI on B reaches the publisher on A.
     tokio::time::sleep(Duration::from_millis(300)).await; // past the throttle
     let before = publ.fb.plis.load(Ordering::SeqCst);
-    let mut video_ssrc = None;
-    for t in subs[0].pc.get_transceivers().await {
-        for track in t.receiver().await.tracks().await {
-            if track.kind() == RTPCodecType::Video {
-                video_ssrc = Some(track.ssrc());
-            }
-        }
-    }
     let pli = PictureLossIndication {
         sender_ssrc: 1,
-        media_ssrc: video_ssrc.expect("a video track"),
+        media_ssrc: receiving_ssrcs(&subs[0].pc).await.0,
     };
     subs[0].pc.write_rtcp(&[Box::new(pli)]).await.unwrap();
     wait_for("the PLI from B at the publisher on A", || {

@@ -12,27 +12,8 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtcp::reception_report::ReceptionReport;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
 use support::*;
-
-/// The SSRCs a subscriber receives its (one) video and audio track on.
-async fn receiving_ssrcs(pc: &RTCPeerConnection) -> (u32, u32) {
-    let (mut video, mut audio) = (None, None);
-    for t in pc.get_transceivers().await {
-        for track in t.receiver().await.tracks().await {
-            let ssrc = Some(track.ssrc()).filter(|&s| s != 0);
-            match track.kind() {
-                RTPCodecType::Video => video = video.or(ssrc),
-                _ => audio = audio.or(ssrc),
-            }
-        }
-    }
-    (
-        video.expect("a video track"),
-        audio.expect("an audio track"),
-    )
-}
 
 /// Sends a NACK for video packet `seq` from a subscriber to the relay.
 async fn nack(pc: &RTCPeerConnection, seq: u16) {
@@ -84,13 +65,7 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         )
         .await;
     }
-    for (i, s) in subs.iter().enumerate() {
-        let r = s.rx.lock().unwrap();
-        assert_increasing(&r.video, &format!("sub{i} video"));
-        assert_increasing(&r.audio, &format!("sub{i} audio"));
-        assert_eq!(r.bad_descriptors, 0);
-        assert!(r.keyframes >= 1, "sub{i} got no keyframe");
-    }
+    assert_clean_streams(&subs);
     // A subscriber's NACK: the relay resends that packet from its buffer.
     let seq = *subs[0].rx.lock().unwrap().video.last().unwrap();
     nack(&subs[0].pc, seq).await;

@@ -135,15 +135,16 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
 /// every layer crosses the trunk, B's switchers choose and renumber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
-    let Setup {
-        relay: a,
-        clients: on_a,
-        api,
-        _serial,
-        ..
-    } = setup(SpeakerPolicy::default()).await;
-    let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
-    join_by_trunk(&a, &b);
+    let (
+        Setup {
+            relay: a,
+            clients: on_a,
+            api,
+            _serial,
+            ..
+        },
+        (b, on_b),
+    ) = two_nodes().await;
     let fb = simulcast_publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's simulcast track", || {
         a.stats().rooms.first().is_some_and(|r| r.tracks == 1)

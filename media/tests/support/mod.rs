@@ -113,6 +113,15 @@ pub async fn another_relay(
     (relay, clients, speakers)
 }
 
+/// [`setup`] (node A) and a second relay, node B, joined by a trunk; B's
+/// relay and its clients.
+pub async fn two_nodes() -> (Setup, (Relay, Clients)) {
+    let a = setup(SpeakerPolicy::default()).await;
+    let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
+    join_by_trunk(&a.relay, &b);
+    (a, (b, on_b))
+}
+
 /// Joins relays `a` ("node-a") and `b` ("node-b") by a trunk on loopback,
 /// each told the other serves [`ROOM`].
 pub fn join_by_trunk(a: &Relay, b: &Relay) {
@@ -338,6 +347,35 @@ pub fn assert_one_transport_wide_sequence(r: &Received) {
         span <= n + n / 100 + 10,
         "numbers span {span} for {n} packets"
     );
+}
+
+/// The SSRCs a subscriber receives its (one) video and audio track on.
+pub async fn receiving_ssrcs(pc: &RTCPeerConnection) -> (u32, u32) {
+    let (mut video, mut audio) = (None, None);
+    for t in pc.get_transceivers().await {
+        for track in t.receiver().await.tracks().await {
+            let ssrc = Some(track.ssrc()).filter(|&s| s != 0);
+            match track.kind() {
+                RTPCodecType::Video => video = video.or(ssrc),
+                _ => audio = audio.or(ssrc),
+            }
+        }
+    }
+    (
+        video.expect("a video track"),
+        audio.expect("an audio track"),
+    )
+}
+
+/// Each subscriber got video and audio in order, whole descriptors and a keyframe.
+pub fn assert_clean_streams(subs: &[Subscriber]) {
+    for (i, s) in subs.iter().enumerate() {
+        let r = s.rx.lock().unwrap();
+        assert_increasing(&r.video, &format!("sub{i} video"));
+        assert_increasing(&r.audio, &format!("sub{i} audio"));
+        assert_eq!(r.bad_descriptors, 0);
+        assert!(r.keyframes >= 1, "sub{i} got no keyframe");
+    }
 }
 
 pub fn assert_increasing(seqs: &[u16], what: &str) {
