@@ -26,6 +26,18 @@ const SECRET: &str = "acme-secret-0123456789";
 const INTEGRATORS: &str =
     r#"[{"id":"acme","secret":"acme-secret-0123456789","allowedOrigins":["https://acme.com"]}]"#;
 
+/// This file's turn, a scratch directory and one NATS server in it.
+async fn single_nats() -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    Nats,
+) {
+    let one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(&dir.path().join("nats")).await;
+    (one, dir, nats)
+}
+
 /// A chats3 node of the cluster at `nats_url`, storing under `dir/<name>`.
 async fn node(dir: &Path, name: &str, nats_url: &str) -> Proc {
     node_with(dir, name, nats_url, &[]).await
@@ -78,9 +90,7 @@ fn ids(messages: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sessions_nonces_and_live_events_are_shared_by_every_node() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let (c1, c2, c3) = (
         Client::new(&n1.base),
@@ -229,9 +239,7 @@ async fn present_on(base: &str, conv: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
     let n2 = node(dir.path(), "n2", &nats.url()).await;
     let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
@@ -277,9 +285,7 @@ async fn presence_is_counted_across_nodes_and_a_dead_nodes_users_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spanning_nodes_has_one_membership_and_one_mode() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let n1 = node_with(dir.path(), "n1", &nats.url(), &[("MESH_MAX", "2")]).await;
     let n2 = node_with(dir.path(), "n2", &nats.url(), &[("MESH_MAX", "2")]).await;
     let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
@@ -403,9 +409,7 @@ async fn the_relays_of_one_call_on_two_nodes_join_by_a_trunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
     let n2 = node(dir.path(), "n2", &nats.url()).await;
     let c1 = Client::new(&n1.base);
@@ -457,9 +461,7 @@ async fn holds_lease(base: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_sync_runs_on_one_node_and_moves_when_it_dies() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, mut nats) = single_nats().await;
     let s3 = s3::S3Server::start(&["chats3"]).await;
     let mut env: Vec<(String, String)> = s3.env("chats3");
     env.push(("NATS_URL".into(), nats.url()));
@@ -532,9 +534,7 @@ async fn s3_sync_runs_on_one_node_and_moves_when_it_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumed_on_another_node_has_no_gap_and_no_duplicate() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let c1 = Client::new(&n1.base);
     let conv = c1.create_conversation("resume").await;
@@ -582,9 +582,7 @@ async fn a_stream_resumed_on_another_node_has_no_gap_and_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, nats) = single_nats().await;
     let (n1, n2, n3) = three_nodes(dir.path(), &nats.url()).await;
     let c1 = Client::new(&n1.base);
     let conv = c1.create_conversation("burst").await;
@@ -650,9 +648,7 @@ async fn kill9_of_a_node_during_a_write_burst_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_nats_writes_get_503_reads_work_and_the_node_recovers() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut nats = Nats::single(&dir.path().join("nats")).await;
+    let (_one, dir, mut nats) = single_nats().await;
     let n1 = node(dir.path(), "n1", &nats.url()).await;
     let c1 = Client::new(&n1.base);
     let conv = c1.create_conversation("outage").await;
