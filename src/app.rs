@@ -192,7 +192,7 @@ struct EndedElsewhere(std::sync::Weak<AppState>);
 impl crate::cluster::Ended for EndedElsewhere {
     fn session(&self, s: crate::model::Session) {
         if let Some(state) = self.0.upgrade() {
-            state.end_session(&s, crate::events::EndReason::Left);
+            state.end_session_here(&s, crate::events::EndReason::Left);
         }
     }
 

@@ -183,7 +183,8 @@ impl AppState {
     /// Cluster mode: `user` was present only on a node that died; every node
     /// tells its own streams.
     pub fn gone_with_its_node(&self, conv: &str, user: &str) {
-        self.calls.call_event(conv, user, CallEvent::Leave);
+        // Every node sees the node die and applies this itself: not shared.
+        self.calls.remote_call_event(conv, user, CallEvent::Leave);
         self.hub.publish_local(conv, peer_leave(user));
     }
 
@@ -208,14 +209,21 @@ impl AppState {
     /// another session, it leaves any call and the relay. The one place every
     /// ending goes through.
     pub fn end_session(&self, s: &Session, reason: EndReason) {
-        self.session_ends.end(&s.session_id, reason);
-        self.stream_tokens.revoke_where(|sid| *sid == s.session_id);
-        self.handoffs.revoke_where(|(sid, _)| *sid == s.session_id);
+        self.end_session_here(s, reason);
         let still_here = self.presence().is_active(&s.conversation_id, &s.user_id);
         if reason == EndReason::Left || !still_here {
             self.calls
                 .call_event(&s.conversation_id, &s.user_id, CallEvent::Leave);
         }
+    }
+
+    /// What ending a session holds on this node: its streams and the tokens
+    /// that would open more. The call is the business of the node where the
+    /// session ended (it tells the others).
+    pub fn end_session_here(&self, s: &Session, reason: EndReason) {
+        self.session_ends.end(&s.session_id, reason);
+        self.stream_tokens.revoke_where(|sid| *sid == s.session_id);
+        self.handoffs.revoke_where(|(sid, _)| *sid == s.session_id);
     }
 
     /// Ends every session's streams in a closed conversation and its call.
