@@ -130,10 +130,15 @@ impl Presence {
 
     /// Users present in `conv`, on every node.
     pub fn count(&self, conv: &str) -> usize {
-        if self.remote.is_empty() {
-            return self.rooms.get(conv).map_or(0, HashMap::len);
-        }
-        self.participants(conv).len()
+        let here = self.rooms.get(conv).into_iter().flat_map(|r| r.keys());
+        let elsewhere = self
+            .remote
+            .values()
+            .filter_map(|n| n.rooms.get(conv))
+            .flat_map(|r| r.keys());
+        let users: std::collections::HashSet<&str> =
+            here.chain(elsewhere).map(String::as_str).collect();
+        users.len()
     }
 
     /// `(userId, displayName)` of everyone present, on every node, sorted by name.

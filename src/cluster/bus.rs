@@ -39,14 +39,15 @@ struct Outgoing {
 }
 
 /// Where a live event goes: the nodes where its target or sender is present
-/// (per `presence`), or every node for a broadcast or an unknown target.
+/// (per `presence`; none when both are here only), or every node for a
+/// broadcast or an unknown target.
 fn subjects(presence: &std::sync::Mutex<Presence>, conv: &str, f: &Frame) -> Vec<String> {
     let Some(to) = &f.to else {
         return vec![keys::event_subject(conv)];
     };
     let p = crate::lock::lock(presence);
     let mut nodes = p.nodes_of(conv, to);
-    if nodes.is_empty() {
+    if nodes.is_empty() && !p.is_active(conv, to) {
         return vec![keys::event_subject(conv)];
     }
     if let Some(from) = &f.from {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, keys};
@@ -102,10 +102,18 @@ async fn apply(c: &Cluster, store: &Store) -> Result<(), String> {
         tokio::select! {
             biased;
             Some(done) = pending.next(), if !pending.is_empty() => {
-                let (pos, res): (u64, Result<(), StoreError>) = done;
+                let (mut pos, res): (u64, Result<(), StoreError>) = done;
                 res.map_err(|e| e.to_string())?;
+                // The others already applied go with it: one position write
+                // (and one wake-up of the appends waiting) for the lot.
+                let mut applied = 1;
+                while let Some(Some((next, res))) = pending.next().now_or_never() {
+                    res.map_err(|e| e.to_string())?;
+                    pos = next;
+                    applied += 1;
+                }
                 store.set_applied(pos).map_err(|e| e.to_string())?;
-                c.metrics.log_lag.set(c.metrics.log_lag.get().saturating_sub(1));
+                c.metrics.log_lag.set(c.metrics.log_lag.get().saturating_sub(applied));
             }
             _ = check.tick() => {
                 let applied = store.applied();

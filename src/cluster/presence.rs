@@ -95,13 +95,14 @@ pub async fn run(
             m = incoming.next() => {
                 let Some(m) = m else { return };
                 let now = crate::clock::now_ms();
-                let mut p = crate::lock::lock(&presence);
+                // Decoded before the lock every join and stream waits on.
                 if m.subject.as_str() == CHANGE {
                     if let Ok(ch) = serde_json::from_slice::<Change>(&m.payload) {
-                        p.remote_change(&ch.node, &ch.conv, &ch.user, ch.name.as_deref(), now);
+                        crate::lock::lock(&presence)
+                            .remote_change(&ch.node, &ch.conv, &ch.user, ch.name.as_deref(), now);
                     }
                 } else if let Ok(all) = serde_json::from_slice::<All>(&m.payload) {
-                    p.remote_snapshot(&all.node, all.rooms, now);
+                    crate::lock::lock(&presence).remote_snapshot(&all.node, all.rooms, now);
                 }
             }
         }

@@ -195,21 +195,31 @@ impl Store {
             Some(v) => t.insert(key, v)?,
             None => t.remove(key)?,
         };
+        if old.as_deref() == value {
+            // Already here (this node's own write, or seen before): nothing derived changes.
+            return Ok(old.map(|v| v.to_vec()));
+        }
         let id = String::from_utf8_lossy(key);
         match tree {
             Shared::Sessions => {
                 self.session_cache.invalidate(&id);
-                // The per-conversation index follows the record it is derived from.
-                let gone = old
-                    .as_deref()
-                    .and_then(|o| decode::<Session>(o, "session").ok());
-                if let Some(s) = &gone {
-                    self.conv_sessions
-                        .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
-                }
-                if let Some(s) = value.and_then(|v| decode::<Session>(v, "session").ok()) {
-                    self.conv_sessions
-                        .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+                // The per-conversation index follows the record it is derived
+                // from; it changes only when the session comes or goes (a
+                // session never changes conversation).
+                match (old.as_deref(), value) {
+                    (Some(o), None) => {
+                        if let Ok(s) = decode::<Session>(o, "session") {
+                            self.conv_sessions
+                                .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+                        }
+                    }
+                    (None, Some(v)) => {
+                        if let Ok(s) = decode::<Session>(v, "session") {
+                            self.conv_sessions
+                                .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+                        }
+                    }
+                    _ => {}
                 }
             }
             Shared::Reactions => {
