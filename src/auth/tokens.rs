@@ -7,6 +7,12 @@ use std::sync::Mutex;
 
 use base64::Engine;
 
+/// A new random 192-bit token, base64url.
+pub fn new_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 pub struct OneTimeTokens<T> {
     // std Mutex: held only for a map insert/remove, never across an await.
     map: Mutex<HashMap<String, (T, i64)>>,
@@ -23,8 +29,7 @@ impl<T> Default for OneTimeTokens<T> {
 impl<T> OneTimeTokens<T> {
     /// A new 192-bit token for `value`, valid until `now_ms + ttl_ms`.
     pub fn issue(&self, value: T, now_ms: i64, ttl_ms: i64) -> String {
-        let bytes: [u8; 24] = rand::random();
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = new_token();
         crate::lock::lock(&self.map).insert(token.clone(), (value, now_ms + ttl_ms));
         token
     }

@@ -106,12 +106,9 @@ pub fn token_key(kind: &str, token: &str) -> String {
     format!("{kind}.{token}")
 }
 
-/// `[A-Za-z0-9_-]{1,64}`: a node id, and the conversation ids subjects carry.
-pub fn valid_token(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+/// `[A-Za-z0-9_-]{1,64}`: a node id, and the conversation ids subjects carry
+/// (the rule conversation ids follow everywhere).
+pub use crate::model::valid_conversation_id as valid_token;
 
 #[cfg(test)]
 mod tests {

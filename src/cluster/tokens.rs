@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, keys};
@@ -31,8 +30,7 @@ pub async fn issue(
 ) -> Result<String, StoreError> {
     let kv = &c.resources().await?.tokens;
     c.connected()?;
-    let bytes: [u8; 24] = rand::random();
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let token = crate::auth::tokens::new_token();
     let entry = serde_json::to_vec(&Entry { exp: exp_ms, value })
         .map_err(|_| StoreError::Corrupt("token entry"))?;
     kv.create(keys::token_key(kind, &token), entry.into())
