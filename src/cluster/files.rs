@@ -26,6 +26,15 @@ pub async fn put(c: &Cluster, id: &str, path: &Path) -> Result<(), StoreError> {
         .map_err(|e| c.unavailable("NATS did not take the attachment", e))
 }
 
+/// Removes object `id` (best effort: an upload whose record was refused).
+pub async fn delete(c: &Cluster, id: &str) {
+    if let Ok(r) = c.resources().await
+        && let Err(e) = r.files.delete(id).await
+    {
+        tracing::warn!(attachment = id, error = %e, "cluster: an unrecorded attachment stays in chats3_files");
+    }
+}
+
 async fn fetch(c: &Cluster, data_dir: &Path, id: &str) -> Result<bool, BlobError> {
     let unavailable =
         |e: &dyn std::fmt::Display| BlobError::Io(std::io::Error::other(e.to_string()));

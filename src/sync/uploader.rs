@@ -328,11 +328,13 @@ impl Uploader {
 
     async fn attachment(&self, conv: &str, id: &str, p: &Pending) -> Result<(), SyncError> {
         let path = crate::attachments::blob_path(&self.data_dir, id);
-        let here =
-            crate::attachments::blob::ensure_local(&self.data_dir, id, self.blobs.as_deref())
+        // The record first: bytes without one are not fetched from the cluster.
+        let meta = self.store.attachment(id)?;
+        let here = meta.is_some()
+            && crate::attachments::blob::ensure_local(&self.data_dir, id, self.blobs.as_deref())
                 .await
                 .unwrap_or(false);
-        let meta = match self.store.attachment(id)? {
+        let meta = match meta {
             Some(m) if here => m,
             _ => {
                 // The record is written just after the mark: give it time, then give up.

@@ -126,6 +126,9 @@ pub async fn upload(
     if let Err(e) = state.store.put_attachment(&meta).await {
         // Unrecorded bytes would never be served or cleaned up.
         let _ = tokio::fs::remove_file(blob_path(data_dir, &meta.attachment_id)).await;
+        if let Some(c) = &state.cluster {
+            crate::cluster::files::delete(c, &meta.attachment_id).await;
+        }
         return Err(e.into());
     }
     Ok(envelope::ok(
