@@ -74,23 +74,9 @@ pub async fn run(c: Arc<Cluster>, relay: Relay, addr: SocketAddr, shutdown: Canc
     let mut announced: Option<(BTreeSet<String>, Instant)> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
-        tokio::select! {
+        let ticked = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let now = Instant::now();
-                let rooms: BTreeSet<String> = relay.rooms().into_iter().collect();
-                let due = announced.as_ref().is_none_or(|(last, at)| {
-                    *last != rooms || now.duration_since(*at) >= ANNOUNCE_EVERY
-                });
-                if due {
-                    let me = Rooms { node: c.node.clone(), addr, rooms: rooms.clone() };
-                    if let Ok(body) = serde_json::to_vec(&me) {
-                        let _ = c.client.publish(SUBJECT, body.into()).await;
-                    }
-                    announced = Some((rooms, now));
-                }
-                dir.expire(now);
-            }
+            _ = tick.tick() => true,
             m = incoming.next() => {
                 let Some(m) = m else { return };
                 if let Ok(r) = serde_json::from_slice::<Rooms>(&m.payload)
@@ -98,12 +84,31 @@ pub async fn run(c: Arc<Cluster>, relay: Relay, addr: SocketAddr, shutdown: Canc
                 {
                     dir.heard(r, Instant::now());
                 }
+                false
             }
+        };
+        let here: BTreeSet<String> = relay.rooms().into_iter().collect();
+        if ticked {
+            let now = Instant::now();
+            let due = announced.as_ref().is_none_or(|(last, at)| {
+                *last != here || now.duration_since(*at) >= ANNOUNCE_EVERY
+            });
+            if due {
+                let me = Rooms {
+                    node: c.node.clone(),
+                    addr,
+                    rooms: here.clone(),
+                };
+                if let Ok(body) = serde_json::to_vec(&me) {
+                    let _ = c.client.publish(SUBJECT, body.into()).await;
+                }
+                announced = Some((here.clone(), now));
+            }
+            dir.expire(now);
         }
         // Rooms served here, and rooms told before (their peers may be gone).
-        let mut rooms: BTreeSet<String> = relay.rooms().into_iter().collect();
-        rooms.extend(told.keys().cloned());
-        for room in rooms {
+        let told_rooms: Vec<String> = told.keys().cloned().collect();
+        for room in here.into_iter().chain(told_rooms) {
             let peers = dir.peers(&c.node, &room);
             if told.get(&room) != Some(&peers) {
                 relay.set_room_peers(&room, peers.clone());
