@@ -111,7 +111,7 @@ impl Metrics {
         );
         r.register(
             "cluster_events_dropped",
-            "Live events not sent to the other nodes (outgoing queue full or NATS down)",
+            "Live events and presence changes not sent to the other nodes (outgoing queue full or NATS down)",
             m.events_dropped.clone(),
         );
         r.register(

@@ -111,6 +111,8 @@ pub struct Cluster {
     replicas: usize,
     res: OnceCell<Resources>,
     pub metrics: ClusterMetrics,
+    /// Presence changes to announce, in order (`presence::run` sends them).
+    presence_out: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl Cluster {
@@ -158,6 +160,7 @@ impl Cluster {
             replicas: cfg.replicas,
             res: OnceCell::new(),
             metrics: ClusterMetrics::default(),
+            presence_out: std::sync::OnceLock::new(),
         }))
     }
 

@@ -36,6 +36,10 @@ struct All {
     rooms: Rooms,
 }
 
+/// Changes queued for NATS before new ones are dropped (and counted; the
+/// next snapshot carries them).
+const QUEUE: usize = 4096;
+
 /// Tells the other nodes that `user` is present here (`Some(name)`) or gone.
 pub fn announce(c: &Cluster, conv: &str, user: &str, name: Option<&str>) {
     let change = Change {
@@ -47,11 +51,11 @@ pub fn announce(c: &Cluster, conv: &str, user: &str, name: Option<&str>) {
     let Ok(body) = serde_json::to_vec(&change) else {
         return;
     };
-    let client = c.client.clone();
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            let _ = client.publish(CHANGE, body.into()).await;
-        });
+    if c.presence_out
+        .get()
+        .is_some_and(|tx| tx.try_send(body).is_err())
+    {
+        c.metrics.events_dropped.inc();
     }
 }
 
@@ -73,10 +77,15 @@ pub async fn run(
         }
     };
     let mut incoming = futures_util::stream::select(changes, all);
+    let (tx, mut outgoing) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE);
+    let _ = c.presence_out.set(tx);
     let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            Some(body) = outgoing.recv() => {
+                let _ = c.client.publish(CHANGE, body.into()).await;
+            }
             _ = tick.tick() => {
                 let now = crate::clock::now_ms();
                 let (rooms, lost) = {
