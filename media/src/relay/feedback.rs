@@ -14,6 +14,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 
 use super::Inner;
 use super::ids::ParticipantId;
+use super::timing::Admit;
 use super::tracks::{Origin, Published};
 use crate::lock;
 use crate::stats::Counters;
@@ -82,22 +83,42 @@ pub(super) async fn read_feedback(
 
 impl Inner {
     /// Asks `t`'s publisher for a keyframe, at most once per `pli_min_interval`.
-    pub(super) async fn request_keyframe(&self, t: &Published) {
+    pub(super) async fn request_keyframe(&self, t: &Arc<Published>) {
         t.request_keyframe_throttled(self.config.pli_min_interval)
             .await;
     }
 }
 
 impl Published {
-    /// Sends a PLI for this (video) track to its publisher, unless one went
-    /// out less than `min_interval` ago. Returns whether it was sent.
-    pub(super) async fn request_keyframe_throttled(&self, min_interval: Duration) -> bool {
+    /// Asks this (video) track's publisher for a keyframe: now, or when
+    /// `min_interval` since the last request has passed (one for all that
+    /// came meanwhile). Returns whether this call sent or scheduled one.
+    pub(super) async fn request_keyframe_throttled(
+        self: &Arc<Self>,
+        min_interval: Duration,
+    ) -> bool {
         if self.kind != RTPCodecType::Video {
             return false;
         }
-        if !lock(&self.last_pli).admit(Instant::now(), min_interval) {
-            return false;
+        let admit = lock(&self.last_pli).admit(Instant::now(), min_interval);
+        match admit {
+            Admit::Send => self.send_keyframe_request().await,
+            Admit::Defer(wait) => {
+                let t = Arc::clone(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    lock(&t.last_pli).fired(Instant::now());
+                    t.send_keyframe_request().await;
+                });
+                true
+            }
+            Admit::Covered => false,
         }
+    }
+
+    /// Sends the keyframe request: a PLI per layer to a publisher here, a
+    /// control frame to the publisher's node for one behind a trunk.
+    async fn send_keyframe_request(&self) -> bool {
         let pc = match &self.origin {
             Origin::Peer(pc) => pc.upgrade(),
             Origin::Trunk { link, key } => {

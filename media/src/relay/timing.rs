@@ -76,26 +76,54 @@ impl LayerMeter {
     }
 }
 
-/// Keyframe requests for one track: at most one per interval.
+/// Keyframe requests for one track: at most one per interval. A request
+/// inside the interval is not lost: one goes out when the interval ends
+/// (a subscriber that joined just after another's request still gets its
+/// keyframe), however many came meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct KeyframeThrottle {
     last: Option<Instant>,
+    /// A request waits for the end of the interval.
+    deferred: bool,
+}
+
+/// What to do with a keyframe request.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// Send it now.
+    Send,
+    /// Send one after this long (then call [`KeyframeThrottle::fired`]).
+    Defer(Duration),
+    /// One is already waiting: it covers this one.
+    Covered,
 }
 
 impl KeyframeThrottle {
-    /// Whether a request may go out at `now`, at least `min_interval` (and
-    /// [`KEYFRAME_FLOOR`]) after the last one that did; if so, it counts as
-    /// sent.
-    pub(super) fn admit(&mut self, now: Instant, min_interval: Duration) -> bool {
-        let min_interval = min_interval.max(KEYFRAME_FLOOR);
-        if self
-            .last
-            .is_some_and(|l| now.saturating_duration_since(l) < min_interval)
-        {
-            return false;
+    /// A request at `now`: sent if the last one that went is at least
+    /// `min_interval` (and [`KEYFRAME_FLOOR`]) old, else deferred to the end
+    /// of that interval (once).
+    pub(super) fn admit(&mut self, now: Instant, min_interval: Duration) -> Admit {
+        if self.deferred {
+            return Admit::Covered;
         }
+        let min_interval = min_interval.max(KEYFRAME_FLOOR);
+        let since = self.last.map(|l| now.saturating_duration_since(l));
+        match since {
+            Some(since) if since < min_interval => {
+                self.deferred = true;
+                Admit::Defer(min_interval - since)
+            }
+            _ => {
+                self.last = Some(now);
+                Admit::Send
+            }
+        }
+    }
+
+    /// The deferred request goes out at `now`.
+    pub(super) fn fired(&mut self, now: Instant) {
+        self.deferred = false;
         self.last = Some(now);
-        true
     }
 }
 
@@ -178,17 +206,22 @@ mod tests {
     fn keyframe_requests_are_throttled_per_interval_with_a_floor() {
         let t0 = Instant::now();
         let mut k = KeyframeThrottle::default();
-        assert!(k.admit(t0, ms(500)), "the first one goes");
-        assert!(!k.admit(t0 + ms(499), ms(500)));
-        assert!(k.admit(t0 + ms(500), ms(500)));
-        // A refused request does not move the window.
-        assert!(!k.admit(t0 + ms(900), ms(500)));
-        assert!(k.admit(t0 + ms(1_000), ms(500)));
+        assert_eq!(k.admit(t0, ms(500)), Admit::Send, "the first one goes");
+        // One inside the window goes at its end; more meanwhile are covered by it.
+        assert_eq!(k.admit(t0 + ms(400), ms(500)), Admit::Defer(ms(100)));
+        assert_eq!(k.admit(t0 + ms(450), ms(500)), Admit::Covered);
+        assert_eq!(k.admit(t0 + ms(600), ms(500)), Admit::Covered);
+        k.fired(t0 + ms(500));
+        // The deferred one moved the window.
+        assert_eq!(k.admit(t0 + ms(900), ms(500)), Admit::Defer(ms(100)));
+        k.fired(t0 + ms(1_000));
+        assert_eq!(k.admit(t0 + ms(1_500), ms(500)), Admit::Send);
         // No interval asked for: still at most one per 100 ms.
-        assert!(!k.admit(t0 + ms(1_099), Duration::ZERO));
-        assert!(k.admit(t0 + ms(1_100), Duration::ZERO));
+        assert_eq!(k.admit(t0 + ms(1_599), Duration::ZERO), Admit::Defer(ms(1)));
+        k.fired(t0 + ms(1_600));
+        assert_eq!(k.admit(t0 + ms(1_700), Duration::ZERO), Admit::Send);
         // An earlier `now` (a clock read that lost a race) is within the window.
-        assert!(!k.admit(t0, Duration::ZERO));
+        assert_eq!(k.admit(t0, Duration::ZERO), Admit::Defer(KEYFRAME_FLOOR));
     }
 
     #[test]
