@@ -102,7 +102,7 @@ pub fn spawn_delivery(
                 out = rx.recv() => out,
                 _ = shutdown.cancelled() => None,
             };
-            let (room, f) = match out {
+            let (room, f, shared) = match out {
                 None => break,
                 Some(RelayEvent::Signal(out)) => {
                     let f = frame::Event {
@@ -111,7 +111,7 @@ pub fn spawn_delivery(
                         ..Default::default()
                     }
                     .value(&out.signal);
-                    (out.room, f)
+                    (out.room, f, true)
                 }
                 Some(RelayEvent::Speaker { room, change }) => {
                     tracing::debug!(conversation = %room, speaker = %change.speaker, forwarded = ?change.forwarded, "relay speaker");
@@ -123,10 +123,18 @@ pub fn spawn_delivery(
                             ..Default::default()
                         }
                         .value(&data),
+                        // Every node's relay decides over the whole call (a
+                        // cascade brings it the others' audio levels): for our
+                        // own streams only.
+                        false,
                     )
                 }
             };
-            hub.publish(&room, f);
+            if shared {
+                hub.publish(&room, f);
+            } else {
+                hub.publish_local(&room, f);
+            }
         }
     });
 }

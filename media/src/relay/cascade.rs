@@ -7,6 +7,10 @@
 //! remote track goes back over the trunk and is throttled again at the
 //! publisher's node.
 //!
+//! A remote publisher joins the room's speakers like a local one (its
+//! packets keep their audio-level extension), so every node's active speaker
+//! and last-N decide over the whole call from the same levels.
+//!
 //! Announcements repeat every [`REANNOUNCE`] (receivers ignore known ones),
 //! which heals every race between a room appearing on one node and a track
 //! being announced from another.
@@ -234,6 +238,17 @@ impl Inner {
         else {
             return; // no participant here yet: the next announcement tries again
         };
+        // The publisher speaks here too: its audio levels feed this room's
+        // speakers and last-N gates its video, as for one of our own.
+        let gate = {
+            let mut s = lock(&speakers);
+            s.add(&a.publisher);
+            if s.is_forwarded(&a.publisher) {
+                VideoGate::default()
+            } else {
+                VideoGate::closed()
+            }
+        };
         let spec = TrackSpec {
             publisher: ParticipantId::from(a.publisher.as_str()),
             track_id: a.track_id.clone(),
@@ -253,14 +268,14 @@ impl Inner {
             },
             ssrc: 0,
             layers: a.rids.iter().map(|r| (r.clone(), 0)).collect(),
-            // Speakers and last-N decide over this node's own publishers.
-            audio_level_id: None,
+            // The publisher's extension id: its packets cross unchanged.
+            audio_level_id: a.audio_level_id,
             origin: Origin::Trunk {
                 link: Arc::downgrade(&link),
                 key: a.key,
             },
             counters: Arc::default(),
-            gate: VideoGate::default(),
+            gate,
         };
         let t = Arc::new(self.published(spec, speakers));
         let others = {
@@ -354,6 +369,7 @@ impl Inner {
             ssrc: 0,
             meter: LayerMeter::new(std::time::Instant::now()),
         });
+        tracing::debug!(peer = %link.node, track = %t.track_id, rid, "trunk layer started");
         let (tx, rx) = mpsc::channel(TRACK_QUEUE);
         let _ = tx.try_send(packet);
         i.layers.insert(rid.to_owned(), tx);
@@ -368,9 +384,13 @@ impl Inner {
             .cascade()
             .and_then(|c| lock(&c.local).get(&key).and_then(Weak::upgrade))
         else {
+            tracing::debug!(key, "trunk keyframe request for an unknown track");
             return;
         };
-        self.request_keyframe(&t).await;
+        let sent = t
+            .request_keyframe_throttled(self.config.pli_min_interval)
+            .await;
+        tracing::debug!(publisher = %t.publisher, track = %t.track_id, sent, "trunk keyframe request");
     }
 }
 

@@ -103,7 +103,11 @@ impl Published {
         let Some(layer) = choose_layer(layers, rendered, cap) else {
             return false;
         };
-        sw.set_target(&layer.rid)
+        let pending = sw.set_target(&layer.rid);
+        if pending {
+            tracing::debug!(publisher = %self.publisher, subscriber = %own.subscriber, target = layer.rid, ?layers, "relay layer target");
+        }
+        pending
     }
 
     /// Whether it is time at `now` to re-choose subscribers' layers (and

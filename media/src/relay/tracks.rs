@@ -348,6 +348,13 @@ impl Inner {
             let mut rooms = lock(&self.rooms);
             if let Some(r) = rooms.get_mut(room) {
                 r.tracks.retain(|x| !Arc::ptr_eq(x, t));
+                // A remote publisher whose last track went stops speaking here.
+                let gone = matches!(t.origin, Origin::Trunk { .. })
+                    && !r.participants.contains_key(&t.publisher)
+                    && !r.tracks.iter().any(|x| x.publisher == t.publisher);
+                if gone {
+                    lock(&r.speakers).remove(t.publisher.as_str());
+                }
             }
         }
         self.withdraw(room, t).await;
