@@ -25,6 +25,10 @@ const SIMULCAST = [
   { rid: 'f', maxBitrate: 1_200_000 },
 ];
 
+/** How long the connection may take to come up before it is replaced (the relay's own limit,
+ * `relay_connect_secs`, is 30 s by default). */
+const CONNECT_WAIT_MS = 20000;
+
 /**
  * Whether an answer has already agreed that this transceiver sends.
  * @param {RTCRtpTransceiver} t
@@ -37,8 +41,11 @@ export class RelayPeer {
    * @param {RTCIceServer[]} o.iceServers
    * @param {(userId: string, stream: MediaStream) => void} o.onStream  a publisher's tracks arrived
    * @param {(state: RTCPeerConnectionState) => void} o.onState
+   * @param {() => void} o.onStuck  failed, or not connected after CONNECT_WAIT_MS: start over
+   *   with a new connection (an ICE restart cannot move it to another node, whose relay would not
+   *   know our simulcast streams)
    */
-  constructor({ iceServers, onStream, onState }) {
+  constructor({ iceServers, onStream, onState, onStuck }) {
     this.closed = false;
     this.makingOffer = false;
     /** @type {Promise<unknown>} */
@@ -74,8 +81,12 @@ export class RelayPeer {
     };
     this.pc.onconnectionstatechange = () => {
       onState(this.pc.connectionState);
-      if (this.pc.connectionState === 'failed' && !this.closed) this.pc.restartIce();
+      if (this.pc.connectionState === 'failed' && !this.closed) onStuck();
     };
+    // An offer that never got through (its node went away mid-request) leaves the connection new.
+    this.watchdog = setTimeout(() => {
+      if (!this.closed && this.pc.connectionState !== 'connected') onStuck();
+    }, CONNECT_WAIT_MS);
   }
 
   /** Publishes our tracks, video as three simulcast layers; with none of a kind we still receive
@@ -247,6 +258,7 @@ export class RelayPeer {
 
   close() {
     this.closed = true;
+    clearTimeout(this.watchdog);
     this.pc.close();
   }
 }

@@ -90,14 +90,19 @@ export class Topology {
   startRelay() {
     const { call } = this;
     this.stopRelay();
-    this.relay = new RelayPeer({
+    const relay = new RelayPeer({
       iceServers: call.iceServers,
       onStream: (userId, stream) => {
         if (userId === call.state.me.userId) return;
         call.tiles.relayed(userId, stream, call.members.get(userId));
       },
       onState: (s) => call.tiles.paintRemoteState(s),
+      // A fresh connection: the relay replaces the old one (or, on another node, takes us in).
+      onStuck: () => {
+        if (this.relay === relay && call.inCall && this.mode === 'relay') this.startRelay();
+      },
     });
+    this.relay = relay;
     this.relay.attach(call.local);
     if (call.share.track) this.relay.replace('video', call.share.track);
     this.renderTimer = setInterval(() => this.reportRendered(), 2000);

@@ -240,11 +240,26 @@ impl Relay {
     }
 
     /// Applies a signal from a participant. Replies go through the channel.
+    ///
+    /// An offer from a new connection of a participant already here (another
+    /// DTLS certificate: the page rebuilt its connection, say after its node
+    /// died or its ICE failed) replaces the old connection.
     pub async fn handle_signal(&self, room: &str, participant: &str, signal: Signal) -> Result<()> {
         let room = RoomId::from(room);
-        let p = self
-            .inner
-            .participant(&room, &ParticipantId::from(participant))?;
+        let id = ParticipantId::from(participant);
+        let mut p = self.inner.participant(&room, &id)?;
+        if let Signal::Offer(sdp) = &signal
+            && p.is_other_connection(sdp).await
+        {
+            tracing::info!(
+                room = room.as_str(),
+                participant,
+                "relay connection replaced"
+            );
+            self.inner.remove(&room, &id, Some(&p)).await?;
+            self.inner.join(&room, &id).await?;
+            p = self.inner.participant(&room, &id)?;
+        }
         self.inner.handle_signal(&room, &p, signal).await
     }
 

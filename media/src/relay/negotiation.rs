@@ -178,6 +178,25 @@ impl Inner {
 
 /// Whether every transceiver negotiated to receive has started its receiver:
 /// webrtc-rs creates the receiver's tracks, and opens their SRTP streams, then.
+impl Participant {
+    /// Whether `offer` comes from another connection than the one this
+    /// participant negotiated (its DTLS certificate differs; an ICE restart
+    /// keeps it).
+    pub(super) async fn is_other_connection(&self, offer: &str) -> bool {
+        let Some(current) = self.pc.remote_description().await else {
+            return false;
+        };
+        fingerprint(offer) != fingerprint(&current.sdp)
+    }
+}
+
+/// The DTLS certificate fingerprint an SDP names (session or first media level).
+fn fingerprint(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=fingerprint:"))
+        .map(str::trim)
+}
+
 async fn receivers_started(pc: &RTCPeerConnection) -> bool {
     for t in pc.get_transceivers().await {
         let receiving = matches!(
@@ -196,4 +215,18 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String> {
         .await
         .map(|d| d.sdp)
         .ok_or(RelayError::WebRtc(webrtc::Error::ErrNoRemoteDescription))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn the_fingerprint_tells_connections_apart() {
+        let a = "v=0\r\na=fingerprint:sha-256 AA:BB\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        let b = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 CC:DD\r\n";
+        assert_eq!(fingerprint(a), Some("sha-256 AA:BB"));
+        assert_eq!(fingerprint(b), Some("sha-256 CC:DD"));
+        assert_eq!(fingerprint("v=0\r\n"), None);
+    }
 }
