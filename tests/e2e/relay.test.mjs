@@ -5,24 +5,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { joinedRoom, everyoneJoinsCall, shot, poll, ARTIFACTS, DEFAULT_RUST_LOG } from './lib.mjs';
+import { joinedRoom, everyoneJoinsCall, shot, poll, ARTIFACTS, DEFAULT_RUST_LOG, trackPeerConnections, waitCall } from './lib.mjs';
 
 let room;
 let pages = [];
 const names = ['Ada', 'Bo', 'Cy', 'Dee', 'Eve', 'Fay'];
-
-/** Counts the page's RTCPeerConnections, so "exactly one connection" is measured, not assumed. */
-function trackPeerConnections() {
-  const Native = window.RTCPeerConnection;
-  const all = [];
-  window.__livePeerConnections = () => all.filter((pc) => pc.signalingState !== 'closed').length;
-  window.RTCPeerConnection = class extends Native {
-    constructor(...args) {
-      super(...args);
-      all.push(this);
-    }
-  };
-}
 
 before(async () => {
   room = await joinedRoom('relay', names, {
@@ -57,17 +44,6 @@ function relaySummary() {
     }
   }
   return pairs;
-}
-
-/** Waits until the page is in `mode`, holds `pcs` live connections and decodes video+audio from `n` others. */
-function waitCall(page, { mode, pcs, n }) {
-  return poll(page, async ([m, want, count]) => {
-    const call = window.chats3Debug.call();
-    const stats = Object.values(await window.chats3Debug.getStats());
-    const live = window.__livePeerConnections();
-    const decoding = stats.filter((s) => s.framesDecoded > 0 && s.audioBytes > 0).length;
-    return { ok: call.mode === m && live === want && stats.length === count && decoding === count, mode: call.mode, live, relay: call.relay && [call.relay.pc.signalingState, call.relay.pc.connectionState, call.relay.pc.getTransceivers().length, ...call.relay.history], mesh: [...call.peers.values()].map((p) => [p.userId.slice(0, 6), p.polite, p.pc.signalingState, p.pc.connectionState, p.pc.iceConnectionState, ...p.history]), decoding, stats: stats.map((s) => [s.userId.slice(0, 6), s.framesDecoded, s.audioBytes]) };
-  }, [mode, pcs, n], { timeout: 90000, what: `${mode} call with ${pcs} connection(s) decoding ${n} others` });
 }
 
 test('a sixth participant puts the call on the relay: one connection per page, video from all five others', async () => {
