@@ -339,6 +339,16 @@ async fn one_session_cannot_flood_signaling() {
         refused >= 15,
         "burst of 20 allowed, then refused: {refused}"
     );
+    // Media signals for the relay share the budget (each new offer may make
+    // the relay build a connection).
+    let r = ann
+        .post(
+            "/api/v1/relay/signal",
+            json!({"type": "offer", "data": "v=0"}),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.details()["reason"], "signaling_rate");
     // Bob has his own budget.
     let r = bob
         .post(

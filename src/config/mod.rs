@@ -209,7 +209,8 @@ config_table! {
         /// Largest `data` of a relayed signaling event, in bytes (413 beyond); typing and read
         /// receipts are at most 512 bytes with a fixed shape.
         signaling_max_bytes: usize = 64 * 1024, env ["SIGNALING_MAX_BYTES"], eg 16_384;
-        /// Signaling posts per second per session (sustained); bursts of ten times that pass.
+        /// Signaling posts (relayed events and relay media signals) per second per session
+        /// (sustained); bursts of ten times that pass.
         signaling_per_sec: u32 = 20, env ["SIGNALING_PER_SEC"], eg 5;
         /// Open connections; further ones wait in the kernel's backlog (logged, counted).
         max_connections: usize = 10_000, env ["MAX_CONNECTIONS"], eg 1000;

@@ -22,6 +22,7 @@ pub async fn signal(
     Authed(s): Authed,
     ApiJson(sig): ApiJson<Signal>,
 ) -> Result<Response, ApiError> {
+    super::signaling::check_rate(&state, &s)?;
     let relay = state.calls.relay();
     let (conv, user) = (s.conversation_id.as_str(), s.user_id.as_str());
     // Call membership: only someone in the call (and so in an open

@@ -174,6 +174,20 @@ pub struct RelayBody {
     data: Option<Box<serde_json::value::RawValue>>,
 }
 
+/// The per-session budget of signaling posts (relayed events here, media
+/// signals in `relay.rs`): one member cannot flood a conversation or make
+/// the relay rebuild connections without end.
+pub fn check_rate(state: &AppState, s: &Session) -> Result<(), ApiError> {
+    if state.signal_rate.check_key(&s.session_id).is_err() {
+        state.metrics.refused.trip(
+            "signaling_rate",
+            "signaling refused: a session posts too fast",
+        );
+        return Err(ApiError::too_many().with_details(json!({ "reason": "signaling_rate" })));
+    }
+    Ok(())
+}
+
 /// # `POST /api/v1/signaling` — relays an event to the conversation (or to `toUserId`).
 pub async fn relay(
     State(state): State<Arc<AppState>>,
@@ -186,13 +200,7 @@ pub async fn relay(
             "must be a lowercase event type (a-z, 0-9, -) that is not server-owned",
         ));
     }
-    if state.signal_rate.check_key(&s.session_id).is_err() {
-        state.metrics.refused.trip(
-            "signaling_rate",
-            "signaling refused: a session posts too fast",
-        );
-        return Err(ApiError::too_many().with_details(json!({ "reason": "signaling_rate" })));
-    }
+    check_rate(&state, &s)?;
     let null = serde_json::value::RawValue::NULL;
     let data: &serde_json::value::RawValue = b.data.as_deref().unwrap_or(null);
     client::check(&b.kind, data, state.config.limits.signaling_max_bytes).map_err(|e| {
