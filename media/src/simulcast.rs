@@ -10,8 +10,9 @@
 //! numbers and timestamps so the subscriber sees one stream: sequence numbers
 //! continue by one, timestamps by the time that actually passed.
 
-/// What the relay knows of one layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the relay knows of one layer (also what a trunk tells the nodes
+/// behind it about a publisher's layers).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
     pub rid: String,
     /// Frame height from the layer's last keyframe (0: none seen yet).
@@ -93,6 +94,14 @@ impl LayerSwitcher {
     /// The layer being forwarded now.
     pub fn current(&self) -> Option<&str> {
         self.current.as_deref()
+    }
+
+    /// The layers this switcher must receive: the one it forwards and the
+    /// one it moves to. `None` while it has no target: it has not chosen yet,
+    /// and may choose any.
+    pub fn needs(&self) -> Option<impl Iterator<Item = &str>> {
+        let target = self.target.as_deref()?;
+        Some(std::iter::once(target).chain(self.current.as_deref().filter(|c| *c != target)))
     }
 
     /// Stops forwarding (last-N); the stream resumes, continuous, at the
@@ -199,6 +208,25 @@ mod tests {
 
     fn pick(rendered: Option<u16>, bw: Option<u64>) -> String {
         choose_layer(&layers(), rendered, bw).unwrap().rid.clone()
+    }
+
+    fn needs(sw: &LayerSwitcher) -> Option<Vec<&str>> {
+        sw.needs().map(Iterator::collect)
+    }
+
+    #[test]
+    fn a_switcher_needs_its_layer_and_the_one_it_moves_to() {
+        let mut sw = LayerSwitcher::default();
+        assert_eq!(needs(&sw), None, "no choice yet: any layer");
+        sw.set_target("q");
+        assert_eq!(needs(&sw), Some(vec!["q"]));
+        sw.admit("q", 1, 0, true, 0, 90_000);
+        sw.set_target("f");
+        assert_eq!(needs(&sw), Some(vec!["f", "q"]), "q until f's keyframe");
+        sw.admit("f", 7, 0, true, 10, 90_000);
+        assert_eq!(needs(&sw), Some(vec!["f"]));
+        sw.pause();
+        assert_eq!(needs(&sw), Some(vec!["f"]), "paused: resumes on f");
     }
 
     #[test]

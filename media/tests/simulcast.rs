@@ -162,6 +162,74 @@ async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
     assert!(trunk.datagrams_out > 0 && trunk.dropped == 0, "{trunk:?}");
 }
 
+/// Only the layers B's subscribers need cross the trunk: one subscriber on
+/// the 90p layer takes a third of the publisher's packets across, a second
+/// one on the top layer two thirds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_layers_the_remote_subscribers_need_cross_the_trunk() {
+    let (
+        Setup {
+            relay: a,
+            clients: on_a,
+            api,
+            _serial,
+            ..
+        },
+        (b, on_b),
+    ) = two_nodes().await;
+    let _fb = simulcast_publisher(&api, &a, &on_a, "pub").await;
+    wait_for("the publisher's simulcast track", || {
+        a.stats().rooms.first().is_some_and(|r| r.tracks == 1)
+    })
+    .await;
+    let small = subscriber(&api, &b, &on_b, "small").await;
+    wait_for("the simulcast track on B", || {
+        b.stats().rooms.first().is_some_and(|r| r.tracks == 1)
+    })
+    .await;
+    b.handle_signal(
+        ROOM,
+        "small",
+        Signal::Render(vec![RenderedSize {
+            publisher: "pub".into(),
+            width: 142,
+            height: 80,
+        }]),
+    )
+    .await
+    .unwrap();
+    wait_for("the small subscriber on the 90p layer", || {
+        last_keyframe_height(&small) == Some(90)
+    })
+    .await;
+    // Packets across the trunk per packet the publisher sends (three
+    // layers), over two seconds once the choice has settled.
+    let share_crossing = || async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let counts = || {
+            let sent = a.stats().rooms[0].participants["pub"].packets_in;
+            (a.trunk_stats()[0].datagrams_out, sent)
+        };
+        let (crossed0, sent0) = counts();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (crossed1, sent1) = counts();
+        (crossed1 - crossed0) as f64 / (sent1 - sent0).max(1) as f64
+    };
+    let one = share_crossing().await;
+    assert!((0.2..0.45).contains(&one), "one layer of three: {one:.2}");
+
+    let large = subscriber(&api, &b, &on_b, "large").await;
+    wait_for("the large subscriber on the 360p layer", || {
+        last_keyframe_height(&large) == Some(360)
+    })
+    .await;
+    let two = share_crossing().await;
+    assert!((0.55..0.8).contains(&two), "two layers of three: {two:.2}");
+    assert_eq!(last_keyframe_height(&small), Some(90), "small stays on 90p");
+    let trunk = &a.trunk_stats()[0];
+    assert_eq!(trunk.dropped, 0, "{trunk:?}");
+}
+
 /// Two subscribers of "pub"'s simulcast track on `relay`: "small" reports a
 /// small window, then a larger one; "large" reports nothing. Each gets one
 /// continuous stream of the layers its size calls for; both leave.

@@ -7,6 +7,12 @@
 //! remote track goes back over the trunk and is throttled again at the
 //! publisher's node.
 //!
+//! Simulcast: the node behind a trunk tells the publisher's node which
+//! layers its subscribers need (each switcher's current layer and the one it
+//! moves to: [`Control::Want`]) and only those cross; the publisher's node
+//! tells it the layers the publisher sends ([`Control::Layers`]), so it can
+//! choose among layers that do not cross.
+//!
 //! A remote publisher joins the room's speakers like a local one (its
 //! packets keep their audio-level extension), so every node's active speaker
 //! and last-N decide over the whole call from the same levels.
@@ -15,7 +21,7 @@
 //! which heals every race between a room appearing on one node and a track
 //! being announced from another.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -29,11 +35,12 @@ use webrtc::util::{Marshal, MarshalSize, Unmarshal};
 use super::Inner;
 use super::forward::{Source, forward_layer, forward_track};
 use super::ids::{ParticipantId, RoomId};
-use super::layers::LayerState;
+use super::layers::{LayerState, OwnTrack};
 use super::timing::LayerMeter;
 use super::tracks::{Origin, Published, TrackSpec};
 use crate::gate::VideoGate;
 use crate::lock;
+use crate::simulcast::Layer;
 use crate::trunk::wire::{Announce, Codec, Control, Datagram};
 use crate::trunk::{Handler, Link, Trunks};
 
@@ -52,6 +59,34 @@ pub(super) struct Cascade {
     /// Tracks published on other nodes, by node and key there.
     inbound: Mutex<HashMap<String, HashMap<u64, Inbound>>>,
     me: Weak<Inner>,
+}
+
+/// Where a track published here goes: the trunks of its room's other nodes,
+/// and the simulcast layers each of them wants.
+#[derive(Default)]
+pub(super) struct Outbound {
+    links: Vec<Arc<Link>>,
+    /// By node; absent: every layer (the default until a node says).
+    wanted: HashMap<String, Vec<String>>,
+}
+
+impl Outbound {
+    fn wants(&self, link: &Link, rid: &str) -> bool {
+        rid.is_empty()
+            || self
+                .wanted
+                .get(&link.node)
+                .is_none_or(|w| w.iter().any(|r| r == rid))
+    }
+}
+
+/// A remote simulcast track's layers, as this node and the publisher's see them.
+#[derive(Default)]
+pub(super) struct RemoteLayers {
+    /// What this node last asked for (`None`: every layer, as at first).
+    wanted: Mutex<Option<Vec<String>>>,
+    /// The layers the publisher sends, as its node last said.
+    sent: Mutex<Option<Vec<Layer>>>,
 }
 
 /// A remote track's place here: its room, the track and each layer's queue.
@@ -92,17 +127,86 @@ impl Cascade {
 
 impl Published {
     /// Sends `packet` once down each trunk this track goes out on.
+    /// (A simulcast layer only down those whose node wants it.)
     pub(super) fn to_trunks(&self, packet: &Packet, rid: &str) {
-        let trunks = lock(&self.trunks);
-        if trunks.is_empty() {
+        let out = lock(&self.trunks);
+        if !out.links.iter().any(|l| out.wants(l, rid)) {
             return;
         }
         let encoded = Datagram::encode(self.key, rid, packet.marshal_size(), |buf| {
             packet.marshal_to(buf).is_ok()
         });
         let Ok(bytes) = encoded else { return };
-        for link in trunks.iter() {
+        for link in out.links.iter().filter(|l| out.wants(l, rid)) {
             link.send(bytes.clone());
+        }
+    }
+
+    /// Every [`RETARGET_EVERY`](super::timing::RETARGET_EVERY) while a
+    /// simulcast track published here flows: tells its trunks the layers
+    /// the publisher sends.
+    pub(super) fn layers_to_trunks(&self, now: std::time::Instant) {
+        if !matches!(self.origin, Origin::Peer(_)) {
+            return;
+        }
+        let links = lock(&self.trunks).links.clone();
+        if links.is_empty() {
+            return;
+        }
+        let layers = self.layer_infos(now);
+        for link in links {
+            link.control(Control::Layers {
+                key: self.key,
+                layers: layers.clone(),
+            });
+        }
+    }
+
+    /// For a simulcast track behind a trunk: asks its node for the layers
+    /// the subscribers here need, if that changed (`again`: also if not).
+    pub(super) fn want_layers(&self, again: bool) {
+        let Origin::Trunk { link, key, remote } = &self.origin else {
+            return;
+        };
+        if !self.is_simulcast() {
+            return;
+        }
+        let owns: Vec<Arc<OwnTrack>> = lock(&self.subscribers)
+            .values()
+            .filter_map(|s| s.own.clone())
+            .collect();
+        let mut needed = Some(BTreeSet::new());
+        for own in &owns {
+            let sw = lock(&own.switcher);
+            match (sw.needs(), needed.as_mut()) {
+                (Some(rids), Some(set)) => set.extend(rids.map(str::to_owned)),
+                (None, _) => needed = None,
+                (Some(_), None) => {}
+            }
+        }
+        let needed: Option<Vec<String>> = needed.map(|set| set.into_iter().collect());
+        {
+            let mut wanted = lock(&remote.wanted);
+            if *wanted == needed && !again {
+                return;
+            }
+            wanted.clone_from(&needed);
+        }
+        if let Some(link) = link.upgrade() {
+            tracing::debug!(peer = %link.node, track = %self.track_id, rids = ?needed, "trunk layers wanted");
+            link.control(Control::Want {
+                key: *key,
+                rids: needed,
+            });
+        }
+    }
+
+    /// The publisher's layers as its node last said (`None`: not said yet,
+    /// or not behind a trunk).
+    pub(super) fn remote_layer_infos(&self) -> Option<Vec<Layer>> {
+        match &self.origin {
+            Origin::Trunk { remote, .. } => lock(&remote.sent).clone(),
+            Origin::Peer(_) => None,
         }
     }
 
@@ -147,7 +251,7 @@ impl Inner {
             return;
         }
         lock(&c.local).remove(&t.key);
-        for link in lock(&t.trunks).drain(..) {
+        for link in lock(&t.trunks).links.drain(..) {
             link.control(Control::Withdraw { key: t.key });
         }
     }
@@ -176,7 +280,9 @@ impl Inner {
             for link in &links {
                 link.control(Control::Announce(announce.clone()));
             }
-            *lock(&t.trunks) = links.clone();
+            let mut out = lock(&t.trunks);
+            out.wanted.retain(|node, _| peers.contains(node));
+            out.links.clone_from(&links);
         }
         c.drop_inbound(Some(room), |node| peers.iter().any(|p| p == node));
     }
@@ -204,6 +310,13 @@ impl Inner {
         let rooms: Vec<RoomId> = lock(&c.peers).keys().cloned().collect();
         for room in &rooms {
             self.refresh_room(room);
+        }
+        let remote: Vec<Arc<Published>> = lock(&c.inbound)
+            .values()
+            .flat_map(|tracks| tracks.values().filter_map(|i| i.track.upgrade()))
+            .collect();
+        for t in remote {
+            t.want_layers(true);
         }
         lock(&c.inbound).retain(|_, tracks| {
             tracks.retain(|_, i| i.track.strong_count() > 0);
@@ -273,6 +386,7 @@ impl Inner {
             origin: Origin::Trunk {
                 link: Arc::downgrade(&link),
                 key: a.key,
+                remote: RemoteLayers::default(),
             },
             counters: Arc::default(),
             gate,
@@ -378,6 +492,15 @@ impl Inner {
         self.spawn_remote_forward(&room, &t, rid.to_owned(), rx);
     }
 
+    /// The track `node` announced as `key`, if it is still here.
+    fn inbound_track(&self, node: &str, key: u64) -> Option<Arc<Published>> {
+        lock(&self.cascade()?.inbound)
+            .get(node)?
+            .get(&key)?
+            .track
+            .upgrade()
+    }
+
     /// A keyframe request from another node for a track published here.
     async fn keyframe_for(&self, key: u64) {
         let Some(t) = self
@@ -425,7 +548,27 @@ impl Handler for Inner {
             Control::Keyframe { key } => {
                 tokio::spawn(async move { me.keyframe_for(key).await });
             }
-            Control::Hello { .. } => {}
+            Control::Want { key, rids } => {
+                let Some(t) = self
+                    .cascade()
+                    .and_then(|c| lock(&c.local).get(&key).and_then(Weak::upgrade))
+                else {
+                    return;
+                };
+                let mut out = lock(&t.trunks);
+                match rids {
+                    Some(rids) => out.wanted.insert(link.node.clone(), rids),
+                    None => out.wanted.remove(&link.node),
+                };
+            }
+            Control::Layers { key, layers } => {
+                if let Some(t) = self.inbound_track(&link.node, key)
+                    && let Origin::Trunk { remote, .. } = &t.origin
+                {
+                    *lock(&remote.sent) = Some(layers);
+                }
+            }
+            Control::Hello { .. } | Control::Floor { .. } => {}
         }
     }
 
@@ -437,7 +580,7 @@ impl Handler for Inner {
         let Some(c) = self.cascade() else { return };
         c.drop_inbound(None, |node| node != link.node);
         for t in lock(&c.local).values().filter_map(Weak::upgrade) {
-            lock(&t.trunks).retain(|l| !Arc::ptr_eq(l, link));
+            lock(&t.trunks).links.retain(|l| !Arc::ptr_eq(l, link));
         }
     }
 }

@@ -121,7 +121,7 @@ impl Published {
     async fn send_keyframe_request(&self) -> bool {
         let pc = match &self.origin {
             Origin::Peer(pc) => pc.upgrade(),
-            Origin::Trunk { link, key } => {
+            Origin::Trunk { link, key, .. } => {
                 // The publisher's node asks it (throttled there too).
                 let Some(link) = link.upgrade() else {
                     return false;

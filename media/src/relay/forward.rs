@@ -162,14 +162,18 @@ pub(super) async fn forward_layer(
         let size = packet.marshal_size() as u64;
         t.count_in(size);
         let key = !vp8 || vp8::keyframe_start(&packet.payload);
-        // Re-choose at keyframes and every so often (a layer may have stopped).
-        let due = key || t.retarget_due(now);
         t.observe_layer(
             &rid,
             size,
             vp8.then(|| vp8::keyframe_size(&packet.payload)).flatten(),
             now,
         );
+        // Re-choose at keyframes and every so often (a layer may have stopped).
+        let timed = t.retarget_due(now);
+        if timed {
+            t.layers_to_trunks(now);
+        }
+        let due = key || timed;
         if !lock(&t.gate).is_open() {
             continue; // outside last-N
         }
@@ -179,6 +183,7 @@ pub(super) async fn forward_layer(
             .collect();
         let now_ms = ms_since(epoch);
         let mut want_keyframe = false;
+        let mut changed = due;
         // Read the layers once per packet, and only when some choice is due.
         let mut layers = None;
         let mut writes: Vec<Vec<Write>> = (0..fanout.lanes()).map(|_| Vec::new()).collect();
@@ -186,6 +191,7 @@ pub(super) async fn forward_layer(
             if due || lock(&own.switcher).target().is_none() {
                 let layers = layers.get_or_insert_with(|| t.layer_infos(now));
                 want_keyframe |= t.retarget(&own, layers, now_ms);
+                changed = true;
             }
             let out = {
                 let mut sw = lock(&own.switcher);
@@ -199,6 +205,7 @@ pub(super) async fn forward_layer(
                     clock_rate,
                 );
                 if sw.switches() > switches {
+                    changed = true;
                     own.counters.layer_switches.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(publisher = %t.publisher, subscriber = %own.subscriber, rid, "relay layer switch");
                 }
@@ -225,6 +232,10 @@ pub(super) async fn forward_layer(
                     writes,
                 },
             );
+        }
+        if changed || want_keyframe {
+            // Behind a trunk: the layers now needed, before their keyframe.
+            t.want_layers(false);
         }
         if want_keyframe && let Some(inner) = inner.upgrade() {
             inner.request_keyframe(&t).await;

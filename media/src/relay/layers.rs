@@ -57,7 +57,9 @@ impl Inner {
             let own = lock(&t.subscribers).get(&p.id).and_then(|s| s.own.clone());
             let Some(own) = own else { continue };
             *lock(&own.rendered_height) = Some(size.height);
-            if t.retarget(&own, &t.layer_infos(Instant::now()), self.now_ms()) {
+            let pending = t.retarget(&own, &t.layer_infos(Instant::now()), self.now_ms());
+            t.want_layers(false);
+            if pending {
                 self.request_keyframe(&t).await;
             }
         }
@@ -66,8 +68,13 @@ impl Inner {
 
 impl Published {
     /// The layers the publisher is sending at `now` (browsers stop sending
-    /// the upper ones when their uplink is short).
+    /// the upper ones when their uplink is short): as measured here, or for
+    /// a track behind a trunk as the publisher's node says (only the layers
+    /// wanted cross).
     pub(super) fn layer_infos(&self, now: Instant) -> Vec<Layer> {
+        if let Some(layers) = self.remote_layer_infos() {
+            return layers;
+        }
         lock(&self.layers)
             .iter()
             .filter(|l| l.meter.is_active(now))

@@ -14,6 +14,7 @@ use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::cascade::{Outbound, RemoteLayers};
 use super::feedback::read_feedback;
 use super::forward::{Source, extension_id, forward_layer, forward_track};
 use super::ids::{ParticipantId, RoomId};
@@ -38,7 +39,7 @@ pub(super) struct Published {
     /// Where keyframe requests go.
     pub(super) origin: Origin,
     /// The trunks this track's packets go out on (each once).
-    pub(super) trunks: Mutex<Vec<Arc<Link>>>,
+    pub(super) trunks: Mutex<Outbound>,
     pub(super) kind: RTPCodecType,
     pub(super) ssrc: u32,
     /// One per fan-out lane, shared by the subscribers of a single-layer
@@ -65,7 +66,11 @@ pub(super) enum Origin {
     /// A participant of this node, on its peer connection.
     Peer(Weak<RTCPeerConnection>),
     /// A participant of another node, behind a trunk (its key there).
-    Trunk { link: Weak<Link>, key: u64 },
+    Trunk {
+        link: Weak<Link>,
+        key: u64,
+        remote: RemoteLayers,
+    },
 }
 
 /// What a new published track is made from.
@@ -249,7 +254,7 @@ impl Inner {
             track_id: spec.track_id,
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             origin: spec.origin,
-            trunks: Mutex::new(Vec::new()),
+            trunks: Mutex::new(Outbound::default()),
             kind: spec.kind,
             ssrc: spec.ssrc,
             locals,
@@ -331,6 +336,8 @@ impl Inner {
                 _share: (t.kind == RTPCodecType::Video).then(|| VideoShare::new(&p.counters)),
             },
         );
+        // Behind a trunk: this subscriber has not chosen yet, so every layer.
+        t.want_layers(false);
         tokio::spawn(read_feedback(
             Arc::clone(t),
             sender,

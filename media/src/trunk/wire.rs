@@ -5,6 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::simulcast::Layer;
+
 /// Largest control frame accepted (an announcement is a few hundred bytes).
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 /// Longest RID carried (browsers use one or two characters).
@@ -126,6 +128,21 @@ pub enum Control {
     Withdraw { key: u64 },
     /// A subscriber behind the receiving node asks for a keyframe.
     Keyframe { key: u64 },
+    /// The simulcast layers the subscribers behind the receiving node need
+    /// (`None`: every layer); only those cross. Sent when the need changes,
+    /// and again every few seconds.
+    Want { key: u64, rids: Option<Vec<String>> },
+    /// The layers a simulcast track's publisher sends now, as measured where
+    /// it is published (the receiving node chooses its subscribers' layers
+    /// from them, also among those that do not cross).
+    Layers { key: u64, layers: Vec<Layer> },
+    /// The room's floor as the deciding node sees it: the dominant speaker
+    /// and the last-N order, most recent speaker first.
+    Floor {
+        room: String,
+        speaker: String,
+        order: Vec<String>,
+    },
 }
 
 impl Control {
@@ -226,5 +243,19 @@ mod tests {
         assert!(Control::decode(b"{\"type\":\"nope\"}").is_err());
         let k = Control::Keyframe { key: 3 }.encode().unwrap();
         assert_eq!(&k[4..], br#"{"type":"keyframe","key":3}"#);
+        let all = Control::Want { key: 3, rids: None }.encode().unwrap();
+        assert_eq!(&all[4..], br#"{"type":"want","key":3,"rids":null}"#);
+        let layers = Control::Layers {
+            key: 3,
+            layers: vec![Layer {
+                rid: "q".into(),
+                height: 180,
+                bps: 150_000,
+            }],
+        };
+        assert_eq!(
+            Control::decode(&layers.encode().unwrap()[4..]).unwrap(),
+            layers
+        );
     }
 }
