@@ -151,6 +151,24 @@ impl Speakers {
         })
     }
 
+    /// Takes the floor as another node decided it (one decision per call):
+    /// `floor.speaker` holds it and `floor.forwarded` leads the last-N
+    /// order. Returns the floor if that changed it here.
+    pub fn adopt(&mut self, floor: &SpeakerChange) -> Option<SpeakerChange> {
+        let before = self.current();
+        let rest: Vec<String> = self
+            .recent
+            .iter()
+            .filter(|r| !floor.forwarded.contains(r))
+            .cloned()
+            .collect();
+        self.recent = floor.forwarded.iter().cloned().chain(rest).collect();
+        self.dominant = Some(floor.speaker.clone());
+        self.challenger = None;
+        let now = self.current();
+        if now == before { None } else { now }
+    }
+
     /// Decides whether the floor changes hands now.
     pub fn evaluate(&mut self, now_ms: u64) -> Option<SpeakerChange> {
         let loudest = self
@@ -227,6 +245,26 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].speaker, "b");
         assert_eq!(changes[0].forwarded, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_floor_decided_elsewhere_is_taken_as_it_is() {
+        let mut s = room(2, &["a", "b", "c"]);
+        talk(&mut s, "a", 30, 0, 400);
+        let floor = SpeakerChange {
+            speaker: "c".into(),
+            forwarded: vec!["c".into(), "x".into()],
+        };
+        assert_eq!(s.adopt(&floor), Some(floor.clone()));
+        assert_eq!(s.dominant(), Some("c"));
+        assert!(
+            s.is_forwarded("x") && !s.is_forwarded("a"),
+            "x: not here yet"
+        );
+        assert_eq!(s.adopt(&floor), None, "the same floor again: no change");
+        // Those the deciding node does not forward keep their order behind.
+        s.remove("x");
+        assert_eq!(s.current().unwrap().forwarded, ["c", "a"]);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chats3_media::SpeakerPolicy;
 use chats3_media::trunk::TrunkTls;
+use chats3_media::{SpeakerChange, SpeakerPolicy};
+use tokio::sync::mpsc;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 
 use support::*;
@@ -119,4 +120,61 @@ async fn a_node_without_a_certificate_from_the_cluster_ca_gets_no_trunk() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(a.trunk_stats().is_empty(), "{:?}", a.trunk_stats());
     assert!(b.trunk_stats().is_empty(), "{:?}", b.trunk_stats());
+}
+
+/// One decision per call: node A (the smaller id) decides the floor and
+/// node B takes it, although B's own policy would hold the floor for a
+/// minute; B's last-N follows A's decision for B's own publisher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_decides_the_floor_of_a_call_that_spans_two() {
+    let policy = |switch_after_ms| SpeakerPolicy {
+        switch_after_ms,
+        last_n: 1,
+    };
+    let Setup {
+        relay: a,
+        clients: on_a,
+        api,
+        speakers: mut on_a_speakers,
+        _serial,
+    } = setup(policy(300)).await;
+    let (b, on_b, mut on_b_speakers) = another_relay(policy(60_000)).await;
+    join_by_trunk(&a, &b);
+    let talker_a = publisher(&api, &a, &on_a, "a").await;
+    let talker_b = publisher(&api, &b, &on_b, "b").await;
+    for (node, relay) in [("A", &a), ("B", &b)] {
+        wait_for(&format!("both publishers' tracks on {node}"), || {
+            relay.stats().rooms.first().is_some_and(|r| r.tracks == 4)
+        })
+        .await;
+    }
+    let mut s = subscriber(&api, &b, &on_b, "s").await;
+    first_packets_or_rejoin(&api, &b, &on_b, "s", &mut s).await;
+    // a speaks first: it takes the floor on both nodes.
+    talker_a.level.store(40, Ordering::SeqCst);
+    let a_floor = ("a".to_owned(), vec!["a".to_owned()]);
+    assert_eq!(next_floor(&mut on_a_speakers).await, a_floor);
+    assert_eq!(next_floor(&mut on_b_speakers).await, a_floor);
+    wait_for("a's video on B", || video_from(&s, "a") >= 30).await;
+
+    // b is louder while a goes on: A moves the floor after 300 ms and B,
+    // whose own policy would wait a minute, follows A.
+    talker_b.level.store(10, Ordering::SeqCst);
+    let b_floor = ("b".to_owned(), vec!["b".to_owned()]);
+    assert_eq!(next_floor(&mut on_a_speakers).await, b_floor);
+    assert_eq!(next_floor(&mut on_b_speakers).await, b_floor);
+    let b_from = video_from(&s, "b");
+    wait_for("b's video on B after the switch", || {
+        video_from(&s, "b") >= b_from + 30
+    })
+    .await;
+}
+
+/// The next speaker change a node announces: speaker and last-N.
+async fn next_floor(rx: &mut mpsc::UnboundedReceiver<SpeakerChange>) -> (String, Vec<String>) {
+    let change = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a speaker change in time")
+        .expect("the relay is running");
+    (change.speaker, change.forwarded)
 }

@@ -14,8 +14,10 @@
 //! choose among layers that do not cross.
 //!
 //! A remote publisher joins the room's speakers like a local one (its
-//! packets keep their audio-level extension), so every node's active speaker
-//! and last-N decide over the whole call from the same levels.
+//! packets keep their audio-level extension), so every node hears every
+//! level; the node with the smallest id among those serving a room decides
+//! its floor (active speaker and last-N order) and tells the others
+//! ([`Control::Floor`]), which take it as it is: one decision per call.
 //!
 //! Announcements repeat every [`REANNOUNCE`] (receivers ignore known ones),
 //! which heals every race between a room appearing on one node and a track
@@ -41,6 +43,7 @@ use super::tracks::{Origin, Published, TrackSpec};
 use crate::gate::VideoGate;
 use crate::lock;
 use crate::simulcast::Layer;
+use crate::speaker::SpeakerChange;
 use crate::trunk::wire::{Announce, Codec, Control, Datagram};
 use crate::trunk::{Handler, Link, Trunks};
 
@@ -256,15 +259,64 @@ impl Inner {
         }
     }
 
-    /// Points the room's own tracks at the trunks of its nodes (announcing
-    /// them, again) and drops remote tracks of nodes no longer in it.
-    pub(super) fn refresh_room(&self, room: &RoomId) {
-        let Some(c) = self.cascade() else { return };
+    /// The other nodes serving `room`, and the trunks to those linked.
+    fn room_links(&self, room: &RoomId) -> (Vec<String>, Vec<Arc<Link>>) {
+        let Some(c) = self.cascade() else {
+            return Default::default();
+        };
         let peers: Vec<String> = lock(&c.peers)
             .get(room)
             .map(|p| p.keys().cloned().collect())
             .unwrap_or_default();
-        let links: Vec<Arc<Link>> = peers.iter().filter_map(|n| c.trunks.link(n)).collect();
+        let links = peers.iter().filter_map(|n| c.trunks.link(n)).collect();
+        (peers, links)
+    }
+
+    /// Whether this node decides `room`'s floor: it has the smallest id of
+    /// the nodes serving the room (alone, it does).
+    pub(super) fn decides_floor(&self, room: &RoomId) -> bool {
+        let Some(c) = self.cascade() else { return true };
+        let me = c.trunks.node();
+        lock(&c.peers)
+            .get(room)
+            .is_none_or(|p| p.keys().all(|n| n.as_str() > me))
+    }
+
+    /// Tells the room's other nodes the floor this node decided.
+    pub(super) fn share_floor(&self, room: &RoomId, floor: &SpeakerChange) {
+        for link in self.room_links(room).1 {
+            link.control(Control::Floor {
+                room: room.to_string(),
+                speaker: floor.speaker.clone(),
+                forwarded: floor.forwarded.clone(),
+            });
+        }
+    }
+
+    /// The floor of `room` as `link`'s node decided it.
+    async fn adopt_floor(&self, link: &Link, room: RoomId, floor: SpeakerChange) {
+        let Some(c) = self.cascade() else { return };
+        if !c.is_peer(&room, &link.node) {
+            return;
+        }
+        let Some(speakers) = lock(&self.rooms)
+            .get(&room)
+            .map(|r| Arc::clone(&r.speakers))
+        else {
+            return;
+        };
+        let change = lock(&speakers).adopt(&floor);
+        if let Some(change) = change {
+            tracing::debug!(room = room.as_str(), peer = %link.node, speaker = change.speaker, "floor taken from the deciding node");
+            self.floor_changed(&room, change).await;
+        }
+    }
+
+    /// Points the room's own tracks at the trunks of its nodes (announcing
+    /// them, again) and drops remote tracks of nodes no longer in it.
+    pub(super) fn refresh_room(&self, room: &RoomId) {
+        let Some(c) = self.cascade() else { return };
+        let (peers, links) = self.room_links(room);
         let own: Vec<Arc<Published>> = lock(&self.rooms)
             .get(room)
             .map(|r| {
@@ -310,6 +362,13 @@ impl Inner {
         let rooms: Vec<RoomId> = lock(&c.peers).keys().cloned().collect();
         for room in &rooms {
             self.refresh_room(room);
+            // The floor too, for a node that came after its last change.
+            let floor = lock(&self.rooms)
+                .get(room)
+                .and_then(|r| lock(&r.speakers).current());
+            if let Some(floor) = floor.filter(|_| self.decides_floor(room)) {
+                self.share_floor(room, &floor);
+            }
         }
         let remote: Vec<Arc<Published>> = lock(&c.inbound)
             .values()
@@ -568,7 +627,19 @@ impl Handler for Inner {
                     *lock(&remote.sent) = Some(layers);
                 }
             }
-            Control::Hello { .. } | Control::Floor { .. } => {}
+            Control::Floor {
+                room,
+                speaker,
+                forwarded,
+            } => {
+                let link = Arc::clone(link);
+                let floor = SpeakerChange { speaker, forwarded };
+                tokio::spawn(async move {
+                    me.adopt_floor(&link, RoomId::from(room.as_str()), floor)
+                        .await
+                });
+            }
+            Control::Hello { .. } => {}
         }
     }
 

@@ -1,5 +1,6 @@
 //! Active speaker and last-N: audio levels feed the room's speakers, and the
-//! video gates follow who is forwarded.
+//! video gates follow who is forwarded. In a call that spans nodes one of
+//! them decides (see [`Inner::decides_floor`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,6 +13,7 @@ use super::ids::RoomId;
 use super::tracks::Published;
 use crate::lock;
 use crate::signal::RelayEvent;
+use crate::speaker::SpeakerChange;
 
 impl Inner {
     /// Opens the video gates of the room's last-N and closes the others,
@@ -60,17 +62,25 @@ impl Inner {
             return;
         };
         let now = self.now_ms();
+        // One node decides each call's floor; the others take its decision.
+        let decides = self.decides_floor(room);
         let change = {
             let mut s = lock(&t.speakers);
             s.observe(t.publisher.as_str(), level, now);
-            s.evaluate(now)
+            if decides { s.evaluate(now) } else { None }
         };
         if let Some(change) = change {
-            let _ = self.out.send(RelayEvent::Speaker {
-                room: room.to_string(),
-                change,
-            });
-            self.apply_last_n(room).await;
+            self.share_floor(room, &change);
+            self.floor_changed(room, change).await;
         }
+    }
+
+    /// The room's floor changed: its participants are told and last-N follows.
+    pub(super) async fn floor_changed(&self, room: &RoomId, change: SpeakerChange) {
+        let _ = self.out.send(RelayEvent::Speaker {
+            room: room.to_string(),
+            change,
+        });
+        self.apply_last_n(room).await;
     }
 }

@@ -141,7 +141,7 @@ pub enum Control {
     Floor {
         room: String,
         speaker: String,
-        order: Vec<String>,
+        forwarded: Vec<String>,
     },
 }
 
