@@ -9,7 +9,9 @@
 //!
 //! With `--nodes 2` the relay process runs two relays joined by a QUIC trunk (the cascade of
 //! cluster mode): the publisher on the first, subscribers alternating between the two; latency is
-//! reported per node, so the second's minus the first's is what the trunk adds.
+//! reported per node, so the second's minus the first's is what the trunk adds. Each relay runs on
+//! a runtime of its own (threads `relay-node0`, `relay-node1`), so the CPU of each side is reported
+//! too, from its threads' counters.
 //!
 //! ```sh
 //! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10
@@ -29,7 +31,7 @@ use chats3_media::{Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use webrtc::api::API;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
@@ -177,7 +179,39 @@ async fn send_line<W: AsyncWrite + Unpin>(
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// The thread name of relay `node`'s runtime.
+fn node_threads(node: usize) -> String {
+    format!("relay-node{node}")
+}
+
+/// CPU seconds (user + system) used by this process's threads named `name` (those that still run).
+fn threads_cpu_seconds(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|stat| {
+            let comm = stat.find('(').zip(stat.rfind(')'));
+            comm.is_some_and(|(open, close)| &stat[open + 1..close] == name)
+        })
+        .map(|stat| stat_cpu_seconds(&stat))
+        .sum()
+}
+
+/// Per relay: CPU seconds its runtime's threads used.
+fn nodes_cpu_seconds(nodes: usize) -> Vec<f64> {
+    (0..nodes)
+        .map(|n| threads_cpu_seconds(&node_threads(n)))
+        .collect()
+}
+
+/// utime + stime of a `/proc/…/stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     let Some(close) = stat.rfind(')') else {
         return 0.0;
     };
@@ -207,9 +241,10 @@ fn rss_kib() -> u64 {
 
 /// Runs the relay, starts the clients process, and prints the figures of both.
 fn relay_main(args: &Args) {
-    let rt = rt("relay-rt", 2);
-    rt.block_on(async {
-        let (relays, mut events) = relays(args.nodes).await;
+    let nodes: Vec<Runtime> = (0..args.nodes).map(|n| rt(&node_threads(n), 2)).collect();
+    let handles: Vec<Handle> = nodes.iter().map(|n| n.handle().clone()).collect();
+    rt("relay-main", 1).block_on(async {
+        let (relays, mut events) = relays(&handles).await;
         let rss_before = rss_kib();
         let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
             .args(["--clients", "--subscribers", &args.subscribers.to_string()])
@@ -247,8 +282,9 @@ fn relay_main(args: &Args) {
                 Up::Join { ref id } | Up::Signal { ref id, .. } => {
                     let queue = queues.entry(id.clone()).or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        let relay = &relays[node_of(id, relays.len())];
-                        tokio::spawn(apply_client_ops(relay.clone(), rx));
+                        // On the relay's own runtime: what it spawns runs (and counts) there.
+                        let node = node_of(id, relays.len());
+                        handles[node].spawn(apply_client_ops(relays[node].clone(), rx));
                         tx
                     });
                     let _ = queue.send(up);
@@ -256,24 +292,38 @@ fn relay_main(args: &Args) {
                 Up::Window { open: true } => {
                     window = Some((
                         cpu_seconds(),
-                        forwarded(&relays),
+                        nodes_cpu_seconds(relays.len()),
+                        forwarded_by_node(&relays),
                         trunked(&relays),
                         Instant::now(),
                     ));
                 }
                 Up::Window { open: false } => {
-                    let (cpu0, out0, trunk0, t0) = window.expect("window opened first");
+                    let (cpu0, nodes0, out0, trunk0, t0) =
+                        window.take().expect("window opened first");
                     let wall = t0.elapsed().as_secs_f64();
                     let cpu = (cpu_seconds() - cpu0) / wall;
-                    let forwarded = (forwarded(&relays) - out0) as f64 / wall;
+                    let by_node = nodes_cpu_seconds(relays.len())
+                        .iter()
+                        .zip(nodes0)
+                        .map(|(now, before)| (now - before) / wall)
+                        .collect();
+                    let forwarded_by_node: Vec<f64> = forwarded_by_node(&relays)
+                        .iter()
+                        .zip(out0)
+                        .map(|(now, before)| (now - before) as f64 / wall)
+                        .collect();
                     let trunked = (trunked(&relays) - trunk0) as f64 / wall;
-                    measured = Some((cpu, forwarded, trunked, rss_kib()));
+                    measured = Some((cpu, by_node, forwarded_by_node, trunked, rss_kib()));
                 }
                 Up::Result { figures } => {
-                    let (cpu, forwarded, trunked, rss) = measured.expect("window closed first");
+                    let (cpu, cpu_by_node, forwarded_by_node, trunked, rss) =
+                        measured.take().expect("window closed first");
                     let relay = RelayFigures {
                         cpu,
-                        forwarded,
+                        cpu_by_node,
+                        forwarded: forwarded_by_node.iter().sum(),
+                        forwarded_by_node,
                         trunked,
                         rss,
                         rss_before,
@@ -287,20 +337,26 @@ fn relay_main(args: &Args) {
         let status = child.wait().await.expect("clients process");
         assert!(status.success(), "clients process failed: {status}");
     });
+    for node in nodes {
+        node.shutdown_background();
+    }
 }
 
-/// The relays (joined by a trunk when there are two) and the signals they send, merged.
-async fn relays(nodes: usize) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent>) {
+/// The relays, one on each runtime of `nodes` (joined by a trunk when there are two), and the
+/// signals they send, merged.
+async fn relays(nodes: &[Handle]) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut relays = Vec::new();
-    for _ in 0..nodes {
-        let (relay, mut events) = Relay::new(RelayConfig {
-            udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
-            include_loopback: true,
-            ..Default::default()
-        })
-        .await
-        .expect("relay");
+    for node in nodes {
+        let (relay, mut events) = node
+            .spawn(Relay::new(RelayConfig {
+                udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
+                include_loopback: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("relay task")
+            .expect("relay");
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
@@ -309,15 +365,22 @@ async fn relays(nodes: usize) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent
         });
         relays.push(relay);
     }
-    if nodes == 2 {
+    if nodes.len() == 2 {
         let tls = chats3_media::trunk::TrunkTls::generate().expect("certificates");
         let bind = "127.0.0.1:0".parse().expect("addr");
+        // Each trunk endpoint runs on its relay's runtime.
         let addrs: Vec<_> = ["node-0", "node-1"]
             .iter()
             .zip(&relays)
-            .map(|(node, r)| r.enable_trunks(node, bind, &tls).expect("trunk"))
+            .zip(nodes)
+            .map(|((id, r), node)| {
+                let _on = node.enter();
+                r.enable_trunks(id, bind, &tls).expect("trunk")
+            })
             .collect();
+        let _on = nodes[0].enter();
         relays[0].set_room_peers(ROOM, [("node-1".to_owned(), addrs[1])].into());
+        let _on = nodes[1].enter();
         relays[1].set_room_peers(ROOM, [("node-0".to_owned(), addrs[0])].into());
     }
     (relays, rx)
@@ -330,8 +393,12 @@ fn node_of(id: &str, nodes: usize) -> usize {
         .map_or(0, |i| i % nodes)
 }
 
-fn forwarded(relays: &[Relay]) -> u64 {
-    relays.iter().map(|r| r.stats().totals.packets_out).sum()
+/// Packets each relay sent its subscribers.
+fn forwarded_by_node(relays: &[Relay]) -> Vec<u64> {
+    relays
+        .iter()
+        .map(|r| r.stats().totals.packets_out)
+        .collect()
 }
 
 /// Datagrams sent on trunks.
@@ -346,7 +413,10 @@ fn trunked(relays: &[Relay]) -> u64 {
 /// The relay process's figures over the window.
 struct RelayFigures {
     cpu: f64,
+    /// Per relay, from its runtime's threads.
+    cpu_by_node: Vec<f64>,
     forwarded: f64,
+    forwarded_by_node: Vec<f64>,
     trunked: f64,
     rss: u64,
     rss_before: u64,
@@ -390,6 +460,13 @@ fn print_figures(args: &Args, c: &ClientFigures, r: &RelayFigures) {
             "latencyByNodeMs": c.latency_by_node_ms,
             "trunkDatagramsPerSec": r.trunked.round(),
             "relayCpuCores": relay_cpu,
+            "relayCpuCoresByNode": r.cpu_by_node,
+            "forwardedPacketsPerRelayCoreByNode": r
+                .forwarded_by_node
+                .iter()
+                .zip(&r.cpu_by_node)
+                .map(|(f, c)| if *c > 0.0 { (f / c).round() } else { 0.0 })
+                .collect::<Vec<_>>(),
             "clientCpuCores": c.cpu_cores,
             "forwardedPacketsPerRelayCore": per_core.round(),
             "relayRssMiB": rss / 1024,
