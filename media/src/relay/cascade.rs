@@ -356,9 +356,17 @@ impl Inner {
         self.refresh_room(room);
     }
 
-    /// Every [`REANNOUNCE`]: announces again and forgets dead remote tracks.
+    /// Every [`REANNOUNCE`]: dials trunks that were lost, announces again
+    /// and forgets dead remote tracks.
     pub(super) fn reannounce(&self) {
         let Some(c) = self.cascade() else { return };
+        let peers: HashMap<String, SocketAddr> = lock(&c.peers)
+            .values()
+            .flat_map(|p| p.iter().map(|(n, a)| (n.clone(), *a)))
+            .collect();
+        for (node, addr) in &peers {
+            c.trunks.ensure(node, *addr);
+        }
         let rooms: Vec<RoomId> = lock(&c.peers).keys().cloned().collect();
         for room in &rooms {
             self.refresh_room(room);
