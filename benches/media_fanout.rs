@@ -13,13 +13,22 @@
 //! a runtime of its own (threads `relay-node0`, `relay-node1`), so the CPU of each side is reported
 //! too, from its threads' counters.
 //!
+//! With `--relay-only ADDR` the relay process does not start the clients but waits for them on
+//! TCP `ADDR`, and its UDP socket binds ADDR's IP; `--clients-only ADDR` runs the clients and
+//! connects there (same `--subscribers`, `--seconds` and `--nodes` on both sides; `--ip` names the
+//! clients' own address when they run on another host). So the clients can run in their own process
+//! group, pinned to other cores, or on another machine.
+//!
 //! ```sh
 //! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10
 //! cargo bench --bench media_fanout -- --subscribers 100 --seconds 10 --nodes 2
+//! taskset -c 0 cargo bench --bench media_fanout -- -k 100 --relay-only 127.0.0.1:7100 &
+//! taskset -c 1 target/release/deps/media_fanout-* -k 100 --clients-only 127.0.0.1:7100
 //! ```
 //! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out").
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +39,8 @@ use chats3_media::testkit;
 use chats3_media::{Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use webrtc::api::API;
@@ -57,6 +67,12 @@ struct Args {
     clients: bool,
     /// Relays (1 or 2, joined by a trunk).
     nodes: usize,
+    /// Wait for the clients on this TCP address instead of starting them.
+    relay_only: Option<SocketAddr>,
+    /// Run the clients, signaling with the relay process at this TCP address.
+    clients_only: Option<SocketAddr>,
+    /// The clients' address (their ICE candidates).
+    ip: IpAddr,
 }
 
 impl Args {
@@ -66,15 +82,26 @@ impl Args {
             seconds: 10,
             clients: false,
             nodes: 1,
+            relay_only: None,
+            clients_only: None,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         let argv: Vec<String> = std::env::args().collect();
         let value = |i: usize| argv.get(i + 1).and_then(|v| v.parse().ok());
+        let addr = |i: usize, flag: &str| -> SocketAddr {
+            argv.get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{flag} takes an address such as 127.0.0.1:7100"))
+        };
         for (i, arg) in argv.iter().enumerate() {
             match arg.as_str() {
                 "--subscribers" | "-k" => a.subscribers = value(i).unwrap_or(a.subscribers),
                 "--seconds" | "-d" => a.seconds = value(i).unwrap_or(a.seconds as usize) as u64,
                 "--clients" => a.clients = true,
                 "--nodes" => a.nodes = value(i).unwrap_or(1).clamp(1, 2),
+                "--relay-only" => a.relay_only = Some(addr(i, "--relay-only")),
+                "--clients-only" => a.clients_only = Some(addr(i, "--clients-only")),
+                "--ip" => a.ip = argv[i + 1].parse().expect("--ip takes an IP address"),
                 _ => {} // `cargo bench` adds `--bench`
             }
         }
@@ -116,8 +143,27 @@ fn rt(name: &str, threads: usize) -> Runtime {
         .expect("runtime")
 }
 
-fn client_api() -> API {
-    testkit::client_api().expect("client api")
+fn client_api(ip: IpAddr) -> API {
+    testkit::client_api_on(ip).expect("client api")
+}
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The other process's line streams over TCP: accepted (`listen`) or dialed.
+async fn tcp_lines(addr: SocketAddr, listen: bool) -> (Reader, Writer) {
+    let stream = if listen {
+        let listener = TcpListener::bind(addr).await.expect("--relay-only address");
+        eprintln!("media_fanout: waiting for `--clients-only {addr}`");
+        listener.accept().await.expect("the clients process").0
+    } else {
+        TcpStream::connect(addr)
+            .await
+            .expect("the relay process (--relay-only)")
+    };
+    stream.set_nodelay(true).expect("nodelay");
+    let (r, w) = stream.into_split();
+    (Box::new(r), Box::new(w))
 }
 
 /// Clients process → relay process, one JSON object per line on the child's stdout.
@@ -244,18 +290,30 @@ fn relay_main(args: &Args) {
     let nodes: Vec<Runtime> = (0..args.nodes).map(|n| rt(&node_threads(n), 2)).collect();
     let handles: Vec<Handle> = nodes.iter().map(|n| n.handle().clone()).collect();
     rt("relay-main", 1).block_on(async {
-        let (relays, mut events) = relays(&handles).await;
+        let relay_ip = args.relay_only.map_or(args.ip, |a| a.ip());
+        let (relays, mut events) = relays(&handles, relay_ip).await;
         let rss_before = rss_kib();
-        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-            .args(["--clients", "--subscribers", &args.subscribers.to_string()])
-            .args(["--seconds", &args.seconds.to_string()])
-            .args(["--nodes", &args.nodes.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("clients process");
-        let mut down = child.stdin.take().expect("stdin");
+        let (mut child, up, mut down): (_, Reader, Writer) = match args.relay_only {
+            Some(addr) => {
+                let (r, w) = tcp_lines(addr, true).await;
+                (None, r, w)
+            }
+            None => {
+                let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+                    .args(["--clients", "--subscribers", &args.subscribers.to_string()])
+                    .args(["--seconds", &args.seconds.to_string()])
+                    .args(["--nodes", &args.nodes.to_string()])
+                    .args(["--ip", &args.ip.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("clients process");
+                let down = Box::new(child.stdin.take().expect("stdin"));
+                let up = Box::new(child.stdout.take().expect("stdout"));
+                (Some(child), up, down)
+            }
+        };
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 // The bench publishes no audio levels: no speaker events to expect.
@@ -273,7 +331,7 @@ fn relay_main(args: &Args) {
         });
         // Each client's joins and signals are applied in order, clients concurrently.
         let mut queues: HashMap<String, mpsc::UnboundedSender<Up>> = HashMap::new();
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut lines = BufReader::new(up).lines();
         let mut window = None;
         let mut measured = None;
         while let Ok(Some(line)) = lines.next_line().await {
@@ -334,8 +392,10 @@ fn relay_main(args: &Args) {
             }
         }
         drop(queues);
-        let status = child.wait().await.expect("clients process");
-        assert!(status.success(), "clients process failed: {status}");
+        if let Some(child) = child.as_mut() {
+            let status = child.wait().await.expect("clients process");
+            assert!(status.success(), "clients process failed: {status}");
+        }
     });
     for node in nodes {
         node.shutdown_background();
@@ -344,13 +404,13 @@ fn relay_main(args: &Args) {
 
 /// The relays, one on each runtime of `nodes` (joined by a trunk when there are two), and the
 /// signals they send, merged.
-async fn relays(nodes: &[Handle]) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent>) {
+async fn relays(nodes: &[Handle], ip: IpAddr) -> (Vec<Relay>, mpsc::UnboundedReceiver<RelayEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut relays = Vec::new();
     for node in nodes {
         let (relay, mut events) = node
             .spawn(Relay::new(RelayConfig {
-                udp_bind: Some("127.0.0.1:0".parse().expect("addr")),
+                udp_bind: Some(SocketAddr::new(ip, 0)),
                 include_loopback: true,
                 ..Default::default()
             }))
@@ -487,13 +547,13 @@ struct Link {
     answered: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
 }
 
-/// Reads the relay's signals from stdin and applies them: one task per client, so each client's
+/// Reads the relay's signals from `down` and applies them: one task per client, so each client's
 /// signals are applied in the order the relay sent them. Who the relay says `ready` to goes to
 /// `ready`.
-fn drive(link: Link, clients: Clients, ready: mpsc::UnboundedSender<String>) {
+fn drive(link: Link, clients: Clients, ready: mpsc::UnboundedSender<String>, down: Reader) {
     tokio::spawn(async move {
         let mut queues: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut lines = BufReader::new(down).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let down: Down = serde_json::from_str(&line).expect("relay protocol");
             let queue = queues.entry(down.id.clone()).or_insert_with(|| {
@@ -735,14 +795,17 @@ fn clients_main(args: &Args) {
     let rt = rt("client-rt", 2);
     rt.block_on(async {
         let epoch = Instant::now();
-        let api = client_api();
+        let api = client_api(args.ip);
         let clients: Clients = Arc::default();
+        let (down, mut to_relay): (Reader, Writer) = match args.clients_only {
+            Some(addr) => tcp_lines(addr, false).await,
+            None => (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout())),
+        };
         let (up, mut up_rx) = mpsc::unbounded_channel::<Up>();
         let writer = tokio::spawn(async move {
-            let mut stdout = tokio::io::stdout();
             while let Some(line) = up_rx.recv().await {
                 let last = matches!(line, Up::Result { .. });
-                if send_line(&mut stdout, &line).await.is_err() || last {
+                if send_line(&mut to_relay, &line).await.is_err() || last {
                     break;
                 }
             }
@@ -752,7 +815,7 @@ fn clients_main(args: &Args) {
             answered: Arc::default(),
         };
         let (ready_tx, mut relay_ready) = mpsc::unbounded_channel();
-        drive(link.clone(), Arc::clone(&clients), ready_tx);
+        drive(link.clone(), Arc::clone(&clients), ready_tx, down);
         // The subscribers of each relay count apart (the publisher counts in the first).
         let groups: Vec<Arc<Totals>> = (0..args.nodes)
             .map(|_| {
@@ -873,7 +936,7 @@ fn clients_main(args: &Args) {
 
 fn main() {
     let args = Args::parse();
-    if args.clients {
+    if args.clients || args.clients_only.is_some() {
         clients_main(&args);
     } else {
         relay_main(&args);

@@ -4,6 +4,8 @@
 //! transceivers, complete (non-trickle) offers and answers to the relay's
 //! offers.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
@@ -20,23 +22,36 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 /// Settings for a client on this host: loopback IPv4 only, so each client
 /// has one host candidate.
 pub fn loopback_settings() -> SettingEngine {
+    settings_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Client settings whose only candidates are on `ip` (IPv4 UDP).
+fn settings_on(ip: IpAddr) -> SettingEngine {
     let mut settings = SettingEngine::default();
-    settings.set_include_loopback_candidate(true);
+    settings.set_include_loopback_candidate(ip.is_loopback());
     settings.set_network_types(vec![NetworkType::Udp4]);
-    settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    settings.set_ip_filter(Box::new(move |candidate| {
+        candidate == ip || (ip.is_loopback() && candidate.is_loopback())
+    }));
     settings
 }
 
 /// A client API: webrtc-rs's default codecs and interceptors,
 /// [`loopback_settings`].
 pub fn client_api() -> Result<API> {
+    client_api_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A client API whose candidates are on `ip` only (clients on another host
+/// than the relay).
+pub fn client_api_on(ip: IpAddr) -> Result<API> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     Ok(APIBuilder::new()
         .with_media_engine(media)
         .with_interceptor_registry(registry)
-        .with_setting_engine(loopback_settings())
+        .with_setting_engine(settings_on(ip))
         .build())
 }
 
