@@ -328,7 +328,7 @@ impl Replicator for Cluster {
         &'a self,
         tree: Shared,
         key: &'a [u8],
-    ) -> BoxFut<'a, Result<Option<Vec<u8>>, StoreError>> {
+    ) -> BoxFut<'a, Result<Option<(Vec<u8>, u64)>, StoreError>> {
         Box::pin(records::fetch(self, tree, key))
     }
 }

@@ -21,7 +21,6 @@ use crate::store::replica::Shared;
 use crate::store::{Store, StoreError};
 
 /// Where the view's bucket revision is kept in the store's `meta` tree.
-const REVISION_KEY: &str = "cluster.records_rev";
 /// Pause before re-opening the watch after an error.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -89,17 +88,21 @@ async fn created(c: &Cluster, kv: &kv::Store, key: &str, value: &[u8]) -> Result
     }
 }
 
+/// A shared record and its revision in the bucket (`None`: absent or removed).
 pub(super) async fn fetch(
     c: &Cluster,
     tree: Shared,
     key: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
     let kv = &c.resources().await?.records;
     c.connected()?;
-    kv.get(keys::record_key(tree, key))
+    let entry = kv
+        .entry(keys::record_key(tree, key))
         .await
-        .map(|v| v.map(|b| b.to_vec()))
-        .map_err(|e| c.unavailable("cannot read a shared record", e))
+        .map_err(|e| c.unavailable("cannot read a shared record", e))?;
+    Ok(entry
+        .filter(|e| e.operation == Operation::Put)
+        .map(|e| (e.value.to_vec(), e.revision)))
 }
 
 /// Applies the records bucket to `store` until `shutdown`, telling `ended`
@@ -127,21 +130,26 @@ pub async fn run_watcher(
 
 async fn watch(c: &Cluster, store: &Store, ended: &dyn Ended) -> Result<(), String> {
     let kv = &c.resources().await.map_err(|e| e.to_string())?.records;
-    let from = store.meta_u64(REVISION_KEY).map_err(|e| e.to_string())? + 1;
+    let from = store.records_revision().map_err(|e| e.to_string())? + 1;
     let mut changes = kv
         .watch_all_from_revision(from)
         .await
         .map_err(|e| e.to_string())?;
     while let Some(entry) = changes.next().await {
         let entry = entry.map_err(|e| e.to_string())?;
-        if let Some((tree, key)) = keys::parse_record_key(&entry.key) {
-            let value = match entry.operation {
-                Operation::Put => Some(&entry.value[..]),
-                Operation::Delete | Operation::Purge => None,
-            };
-            let old = store
-                .apply_record(tree, &key, value)
-                .map_err(|e| e.to_string())?;
+        let record = keys::parse_record_key(&entry.key);
+        let value = match entry.operation {
+            Operation::Put => Some(&entry.value[..]),
+            Operation::Delete | Operation::Purge => None,
+        };
+        let old = store
+            .apply_watched(
+                record.as_ref().map(|(tree, key)| (*tree, &key[..])),
+                value,
+                entry.revision,
+            )
+            .map_err(|e| e.to_string())?;
+        if let Some((tree, key)) = record {
             match (tree, value) {
                 (Shared::Sessions, None) => {
                     if let Some(s) = old.and_then(|o| serde_json::from_slice::<Session>(&o).ok()) {
@@ -160,9 +168,6 @@ async fn watch(c: &Cluster, store: &Store, ended: &dyn Ended) -> Result<(), Stri
                 _ => {}
             }
         }
-        store
-            .meta_put(REVISION_KEY, &entry.revision.to_be_bytes())
-            .map_err(|e| e.to_string())?;
     }
     Err("watch ended".into())
 }

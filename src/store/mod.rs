@@ -108,6 +108,9 @@ pub struct Store {
     replicator: OnceLock<Arc<dyn replica::Replicator>>,
     /// Cluster mode: position in the shared log up to which messages are applied.
     applied: tokio::sync::watch::Sender<u64>,
+    /// Cluster mode: orders the watcher's changes of shared records against
+    /// records read from the shared bucket (see [`Store::apply_watched`]).
+    records_order: Mutex<()>,
 }
 
 /// Most sessions (and, apart, conversations) kept decoded in memory, the most
@@ -196,6 +199,7 @@ impl Store {
         let store = Self {
             replicator: OnceLock::new(),
             applied: tokio::sync::watch::Sender::new(applied),
+            records_order: Mutex::new(()),
             conversations: db.open_tree("conversations")?,
             sessions: db.open_tree("sessions")?,
             conv_sessions: db.open_tree("conv_sessions")?,

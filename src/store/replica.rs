@@ -29,6 +29,8 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// acknowledged before it answers 503 (a retry with the same `messageId` is
 /// answered from the log, not stored twice).
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// The `meta` key of the shared records' revision the watcher has applied.
+const RECORDS_REVISION: &str = "cluster.records_rev";
 
 /// The trees whose records are shared in cluster mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +94,12 @@ pub trait Replicator: Send + Sync {
     /// Claims a single-use key (a nonce, a first-join marker) cluster-wide;
     /// false when it was claimed before. `forever` keys never expire.
     fn claim<'a>(&'a self, key: &'a [u8], forever: bool) -> BoxFut<'a, Result<bool, StoreError>>;
-    /// Reads a shared record.
+    /// Reads a shared record: its value and its revision in the shared bucket.
     fn fetch<'a>(
         &'a self,
         tree: Shared,
         key: &'a [u8],
-    ) -> BoxFut<'a, Result<Option<Vec<u8>>, StoreError>>;
+    ) -> BoxFut<'a, Result<Option<(Vec<u8>, u64)>, StoreError>>;
 }
 
 impl Store {
@@ -182,9 +184,51 @@ impl Store {
         Ok(())
     }
 
-    /// Applies a change of a shared record seen by the watcher (local only);
-    /// returns the value it replaced.
-    pub fn apply_record(
+    /// The shared bucket's revision the watcher has applied up to.
+    pub fn records_revision(&self) -> Result<u64, StoreError> {
+        self.meta_u64(RECORDS_REVISION)
+    }
+
+    /// Applies the shared bucket's change at `revision`, in the watcher's
+    /// order (`None` key: a change of no record this store keeps); returns
+    /// the value it replaced.
+    pub fn apply_watched(
+        &self,
+        record: Option<(Shared, &[u8])>,
+        value: Option<&[u8]>,
+        revision: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let _order = crate::lock::lock(&self.records_order);
+        let old = match record {
+            Some((tree, key)) => self.apply_record(tree, key, value)?,
+            None => None,
+        };
+        self.meta_put(RECORDS_REVISION, &revision.to_be_bytes())?;
+        Ok(old)
+    }
+
+    /// Applies a record read from the shared bucket at `revision`, unless the
+    /// watcher has applied that revision or a later one (then the local view
+    /// is newer: the record may have been removed since). Returns whether it
+    /// applied.
+    fn apply_fetched(
+        &self,
+        tree: Shared,
+        key: &[u8],
+        value: &[u8],
+        revision: u64,
+    ) -> Result<bool, StoreError> {
+        let _order = crate::lock::lock(&self.records_order);
+        if revision <= self.records_revision()? {
+            return Ok(false);
+        }
+        self.apply_record(tree, key, Some(value))?;
+        Ok(true)
+    }
+
+    /// Applies a change of a shared record (local only); returns the value
+    /// it replaced.
+    fn apply_record(
         &self,
         tree: Shared,
         key: &[u8],
@@ -265,8 +309,13 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// A shared record read from the shared truth (cluster mode; `None` single-node).
-    async fn fetch_shared(&self, tree: Shared, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// A shared record read from the shared truth, with its revision there
+    /// (cluster mode; `None` single-node).
+    async fn fetch_shared(
+        &self,
+        tree: Shared,
+        id: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         match self.replicator() {
             Some(r) => r.fetch(tree, id.as_bytes()).await,
             None => Ok(None),
@@ -279,12 +328,16 @@ impl Store {
         if let Some(s) = self.session(id)? {
             return Ok(Some(s));
         }
-        let Some(raw) = self.fetch_shared(Shared::Sessions, id).await? else {
+        let Some((raw, revision)) = self.fetch_shared(Shared::Sessions, id).await? else {
             return Ok(None);
         };
         let s: Session = decode(&raw, "session record")?;
         self.conversation_or_fetch(&s.conversation_id).await?;
-        self.apply_record(Shared::Sessions, id.as_bytes(), Some(&raw))?;
+        if !self.apply_fetched(Shared::Sessions, id.as_bytes(), &raw, revision)? {
+            // The watcher got here first, with this version or a later one
+            // (a removal): what it applied is the truth.
+            return self.session(id);
+        }
         Ok(Some(s))
     }
 
@@ -297,11 +350,60 @@ impl Store {
         if let Some(c) = self.conversation(id)? {
             return Ok(Some(c));
         }
-        let Some(raw) = self.fetch_shared(Shared::Conversations, id).await? else {
+        let Some((raw, revision)) = self.fetch_shared(Shared::Conversations, id).await? else {
             return Ok(None);
         };
         let c: Conversation = decode(&raw, "conversation record")?;
-        self.apply_record(Shared::Conversations, id.as_bytes(), Some(&raw))?;
+        if !self.apply_fetched(Shared::Conversations, id.as_bytes(), &raw, revision)? {
+            return self.conversation(id);
+        }
         Ok(Some(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn session(id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Session {
+            session_id: id.into(),
+            user_id: format!("u-{id}"),
+            display_name: "U".into(),
+            avatar_url: None,
+            role: "participant".into(),
+            conversation_id: "c".into(),
+            created_at_ms: 0,
+            last_active_at_ms: 0,
+            integrator_id: None,
+        })
+        .unwrap()
+    }
+
+    /// A session ended cluster-wide stays ended on every node: a copy read
+    /// from the shared bucket before the watcher applied its removal is not
+    /// brought back; one read after the watcher's position is applied, and
+    /// the watcher's later removal still removes it.
+    #[test]
+    fn a_record_read_before_its_removal_is_not_brought_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
+        let s1 = Some((Shared::Sessions, &b"s1"[..]));
+        store.apply_watched(s1, Some(&session("s1")), 4).unwrap();
+        store.apply_watched(s1, None, 7).unwrap();
+        assert_eq!(store.records_revision().unwrap(), 7);
+        let late = store.apply_fetched(Shared::Sessions, b"s1", &session("s1"), 4);
+        assert!(!late.unwrap(), "revision 4 is behind the watcher");
+        assert_eq!(store.session("s1").unwrap(), None);
+
+        let ahead = store.apply_fetched(Shared::Sessions, b"s2", &session("s2"), 9);
+        assert!(ahead.unwrap());
+        assert!(store.session("s2").unwrap().is_some());
+        let s2 = Some((Shared::Sessions, &b"s2"[..]));
+        store.apply_watched(s2, Some(&session("s2")), 9).unwrap();
+        store.apply_watched(s2, None, 10).unwrap();
+        assert_eq!(store.session("s2").unwrap(), None);
     }
 }
