@@ -38,7 +38,7 @@ use tokio::sync::OnceCell;
 use crate::config::ClusterConfig;
 use crate::model::Message;
 use crate::store::StoreError;
-use crate::store::replica::{BoxFut, Replicator, Shared};
+use crate::store::replica::{BoxFut, Replicator, Revisioned, Shared};
 
 pub use keys::valid_token as valid_node_id;
 
@@ -328,7 +328,7 @@ impl Replicator for Cluster {
         &'a self,
         tree: Shared,
         key: &'a [u8],
-    ) -> BoxFut<'a, Result<Option<(Vec<u8>, u64)>, StoreError>> {
+    ) -> BoxFut<'a, Result<Option<Revisioned>, StoreError>> {
         Box::pin(records::fetch(self, tree, key))
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, Ended, keys};
 use crate::model::{Conversation, ConversationStatus, Session};
-use crate::store::replica::Shared;
+use crate::store::replica::{Revisioned, Shared};
 use crate::store::{Store, StoreError};
 
 /// Where the view's bucket revision is kept in the store's `meta` tree.
@@ -93,7 +93,7 @@ pub(super) async fn fetch(
     c: &Cluster,
     tree: Shared,
     key: &[u8],
-) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+) -> Result<Option<Revisioned>, StoreError> {
     let kv = &c.resources().await?.records;
     c.connected()?;
     let entry = kv

@@ -29,6 +29,9 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// acknowledged before it answers 503 (a retry with the same `messageId` is
 /// answered from the log, not stored twice).
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// A shared record's value and its revision in the shared bucket.
+pub type Revisioned = (Vec<u8>, u64);
+
 /// The `meta` key of the shared records' revision the watcher has applied.
 const RECORDS_REVISION: &str = "cluster.records_rev";
 
@@ -99,7 +102,7 @@ pub trait Replicator: Send + Sync {
         &'a self,
         tree: Shared,
         key: &'a [u8],
-    ) -> BoxFut<'a, Result<Option<(Vec<u8>, u64)>, StoreError>>;
+    ) -> BoxFut<'a, Result<Option<Revisioned>, StoreError>>;
 }
 
 impl Store {
@@ -311,11 +314,7 @@ impl Store {
 
     /// A shared record read from the shared truth, with its revision there
     /// (cluster mode; `None` single-node).
-    async fn fetch_shared(
-        &self,
-        tree: Shared,
-        id: &str,
-    ) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    async fn fetch_shared(&self, tree: Shared, id: &str) -> Result<Option<Revisioned>, StoreError> {
         match self.replicator() {
             Some(r) => r.fetch(tree, id.as_bytes()).await,
             None => Ok(None),
