@@ -303,7 +303,7 @@ impl Replicator for Cluster {
         tree: Shared,
         key: &'a [u8],
         value: Option<&'a [u8]>,
-    ) -> BoxFut<'a, Result<(), StoreError>> {
+    ) -> BoxFut<'a, Result<Option<u64>, StoreError>> {
         Box::pin(records::write(self, tree, key, value))
     }
 

@@ -29,7 +29,7 @@ pub(super) async fn write(
     tree: Shared,
     key: &[u8],
     value: Option<&[u8]>,
-) -> Result<(), StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let kv = &c.resources().await?.records;
     c.connected()?;
     let k = keys::record_key(tree, key);
@@ -37,9 +37,13 @@ pub(super) async fn write(
         Some(v) => kv
             .put(&k, v.to_vec().into())
             .await
-            .map(drop)
+            .map(Some)
             .map_err(|e| e.to_string()),
-        None => kv.delete(&k).await.map_err(|e| e.to_string()),
+        None => kv
+            .delete(&k)
+            .await
+            .map(|()| None)
+            .map_err(|e| e.to_string()),
     };
     res.map_err(|e| c.unavailable("NATS did not take the record", e))
 }
@@ -53,13 +57,29 @@ pub(super) fn write_later(c: &Cluster, tree: Shared, key: &[u8], value: Option<&
     let value = value.map(bytes::Bytes::copy_from_slice);
     rt.spawn(async move {
         let res = match value {
-            Some(v) => kv.put(&k, v).await.map(drop).map_err(|e| e.to_string()),
+            Some(v) => refresh(&kv, &k, v).await,
             None => kv.delete(&k).await.map_err(|e| e.to_string()),
         };
         if let Err(e) = res {
             tracing::debug!(error = %e, "cluster: background record write failed");
         }
     });
+}
+
+/// Replaces record `k` only if it exists: compare-and-set on the revision
+/// just read, so a removal that lands in between wins (a refresh lost to a
+/// concurrent change is harmless).
+async fn refresh(kv: &kv::Store, k: &str, value: bytes::Bytes) -> Result<(), String> {
+    let Some(entry) = kv.entry(k).await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if entry.operation != Operation::Put {
+        return Ok(());
+    }
+    kv.update(k, value, entry.revision)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 pub(super) async fn create(

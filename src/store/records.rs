@@ -13,13 +13,17 @@ use crate::model::{AttachmentMeta, Session};
 impl Store {
     pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        let index = keys::joined(&[&s.conversation_id, &s.session_id]);
-        self.replicate(Shared::Sessions, s.session_id.as_bytes(), Some(&encode(s)))
-            .await?;
-        let res = self.sessions.insert(s.session_id.as_bytes(), encode(s));
-        self.session_cache.invalidate(&s.session_id);
-        res?;
-        self.conv_sessions.insert(index, &[])?;
+        let raw = encode(s);
+        if !self
+            .replicate(Shared::Sessions, s.session_id.as_bytes(), Some(&raw))
+            .await?
+        {
+            let res = self.sessions.insert(s.session_id.as_bytes(), raw);
+            self.session_cache.invalidate(&s.session_id);
+            res?;
+            self.conv_sessions
+                .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
+        }
         self.flush().await
     }
 
@@ -41,7 +45,11 @@ impl Store {
         }
         let raw = encode(s);
         self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), Some(&raw));
-        let res = self.sessions.insert(s.session_id.as_bytes(), raw);
+        // Only a session still here: one removed meanwhile (cluster mode: by
+        // another node) stays removed.
+        let res = self
+            .sessions
+            .fetch_and_update(s.session_id.as_bytes(), |old| old.map(|_| raw.clone()));
         // Dropped rather than replaced: the next read decodes what sled holds (once a minute).
         self.session_cache.invalidate(&s.session_id);
         res?;
@@ -62,13 +70,16 @@ impl Store {
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        self.replicate(Shared::Sessions, s.session_id.as_bytes(), None)
-            .await?;
-        let res = self.sessions.remove(s.session_id.as_bytes());
-        self.session_cache.invalidate(&s.session_id);
-        res?;
-        self.conv_sessions
-            .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+        if !self
+            .replicate(Shared::Sessions, s.session_id.as_bytes(), None)
+            .await?
+        {
+            let res = self.sessions.remove(s.session_id.as_bytes());
+            self.session_cache.invalidate(&s.session_id);
+            res?;
+            self.conv_sessions
+                .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
+        }
         self.flush().await
     }
 
@@ -184,14 +195,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.space.check()?;
         let key = keys::joined(&[conv, message_id, emoji, user]);
-        self.replicate(Shared::Reactions, &key, added.then_some(&[][..]))
-            .await?;
-        if added {
-            self.reactions.insert(key, &[])?;
-        } else {
-            self.reactions.remove(key)?;
+        if !self
+            .replicate(Shared::Reactions, &key, added.then_some(&[][..]))
+            .await?
+        {
+            if added {
+                self.reactions.insert(key, &[])?;
+            } else {
+                self.reactions.remove(key)?;
+            }
+            self.mark(&OutboxItem::Reactions(conv.to_string()))?;
         }
-        self.mark(&OutboxItem::Reactions(conv.to_string()))?;
         self.flush().await
     }
 
@@ -242,9 +256,12 @@ impl Store {
             a.attachment_id.clone(),
         ))?;
         let raw = encode(a);
-        self.replicate(Shared::Attachments, a.attachment_id.as_bytes(), Some(&raw))
-            .await?;
-        self.attachments.insert(a.attachment_id.as_bytes(), raw)?;
+        if !self
+            .replicate(Shared::Attachments, a.attachment_id.as_bytes(), Some(&raw))
+            .await?
+        {
+            self.attachments.insert(a.attachment_id.as_bytes(), raw)?;
+        }
         self.flush().await
     }
 
@@ -301,6 +318,17 @@ mod tests {
             last_active_at_ms,
             integrator_id: None,
         }
+    }
+
+    /// A refresh of a session removed meanwhile does not bring it back.
+    #[tokio::test]
+    async fn touching_a_removed_session_does_not_bring_it_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
+        store.put_session(&session("s", 1_000)).await.unwrap();
+        store.delete_session(&session("s", 1_000)).await.unwrap();
+        store.touch_session(&session("s", 5_000)).unwrap();
+        assert_eq!(store.session("s").unwrap(), None);
     }
 
     /// A session that was forgotten, deleted or swept is never served from the

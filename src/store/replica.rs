@@ -78,14 +78,17 @@ pub trait Replicator: Send + Sync {
     /// log once the log holds it durably, and whether that message id was
     /// appended before (then the earlier position).
     fn append<'a>(&'a self, draft: &'a Message) -> BoxFut<'a, Result<(u64, bool), StoreError>>;
-    /// Writes (or, with `None`, removes) a shared record.
+    /// Writes (or, with `None`, removes) a shared record; a write resolves
+    /// to its revision in the shared bucket (a removal to `None`).
     fn write<'a>(
         &'a self,
         tree: Shared,
         key: &'a [u8],
         value: Option<&'a [u8]>,
-    ) -> BoxFut<'a, Result<(), StoreError>>;
-    /// [`Replicator::write`] in the background, for refreshes nobody waits on.
+    ) -> BoxFut<'a, Result<Option<u64>, StoreError>>;
+    /// In the background, for refreshes nobody waits on: replaces a record
+    /// only if it still exists unchanged since it was read (a record removed
+    /// meanwhile stays removed), or removes one (`None`).
     fn write_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>);
     /// Creates a shared record only if it does not exist; false when it did.
     fn create<'a>(
@@ -115,17 +118,30 @@ impl Store {
         self.replicator.get()
     }
 
-    /// Writes a shared record cluster-wide first (cluster mode only).
+    /// Cluster mode: writes a shared record cluster-wide, then applies it
+    /// here in the watcher's order — not at all when the watcher has already
+    /// applied that revision or a later one (a removal from another node
+    /// must not be undone by this node's slower local write). Returns false
+    /// single-node: the caller writes locally.
     pub(super) async fn replicate(
         &self,
         tree: Shared,
         key: &[u8],
         value: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        match self.replicator() {
-            Some(r) => r.write(tree, key, value).await,
-            None => Ok(()),
+    ) -> Result<bool, StoreError> {
+        let Some(r) = self.replicator() else {
+            return Ok(false);
+        };
+        let revision = r.write(tree, key, value).await?;
+        let _order = crate::lock::lock(&self.records_order);
+        let behind = match revision {
+            Some(rev) => rev <= self.records_revision()?,
+            None => false,
+        };
+        if !behind {
+            self.apply_record(tree, key, value)?;
         }
+        Ok(true)
     }
 
     /// [`Store::replicate`] without waiting (activity refreshes, expiry).
@@ -379,6 +395,64 @@ mod tests {
             integrator_id: None,
         })
         .unwrap()
+    }
+
+    /// The shared truth as a write that another node's removal overtook: it
+    /// takes every write at revision 5 (the watcher is already further).
+    struct Overtaken;
+
+    impl Replicator for Overtaken {
+        fn append<'a>(&'a self, _: &'a Message) -> BoxFut<'a, Result<(u64, bool), StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("not in this test")) })
+        }
+        fn write<'a>(
+            &'a self,
+            _: Shared,
+            _: &'a [u8],
+            value: Option<&'a [u8]>,
+        ) -> BoxFut<'a, Result<Option<u64>, StoreError>> {
+            Box::pin(async move { Ok(value.map(|_| 5)) })
+        }
+        fn write_later(&self, _: Shared, _: &[u8], _: Option<&[u8]>) {}
+        fn create<'a>(
+            &'a self,
+            _: Shared,
+            _: &'a [u8],
+            _: &'a [u8],
+        ) -> BoxFut<'a, Result<bool, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("not in this test")) })
+        }
+        fn claim<'a>(&'a self, _: &'a [u8], _: bool) -> BoxFut<'a, Result<bool, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("not in this test")) })
+        }
+        fn fetch<'a>(
+            &'a self,
+            _: Shared,
+            _: &'a [u8],
+        ) -> BoxFut<'a, Result<Option<Revisioned>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    /// A node's own write that the watcher has already applied, and a
+    /// removal after it from another node, is not written here again: the
+    /// session stays removed.
+    #[tokio::test]
+    async fn an_own_write_overtaken_by_a_removal_is_not_applied_late() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
+        store.set_replicator(Arc::new(Overtaken));
+        let s1 = Some((Shared::Sessions, &b"s1"[..]));
+        // The watcher saw this node's put (revision 5), then a removal (6).
+        store.apply_watched(s1, Some(&session("s1")), 5).unwrap();
+        store.apply_watched(s1, None, 6).unwrap();
+        let s: Session = serde_json::from_slice(&session("s1")).unwrap();
+        store.put_session(&s).await.unwrap();
+        assert_eq!(store.session("s1").unwrap(), None);
+        assert!(
+            store.sessions_of("c").unwrap().is_empty(),
+            "nor in the index"
+        );
     }
 
     /// A session ended cluster-wide stays ended on every node: a copy read
