@@ -131,10 +131,19 @@ async fn simulcast_layers_follow_the_rendered_size_and_switch_seamlessly() {
     assert_eq!(relay.participant_count(), 0);
 }
 
-/// The same with the publisher on node A and the subscribers on node B:
-/// every layer crosses the trunk, B's switchers choose and renumber.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
+/// Node A with "pub"'s simulcast track and node B, joined by a trunk, with
+/// B's first subscriber `first` and the track there.
+struct BehindTrunk {
+    a: Relay,
+    b: Relay,
+    on_b: Clients,
+    api: API,
+    fb: Arc<Feedback>,
+    first: Subscriber,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn simulcast_behind_a_trunk(first: &str) -> BehindTrunk {
     let (
         Setup {
             relay: a,
@@ -152,13 +161,38 @@ async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
     .await;
     // B's room exists once someone joins it; the trunk then brings the
     // track (it stays, so the others' size reports find the track there).
-    let _early = subscriber(&api, &b, &on_b, "early").await;
+    let first = subscriber(&api, &b, &on_b, first).await;
     wait_for("the simulcast track on B", || {
         b.stats().rooms.first().is_some_and(|r| r.tracks == 1)
     })
     .await;
-    layers_follow_rendered_size(&api, &b, &on_b, &fb).await;
-    let trunk = &a.trunk_stats()[0];
+    BehindTrunk {
+        a,
+        b,
+        on_b,
+        api,
+        fb,
+        first,
+        _serial,
+    }
+}
+
+/// A subscriber's report that it renders "pub"'s video `height` pixels high.
+fn render(height: u16) -> Signal {
+    Signal::Render(vec![RenderedSize {
+        publisher: "pub".into(),
+        width: height * 16 / 9,
+        height,
+    }])
+}
+
+/// The same with the publisher on node A and the subscribers on node B:
+/// B's switchers choose and renumber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
+    let t = simulcast_behind_a_trunk("early").await;
+    layers_follow_rendered_size(&t.api, &t.b, &t.on_b, &t.fb).await;
+    let trunk = &t.a.trunk_stats()[0];
     assert!(trunk.datagrams_out > 0 && trunk.dropped == 0, "{trunk:?}");
 }
 
@@ -167,37 +201,16 @@ async fn simulcast_layers_switch_seamlessly_behind_a_trunk() {
 /// one on the top layer two thirds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_layers_the_remote_subscribers_need_cross_the_trunk() {
-    let (
-        Setup {
-            relay: a,
-            clients: on_a,
-            api,
-            _serial,
-            ..
-        },
-        (b, on_b),
-    ) = two_nodes().await;
-    let _fb = simulcast_publisher(&api, &a, &on_a, "pub").await;
-    wait_for("the publisher's simulcast track", || {
-        a.stats().rooms.first().is_some_and(|r| r.tracks == 1)
-    })
-    .await;
-    let small = subscriber(&api, &b, &on_b, "small").await;
-    wait_for("the simulcast track on B", || {
-        b.stats().rooms.first().is_some_and(|r| r.tracks == 1)
-    })
-    .await;
-    b.handle_signal(
-        ROOM,
-        "small",
-        Signal::Render(vec![RenderedSize {
-            publisher: "pub".into(),
-            width: 142,
-            height: 80,
-        }]),
-    )
-    .await
-    .unwrap();
+    let BehindTrunk {
+        a,
+        b,
+        on_b,
+        api,
+        fb: _fb,
+        first: small,
+        _serial,
+    } = simulcast_behind_a_trunk("small").await;
+    b.handle_signal(ROOM, "small", render(80)).await.unwrap();
     wait_for("the small subscriber on the 90p layer", || {
         last_keyframe_height(&small) == Some(90)
     })
@@ -234,16 +247,9 @@ async fn only_the_layers_the_remote_subscribers_need_cross_the_trunk() {
 /// small window, then a larger one; "large" reports nothing. Each gets one
 /// continuous stream of the layers its size calls for; both leave.
 async fn layers_follow_rendered_size(api: &API, relay: &Relay, clients: &Clients, fb: &Feedback) {
-    let report = |height: u16| {
-        Signal::Render(vec![RenderedSize {
-            publisher: "pub".into(),
-            width: height * 16 / 9,
-            height,
-        }])
-    };
     let small = subscriber(api, relay, clients, "small").await;
     relay
-        .handle_signal(ROOM, "small", report(80))
+        .handle_signal(ROOM, "small", render(80))
         .await
         .unwrap();
     let large = subscriber(api, relay, clients, "large").await;
@@ -260,7 +266,7 @@ async fn layers_follow_rendered_size(api: &API, relay: &Relay, clients: &Clients
     // The small subscriber's window grows: it moves to the 180p layer.
     let plis_before = fb.plis.load(Ordering::SeqCst);
     relay
-        .handle_signal(ROOM, "small", report(170))
+        .handle_signal(ROOM, "small", render(170))
         .await
         .unwrap();
     wait_for("the small subscriber on the 180p layer", || {

@@ -300,13 +300,14 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::model::{Conversation, ConversationStatus};
 
-    fn session(id: &str, last_active_at_ms: i64) -> Session {
+    /// A session of conversation "c" (shared with the store's other tests).
+    pub(crate) fn session(id: &str, last_active_at_ms: i64) -> Session {
         Session {
             session_id: id.into(),
             user_id: format!("u-{id}"),

@@ -383,18 +383,7 @@ mod tests {
     use super::*;
 
     fn session(id: &str) -> Vec<u8> {
-        serde_json::to_vec(&Session {
-            session_id: id.into(),
-            user_id: format!("u-{id}"),
-            display_name: "U".into(),
-            avatar_url: None,
-            role: "participant".into(),
-            conversation_id: "c".into(),
-            created_at_ms: 0,
-            last_active_at_ms: 0,
-            integrator_id: None,
-        })
-        .unwrap()
+        serde_json::to_vec(&crate::store::records::tests::session(id, 0)).unwrap()
     }
 
     /// The shared truth as a write that another node's removal overtook: it
