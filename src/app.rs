@@ -104,10 +104,11 @@ async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken
 /// shared records watched, live events exchanged with the other nodes, the S3
 /// sync lease. Waits (at most [`CATCH_UP`]) until the store holds what the log
 /// held, so the node serves no stale history; returns the S3 sync lease.
+/// Fails when the relay cascade is configured but cannot start.
 async fn start_cluster(
     state: &Arc<AppState>,
     c: &Arc<crate::cluster::Cluster>,
-) -> crate::cluster::lease::Held {
+) -> anyhow::Result<crate::cluster::lease::Held> {
     use crate::cluster::{bus, lease, log, presence, records};
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(log::run_applier(
@@ -136,54 +137,53 @@ async fn start_cluster(
         shutdown.clone(),
     );
     if let Some(cfg) = &state.config.cluster {
-        start_trunks(state, c, cfg);
+        start_trunks(state, c, cfg)?;
     }
     match log::catch_up(c, &state.store, CATCH_UP).await {
         Ok(pos) => tracing::info!(pos, "cluster: caught up with the message log"),
         Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),
     }
-    lease::start(Arc::clone(c), "s3-sync", shutdown)
+    Ok(lease::start(Arc::clone(c), "s3-sync", shutdown))
 }
 
 /// The relay cascade (`trunk_bind` set): binds the trunk endpoint and finds
-/// the nodes that share each call. Without it, or when it cannot start,
-/// each node's relay serves its own participants.
+/// the nodes that share each call (without it each node's relay serves its
+/// own participants). Certificates that cannot be read or used, or a bind
+/// that fails, stop the node: configured, the cascade is expected.
 fn start_trunks(
     state: &Arc<AppState>,
     c: &Arc<crate::cluster::Cluster>,
     cfg: &crate::config::ClusterConfig,
-) {
-    let Some(bind) = cfg.trunk_bind else { return };
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Some(bind) = cfg.trunk_bind else {
+        return Ok(());
+    };
     let (Some(cert), Some(key), Some(ca)) = (&cfg.cluster_cert, &cfg.cluster_key, &cfg.cluster_ca)
     else {
-        return; // refused by validate()
+        return Ok(()); // refused by validate()
     };
-    let read = |p: &std::path::Path| std::fs::read_to_string(p);
-    let tls = match (read(cert), read(key), read(ca)) {
-        (Ok(cert_pem), Ok(key_pem), Ok(ca_pem)) => chats3_media::trunk::TrunkTls {
-            cert_pem,
-            key_pem,
-            ca_pem,
-        },
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-            tracing::error!(error = %e, "cluster: cannot read the trunk certificates; no cascade");
-            return;
-        }
+    let read = |name: &str, p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("{name}: cannot read {}", p.display()))
+    };
+    let tls = chats3_media::trunk::TrunkTls {
+        cert_pem: read("cluster_cert", cert)?,
+        key_pem: read("cluster_key", key)?,
+        ca_pem: read("cluster_ca", ca)?,
     };
     let relay = state.calls.relay().clone();
-    match relay.enable_trunks(&c.node, bind, &tls) {
-        Ok(bound) => {
-            let addr = cfg.trunk_addr.unwrap_or(bound);
-            tracing::info!(%bound, %addr, "cluster: relay trunk listening");
-            state.tasks.spawn(crate::cluster::trunks::run(
-                Arc::clone(c),
-                relay,
-                addr,
-                state.shutdown.clone(),
-            ));
-        }
-        Err(e) => tracing::error!(error = %e, "cluster: cannot start the relay trunk; no cascade"),
-    }
+    let bound = relay.enable_trunks(&c.node, bind, &tls).with_context(|| {
+        format!("the relay trunk on trunk_bind {bind} (cluster_cert, cluster_key, cluster_ca)")
+    })?;
+    let addr = cfg.trunk_addr.unwrap_or(bound);
+    tracing::info!(%bound, %addr, "cluster: relay trunk listening");
+    state.tasks.spawn(crate::cluster::trunks::run(
+        Arc::clone(c),
+        relay,
+        addr,
+        state.shutdown.clone(),
+    ));
+    Ok(())
 }
 
 /// Ends here what another node ended (weak: the watcher must not keep the state alive).
@@ -411,7 +411,7 @@ impl App {
         let sync_role = match &state.cluster {
             Some(c) => {
                 let blobs: Arc<dyn crate::attachments::blob::BlobSource> = c.clone();
-                Some((start_cluster(&state, c).await, blobs))
+                Some((start_cluster(&state, c).await?, blobs))
             }
             None => None,
         };

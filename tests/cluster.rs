@@ -407,6 +407,39 @@ async fn the_relays_of_one_call_on_two_nodes_join_by_a_trunk() {
     stop(vec![n1], nats).await;
 }
 
+/// A cascade configured with certificates that cannot be read stops the
+/// node with a message naming the key, rather than serving without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_trunk_certificates_cannot_be_read_does_not_start() {
+    let (_one, dir, mut nats) = single_nats().await;
+    let missing = dir.path().join("no-such.pem");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"))
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("CHATS3_DATA_DIR", dir.path().join("n1"))
+        .env("ADMIN_PASSWORD", ADMIN)
+        .env("NATS_URL", nats.url())
+        .env("NODE_ID", "n1")
+        .env("TRUNK_BIND", "127.0.0.1:0")
+        .env("CLUSTER_CERT", &missing)
+        .env("CLUSTER_KEY", &missing)
+        .env("CLUSTER_CA", &missing)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(SEC * 60, out)
+        .await
+        .expect("the node stops")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cluster_cert: cannot read"),
+        "names the key: {stderr}"
+    );
+    nats.kill().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_uploaded_on_one_node_downloads_from_another() {
     let (_one, dir, nats) = single_nats().await;
