@@ -11,7 +11,8 @@
 //! cluster mode): the publisher on the first, subscribers alternating between the two; latency is
 //! reported per node, so the second's minus the first's is what the trunk adds. Each relay runs on
 //! a runtime of its own (threads `relay-node0`, `relay-node1`), so the CPU of each side is reported
-//! too, from its threads' counters.
+//! too, from its threads' counters. `--trunk-loss-every N` takes every N-th datagram arriving at the
+//! second relay as lost, so the trunk's repair is measured in the subscribers' loss.
 //!
 //! With `--relay-only ADDR` the relay process does not start the clients but waits for them on
 //! TCP `ADDR`, and its UDP socket binds ADDR's IP; `--clients-only ADDR` runs the clients and
@@ -73,6 +74,8 @@ struct Args {
     clients_only: Option<SocketAddr>,
     /// The clients' address (their ICE candidates).
     ip: IpAddr,
+    /// With two nodes: every how many-th datagram into the second is taken as lost (0: none).
+    trunk_loss: u64,
 }
 
 impl Args {
@@ -85,6 +88,7 @@ impl Args {
             relay_only: None,
             clients_only: None,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            trunk_loss: 0,
         };
         let argv: Vec<String> = std::env::args().collect();
         let value = |i: usize| argv.get(i + 1).and_then(|v| v.parse().ok());
@@ -101,6 +105,7 @@ impl Args {
                 "--nodes" => a.nodes = value(i).unwrap_or(1).clamp(1, 2),
                 "--relay-only" => a.relay_only = Some(addr(i, "--relay-only")),
                 "--clients-only" => a.clients_only = Some(addr(i, "--clients-only")),
+                "--trunk-loss-every" => a.trunk_loss = value(i).unwrap_or(0) as u64,
                 "--ip" => a.ip = argv[i + 1].parse().expect("--ip takes an IP address"),
                 _ => {} // `cargo bench` adds `--bench`
             }
@@ -292,6 +297,9 @@ fn relay_main(args: &Args) {
     rt("relay-main", 1).block_on(async {
         let relay_ip = args.relay_only.map_or(args.ip, |a| a.ip());
         let (relays, mut events) = relays(&handles, relay_ip).await;
+        if let Some(second) = relays.get(1) {
+            second.lose_trunk_datagrams(args.trunk_loss);
+        }
         let rss_before = rss_kib();
         let (mut child, up, mut down): (_, Reader, Writer) = match args.relay_only {
             Some(addr) => {

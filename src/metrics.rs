@@ -458,7 +458,7 @@ fn register_trunks(r: &mut Registry, relay: &Relay) {
         ConstGauge::new(trunks.len() as i64),
     );
     type Field = fn(&chats3_media::trunk::LinkStats) -> u64;
-    let counters: [(&str, &str, Field); 7] = [
+    let counters: [(&str, &str, Field); 9] = [
         (
             "trunk_datagrams_out",
             "Media datagrams sent on the trunk",
@@ -489,6 +489,16 @@ fn register_trunks(r: &mut Registry, relay: &Relay) {
             "trunk_control_frames",
             "Control frames sent and received on the trunk",
             |t| t.control_out + t.control_in,
+        ),
+        (
+            "trunk_nacked",
+            "Media datagrams missing on the way in that were asked for again",
+            |t| t.nacked,
+        ),
+        (
+            "trunk_resent",
+            "Media datagrams sent again because the other node asked",
+            |t| t.resent,
         ),
     ];
     for (name, help, field) in counters {

@@ -178,3 +178,57 @@ async fn next_floor(rx: &mut mpsc::UnboundedReceiver<SpeakerChange>) -> (String,
         .expect("the relay is running");
     (change.speaker, change.forwarded)
 }
+
+/// Every tenth datagram is lost on the way into node B: B asks for each gap,
+/// A sends it again, and B's subscribers get every packet (the repaired ones
+/// a little late; a subscriber whose own NACK crossed the late packet may
+/// get it twice, as over any WebRTC leg).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_lost_on_a_trunk_are_asked_for_and_sent_again() {
+    let (
+        Setup {
+            relay: a,
+            clients: on_a,
+            api,
+            _serial,
+            ..
+        },
+        (b, on_b),
+    ) = two_nodes().await;
+    b.lose_trunk_datagrams(10);
+    let _publ = publisher(&api, &a, &on_a, "pub").await;
+    let mut subs = Vec::new();
+    for i in 0..3 {
+        subs.push(subscriber(&api, &b, &on_b, &format!("sub{i}")).await);
+    }
+    wait_for("the publisher's tracks on B", || {
+        b.stats().rooms.first().is_some_and(|r| r.tracks == 2)
+    })
+    .await;
+    for (i, s) in subs.iter_mut().enumerate() {
+        first_packets_or_rejoin(&api, &b, &on_b, &format!("sub{i}"), s).await;
+    }
+    wait_for("300 video packets at each subscriber", || {
+        subs.iter().all(|s| s.rx.lock().unwrap().video.len() >= 300)
+    })
+    .await;
+    for (i, s) in subs.iter().enumerate() {
+        let r = s.rx.lock().unwrap();
+        // Sequence numbers relative to the first; the last few may still be
+        // on their way again.
+        let first = r.video[0];
+        let mut seen: Vec<u16> = r.video.iter().map(|s| s.wrapping_sub(first)).collect();
+        let top = *seen.iter().max().unwrap();
+        seen.sort_unstable();
+        seen.dedup();
+        let missing = (0..top.saturating_sub(20))
+            .filter(|s| seen.binary_search(s).is_err())
+            .count();
+        assert_eq!(missing, 0, "sub{i}: {missing} packets never came");
+    }
+    let (into_b, from_a) = (&b.trunk_stats()[0], &a.trunk_stats()[0]);
+    assert!(
+        into_b.nacked > 0 && from_a.resent > 0,
+        "{into_b:?} {from_a:?}"
+    );
+}

@@ -13,6 +13,10 @@
 //! tells it the layers the publisher sends ([`Control::Layers`]), so it can
 //! choose among layers that do not cross.
 //!
+//! Loss on a trunk is repaired hop by hop: the sending node keeps the last
+//! datagrams of each stream, the receiving one asks once for each gap in a
+//! stream's sequence numbers ([`Control::Nack`]) and drops duplicates.
+//!
 //! A remote publisher joins the room's speakers like a local one (its
 //! packets keep their audio-level extension), so every node hears every
 //! level; the node with the smallest id among those serving a room decides
@@ -25,6 +29,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -44,6 +49,7 @@ use crate::gate::VideoGate;
 use crate::lock;
 use crate::simulcast::Layer;
 use crate::speaker::SpeakerChange;
+use crate::trunk::repair::{Arrival, GapTracker, MAX_GAP, SentHistory};
 use crate::trunk::wire::{Announce, Codec, Control, Datagram};
 use crate::trunk::{Handler, Link, Trunks};
 
@@ -62,6 +68,11 @@ pub(super) struct Cascade {
     /// Tracks published on other nodes, by node and key there.
     inbound: Mutex<HashMap<String, HashMap<u64, Inbound>>>,
     me: Weak<Inner>,
+    /// Tests: every how many-th datagram received is taken as lost (0: none).
+    #[cfg(feature = "testkit")]
+    pub(super) lose_every: std::sync::atomic::AtomicU64,
+    #[cfg(feature = "testkit")]
+    received: std::sync::atomic::AtomicU64,
 }
 
 /// Where a track published here goes: the trunks of its room's other nodes,
@@ -71,6 +82,8 @@ pub(super) struct Outbound {
     links: Vec<Arc<Link>>,
     /// By node; absent: every layer (the default until a node says).
     wanted: HashMap<String, Vec<String>>,
+    /// What was sent of each layer (by RID), for resends.
+    sent: HashMap<String, SentHistory>,
 }
 
 impl Outbound {
@@ -97,6 +110,8 @@ struct Inbound {
     room: RoomId,
     track: Weak<Published>,
     layers: HashMap<String, mpsc::Sender<Packet>>,
+    /// What arrived of each layer (by RID), to ask for gaps.
+    gaps: HashMap<String, GapTracker>,
 }
 
 impl Cascade {
@@ -107,7 +122,18 @@ impl Cascade {
             local: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
             me,
+            #[cfg(feature = "testkit")]
+            lose_every: Default::default(),
+            #[cfg(feature = "testkit")]
+            received: Default::default(),
         }
+    }
+
+    /// Tests: whether datagram `d` is to be taken as lost on the way.
+    #[cfg(feature = "testkit")]
+    fn lose(&self) -> bool {
+        let every = self.lose_every.load(Ordering::Relaxed);
+        every > 0 && self.received.fetch_add(1, Ordering::Relaxed) % every == every - 1
     }
 
     fn is_peer(&self, room: &RoomId, node: &str) -> bool {
@@ -132,7 +158,7 @@ impl Published {
     /// Sends `packet` once down each trunk this track goes out on.
     /// (A simulcast layer only down those whose node wants it.)
     pub(super) fn to_trunks(&self, packet: &Packet, rid: &str) {
-        let out = lock(&self.trunks);
+        let mut out = lock(&self.trunks);
         if !out.links.iter().any(|l| out.wants(l, rid)) {
             return;
         }
@@ -142,6 +168,29 @@ impl Published {
         let Ok(bytes) = encoded else { return };
         for link in out.links.iter().filter(|l| out.wants(l, rid)) {
             link.send(bytes.clone());
+        }
+        let seq = packet.header.sequence_number;
+        match out.sent.get_mut(rid) {
+            Some(h) => h.record(seq, bytes),
+            None => out
+                .sent
+                .entry(rid.to_owned())
+                .or_default()
+                .record(seq, bytes),
+        }
+    }
+
+    /// Sends again, down `link`, what it says did not arrive.
+    fn resend(&self, link: &Link, rid: &str, seqs: &[u16]) {
+        let out = lock(&self.trunks);
+        let Some(sent) = out.sent.get(rid) else {
+            return;
+        };
+        for seq in seqs.iter().take(usize::from(MAX_GAP)) {
+            if let Some(d) = sent.get(*seq) {
+                link.send(d.clone());
+                link.counters.resent.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -488,6 +537,7 @@ impl Inner {
                     room: room.clone(),
                     track: Arc::downgrade(&t),
                     layers,
+                    gaps: HashMap::new(),
                 },
             );
         tracing::debug!(room = room.as_str(), peer = %link.node, track = %t.track_id, "trunk track published");
@@ -521,6 +571,10 @@ impl Inner {
                 .dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
+        #[cfg(feature = "testkit")]
+        if c.lose() {
+            return; // lost on the way, as a test asked
+        }
         let Ok(packet) = Packet::unmarshal(&mut d.rtp()) else {
             return dropped();
         };
@@ -532,6 +586,25 @@ impl Inner {
         else {
             return dropped();
         };
+        let seq = packet.header.sequence_number;
+        let arrival = match i.gaps.get_mut(rid) {
+            Some(g) => g.arrive(seq),
+            None => i.gaps.entry(rid.to_owned()).or_default().arrive(seq),
+        };
+        match arrival {
+            Arrival::Duplicate => return,
+            Arrival::Forward { missing } if !missing.is_empty() => {
+                link.counters
+                    .nacked
+                    .fetch_add(missing.len() as u64, Ordering::Relaxed);
+                link.control(Control::Nack {
+                    key: d.key,
+                    rid: rid.to_owned(),
+                    seqs: missing,
+                });
+            }
+            Arrival::Forward { .. } => {}
+        }
         if let Some(tx) = i.layers.get(rid) {
             if tx.try_send(packet).is_err() {
                 dropped();
@@ -614,6 +687,14 @@ impl Handler for Inner {
             }
             Control::Keyframe { key } => {
                 tokio::spawn(async move { me.keyframe_for(key).await });
+            }
+            Control::Nack { key, rid, seqs } => {
+                if let Some(t) = self
+                    .cascade()
+                    .and_then(|c| lock(&c.local).get(&key).and_then(Weak::upgrade))
+                {
+                    t.resend(link, &rid, &seqs);
+                }
             }
             Control::Want { key, rids } => {
                 let Some(t) = self

@@ -213,6 +213,16 @@ impl Relay {
         self.inner.set_room_peers(&RoomId::from(room), peers);
     }
 
+    /// Tests: takes every `every`-th datagram arriving on a trunk as lost
+    /// (0: none), to exercise the repair.
+    #[cfg(feature = "testkit")]
+    pub fn lose_trunk_datagrams(&self, every: u64) {
+        if let Some(c) = self.inner.cascade.get() {
+            c.lose_every
+                .store(every, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Every trunk's counters (empty without trunks).
     pub fn trunk_stats(&self) -> Vec<LinkStats> {
         self.inner

@@ -12,6 +12,7 @@
 //! Files: this one (endpoint and links), `wire` (the frames, pure) and
 //! `tls` (mutual TLS from the cluster CA).
 
+pub mod repair;
 pub mod tls;
 pub mod wire;
 
@@ -67,6 +68,10 @@ pub struct LinkCounters {
     pub dropped: AtomicU64,
     pub control_out: AtomicU64,
     pub control_in: AtomicU64,
+    /// Datagrams lost on the way in that this node asked for again, and
+    /// datagrams it sent again when the other node asked.
+    pub nacked: AtomicU64,
+    pub resent: AtomicU64,
 }
 
 /// One link's figures, for `/metrics`.
@@ -80,6 +85,8 @@ pub struct LinkStats {
     pub dropped: u64,
     pub control_out: u64,
     pub control_in: u64,
+    pub nacked: u64,
+    pub resent: u64,
     /// QUIC's smoothed round-trip time.
     pub rtt_us: u64,
     /// Packets QUIC counted as lost on the path.
@@ -129,6 +136,8 @@ impl Link {
             dropped: load(&c.dropped),
             control_out: load(&c.control_out),
             control_in: load(&c.control_in),
+            nacked: load(&c.nacked),
+            resent: load(&c.resent),
             rtt_us: u64::try_from(self.conn.rtt().as_micros()).unwrap_or(u64::MAX),
             lost_packets: self.conn.stats().path.lost_packets,
         }

@@ -128,6 +128,13 @@ pub enum Control {
     Withdraw { key: u64 },
     /// A subscriber behind the receiving node asks for a keyframe.
     Keyframe { key: u64 },
+    /// Datagrams of a stream that did not arrive (by RTP sequence number,
+    /// at most [`repair::MAX_GAP`](super::repair::MAX_GAP) are read): send them again.
+    Nack {
+        key: u64,
+        rid: String,
+        seqs: Vec<u16>,
+    },
     /// The simulcast layers the subscribers behind the receiving node need
     /// (`None`: every layer); only those cross. Sent when the need changes,
     /// and again every few seconds.
