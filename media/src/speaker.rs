@@ -63,6 +63,14 @@ pub struct SpeakerChange {
     pub forwarded: Vec<String>,
 }
 
+/// A call's floor as its deciding node sees it: the dominant speaker (none
+/// while nobody has spoken) and the last-N set, most recent speaker first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Floor {
+    pub speaker: Option<String>,
+    pub forwarded: Vec<String>,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Loudness {
     smoothed: f32,
@@ -151,11 +159,20 @@ impl Speakers {
         })
     }
 
+    /// The floor as it stands, also while nobody has spoken (to share with
+    /// the other nodes of a call).
+    pub fn floor(&self) -> Floor {
+        Floor {
+            speaker: self.dominant.clone(),
+            forwarded: self.forwarded().cloned().collect(),
+        }
+    }
+
     /// Takes the floor as another node decided it (one decision per call):
     /// `floor.speaker` holds it and `floor.forwarded` leads the last-N
-    /// order. Returns the floor if that changed it here.
-    pub fn adopt(&mut self, floor: &SpeakerChange) -> Option<SpeakerChange> {
-        let before = self.current();
+    /// order. Returns whether that changed it here.
+    pub fn adopt(&mut self, floor: &Floor) -> bool {
+        let before = self.floor();
         let rest: Vec<String> = self
             .recent
             .iter()
@@ -163,10 +180,9 @@ impl Speakers {
             .cloned()
             .collect();
         self.recent = floor.forwarded.iter().cloned().chain(rest).collect();
-        self.dominant = Some(floor.speaker.clone());
+        self.dominant.clone_from(&floor.speaker);
         self.challenger = None;
-        let now = self.current();
-        if now == before { None } else { now }
+        self.floor() != before
     }
 
     /// Decides whether the floor changes hands now.
@@ -251,20 +267,29 @@ mod tests {
     fn a_floor_decided_elsewhere_is_taken_as_it_is() {
         let mut s = room(2, &["a", "b", "c"]);
         talk(&mut s, "a", 30, 0, 400);
-        let floor = SpeakerChange {
-            speaker: "c".into(),
+        let floor = Floor {
+            speaker: Some("c".into()),
             forwarded: vec!["c".into(), "x".into()],
         };
-        assert_eq!(s.adopt(&floor), Some(floor.clone()));
-        assert_eq!(s.dominant(), Some("c"));
+        assert!(s.adopt(&floor));
+        assert_eq!(s.floor(), floor);
         assert!(
             s.is_forwarded("x") && !s.is_forwarded("a"),
             "x: not here yet"
         );
-        assert_eq!(s.adopt(&floor), None, "the same floor again: no change");
+        assert!(!s.adopt(&floor), "the same floor again: no change");
         // Those the deciding node does not forward keep their order behind.
         s.remove("x");
         assert_eq!(s.current().unwrap().forwarded, ["c", "a"]);
+        // Before anyone spoke: the deciding node's join order.
+        let mut quiet = room(1, &["b", "a"]);
+        let order = Floor {
+            speaker: None,
+            forwarded: vec!["a".into()],
+        };
+        assert!(quiet.adopt(&order));
+        assert!(quiet.is_forwarded("a") && !quiet.is_forwarded("b"));
+        assert_eq!(quiet.current(), None, "nobody holds the floor");
     }
 
     #[test]

@@ -123,8 +123,9 @@ async fn a_node_without_a_certificate_from_the_cluster_ca_gets_no_trunk() {
 }
 
 /// One decision per call: node A (the smaller id) decides the floor and
-/// node B takes it, although B's own policy would hold the floor for a
-/// minute; B's last-N follows A's decision for B's own publisher.
+/// node B takes it — before anyone speaks (last-N in A's order), and when
+/// the floor moves although B's own policy would hold it for a minute; B's
+/// last-N follows A's decision for B's own publisher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_decides_the_floor_of_a_call_that_spans_two() {
     let policy = |switch_after_ms| SpeakerPolicy {
@@ -150,6 +151,19 @@ async fn one_node_decides_the_floor_of_a_call_that_spans_two() {
     }
     let mut s = subscriber(&api, &b, &on_b, "s").await;
     first_packets_or_rejoin(&api, &b, &on_b, "s", &mut s).await;
+    // Before anyone speaks, B forwards in A's order (a joined A first), not
+    // in its own (b first).
+    wait_for("a's video on B before anyone spoke", || {
+        video_from(&s, "a") >= 30
+    })
+    .await;
+    let b_then = video_from(&s, "b");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        video_from(&s, "b") <= b_then + 3,
+        "b's video flows outside the call's last-N"
+    );
+
     // a speaks first: it takes the floor on both nodes.
     talker_a.level.store(40, Ordering::SeqCst);
     let a_floor = ("a".to_owned(), vec!["a".to_owned()]);
@@ -214,14 +228,18 @@ async fn datagrams_lost_on_a_trunk_are_asked_for_and_sent_again() {
     .await;
     for (i, s) in subs.iter().enumerate() {
         let r = s.rx.lock().unwrap();
-        // Sequence numbers relative to the first; the last few may still be
-        // on their way again.
+        // Sequence numbers relative to the first that arrived (a repaired
+        // one may be older); the last few may still be on their way again.
         let first = r.video[0];
-        let mut seen: Vec<u16> = r.video.iter().map(|s| s.wrapping_sub(first)).collect();
-        let top = *seen.iter().max().unwrap();
+        let mut seen: Vec<i32> = r
+            .video
+            .iter()
+            .map(|s| i32::from(s.wrapping_sub(first) as i16))
+            .collect();
         seen.sort_unstable();
         seen.dedup();
-        let missing = (0..top.saturating_sub(20))
+        let (lo, hi) = (seen[0], seen[seen.len() - 1]);
+        let missing = (lo..hi - 20)
             .filter(|s| seen.binary_search(s).is_err())
             .count();
         assert_eq!(missing, 0, "sub{i}: {missing} packets never came");

@@ -48,7 +48,7 @@ use super::tracks::{Origin, Published, TrackSpec};
 use crate::gate::VideoGate;
 use crate::lock;
 use crate::simulcast::Layer;
-use crate::speaker::SpeakerChange;
+use crate::speaker::Floor;
 use crate::trunk::repair::{Arrival, GapTracker, MAX_GAP, SentHistory};
 use crate::trunk::wire::{Announce, Codec, Control, Datagram};
 use crate::trunk::{Handler, Link, Trunks};
@@ -332,7 +332,7 @@ impl Inner {
     }
 
     /// Tells the room's other nodes the floor this node decided.
-    pub(super) fn share_floor(&self, room: &RoomId, floor: &SpeakerChange) {
+    pub(super) fn share_floor(&self, room: &RoomId, floor: &Floor) {
         for link in self.room_links(room).1 {
             link.control(Control::Floor {
                 room: room.to_string(),
@@ -343,7 +343,7 @@ impl Inner {
     }
 
     /// The floor of `room` as `link`'s node decided it.
-    async fn adopt_floor(&self, link: &Link, room: RoomId, floor: SpeakerChange) {
+    async fn adopt_floor(&self, link: &Link, room: RoomId, floor: Floor) {
         let Some(c) = self.cascade() else { return };
         if !c.is_peer(&room, &link.node) {
             return;
@@ -354,10 +354,18 @@ impl Inner {
         else {
             return;
         };
-        let change = lock(&speakers).adopt(&floor);
-        if let Some(change) = change {
-            tracing::debug!(room = room.as_str(), peer = %link.node, speaker = change.speaker, "floor taken from the deciding node");
-            self.floor_changed(&room, change).await;
+        let (changed, now) = {
+            let mut s = lock(&speakers);
+            (s.adopt(&floor), s.current())
+        };
+        if !changed {
+            return;
+        }
+        tracing::debug!(room = room.as_str(), peer = %link.node, ?floor, "floor taken from the deciding node");
+        match now {
+            Some(change) => self.floor_changed(&room, change).await,
+            // Nobody has spoken: only last-N's order changed.
+            None => self.apply_last_n(&room).await,
         }
     }
 
@@ -419,10 +427,11 @@ impl Inner {
         let rooms: Vec<RoomId> = lock(&c.peers).keys().cloned().collect();
         for room in &rooms {
             self.refresh_room(room);
-            // The floor too, for a node that came after its last change.
+            // The floor too (also before anyone spoke: last-N's order), for
+            // a node that came after its last change.
             let floor = lock(&self.rooms)
                 .get(room)
-                .and_then(|r| lock(&r.speakers).current());
+                .map(|r| lock(&r.speakers).floor());
             if let Some(floor) = floor.filter(|_| self.decides_floor(room)) {
                 self.share_floor(room, &floor);
             }
@@ -722,7 +731,7 @@ impl Handler for Inner {
                 forwarded,
             } => {
                 let link = Arc::clone(link);
-                let floor = SpeakerChange { speaker, forwarded };
+                let floor = Floor { speaker, forwarded };
                 tokio::spawn(async move {
                     me.adopt_floor(&link, RoomId::from(room.as_str()), floor)
                         .await

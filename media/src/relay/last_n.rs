@@ -13,7 +13,7 @@ use super::ids::RoomId;
 use super::tracks::Published;
 use crate::lock;
 use crate::signal::RelayEvent;
-use crate::speaker::SpeakerChange;
+use crate::speaker::{Floor, SpeakerChange};
 
 impl Inner {
     /// Opens the video gates of the room's last-N and closes the others,
@@ -70,7 +70,13 @@ impl Inner {
             if decides { s.evaluate(now) } else { None }
         };
         if let Some(change) = change {
-            self.share_floor(room, &change);
+            self.share_floor(
+                room,
+                &Floor {
+                    speaker: Some(change.speaker.clone()),
+                    forwarded: change.forwarded.clone(),
+                },
+            );
             self.floor_changed(room, change).await;
         }
     }

@@ -144,10 +144,11 @@ pub enum Control {
     /// from them, also among those that do not cross).
     Layers { key: u64, layers: Vec<Layer> },
     /// The room's floor as the deciding node sees it: the dominant speaker
-    /// and the last-N order, most recent speaker first.
+    /// (none while nobody has spoken) and the last-N set, most recent
+    /// speaker first.
     Floor {
         room: String,
-        speaker: String,
+        speaker: Option<String>,
         forwarded: Vec<String>,
     },
 }
