@@ -21,16 +21,14 @@ const SUBSCRIBERS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_track_crosses_the_trunk_once_and_keyframe_requests_come_back() {
-    let (
-        Setup {
-            relay: a,
-            clients: on_a,
-            api,
-            _serial,
-            ..
-        },
-        (b, on_b),
-    ) = two_nodes().await;
+    let TwoNodes {
+        a,
+        on_a,
+        b,
+        on_b,
+        api,
+        _serial,
+    } = two_nodes().await;
 
     let publ = publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's tracks on A", || {
@@ -199,16 +197,14 @@ async fn next_floor(rx: &mut mpsc::UnboundedReceiver<SpeakerChange>) -> (String,
 /// get it twice, as over any WebRTC leg).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datagrams_lost_on_a_trunk_are_asked_for_and_sent_again() {
-    let (
-        Setup {
-            relay: a,
-            clients: on_a,
-            api,
-            _serial,
-            ..
-        },
-        (b, on_b),
-    ) = two_nodes().await;
+    let TwoNodes {
+        a,
+        on_a,
+        b,
+        on_b,
+        api,
+        _serial,
+    } = two_nodes().await;
     b.lose_trunk_datagrams(10);
     let _publ = publisher(&api, &a, &on_a, "pub").await;
     let mut subs = Vec::new();

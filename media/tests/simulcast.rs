@@ -144,16 +144,14 @@ struct BehindTrunk {
 }
 
 async fn simulcast_behind_a_trunk(first: &str) -> BehindTrunk {
-    let (
-        Setup {
-            relay: a,
-            clients: on_a,
-            api,
-            _serial,
-            ..
-        },
-        (b, on_b),
-    ) = two_nodes().await;
+    let TwoNodes {
+        a,
+        on_a,
+        b,
+        on_b,
+        api,
+        _serial,
+    } = two_nodes().await;
     let fb = simulcast_publisher(&api, &a, &on_a, "pub").await;
     wait_for("the publisher's simulcast track", || {
         a.stats().rooms.first().is_some_and(|r| r.tracks == 1)

@@ -113,13 +113,29 @@ pub async fn another_relay(
     (relay, clients, speakers)
 }
 
-/// [`setup`] (node A) and a second relay, node B, joined by a trunk; B's
-/// relay and its clients.
-pub async fn two_nodes() -> (Setup, (Relay, Clients)) {
+/// Two relays joined by a trunk, each with its clients' signal delivery.
+pub struct TwoNodes {
+    pub a: Relay,
+    pub on_a: Clients,
+    pub b: Relay,
+    pub on_b: Clients,
+    pub api: API,
+    pub _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// [`setup`] (node A) and a second relay, node B, joined by a trunk.
+pub async fn two_nodes() -> TwoNodes {
     let a = setup(SpeakerPolicy::default()).await;
     let (b, on_b, _speakers) = another_relay(SpeakerPolicy::default()).await;
     join_by_trunk(&a.relay, &b);
-    (a, (b, on_b))
+    TwoNodes {
+        a: a.relay,
+        on_a: a.clients,
+        b,
+        on_b,
+        api: a.api,
+        _serial: a._serial,
+    }
 }
 
 /// Joins relays `a` ("node-a") and `b` ("node-b") by a trunk on loopback,
