@@ -123,8 +123,8 @@ pub fn spawn_delivery(
                             ..Default::default()
                         }
                         .value(&data),
-                        // Every node's relay decides over the whole call (a
-                        // cascade brings it the others' audio levels): for our
+                        // Every node's relay announces the call's floor (one
+                        // node decides, the cascade tells the others): for our
                         // own streams only.
                         false,
                     )

@@ -20,7 +20,6 @@ use crate::model::{Conversation, ConversationStatus, Session};
 use crate::store::replica::{Revisioned, Shared};
 use crate::store::{Store, StoreError};
 
-/// Where the view's bucket revision is kept in the store's `meta` tree.
 /// Pause before re-opening the watch after an error.
 const RETRY: Duration = Duration::from_secs(1);
 

@@ -176,8 +176,6 @@ impl Inner {
     }
 }
 
-/// Whether every transceiver negotiated to receive has started its receiver:
-/// webrtc-rs creates the receiver's tracks, and opens their SRTP streams, then.
 impl Participant {
     /// Whether `offer` comes from another connection than the one this
     /// participant negotiated (its DTLS certificate differs; an ICE restart
@@ -197,6 +195,8 @@ fn fingerprint(sdp: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Whether every transceiver negotiated to receive has started its receiver:
+/// webrtc-rs creates the receiver's tracks, and opens their SRTP streams, then.
 async fn receivers_started(pc: &RTCPeerConnection) -> bool {
     for t in pc.get_transceivers().await {
         let receiving = matches!(
