@@ -308,7 +308,11 @@ impl Replicator for Cluster {
     }
 
     fn write_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>) {
-        records::write_later(self, tree, key, value);
+        records::write_later(self, tree, key, value, false);
+    }
+
+    fn refresh_later(&self, tree: Shared, key: &[u8], value: &[u8]) {
+        records::write_later(self, tree, key, Some(value), true);
     }
 
     fn create<'a>(

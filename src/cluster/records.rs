@@ -47,7 +47,14 @@ pub(super) async fn write(
     res.map_err(|e| c.unavailable("NATS did not take the record", e))
 }
 
-pub(super) fn write_later(c: &Cluster, tree: Shared, key: &[u8], value: Option<&[u8]>) {
+/// A write in the background; `only_existing`: a refresh ([`refresh`]).
+pub(super) fn write_later(
+    c: &Cluster,
+    tree: Shared,
+    key: &[u8],
+    value: Option<&[u8]>,
+    only_existing: bool,
+) {
     let (Some(res), Ok(rt)) = (c.ready(), tokio::runtime::Handle::try_current()) else {
         return;
     };
@@ -56,7 +63,8 @@ pub(super) fn write_later(c: &Cluster, tree: Shared, key: &[u8], value: Option<&
     let value = value.map(bytes::Bytes::copy_from_slice);
     rt.spawn(async move {
         let res = match value {
-            Some(v) => refresh(&kv, &k, v).await,
+            Some(v) if only_existing => refresh(&kv, &k, v).await,
+            Some(v) => kv.put(&k, v).await.map(drop).map_err(|e| e.to_string()),
             None => kv.delete(&k).await.map_err(|e| e.to_string()),
         };
         if let Err(e) = res {

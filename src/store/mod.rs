@@ -411,20 +411,12 @@ impl Store {
 
     pub async fn put_conversation(&self, c: &Conversation) -> Result<(), StoreError> {
         self.space.check()?;
-        let raw = encode(c);
-        if !self
-            .replicate(
-                replica::Shared::Conversations,
-                c.conversation_id.as_bytes(),
-                Some(&raw),
-            )
-            .await?
-        {
-            let res = self.conversations.insert(c.conversation_id.as_bytes(), raw);
-            self.conversation_cache.invalidate(&c.conversation_id);
-            res?;
-            self.mark(&OutboxItem::Meta(c.conversation_id.clone()))?;
-        }
+        self.write_record(
+            replica::Shared::Conversations,
+            c.conversation_id.as_bytes(),
+            Some(&encode(c)),
+        )
+        .await?;
         self.flush().await
     }
 

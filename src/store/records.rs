@@ -13,17 +13,8 @@ use crate::model::{AttachmentMeta, Session};
 impl Store {
     pub async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        let raw = encode(s);
-        if !self
-            .replicate(Shared::Sessions, s.session_id.as_bytes(), Some(&raw))
-            .await?
-        {
-            let res = self.sessions.insert(s.session_id.as_bytes(), raw);
-            self.session_cache.invalidate(&s.session_id);
-            res?;
-            self.conv_sessions
-                .insert(keys::joined(&[&s.conversation_id, &s.session_id]), &[])?;
-        }
+        self.write_record(Shared::Sessions, s.session_id.as_bytes(), Some(&encode(s)))
+            .await?;
         self.flush().await
     }
 
@@ -44,7 +35,7 @@ impl Store {
             return Ok(());
         }
         let raw = encode(s);
-        self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), Some(&raw));
+        self.refresh_later(Shared::Sessions, s.session_id.as_bytes(), &raw);
         // Only a session still here: one removed meanwhile (cluster mode: by
         // another node) stays removed.
         let res = self
@@ -70,16 +61,8 @@ impl Store {
 
     pub async fn delete_session(&self, s: &Session) -> Result<(), StoreError> {
         self.space.check()?;
-        if !self
-            .replicate(Shared::Sessions, s.session_id.as_bytes(), None)
-            .await?
-        {
-            let res = self.sessions.remove(s.session_id.as_bytes());
-            self.session_cache.invalidate(&s.session_id);
-            res?;
-            self.conv_sessions
-                .remove(keys::joined(&[&s.conversation_id, &s.session_id]))?;
-        }
+        self.write_record(Shared::Sessions, s.session_id.as_bytes(), None)
+            .await?;
         self.flush().await
     }
 
@@ -195,17 +178,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.space.check()?;
         let key = keys::joined(&[conv, message_id, emoji, user]);
-        if !self
-            .replicate(Shared::Reactions, &key, added.then_some(&[][..]))
-            .await?
-        {
-            if added {
-                self.reactions.insert(key, &[])?;
-            } else {
-                self.reactions.remove(key)?;
-            }
-            self.mark(&OutboxItem::Reactions(conv.to_string()))?;
-        }
+        self.write_record(Shared::Reactions, &key, added.then_some(&[][..]))
+            .await?;
         self.flush().await
     }
 
@@ -256,12 +230,8 @@ impl Store {
             a.attachment_id.clone(),
         ))?;
         let raw = encode(a);
-        if !self
-            .replicate(Shared::Attachments, a.attachment_id.as_bytes(), Some(&raw))
-            .await?
-        {
-            self.attachments.insert(a.attachment_id.as_bytes(), raw)?;
-        }
+        self.write_record(Shared::Attachments, a.attachment_id.as_bytes(), Some(&raw))
+            .await?;
         self.flush().await
     }
 

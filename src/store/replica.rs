@@ -86,10 +86,12 @@ pub trait Replicator: Send + Sync {
         key: &'a [u8],
         value: Option<&'a [u8]>,
     ) -> BoxFut<'a, Result<Option<u64>, StoreError>>;
-    /// In the background, for refreshes nobody waits on: replaces a record
-    /// only if it still exists unchanged since it was read (a record removed
-    /// meanwhile stays removed), or removes one (`None`).
+    /// [`Replicator::write`] in the background, for writes nobody waits on.
     fn write_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>);
+    /// In the background: replaces a record only if it still exists
+    /// unchanged since it was read (an activity refresh; a record removed
+    /// meanwhile stays removed).
+    fn refresh_later(&self, tree: Shared, key: &[u8], value: &[u8]);
     /// Creates a shared record only if it does not exist; false when it did.
     fn create<'a>(
         &'a self,
@@ -118,19 +120,21 @@ impl Store {
         self.replicator.get()
     }
 
-    /// Cluster mode: writes a shared record cluster-wide, then applies it
-    /// here in the watcher's order — not at all when the watcher has already
-    /// applied that revision or a later one (a removal from another node
-    /// must not be undone by this node's slower local write). Returns false
-    /// single-node: the caller writes locally.
-    pub(super) async fn replicate(
+    /// Writes (or, with `None`, removes) a shared record, with what derives
+    /// from it ([`Store::apply_record`]). Single-node: here. Cluster mode:
+    /// cluster-wide first, then here in the watcher's order — not at all
+    /// when the watcher has already applied that revision or a later one (a
+    /// removal from another node must not be undone by this node's slower
+    /// local write).
+    pub(super) async fn write_record(
         &self,
         tree: Shared,
         key: &[u8],
         value: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let Some(r) = self.replicator() else {
-            return Ok(false);
+            self.apply_record(tree, key, value)?;
+            return Ok(());
         };
         let revision = r.write(tree, key, value).await?;
         let _order = crate::lock::lock(&self.records_order);
@@ -141,13 +145,21 @@ impl Store {
         if !behind {
             self.apply_record(tree, key, value)?;
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// [`Store::replicate`] without waiting (activity refreshes, expiry).
+    /// Cluster mode: [`Store::write_record`]'s shared write without waiting
+    /// (S3 cursors, expiry).
     pub(super) fn replicate_later(&self, tree: Shared, key: &[u8], value: Option<&[u8]>) {
         if let Some(r) = self.replicator() {
             r.write_later(tree, key, value);
+        }
+    }
+
+    /// Cluster mode: [`Replicator::refresh_later`] (activity refreshes).
+    pub(super) fn refresh_later(&self, tree: Shared, key: &[u8], value: &[u8]) {
+        if let Some(r) = self.replicator() {
+            r.refresh_later(tree, key, value);
         }
     }
 
@@ -245,8 +257,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Applies a change of a shared record (local only); returns the value
-    /// it replaced.
+    /// Applies a change of a shared record here, with what derives from it
+    /// (caches, the sessions' index, the S3 outbox); returns the value it
+    /// replaced.
     fn apply_record(
         &self,
         tree: Shared,
@@ -403,6 +416,7 @@ mod tests {
             Box::pin(async move { Ok(value.map(|_| 5)) })
         }
         fn write_later(&self, _: Shared, _: &[u8], _: Option<&[u8]>) {}
+        fn refresh_later(&self, _: Shared, _: &[u8], _: &[u8]) {}
         fn create<'a>(
             &'a self,
             _: Shared,
