@@ -65,10 +65,19 @@ pub struct SpeakerChange {
 
 /// A call's floor as its deciding node sees it: the dominant speaker (none
 /// while nobody has spoken) and the last-N set, most recent speaker first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Floor {
     pub speaker: Option<String>,
     pub forwarded: Vec<String>,
+}
+
+impl From<&SpeakerChange> for Floor {
+    fn from(change: &SpeakerChange) -> Self {
+        Self {
+            speaker: Some(change.speaker.clone()),
+            forwarded: change.forwarded.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]

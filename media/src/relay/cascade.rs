@@ -336,8 +336,7 @@ impl Inner {
         for link in self.room_links(room).1 {
             link.control(Control::Floor {
                 room: room.to_string(),
-                speaker: floor.speaker.clone(),
-                forwarded: floor.forwarded.clone(),
+                floor: floor.clone(),
             });
         }
     }
@@ -725,13 +724,8 @@ impl Handler for Inner {
                     *lock(&remote.sent) = Some(layers);
                 }
             }
-            Control::Floor {
-                room,
-                speaker,
-                forwarded,
-            } => {
+            Control::Floor { room, floor } => {
                 let link = Arc::clone(link);
-                let floor = Floor { speaker, forwarded };
                 tokio::spawn(async move {
                     me.adopt_floor(&link, RoomId::from(room.as_str()), floor)
                         .await

@@ -70,13 +70,7 @@ impl Inner {
             if decides { s.evaluate(now) } else { None }
         };
         if let Some(change) = change {
-            self.share_floor(
-                room,
-                &Floor {
-                    speaker: Some(change.speaker.clone()),
-                    forwarded: change.forwarded.clone(),
-                },
-            );
+            self.share_floor(room, &Floor::from(&change));
             self.floor_changed(room, change).await;
         }
     }

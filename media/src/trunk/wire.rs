@@ -6,6 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::simulcast::Layer;
+use crate::speaker::Floor;
 
 /// Largest control frame accepted (an announcement is a few hundred bytes).
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
@@ -143,13 +144,11 @@ pub enum Control {
     /// it is published (the receiving node chooses its subscribers' layers
     /// from them, also among those that do not cross).
     Layers { key: u64, layers: Vec<Layer> },
-    /// The room's floor as the deciding node sees it: the dominant speaker
-    /// (none while nobody has spoken) and the last-N set, most recent
-    /// speaker first.
+    /// The room's floor as the deciding node sees it.
     Floor {
         room: String,
-        speaker: Option<String>,
-        forwarded: Vec<String>,
+        #[serde(flatten)]
+        floor: Floor,
     },
 }
 
@@ -265,5 +264,18 @@ mod tests {
             Control::decode(&layers.encode().unwrap()[4..]).unwrap(),
             layers
         );
+        let floor = Control::Floor {
+            room: "r".into(),
+            floor: Floor {
+                speaker: None,
+                forwarded: vec!["a".into()],
+            },
+        };
+        let f = floor.encode().unwrap();
+        assert_eq!(
+            &f[4..],
+            br#"{"type":"floor","room":"r","speaker":null,"forwarded":["a"]}"#
+        );
+        assert_eq!(Control::decode(&f[4..]).unwrap(), floor);
     }
 }
