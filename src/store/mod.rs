@@ -43,6 +43,10 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("already exists")]
     Exists,
+    /// Another process (or a store in this process not yet fully closed)
+    /// holds the data directory's lock.
+    #[error("the data directory is in use by another chats3 process")]
+    InUse,
     /// The data directory's filesystem is full, or below `min_free_bytes`
     /// ([`space`]): writes are refused until space returns.
     #[error("storage is full")]
@@ -58,6 +62,34 @@ impl From<sled::Error> for StoreError {
         match e {
             sled::Error::Io(io) if space::is_disk_full(&io) => StoreError::DiskFull,
             e => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+/// How long opening waits for the data directory's lock. sled's I/O threads
+/// can hold it for a moment after a store in this process was closed (a
+/// restart in place); another live process holds it for good.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            // sled's own timer would write out whatever is buffered, even to a
+            // full disk; the writer's flusher does it instead, only with headroom.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            // sled reports a held lock as an untyped I/O error; its text is all there is.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::InUse);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
         }
     }
 }
@@ -146,13 +178,7 @@ impl Store {
         min_free_bytes: u64,
     ) -> Result<Self, StoreError> {
         let space = Arc::new(space::Space::new(dir.to_path_buf(), min_free_bytes));
-        let db = sled::Config::new()
-            .path(dir.join("store"))
-            .cache_capacity(256 * 1024 * 1024)
-            // sled's own timer would write out whatever is buffered, even to a
-            // full disk; the writer's flusher does it instead, only with headroom.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_db(&dir.join("store"))?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(v) => {
