@@ -263,7 +263,7 @@ impl App {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.data_dir.join("secret-key"), 48)?.0,
         };
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::new(config.limits.stream_queue_bytes.saturating_mul(2)));
         let store = Arc::new(
             Store::open_with(
                 &config.data_dir,

@@ -295,6 +295,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
     );
     gauge(
         &mut r,
+        "event_room_held_bytes",
+        "Bytes of live events held for subscribers that have not taken them yet (each conversation at most twice stream_queue_bytes)",
+        src.hub.held_bytes() as i64,
+    );
+    gauge(
+        &mut r,
         "store_size_bytes",
         "Size of the store on disk",
         src.store.size_on_disk() as i64,
@@ -441,6 +447,11 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
             "sse_lag_recoveries",
             "Subscribers that fell behind and replayed from the store",
             src.hub.lag_recoveries(),
+        ),
+        (
+            "event_room_let_go",
+            "Live events a conversation let go unread because it was over its byte budget",
+            src.hub.let_go(),
         ),
     ] {
         r.register(name, help, ConstCounter::new(v));

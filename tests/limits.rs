@@ -215,7 +215,7 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_too_far_behind_is_closed_with_a_reason() {
+async fn a_reader_too_far_behind_is_closed_with_a_reason_and_its_room_holds_at_most_its_budget() {
     let s = start(|c| c.limits.stream_queue_bytes = 128 * 1024).await;
     let c = s.client();
     let conv = c.create_conversation("behind").await;
@@ -242,6 +242,14 @@ async fn a_reader_too_far_behind_is_closed_with_a_reason() {
             200
         );
     }
+    // Meanwhile its conversation holds at most twice the stream budget of
+    // frames the stuck reader has not taken (1.8 MB were posted), not every frame.
+    let held = c.metric(TOKEN, "chats3_event_room_held_bytes").await;
+    assert!(
+        held <= (2 * 128 * 1024 + 10_000) as f64,
+        "the room holds {held} bytes"
+    );
+    assert!(c.metric(TOKEN, "chats3_event_room_let_go_total").await >= 1.0);
     // It reads again: what it gets ends with the reason, then the stream's
     // body ends (the last chunk; the connection itself may stay open).
     let text = read_until(&mut t, "\r\n0\r\n\r\n", Duration::from_secs(10))

@@ -199,7 +199,8 @@ config_table! {
         /// 429.
         streams_per_ip: usize = 200, env ["STREAMS_PER_IP"], eg 50;
         /// Bytes of events a stream may fall behind its conversation before it is closed
-        /// (`slow-consumer`); the client catches up from the store when it reconnects.
+        /// (`slow-consumer`); the client catches up from the store when it reconnects. A
+        /// conversation holds at most twice this of events some stream has not taken yet.
         stream_queue_bytes: u64 = 1024 * 1024, env ["STREAM_QUEUE_BYTES"], eg 262_144;
         /// Seconds a connection may leave written bytes unread before it is closed.
         write_stall_secs: u64 = 30, env ["WRITE_STALL_SECS"], eg 10;

@@ -8,10 +8,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_broadcast::RecvError;
 use bytes::Bytes;
 use futures_util::Stream;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::session_end::EndWatch;
@@ -122,7 +122,7 @@ pub fn sse_stream(
                     yield Ok(super::frame::Event { kind: kind::SESSION_ENDED, ..Default::default() }.value(&data).bytes);
                     break;
                 }
-                r = room.rx.recv() => match r {
+                r = room.rx.recv_direct() => match r {
                     Ok(frame) => {
                         if room.backlog(&frame) > ctx.queue_bytes {
                             ctx.closed.trip("slow-consumer", "event stream closed: its client reads too slowly");
@@ -140,7 +140,7 @@ pub fn sse_stream(
                             yield Ok(frame.bytes.clone());
                         }
                     }
-                    Err(RecvError::Lagged(n)) => {
+                    Err(RecvError::Overflowed(n)) => {
                         tracing::debug!(conv = %conv, skipped = n, "subscriber lagged; catching up from the store");
                         ctx.hub.note_lag();
                         need_replay = true;
