@@ -97,6 +97,12 @@ pub fn sse_stream(
         };
         let mut need_replay = cursor.is_some();
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + ctx.heartbeat, ctx.heartbeat);
+        // Made once, not per frame: every stream waits on the same shutdown
+        // token, and registering with it on each turn contends across streams.
+        let shutdown = ctx.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        let session_ended = ended.ended();
+        tokio::pin!(session_ended);
         'outer: loop {
             while need_replay {
                 match replay_chunk(&ctx.store, &conv, &user, last) {
@@ -115,8 +121,8 @@ pub fn sse_stream(
             }
             tokio::select! {
                 biased;
-                _ = ctx.shutdown.cancelled() => break,
-                reason = ended.ended() => {
+                _ = &mut shutdown => break,
+                reason = &mut session_ended => {
                     ctx.closed.inc(reason.as_str());
                     let data = serde_json::json!({ "reason": reason.as_str() });
                     yield Ok(super::frame::Event { kind: kind::SESSION_ENDED, ..Default::default() }.value(&data).bytes);
