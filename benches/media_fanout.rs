@@ -942,6 +942,10 @@ fn clients_main(args: &Args) {
     rt.shutdown_background();
 }
 
+// The allocator the `chats3` binary ships with, so the relay's memory and CPU are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = Args::parse();
     if args.clients || args.clients_only.is_some() {
