@@ -62,7 +62,9 @@ const MAX_DELIVERED: usize = 2 * HISTORY;
 struct Sent {
     seq: u16,
     at_us: u64,
-    size: u32,
+    /// Never zero (an RTP packet has a header), which lets `Option<Sent>`
+    /// fit in 16 bytes: 4,096 slots per subscriber are 64 KiB, not 96.
+    size: std::num::NonZeroU32,
 }
 
 /// What was sent, by transport-wide sequence number.
@@ -91,7 +93,8 @@ impl SendHistory {
         *slot = Some(Sent {
             seq,
             at_us,
-            size: u32::try_from(size).unwrap_or(u32::MAX),
+            size: std::num::NonZeroU32::new(u32::try_from(size).unwrap_or(u32::MAX))
+                .unwrap_or(std::num::NonZeroU32::MIN),
         });
     }
 
@@ -105,7 +108,7 @@ impl SendHistory {
                 Some(PacketResult {
                     seq: r.seq,
                     send_us: s.at_us,
-                    size: s.size,
+                    size: s.size.get(),
                     arrival_us: r.arrival_us,
                 })
             })
@@ -381,6 +384,11 @@ mod tests {
     use webrtc::rtcp::transport_feedbacks::transport_layer_cc::{
         RecvDelta, RunLengthChunk, StatusChunkTypeTcc, StatusVectorChunk, SymbolSizeTypeTcc,
     };
+
+    #[test]
+    fn a_send_history_slot_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Option<Sent>>(), 16);
+    }
 
     /// Packets of `size` bytes every `gap_us`, starting at `start_us`, each
     /// arriving `delay(i)` after it was sent; `lost(i)` drops one.
