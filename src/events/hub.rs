@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_broadcast::{Receiver, Sender, TrySendError};
+use async_broadcast::{InactiveReceiver, Receiver, Sender, TrySendError};
 
 use super::frame::{self, Frame};
 use crate::model::Message;
@@ -74,6 +74,10 @@ impl Held {
 
 struct Room {
     tx: Sender<Arc<Frame>>,
+    /// Keeps the channel open while the room exists, even between its last
+    /// subscriber leaving and the room being dropped, so a subscriber that
+    /// joins then is never handed a closed channel. Holds no frames.
+    _open: InactiveReceiver<Arc<Frame>>,
     held: Held,
     /// Bytes published so far (each frame's `end` is this count after it).
     published: Arc<AtomicU64>,
@@ -132,7 +136,7 @@ impl Hub {
 
     pub fn subscribe(&self, conv: &str) -> Subscription {
         let mut rooms = crate::lock::lock(&self.rooms);
-        if let Some(room) = rooms.get(conv).filter(|r| !r.tx.is_closed()) {
+        if let Some(room) = rooms.get(conv) {
             return Subscription {
                 rx: room.tx.new_receiver(),
                 published: Arc::clone(&room.published),
@@ -145,6 +149,7 @@ impl Hub {
             conv.to_string(),
             Room {
                 tx,
+                _open: rx.clone().deactivate(),
                 held: Held::default(),
                 published: Arc::clone(&published),
             },
@@ -176,8 +181,9 @@ impl Hub {
         frame.end = start + len;
         match room.tx.try_broadcast(Arc::new(frame)) {
             Ok(_) => {}
-            // Every subscriber has gone.
-            Err(TrySendError::Closed(_) | TrySendError::Inactive(_) | TrySendError::Full(_)) => {
+            // Every subscriber has gone (`Inactive`); the others cannot happen
+            // to an open channel in overflow mode.
+            Err(TrySendError::Inactive(_) | TrySendError::Closed(_) | TrySendError::Full(_)) => {
                 rooms.remove(conv);
                 return;
             }
@@ -367,5 +373,17 @@ mod tests {
         let mut again = hub.subscribe("c");
         hub.publish("c", event(2, b"{}"));
         assert!(again.rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn joining_after_the_last_subscriber_left_but_before_release_gets_an_open_channel() {
+        let hub = Hub::default();
+        drop(hub.subscribe("c"));
+        let mut late = hub.subscribe("c");
+        hub.publish("c", event(1, b"{}"));
+        assert_eq!(late.rx.try_recv().unwrap().seq, Some(1));
+        drop(late);
+        hub.release("c");
+        assert_eq!(hub.active_rooms(), 0);
     }
 }
