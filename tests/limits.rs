@@ -442,3 +442,28 @@ async fn connections_beyond_the_cap_wait() {
         .expect("served once a slot freed");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+#[tokio::test]
+async fn a_request_head_sent_a_byte_at_a_time_is_cut_off_after_30_s_in_all() {
+    let s = start(|_| {}).await;
+    let mut t = raw(&s, "GET /health HTTP/1.1\r\n").await;
+    let started = std::time::Instant::now();
+    // A slowloris: one more header byte every 2 s, never the blank line.
+    let closed = loop {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(2), t.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(n)) => panic!("the server answered an unfinished head: {:?}", &buf[..n]),
+            Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "still open after 45 s"
+        );
+        if t.write_all(b"x").await.is_err() {
+            break started.elapsed();
+        }
+    };
+    assert!(closed >= Duration::from_secs(29), "closed after {closed:?}");
+    println!("a trickled request head was cut off after {closed:?}");
+}
