@@ -353,6 +353,7 @@ impl App {
             webhooks,
             media_origins,
             join_lock: tokio::sync::Mutex::new(()),
+            reaction_locks: crate::lock::Striped::new(64),
             session_ends: Arc::default(),
             ip_streams: Arc::default(),
             signal_rate,

@@ -52,6 +52,9 @@ pub struct AppState {
     pub media_origins: Vec<String>,
     /// Serializes joins so a display name cannot be claimed twice concurrently.
     pub join_lock: tokio::sync::Mutex<()>,
+    /// Serializes one user's reaction changes in a conversation, so two at
+    /// once cannot leave the user with two reactions on a message.
+    pub reaction_locks: crate::lock::Striped,
     /// The S3 bucket, when sync is configured.
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.

@@ -391,6 +391,35 @@ async fn the_original_clients_requests_are_answered_in_its_shapes() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reactions_sent_at_once_still_leave_one_per_user() {
+    let s = start().await;
+    let c = s.client();
+    let conv = c.create_conversation("c1").await;
+    let (ann, ann_id) = c.join(&conv, "Ann").await;
+    let mid = ann.say("pick one").await["messageId"].clone();
+    for round in 0..5 {
+        let sends = ["👍", "🎉", "😂", "❤️", "🔥", "👀"].map(|emoji| {
+            let ann = ann.clone();
+            let body = json!({"messageId": mid, "emoji": emoji, "added": true});
+            tokio::spawn(async move { ann.post("/api/v1/reactions", body).await.status })
+        });
+        for s in sends {
+            assert_eq!(s.await.unwrap(), 200);
+        }
+        let all = ann.get("/api/v1/reactions").await;
+        let on = all.details()[mid.as_str().unwrap()].clone();
+        let mine: Vec<&String> = on
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, users)| users.as_array().unwrap().contains(&json!(ann_id)))
+            .map(|(emoji, _)| emoji)
+            .collect();
+        assert_eq!(mine.len(), 1, "round {round}: Ann holds {mine:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_user_keeps_one_reaction_per_message_and_everyone_sees_the_swap() {
     let s = start().await;

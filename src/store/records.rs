@@ -188,13 +188,28 @@ impl Store {
         &self,
         conv: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        self.reactions_under(conv, keys::first_part_prefix(conv))
+    }
+
+    /// The same map for one message only.
+    pub fn reactions_on(
+        &self,
+        conv: &str,
+        message_id: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let mut prefix = keys::joined(&[conv, message_id]);
+        prefix.push(keys::SEP);
+        self.reactions_under(conv, prefix)
+    }
+
+    fn reactions_under(
+        &self,
+        conv: &str,
+        prefix: Vec<u8>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
         use serde_json::{Map, Value};
         let mut out: Map<String, Value> = Map::new();
-        for k in self
-            .reactions
-            .scan_prefix(keys::first_part_prefix(conv))
-            .keys()
-        {
+        for k in self.reactions.scan_prefix(prefix).keys() {
             let k = k?;
             let rest = &k[conv.len() + 1..];
             let mut parts = rest.split(|b| *b == keys::SEP);

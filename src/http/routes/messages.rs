@@ -271,9 +271,13 @@ pub async fn react(
     if state.store.seq_of(&s.conversation_id, &mid)?.is_none() {
         return Err(ApiError::not_found("Message not found"));
     }
+    let _one_at_a_time = state
+        .reaction_locks
+        .lock((&s.conversation_id, &s.user_id))
+        .await;
     let replaced = if b.added {
-        let all = state.store.reactions(&s.conversation_id)?;
-        crate::chat::reactions::replaced(&all, &mid, &s.user_id, &emoji)
+        let on = state.store.reactions_on(&s.conversation_id, &mid)?;
+        crate::chat::reactions::replaced(&on, &mid, &s.user_id, &emoji)
     } else {
         Vec::new()
     };
