@@ -190,12 +190,15 @@ impl Hub {
         }
         room.published.store(start + len, Ordering::Relaxed);
         self.published.fetch_add(1, Ordering::Relaxed);
-        room.held.sent(start, room.tx.len());
+        // Subscribers may take frames meanwhile, which only shortens the
+        // channel: computing from one reading never lets go of more than needed.
+        let holding = room.tx.len();
+        room.held.sent(start, holding);
         let excess = room.held.excess(start + len, self.room_bytes);
         if excess > 0 {
             // Shrinking the capacity drops the oldest frames; subscribers that
             // had not taken them are told they lagged.
-            let keep = room.tx.len().saturating_sub(excess).max(1);
+            let keep = holding.saturating_sub(excess).max(1);
             room.tx.set_capacity(keep);
             room.tx.set_capacity(CHANNEL_CAPACITY);
             room.held.keep_newest(room.tx.len());
