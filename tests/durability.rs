@@ -173,14 +173,7 @@ async fn a_generated_admin_password_is_stored_and_reused() {
 async fn a_second_process_on_the_same_data_directory_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let first = Proc::spawn(dir.path(), &[]).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("CHATS3_DATA_DIR", dir.path())
-        .env("ADMIN_PASSWORD", ADMIN)
-        .output()
-        .await
-        .unwrap();
+    let out = server_command(dir.path()).output().await.unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another chats3 process"), "{err}");

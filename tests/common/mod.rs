@@ -79,6 +79,22 @@ impl Server {
     }
 }
 
+/// The `chats3` binary serving `dir` on a free loopback port, with the test
+/// admin password, no rate limits and nothing else from the environment.
+pub fn server_command(dir: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("CHATS3_DATA_DIR", dir)
+        .env("ADMIN_PASSWORD", ADMIN)
+        .env("RATE_LIMIT_PER_MIN", "0")
+        .env("ADMIN_RATE_LIMIT_PER_MIN", "0")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 /// The `chats3` binary running as a child process.
 pub struct Proc {
     pub child: tokio::process::Child,
@@ -89,17 +105,8 @@ pub struct Proc {
 
 impl Proc {
     pub async fn spawn(dir: &Path, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("CHATS3_DATA_DIR", dir)
-            .env("ADMIN_PASSWORD", ADMIN)
-            .env("RATE_LIMIT_PER_MIN", "0")
-            .env("ADMIN_RATE_LIMIT_PER_MIN", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+        let mut cmd = server_command(dir);
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
