@@ -114,6 +114,19 @@ struct Inbound {
     gaps: HashMap<String, GapTracker>,
 }
 
+/// Runs `f` on a layer's entry (by RID), made on its first packet: one
+/// lookup per packet, and the RID copied only when the entry is made.
+fn with_layer<V: Default, R>(
+    map: &mut HashMap<String, V>,
+    rid: &str,
+    f: impl FnOnce(&mut V) -> R,
+) -> R {
+    match map.get_mut(rid) {
+        Some(v) => f(v),
+        None => f(map.entry(rid.to_owned()).or_default()),
+    }
+}
+
 impl Cascade {
     pub(super) fn new(trunks: Arc<Trunks>, me: Weak<Inner>) -> Self {
         Self {
@@ -169,15 +182,9 @@ impl Published {
         for link in out.links.iter().filter(|l| out.wants(l, rid)) {
             link.send(bytes.clone());
         }
-        let seq = packet.header.sequence_number;
-        match out.sent.get_mut(rid) {
-            Some(h) => h.record(seq, bytes),
-            None => out
-                .sent
-                .entry(rid.to_owned())
-                .or_default()
-                .record(seq, bytes),
-        }
+        with_layer(&mut out.sent, rid, |h| {
+            h.record(packet.header.sequence_number, bytes)
+        });
     }
 
     /// Sends again, down `link`, what it says did not arrive.
@@ -595,10 +602,7 @@ impl Inner {
             return dropped();
         };
         let seq = packet.header.sequence_number;
-        let arrival = match i.gaps.get_mut(rid) {
-            Some(g) => g.arrive(seq),
-            None => i.gaps.entry(rid.to_owned()).or_default().arrive(seq),
-        };
+        let arrival = with_layer(&mut i.gaps, rid, |g| g.arrive(seq));
         match arrival {
             Arrival::Duplicate => return,
             Arrival::Forward { missing } if !missing.is_empty() => {
