@@ -143,15 +143,19 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let limits = limits.clone();
                 tokio::spawn(async move {
-                    let _open = open;
+                    let open = open;
                     let Some((read, head)) = read_head(&mut stream).await else {
                         return;
                     };
                     if let Head::EventStream(req) = head {
-                        drop((read, svc, http));
-                        let closed = &limits.closed;
-                        event_conn::serve(stream, *req, router, peer, limits.write_stall, closed)
-                            .await;
+                        // A task of its own size: this one is sized for hyper's
+                        // path, and an idle stream may live for hours.
+                        let closed = Arc::clone(&limits.closed);
+                        let stall = limits.write_stall;
+                        tokio::spawn(async move {
+                            let _open = open;
+                            event_conn::serve(stream, req, router, peer, stall, &closed).await;
+                        });
                         return;
                     }
                     let io = DeadlineIo::new(

@@ -27,6 +27,10 @@ use crate::store::CommitListener;
 
 /// Frames a room holds for its slowest subscriber before that one lags.
 const CHANNEL_CAPACITY: usize = 1024;
+/// Slots a new room starts with; doubled while full, up to [`CHANNEL_CAPACITY`].
+/// Most rooms never hold more than a few frames at once, and a slot is 16
+/// bytes: 1,024 up front would be 16 KiB per conversation with a listener.
+const INITIAL_CAPACITY: usize = 16;
 
 /// Default byte budget of a room: twice a stream's default queue budget, so a
 /// slow subscriber is closed for reading too slowly before its room lets go
@@ -142,7 +146,7 @@ impl Hub {
                 published: Arc::clone(&room.published),
             };
         }
-        let (mut tx, rx) = async_broadcast::broadcast(CHANNEL_CAPACITY);
+        let (mut tx, rx) = async_broadcast::broadcast(INITIAL_CAPACITY);
         tx.set_overflow(true);
         let published = Arc::<AtomicU64>::default();
         rooms.insert(
@@ -179,6 +183,10 @@ impl Hub {
         let len = frame.bytes.len() as u64;
         let start = room.published.load(Ordering::Relaxed);
         frame.end = start + len;
+        let capacity = room.tx.capacity();
+        if room.tx.len() == capacity && capacity < CHANNEL_CAPACITY {
+            room.tx.set_capacity((capacity * 2).min(CHANNEL_CAPACITY));
+        }
         match room.tx.try_broadcast(Arc::new(frame)) {
             Ok(_) => {}
             // Every subscriber has gone (`Inactive`); the others cannot happen
@@ -199,8 +207,9 @@ impl Hub {
             // Shrinking the capacity drops the oldest frames; subscribers that
             // had not taken them are told they lagged.
             let keep = holding.saturating_sub(excess).max(1);
+            let capacity = room.tx.capacity();
             room.tx.set_capacity(keep);
-            room.tx.set_capacity(CHANNEL_CAPACITY);
+            room.tx.set_capacity(capacity);
             room.held.keep_newest(room.tx.len());
             self.let_go.fetch_add(excess as u64, Ordering::Relaxed);
         }
@@ -301,6 +310,18 @@ mod tests {
         let f = slow.rx.recv_direct().await.unwrap();
         let shortest = f.bytes.len() as u64;
         assert!(slow.backlog(&f) >= shortest * (CHANNEL_CAPACITY as u64 - 1));
+    }
+
+    #[tokio::test]
+    async fn a_room_starts_with_few_slots_and_doubles_them_while_full() {
+        let hub = Hub::new(u64::MAX);
+        let _stuck = hub.subscribe("c");
+        let capacity = || crate::lock::lock(&hub.rooms)["c"].tx.capacity();
+        assert_eq!(capacity(), INITIAL_CAPACITY);
+        for i in 0..=INITIAL_CAPACITY as u64 {
+            hub.publish("c", event(i + 1, b"{}"));
+        }
+        assert_eq!(capacity(), 2 * INITIAL_CAPACITY);
     }
 
     #[tokio::test]

@@ -5,10 +5,10 @@
 //! what else that releases is decided in `AppState::end_session`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// Why a session's streams were closed (the `reason` of `session-ended`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,13 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    const ALL: [EndReason; 4] = [
+        EndReason::Left,
+        EndReason::Expired,
+        EndReason::Replaced,
+        EndReason::ConversationClosed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Left => "left",
@@ -34,11 +41,40 @@ impl EndReason {
     }
 }
 
+/// A session's end, once it is known, and the streams waiting for it. (A
+/// `watch` channel would do, at ≈ 300 bytes more per session with a stream.)
+#[derive(Default)]
+struct Signal {
+    /// 0 while the session lives, else 1 + the reason's index in [`EndReason::ALL`].
+    reason: AtomicU8,
+    notify: Notify,
+}
+
+impl Signal {
+    fn send(&self, reason: EndReason) {
+        let i = EndReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.reason.store(i as u8 + 1, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn get(&self) -> Option<EndReason> {
+        match self.reason.load(Ordering::Acquire) {
+            0 => None,
+            i => EndReason::ALL.get(usize::from(i) - 1).copied(),
+        }
+    }
+}
+
 struct Live {
+    /// The map's key, shared with each stream's [`EndWatch`].
+    key: Arc<str>,
     /// Tells this registration from a later one of the same session.
     generation: u64,
     conversation: String,
-    tx: watch::Sender<Option<EndReason>>,
+    signal: Arc<Signal>,
     streams: usize,
 }
 
@@ -46,12 +82,12 @@ struct Live {
 #[derive(Default)]
 pub struct SessionEnds {
     // std Mutex: held for a map lookup or insert, never across an await.
-    live: Mutex<HashMap<String, Live>>,
+    live: Mutex<HashMap<Arc<str>, Live>>,
     generations: AtomicU64,
 }
 
 impl SessionEnds {
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Live>> {
         crate::lock::lock(&self.live)
     }
 
@@ -67,25 +103,31 @@ impl SessionEnds {
         if live.get(session).is_some_and(|l| l.streams >= max) {
             return None;
         }
-        let entry = live.entry(session.to_owned()).or_insert_with(|| Live {
-            generation: self.generations.fetch_add(1, Ordering::Relaxed),
-            conversation: conversation.to_owned(),
-            tx: watch::channel(None).0,
-            streams: 0,
-        });
+        if !live.contains_key(session) {
+            let key: Arc<str> = Arc::from(session);
+            let entry = Live {
+                key: Arc::clone(&key),
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                conversation: conversation.to_owned(),
+                signal: Arc::default(),
+                streams: 0,
+            };
+            live.insert(key, entry);
+        }
+        let entry = live.get_mut(session)?;
         entry.streams += 1;
         Some(EndWatch {
             generation: entry.generation,
-            rx: entry.tx.subscribe(),
+            signal: Arc::clone(&entry.signal),
             ends: Arc::clone(self),
-            session: session.to_owned(),
+            session: Arc::clone(&entry.key),
         })
     }
 
     /// Ends every stream of `session`.
     pub fn end(&self, session: &str, reason: EndReason) {
         if let Some(l) = self.live().remove(session) {
-            l.tx.send_replace(Some(reason));
+            l.signal.send(reason);
         }
     }
 
@@ -94,7 +136,7 @@ impl SessionEnds {
         self.live().retain(|_, l| {
             let keep = l.conversation != conversation;
             if !keep {
-                l.tx.send_replace(Some(reason));
+                l.signal.send(reason);
             }
             keep
         });
@@ -118,18 +160,23 @@ impl SessionEnds {
 /// One stream's view of its session's end.
 pub struct EndWatch {
     generation: u64,
-    rx: watch::Receiver<Option<EndReason>>,
+    signal: Arc<Signal>,
     ends: Arc<SessionEnds>,
-    session: String,
+    session: Arc<str>,
 }
 
 impl EndWatch {
     /// Resolves with the reason once the session ends; pending forever otherwise.
     pub async fn ended(&mut self) -> EndReason {
-        let reason = self.rx.wait_for(Option::is_some).await.map(|r| *r);
-        match reason {
-            Ok(r) => r.unwrap_or(EndReason::Expired),
-            Err(_) => std::future::pending().await,
+        loop {
+            let notified = self.signal.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so an end sent in between still wakes it.
+            notified.as_mut().enable();
+            if let Some(reason) = self.signal.get() {
+                return reason;
+            }
+            notified.await;
         }
     }
 }
@@ -137,12 +184,12 @@ impl EndWatch {
 impl Drop for EndWatch {
     fn drop(&mut self) {
         let mut live = self.ends.live();
-        if let Some(l) = live.get_mut(&self.session)
+        if let Some(l) = live.get_mut(&*self.session)
             && l.generation == self.generation
         {
             l.streams -= 1;
             if l.streams == 0 {
-                live.remove(&self.session);
+                live.remove(&*self.session);
             }
         }
     }

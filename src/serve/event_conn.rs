@@ -38,14 +38,13 @@ enum Step {
 /// Serves one event-stream request on `stream`, then closes it.
 pub async fn serve(
     mut stream: TcpStream,
-    req: Request<()>,
+    req: Box<Request<()>>,
     router: Router,
     peer: SocketAddr,
     write_stall: Duration,
     closed: &Trips,
 ) {
-    let mut req = req.map(|()| Body::empty());
-    req.extensions_mut().insert(ConnectInfo(peer));
+    let req = with_body(req, peer);
     // Boxed: the router's future is large and only lives until the head is known.
     let Ok(res) = Box::pin(router.oneshot(req)).await;
     let (head, mut body) = split(res);
@@ -98,6 +97,14 @@ pub async fn serve(
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// The request the router takes; its box is freed here, not held for the
+/// stream's life.
+fn with_body(req: Box<Request<()>>, peer: SocketAddr) -> Request<Body> {
+    let mut req = (*req).map(|()| Body::empty());
+    req.extensions_mut().insert(ConnectInfo(peer));
+    req
 }
 
 /// The response head in HTTP/1.1 form (chunked, `connection: close`) and its body.
