@@ -279,6 +279,61 @@ async fn a_reader_too_far_behind_is_closed_with_a_reason_and_its_room_holds_at_m
     assert!(n >= 200, "caught up {n}");
 }
 
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn streams_that_ask_for_all_history_and_never_read_hold_little_each() {
+    let s = start(|_| {}).await;
+    let c = s.client();
+    let conv = c.create_conversation("replayed").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let body = "y".repeat(9_000);
+    for _ in 0..300 {
+        let r = ann
+            .post("/api/v1/messages", json!({"type": "text", "body": body}))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    // 20 streams (5 members × 4) ask for everything from the start, on
+    // sockets with a tiny receive buffer that are never read.
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        sessions.push(c.join(&conv, &format!("Reader{i}")).await.0);
+    }
+    let before = rss_kib();
+    let mut held = Vec::new();
+    for m in &sessions {
+        for _ in 0..4 {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            let mut t = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
+            let req = format!(
+                "GET /api/v1/signaling?cursor=0 HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
+                m.session.as_deref().unwrap()
+            );
+            t.write_all(req.as_bytes()).await.unwrap();
+            held.push(t);
+        }
+    }
+    until(SEC * 5, "the 20 streams to open", async || {
+        (c.metric(TOKEN, "chats3_sse_streams").await == 20.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each would hold ≈ 4.6 MB if it read its replay 256 messages at a time
+    // (the stored rows and their frames); in chunks of 64 KiB, ≈ 0.2 MB.
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 24 * 1024, "20 stuck replays grew the process by {grown} KiB");
+    drop(held);
+}
+
 #[tokio::test]
 async fn signaling_payloads_are_capped_and_shaped() {
     let s = start(|_| {}).await;

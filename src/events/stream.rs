@@ -19,8 +19,11 @@ use super::{Hub, hub::message_frame, kind};
 use crate::model::Message;
 use crate::store::{Store, StoreError};
 
-/// Messages read from the store per replay step.
+/// Messages read from the store per replay step, at most.
 const REPLAY_CHUNK: usize = 256;
+/// Bytes of stored messages read per replay step, at most (beyond one message):
+/// what a client that asks for history and never reads makes its stream hold.
+const REPLAY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct StreamCtx {
@@ -62,7 +65,7 @@ fn replay_chunk(
     user: &str,
     after: u64,
 ) -> Result<(Vec<Bytes>, Option<u64>), StoreError> {
-    let rows = store.after(conv, after, REPLAY_CHUNK)?;
+    let rows = store.after_within(conv, after, REPLAY_CHUNK, REPLAY_BYTES)?;
     let last = rows.last().map(|(s, _)| *s);
     let mut out = Vec::with_capacity(rows.len());
     for (_, json) in rows {

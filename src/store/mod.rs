@@ -365,17 +365,32 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, bytes::Bytes)>, StoreError> {
+        self.after_within(conv, after, limit, usize::MAX)
+    }
+
+    /// Like [`Store::after`], but stops once the records read reach
+    /// `max_bytes` (always at least one record, when there is one).
+    pub fn after_within(
+        &self,
+        conv: &str,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, bytes::Bytes)>, StoreError> {
         let start = keys::msg_key(conv, after.saturating_add(1));
         let end = keys::msg_key(conv, u64::MAX);
-        self.messages
-            .range(start..=end)
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r?;
-                let seq = keys::seq_of_msg_key(&k).ok_or(StoreError::Corrupt("message key"))?;
-                Ok((seq, bytes::Bytes::copy_from_slice(&v)))
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for r in self.messages.range(start..=end).take(limit) {
+            let (k, v) = r?;
+            let seq = keys::seq_of_msg_key(&k).ok_or(StoreError::Corrupt("message key"))?;
+            bytes += v.len();
+            out.push((seq, bytes::Bytes::copy_from_slice(&v)));
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Sequence number of a message by id.
