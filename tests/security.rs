@@ -99,6 +99,8 @@ async fn display_names_with_bidi_zero_width_or_filler_characters_are_refused() {
         "Ann\u{200B}",    // zero-width space: looks like "Ann"
         "\u{3164}",       // Hangul filler: a blank name
         "Ann\u{3164}Lee", // …or a blank inside one
+        "Ann\u{2800}",    // Braille pattern blank: drawn as a space, not one
+        "\u{2800}",       // …and a name of it alone
     ] {
         let r = join_as(&c, &conv, name).await;
         assert_eq!(r.status, 400, "{name:?}: {}", r.body);
@@ -461,6 +463,33 @@ async fn a_system_message_opens_a_conversation_for_its_integrator() {
         .map(|m| m["body"].clone())
         .collect();
     assert_eq!(bodies[0], "Order created");
+}
+
+#[tokio::test]
+async fn a_room_is_frameable_only_by_the_origins_of_its_own_integrator() {
+    let s = start().await;
+    let c = s.client();
+    assert_eq!(
+        embed(&c, "acme", "acme-room", "u1", "Ann", "customer")
+            .await
+            .status,
+        200
+    );
+    let ancestors = |r: &Resp| {
+        let csp = r.headers["content-security-policy"].to_str().unwrap();
+        csp.rsplit(';').next().unwrap().trim().to_string()
+    };
+    let own = c.get("/room/acme-room?i=acme").await;
+    assert_eq!(
+        ancestors(&own),
+        "frame-ancestors 'self' https://app.acme.com"
+    );
+    // Another integrator's id in the link does not let its origins frame the room.
+    let foreign = c.get("/room/acme-room?i=globex").await;
+    assert_eq!(ancestors(&foreign), "frame-ancestors 'none'");
+    let unknown = c.get("/room/no-such-room?i=globex").await;
+    assert_eq!(ancestors(&unknown), "frame-ancestors 'none'");
+    s.stop().await;
 }
 
 // ---- 3. No cross-site request forgery ----
@@ -882,4 +911,11 @@ async fn confusable_names_count_as_taken() {
         assert_eq!(r.status, 409, "{name:?}: {}", r.body);
     }
     let (_, _) = c.join(&conv, "Anna").await;
+    // A capital I passes for a small l: "AIice" is taken while "Alice" is.
+    let (alice, _) = c.join(&conv, "Alice").await;
+    let mut sse = alice.sse("", &[]).await;
+    sse.next_of("room-state", SEC * 5).await.unwrap();
+    for name in ["AIice", "ALICE", "A1ice"] {
+        assert_eq!(join_as(&c, &conv, name).await.status, 409, "{name:?}");
+    }
 }

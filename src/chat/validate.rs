@@ -34,18 +34,22 @@ pub fn field(field: &'static str, reason: impl Into<String>) -> FieldError {
 /// or have no agreed look: controls, format characters (bidi controls,
 /// zero-width characters), line and paragraph separators, private-use,
 /// surrogate and unassigned code points, and anything Unicode calls
-/// default-ignorable (Hangul fillers, variation selectors, U+180E, U+00AD).
+/// default-ignorable (Hangul fillers, variation selectors, U+180E, U+00AD),
+/// and symbols drawn as blank space (U+2800 BRAILLE PATTERN BLANK, U+FFFC,
+/// U+1D159 MUSICAL SYMBOL NULL NOTEHEAD).
 fn is_invisible(c: char) -> bool {
-    matches!(
-        c.general_category(),
-        GeneralCategory::Control
-            | GeneralCategory::Format
-            | GeneralCategory::LineSeparator
-            | GeneralCategory::ParagraphSeparator
-            | GeneralCategory::PrivateUse
-            | GeneralCategory::Surrogate
-            | GeneralCategory::Unassigned
-    ) || c.identifier_type() == Some(IdentifierType::Default_Ignorable)
+    matches!(c, '\u{2800}' | '\u{FFFC}' | '\u{1D159}')
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::PrivateUse
+                | GeneralCategory::Surrogate
+                | GeneralCategory::Unassigned
+        )
+        || c.identifier_type() == Some(IdentifierType::Default_Ignorable)
 }
 
 /// A display name: HTML stripped, trimmed, NFC-normalised, 1..=max characters,
@@ -72,18 +76,23 @@ pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
     Ok(name)
 }
 
-/// The form display names are compared in for uniqueness: whitespace runs
-/// collapsed (HTML renders them as one space), then lowercased and mapped to
-/// the UTS #39 confusable skeleton, twice. Lowercasing first makes "ALICE"
-/// equal "Alice" (skeleton-first would turn its capital I into "l"), the
-/// skeleton folds look-alikes ("Аlice" with Cyrillic А, "A1ice", "B0b"), and
-/// the second round settles prototypes that are capitals with prototypes of
-/// their own ("𝐁" → "B" → "b"). Case decides which I/l confusion wins: "AIice"
-/// with a capital I keys as "aiice", not "alice". Not for display.
+/// The form display names are compared in for uniqueness: lowercased and
+/// mapped to the UTS #39 confusable skeleton, twice, with whitespace runs
+/// collapsed (HTML renders them as one space), and then `i` taken as `l`.
+/// Lowercasing first makes "ALICE" equal "Alice" (the skeleton turns a capital
+/// I into "l"); the skeleton folds look-alikes ("Аlice" with Cyrillic А,
+/// "A1ice", "B0b"); the second round settles prototypes that are capitals with
+/// prototypes of their own ("𝐁" → "B" → "b"); and since a capital I looks like
+/// a small l, which lowercasing would tell apart, "AIice" must key as
+/// "Alice" too. Some distinct names share a key ("Lia", "Ila"): the second
+/// waits for the first to leave, which is the cheap side of the trade. Not for
+/// display.
 pub fn name_key(name: &str) -> String {
-    let collapsed = name.split_whitespace().collect::<Vec<_>>().join(" ");
-    let once: String = unicode_security::skeleton(&collapsed.to_lowercase()).collect();
-    unicode_security::skeleton(&once.to_lowercase()).collect()
+    let fold = |s: &str| -> String {
+        let folded: String = unicode_security::skeleton(&s.to_lowercase()).collect();
+        folded.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    fold(&fold(name)).replace('i', "l")
 }
 
 /// An optional avatar URL: http(s) only, bounded length.
@@ -265,6 +274,9 @@ mod tests {
             display_name("\u{3164}", 50).is_err(),
             "a name of filler only"
         );
+        for blank in ["Alice\u{2800}", "\u{2800}", "Al\u{FFFC}ice", "\u{1D159}Bob"] {
+            assert!(display_name(blank, 50).is_err(), "{blank:?}");
+        }
         assert!(
             display_name("Ann&#x202E;eL", 50).is_err(),
             "hidden as a reference"
@@ -287,6 +299,9 @@ mod tests {
         same("Zoe\u{308}", "Zo\u{eb}");
         same("Ann Lee", "Ann  Lee");
         same("Ann Lee", "Ann\u{A0}Lee");
+        same("Alice", "AIice");
+        same("Mill", "MiII");
+        same("ALICE", "AIice");
         assert_eq!(
             name_key(&name_key("B0b \u{2211}")),
             name_key("B0b \u{2211}")
