@@ -61,7 +61,8 @@ pub async fn join_page(
     )
 }
 
-/// # `GET /room/{id}[?i=<integratorId>]` — frameable only by that integrator's origins.
+/// # `GET /room/{id}[?i=<integratorId>]` — frameable only by the origins of
+/// the integrator that owns the conversation (`i` must name it).
 pub async fn room_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -71,7 +72,16 @@ pub async fn room_page(
         return Err(ApiError::not_found("Conversation not found"));
     }
     let mut ancestors: Vec<String> = Vec::new();
-    if let Some(integ) = q.get("i").and_then(|i| state.config.integrator(i)) {
+    let owner = match q.get("i") {
+        Some(_) => state
+            .store
+            .conversation_or_fetch(&id)
+            .await?
+            .and_then(|c| c.integrator_id),
+        None => None,
+    };
+    let framer = q.get("i").filter(|i| owner.as_ref() == Some(*i));
+    if let Some(integ) = framer.and_then(|i| state.config.integrator(i)) {
         ancestors.push("'self'".into());
         ancestors.extend(
             integ
