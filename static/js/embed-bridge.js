@@ -1,14 +1,19 @@
 // @ts-check
 // embed-bridge.js — the room page's side of embedding: the one-time handoff that turns `?h=CODE`
 // into a session kept in this tab's sessionStorage (never in a URL), and the postMessage bridge
-// to the host page. The bridge is active only when the page is framed and the host's origin is
-// known (it comes from the signed ticket); it always posts to that exact origin, never '*', and
-// accepts commands (the SDK's, and the original's `{type: 'leave'}`) only from the parent window
-// at that origin.
+// to the host page. The full bridge is active only when the page is framed and the host's origin
+// is known (it comes from the signed ticket); it posts to that exact origin and accepts commands
+// (the SDK's, and the original's `{type: 'leave'}`) only from the parent window at that origin.
+// A frame that does not know its host (a used or expired handoff code in a fresh frame, or storage
+// blocked) gets an errors-only bridge: it still tells the host *that* something failed, since the
+// user sees it and the host has to mount again, but it sends nothing but `error` and `resize`, to
+// the parent's origin as the browser reports it or else '*', and it obeys no command.
 import { api, saveSession } from './api.js';
 
 const HOST_PREFIX = 'chats3.host.';
 const THEMES = new Set(['light', 'dark', 'auto']);
+/** What an errors-only bridge may post: no secret, no user data, nothing about the conversation. */
+const ERRORS_ONLY_TYPES = new Set(['error', 'resize']);
 
 /** @typedef {import('./chat.js').Message} Message */
 
@@ -143,6 +148,21 @@ export function preferredHeight() {
 }
 
 /**
+ * The parent's origin for an errors-only bridge: `location.ancestorOrigins` where the browser has it
+ * (Chromium, Safari), else '*' (Firefox). It only narrows who receives the error; it is never
+ * trusted for commands, which need the origin the ticket named.
+ * @returns {string}
+ */
+function parentOrigin() {
+  try {
+    const origin = location.ancestorOrigins?.[0];
+    return isOrigin(origin) ? origin : '*';
+  } catch {
+    return '*';
+  }
+}
+
+/**
  * True when this page runs inside a frame.
  * @returns {boolean}
  */
@@ -160,19 +180,43 @@ export function isFramed() {
  */
 export class EmbedBridge {
   /**
-   * @param {string} hostOrigin
+   * @param {string} hostOrigin  the ticket's origin; for an errors-only bridge, parentOrigin()
    * @param {BridgeCommands} commands
+   * @param {boolean} [errorsOnly]  the host's origin is unknown: post only ERRORS_ONLY_TYPES, obey nothing
    */
-  constructor(hostOrigin, commands) {
+  constructor(hostOrigin, commands, errorsOnly = false) {
     this.hostOrigin = hostOrigin;
     this.commands = commands;
+    this.errorsOnly = errorsOnly;
     /** @type {number | null} */
     this.lastUnread = null;
     this.lastHeight = 0;
     this.callCount = 0;
+    /** @type {ResizeObserver | null} */
+    this.resizeObserver = null;
     /** @param {MessageEvent} e */
     this.onMessage = (e) => this.receive(e);
+    if (errorsOnly) return; // no command listener; sizes are reported only once there is an error
     window.addEventListener('message', this.onMessage);
+    this.observeSize();
+  }
+
+  /**
+   * A full bridge when framed and the host origin is known; an errors-only one when framed by a host
+   * whose origin is unknown; otherwise null.
+   * @param {string | null} hostOrigin
+   * @param {BridgeCommands} commands
+   * @returns {EmbedBridge | null}
+   */
+  static create(hostOrigin, commands) {
+    if (!isFramed()) return null;
+    if (isOrigin(hostOrigin)) return new EmbedBridge(hostOrigin, commands);
+    return new EmbedBridge(parentOrigin(), {}, true);
+  }
+
+  /** Report the preferred height whenever it may have changed. */
+  observeSize() {
+    if (this.resizeObserver) return;
     if ('ResizeObserver' in window) {
       // The frame, the list's box and what the list holds, and the parts around it that come and go.
       this.resizeObserver = new ResizeObserver(() => this.resize());
@@ -185,21 +229,11 @@ export class EmbedBridge {
   }
 
   /**
-   * A bridge only when framed and the host origin is known; otherwise null.
-   * @param {string | null} hostOrigin
-   * @param {BridgeCommands} commands
-   * @returns {EmbedBridge | null}
-   */
-  static create(hostOrigin, commands) {
-    if (!isFramed() || !isOrigin(hostOrigin)) return null;
-    return new EmbedBridge(hostOrigin, commands);
-  }
-
-  /**
    * @param {string} type
    * @param {object} [data]
    */
   post(type, data = {}) {
+    if (this.errorsOnly && !ERRORS_ONLY_TYPES.has(type)) return; // the one gate for an unknown host
     try {
       window.parent.postMessage({ ...data, source: 'chats3', type }, this.hostOrigin);
     } catch {
@@ -209,6 +243,7 @@ export class EmbedBridge {
 
   /** @param {MessageEvent} event  a message to this window: a command if it is the host's */
   receive(event) {
+    if (this.errorsOnly) return; // parentOrigin() is what the browser says, not what the ticket named
     if (event.origin !== this.hostOrigin || event.source !== window.parent) return;
     const msg = event.data;
     // The original service's host command, still obeyed (same origin and window checks as the rest).
@@ -235,6 +270,7 @@ export class EmbedBridge {
 
   /** @param {{ conversationId: string, userId: string, displayName: string }} info */
   ready(info) {
+    if (this.errorsOnly) return;
     this.post('ready', info);
     this.resize(true);
   }
@@ -299,6 +335,8 @@ export class EmbedBridge {
    */
   error(code, message) {
     this.post('error', { code, message: String(message || code) });
+    // An auto-sized frame should show what went wrong (the full bridge observes from the start).
+    if (this.errorsOnly) this.observeSize();
   }
 
   left() {

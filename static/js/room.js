@@ -33,7 +33,7 @@ let unread = 0;
 /** @type {Call} */ let call;
 /** @type {EventStream} */ let stream;
 /** @type {EmbedBridge | null} */
-let bridge = null; // EmbedBridge when framed by a known host (embed-bridge.js)
+let bridge = null; // EmbedBridge when framed; errors only when the host's origin is unknown (embed-bridge.js)
 const framed = isFramed();
 const features = frameFeatures();
 
@@ -421,7 +421,8 @@ async function main() {
     return state.ready;
   },
   get embedded() {
-    return bridge ? { hostOrigin: bridge.hostOrigin } : null;
+    if (!bridge) return null;
+    return bridge.errorsOnly ? { hostOrigin: bridge.hostOrigin, errorsOnly: true } : { hostOrigin: bridge.hostOrigin };
   },
   messages: () => (chat ? chat.messages() : []),
   events: () => eventLog.slice(),

@@ -1,9 +1,11 @@
 // The integrator's experience, as docs/integrators.md promises it: the guide's section 6 page, script
 // and backend route, served exactly as written, open the chat without a baseUrl (embed.js finds chats3
 // from its own <script src>); a refused ticket shows a readable message in the frame and reaches the
-// host as `error {code: 'ticket', reason}` (and the chats3 log, at warn, without the ticket); `message`
-// events say what they are (`kind`, `senderUserId`) and `unread` counts only what a person would call
-// unread; `height: 'auto'` follows the room's content within minHeight/maxHeight. The host site is
+// host as `error {code: 'ticket', reason}` (and the chats3 log, at warn, without the ticket); a used
+// handoff code reaches the host as `error {code: 'handoff'}` though the frame never learnt its origin
+// (errors only, no command obeyed); `message` events say what they are (`kind`, `senderUserId`) and
+// `unread` counts only what a person would call unread; `height: 'auto'` follows the room's content
+// within minHeight/maxHeight. The host site is
 // http://localhost:P1 and chats3 http://127.0.0.1:P2 (two sites), with third-party cookies blocked.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -204,6 +206,47 @@ test('a tampered, an expired and a reused ticket: the frame says why and the hos
     assert.match(log, new RegExp(`WARN.*embed ticket refused.*integrator="?acme"?.*reason="?${reason}`), log);
   }
   for (const secret of [good.signature, expired.signature, good.ticket, JSON.stringify(good.ticket)]) assert.ok(!log.includes(secret), 'a ticket or signature in the log');
+  await context.close();
+});
+
+test('a handoff code already used (the frame restored from history): the frame says so and the host gets error {code: "handoff"}, and nothing else goes out', async () => {
+  const { context, page } = await newPage();
+  await page.goto(`${hostOrigin}/bare`);
+  // GET /embed as the frame would, then trade its handoff code ourselves: the room gets a used code
+  // in a fresh frame, with third-party storage blocked, so it has never learnt the host's origin.
+  const nav = await fetch(`${server.url}/embed?${new URLSearchParams(ticketFor('handoff-room', 'hal', 'Hal'))}`, { redirect: 'manual' });
+  assert.ok([302, 303].includes(nav.status), `GET /embed answered ${nav.status}`);
+  const src = new URL(nav.headers.get('location'), server.url).href;
+  const code = new URL(src).searchParams.get('h');
+  assert.ok(code, `no handoff code in ${src}`);
+  const traded = await fetch(`${server.url}/api/v1/embed/handoff`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
+  assert.equal(traded.status, 200, await traded.clone().text());
+
+  const i = await mount(page, { src, height: 'auto' });
+  await waitEvent(page, i, (ev) => ev.some((e) => e.type === 'error'));
+  const [err] = await events(page, i, 'error');
+  assert.equal(err.code, 'handoff', JSON.stringify(err));
+  assert.equal(typeof err.message, 'string');
+  const frame = page.frames().find((f) => f.url().startsWith(`${server.url}/room/handoff-room`));
+  assert.ok(frame, 'no room frame');
+  await frame.waitForFunction(() => /This chat session has ended/.test(document.getElementById('banner').textContent));
+  // Its height, so an auto-sized frame shows the banner.
+  await waitEvent(page, i, (ev) => ev.some((e) => e.type === 'resize' && e.height > 0));
+  // Chromium names the parent (location.ancestorOrigins), but only for errors: the frame obeys no command.
+  assert.deepEqual(await frame.evaluate(() => window.chats3Debug.embedded), { hostOrigin, errorsOnly: true });
+  await page.evaluate((n) => {
+    const w = window.mounts[n].chat.iframe.contentWindow;
+    w.postMessage({ target: 'chats3', command: 'setTheme', theme: 'dark' }, '*');
+    w.postMessage({ target: 'chats3', command: 'nonsense' }, '*');
+    w.postMessage({ type: 'leave' }, '*');
+  }, i);
+  await sleep(1000);
+  assert.equal(await frame.evaluate(() => document.documentElement.dataset.theme ?? null), null, 'setTheme obeyed');
+  assert.match(await frame.locator('#banner').innerText(), /This chat session has ended/, 'leave obeyed');
+  const types = [...new Set((await events(page, i)).map((e) => e.type))].sort();
+  assert.deepEqual(types, ['error', 'resize']);
+  assert.ok(!(await events(page, i, 'error')).some((e) => e.code === 'bad-command'), 'a command was read');
+  assert.deepEqual(page.errors, []);
   await context.close();
 });
 
