@@ -330,7 +330,10 @@ async fn streams_that_ask_for_all_history_and_never_read_hold_little_each() {
     // Each would hold ≈ 4.6 MB if it read its replay 256 messages at a time
     // (the stored rows and their frames); in chunks of 64 KiB, ≈ 0.2 MB.
     let grown = rss_kib().saturating_sub(before);
-    assert!(grown < 24 * 1024, "20 stuck replays grew the process by {grown} KiB");
+    assert!(
+        grown < 24 * 1024,
+        "20 stuck replays grew the process by {grown} KiB"
+    );
     drop(held);
 }
 
