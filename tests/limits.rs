@@ -366,6 +366,7 @@ async fn signaling_payloads_are_capped_and_shaped() {
     for bad in [
         json!({"isTyping": "yes"}),
         json!({"isTyping": true, "pad": "p".repeat(1000)}),
+        json!({"isTyping": true, "html": "<img src=x onerror=alert(1)>"}),
     ] {
         let r = ann
             .post("/api/v1/signaling", json!({"type": "typing", "data": bad}))
@@ -379,6 +380,17 @@ async fn signaling_payloads_are_capped_and_shaped() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
+    let r = ann
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "read-receipt", "data": {"messageId": "m1", "nested": {"a": [1]}}}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 400,
+        "only the fixed fields are relayed: {}",
+        r.body
+    );
 }
 
 #[tokio::test]

@@ -758,11 +758,19 @@ async fn participants_cannot_post_server_events() {
             .await;
         assert_eq!(r.status, 400, "{kind}: {}", r.body);
     }
-    // Bob saw none of it; a client event still flows, authored by the server's fromUserId.
+    // A typing event naming someone else is not the fixed shape, and is refused.
     let r = mallory
         .post(
             "/api/v1/signaling",
             json!({"type": "typing", "data": {"isTyping": true, "userId": "bob"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Bob saw none of it; a client event still flows, authored by the server's fromUserId.
+    let r = mallory
+        .post(
+            "/api/v1/signaling",
+            json!({"type": "typing", "data": {"isTyping": true}}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);

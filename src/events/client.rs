@@ -23,14 +23,14 @@ pub enum ClientEventError {
 const SMALL_MAX: usize = 512;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Typing {
     #[serde(rename = "isTyping")]
     _is_typing: bool,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ReadReceipt {
     message_id: String,
 }
@@ -100,5 +100,10 @@ mod tests {
         );
         assert!(check("read-receipt", &raw(r#"{"messageId":""}"#), 65536).is_err());
         assert!(check("read-receipt", &raw("null"), 65536).is_err());
+        // Nothing but the fixed fields is relayed.
+        let extra = r#"{"isTyping":true,"html":"<img src=x onerror=alert(1)>"}"#;
+        assert!(check("typing", &raw(extra), 65536).is_err());
+        let nested = r#"{"messageId":"m1","nested":{"a":[1]}}"#;
+        assert!(check("read-receipt", &raw(nested), 65536).is_err());
     }
 }
