@@ -16,6 +16,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Jpeg,
+        Kind::Png,
+        Kind::Gif,
+        Kind::Webp,
+        Kind::Pdf,
+        Kind::Doc,
+        Kind::Docx,
+        Kind::Text,
+    ];
+
     pub fn mime(self) -> &'static str {
         match self {
             Kind::Jpeg => "image/jpeg",
@@ -120,6 +131,9 @@ impl TextCheck {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KindError {
+    /// The declared type is none of the accepted ones (the original's check, and its text).
+    #[error("File type not allowed")]
+    TypeNotAllowed,
     #[error("Invalid file content")]
     Unsupported,
     #[error("Invalid file content: the file type does not match its extension or declared type")]
@@ -146,6 +160,14 @@ pub fn decide(
     filename: &str,
     declared: Option<&str>,
 ) -> Result<Kind, KindError> {
+    if let Some(d) = declared.map(normalize_mime)
+        && !d.is_empty()
+        && d != "application/octet-stream"
+        && !d.starts_with("text/")
+        && !Kind::ALL.iter().any(|k| k.mime() == d)
+    {
+        return Err(KindError::TypeNotAllowed);
+    }
     let kind = match sniffed {
         Some(k) => k,
         None if is_text => Kind::Text,
@@ -192,6 +214,10 @@ mod tests {
         assert_eq!(
             decide(Some(Kind::Png), false, "a.png", Some("text/html")),
             Err(KindError::Mismatch)
+        );
+        assert_eq!(
+            decide(None, false, "a.zip", Some("application/zip")),
+            Err(KindError::TypeNotAllowed)
         );
         assert_eq!(
             decide(None, true, "notes.txt", Some("text/plain; charset=utf-8")),

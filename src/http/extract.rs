@@ -12,6 +12,16 @@ use super::error::ApiError;
 use crate::model::Session;
 use crate::state::AppState;
 
+/// A path parameter; a bad one (e.g. not UTF-8) is a 400 in the envelope.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// A query string; a bad one is a 400 in the envelope.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
 /// A JSON body. Requires a JSON content type (which also keeps cross-site
 /// form posts out) and reports the offending field on error.
 pub struct ApiJson<T>(pub T);

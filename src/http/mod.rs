@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/conversations/{id}/owner", post(admin::set_owner))
         .route("/admin/list-conversations", post(admin::list))
         .route("/admin/backup", post(admin::backup))
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::api_not_found);
 
     Router::new()
@@ -63,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/embed", get(embed::embed_page))
         .route("/static/{*path}", get(pages::asset))
         .route("/metrics", get(routes::health::metrics))
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::http::extract::{ApiPath, ApiQuery};
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -102,7 +103,11 @@ pub async fn upload(
     };
     let k =
         kind::decide(sniffed, w.text.is_text(), &filename, declared.as_deref()).map_err(|e| {
-            ApiError::bad_request("Invalid file content (magic number mismatch)")
+            let message = match e {
+                kind::KindError::TypeNotAllowed => "File type not allowed",
+                _ => "Invalid file content (magic number mismatch)",
+            };
+            ApiError::bad_request(message)
                 .with_details(json!({ "field": "file", "reason": e.to_string() }))
         })?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -228,8 +233,8 @@ async fn signed_url(
 pub async fn metadata(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let a = member_attachment(&state, &s.conversation_id, &id)?;
@@ -251,8 +256,8 @@ pub async fn metadata(
 /// # `GET /api/v1/attachments/{id}/content?expires=…&signature=…` — the signed download.
 pub async fn content(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let expires: i64 = q
         .get("expires")

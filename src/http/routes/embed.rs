@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use crate::http::extract::ApiQuery;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -244,7 +245,7 @@ pub fn frame_features(raw: Option<&str>) -> Option<String> {
 /// # `GET /embed?ticket=…&signature=…`
 pub async fn embed_page(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<EmbedQuery>,
+    ApiQuery(q): ApiQuery<EmbedQuery>,
 ) -> Result<Response, ApiError> {
     let missing = |field: &str| {
         ApiError::bad_request("Missing ticket or signature")

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use crate::http::extract::ApiQuery;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -214,7 +215,7 @@ pub struct LeaveQuery {
 pub async fn leave(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
-    Query(q): Query<LeaveQuery>,
+    ApiQuery(q): ApiQuery<LeaveQuery>,
 ) -> Result<Response, ApiError> {
     let keep = match q.keep_session.as_deref() {
         None | Some("false") | Some("0") => false,

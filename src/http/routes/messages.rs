@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use crate::http::extract::ApiQuery;
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -179,7 +180,7 @@ pub async fn send(
 pub async fn history(
     State(state): State<Arc<AppState>>,
     Authed(s): Authed,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let limit = match q.get("limit").map(String::as_str) {
         None | Some("") => DEFAULT_PAGE,

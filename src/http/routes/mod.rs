@@ -19,6 +19,11 @@ pub async fn api_not_found() -> ApiError {
     ApiError::not_found("Route not found")
 }
 
+/// A known path asked with a method it does not take (axum adds `Allow`).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
 pub async fn not_found() -> Response {
     ApiError::not_found("Not found").into_response()
 }

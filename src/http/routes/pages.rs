@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use crate::http::extract::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -53,7 +54,7 @@ pub fn join_prefill(q: &HashMap<String, String>) -> crate::ui::JoinPrefill<'_> {
 /// # `GET /join[?c=ID | ?conversationId=ID&joinCode=CODE]`
 pub async fn join_page(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Response {
     page(
         crate::ui::join_page(join_prefill(&q)),
@@ -65,8 +66,8 @@ pub async fn join_page(
 /// the integrator that owns the conversation (`i` must name it).
 pub async fn room_page(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     if !valid_conversation_id(&id) {
         return Err(ApiError::not_found("Conversation not found"));
@@ -103,7 +104,7 @@ pub async fn admin_page(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// # `GET /static/{path}` — embedded assets with strong ETags; revalidated on every load.
-pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+pub async fn asset(ApiPath(path): ApiPath<String>, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {
         return ApiError::not_found("Not found").into_response();
     };

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::http::extract::ApiQuery;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -88,7 +89,7 @@ fn too_many_streams(state: &AppState, bound: &'static str) -> ApiError {
 /// # `GET /api/v1/signaling` — the SSE stream; resumes after `Last-Event-ID` / `?cursor=`.
 pub async fn stream(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
