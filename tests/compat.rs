@@ -208,6 +208,78 @@ async fn a_system_message_before_anyone_joined_is_stored_and_may_be_12000_charac
 }
 
 #[tokio::test]
+async fn the_admin_can_still_create_a_conversation_that_began_with_a_system_message() {
+    let s = start().await;
+    let c = s.client();
+    let r = c
+        .post(
+            "/api/v1/system-message",
+            system_message("order-2", "Order created", now_ms()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let create = json!({"adminPassword": ADMIN, "conversationId": "order-2"});
+    let r = c.post("/api/v1/admin/conversations", create.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["message"], "Conversation created");
+    let conv = r.details().clone();
+    let (agent, _) = c.join(&conv, "Agent Smith").await;
+    assert_eq!(agent.all_messages().await[0]["body"], "Order created");
+    // Once someone has joined, it is an existing conversation like any other.
+    let r = c.post("/api/v1/admin/conversations", create).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn ticket_ids_given_as_numbers_work() {
+    let s = start().await;
+    let c = s.client();
+    let now = now_ms();
+    let t = json!({
+        "integratorId": "shop", "conversationId": 98765, "userId": 12345,
+        "displayName": "Casey", "role": "user", "origin": HOST,
+        "issuedAt": now, "expiresAt": now + 60_000, "nonce": 0.123_456
+    })
+    .to_string();
+    let r = c
+        .post("/api/v1/embed", json!({"ticket": t, "signature": sign(&t)}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let me = c
+        .with_session(r.details()["sessionId"].as_str().unwrap())
+        .get("/api/v1/session")
+        .await;
+    assert_eq!(me.details()["userId"], "12345");
+    assert_eq!(me.details()["conversationId"], "98765");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_method_or_a_bad_path_is_answered_in_the_envelope() {
+    let s = start().await;
+    let c = s.client();
+    let r = c
+        .send(c.req(reqwest::Method::DELETE, "/api/v1/messages"))
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["success"], false, "{}", r.body);
+    let allow = header(&r, "allow").unwrap_or_default();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let r = c.send(c.req(reqwest::Method::PUT, "/api/v1/join")).await;
+    assert_eq!((r.status, r.body["success"].clone()), (405, json!(false)));
+    let r = c
+        .post(
+            "/api/v1/admin/conversations/%ff%fe/close",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["success"], false, "{}", r.body);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn refusals_carry_the_original_texts_and_a_machine_readable_reason() {
     let s = start().await;
     let c = s.client();
@@ -565,6 +637,22 @@ async fn an_upload_without_a_file_gets_the_original_text() {
     assert_eq!(
         (r.status, r.body["message"].as_str()),
         (400, Some("No file uploaded"))
+    );
+    let zip = reqwest::multipart::Part::bytes(b"PK\x03\x04rest".to_vec())
+        .file_name("a.zip")
+        .mime_str("application/zip")
+        .unwrap();
+    let r = ann
+        .send(
+            ann.http
+                .post(format!("{}/api/v1/attachments", s.base))
+                .header("x-session-id", ann.session.as_deref().unwrap())
+                .multipart(reqwest::multipart::Form::new().part("file", zip)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (400, Some("File type not allowed"))
     );
     s.stop().await;
 }

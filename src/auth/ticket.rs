@@ -80,6 +80,15 @@ fn req_str(v: Option<Value>, name: &'static str) -> Result<String, TicketError> 
     }
 }
 
+/// An id field: a string, or a JSON number (the original took any present
+/// value, so backends put database ids in as numbers), kept as its decimal text.
+fn req_id(v: Option<Value>, name: &'static str) -> Result<String, TicketError> {
+    match v {
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        v => req_str(v, name),
+    }
+}
+
 /// Timestamps are accepted as epoch milliseconds (the original's `Date.now()`),
 /// epoch seconds (values below 10^11) or RFC 3339 strings.
 pub fn parse_timestamp_ms(v: &Value) -> Option<i64> {
@@ -122,15 +131,15 @@ pub fn parse(ticket: &str) -> Result<Ticket, TicketError> {
     };
     Ok(Ticket {
         integrator_id: req_str(raw.integrator_id, "integratorId")?,
-        conversation_id: req_str(raw.conversation_id, "conversationId")?,
-        user_id: req_str(raw.user_id, "userId")?,
+        conversation_id: req_id(raw.conversation_id, "conversationId")?,
+        user_id: req_id(raw.user_id, "userId")?,
         display_name: req_str(raw.display_name, "displayName")?,
         avatar_url,
         role: req_str(raw.role, "role")?,
         origin: req_str(raw.origin, "origin")?,
         issued_at_ms: req_time(raw.issued_at, "issuedAt")?,
         expires_at_ms: req_time(raw.expires_at, "expiresAt")?,
-        nonce: req_str(raw.nonce, "nonce")?,
+        nonce: req_id(raw.nonce, "nonce")?,
     })
 }
 
@@ -326,6 +335,27 @@ mod tests {
                 origin: Some("https://acme.com".into())
             }
         );
+    }
+
+    #[test]
+    fn ids_given_as_numbers_are_kept_as_their_decimal_text() {
+        let t = serde_json::json!({
+            "integratorId": "acme", "conversationId": 98765, "userId": 12345,
+            "displayName": "Ann", "role": "customer", "origin": "https://app.acme.com",
+            "issuedAt": NOW, "expiresAt": NOW + 60_000, "nonce": 0.123
+        })
+        .to_string();
+        let v = parse(&t).unwrap();
+        assert_eq!(
+            (
+                v.conversation_id.as_str(),
+                v.user_id.as_str(),
+                v.nonce.as_str()
+            ),
+            ("98765", "12345", "0.123")
+        );
+        let role = t.replace(r#""role":"customer""#, r#""role":7"#);
+        assert_eq!(parse(&role).unwrap_err(), TicketError::BadField("role"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::http::extract::ApiPath;
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -15,7 +16,7 @@ use crate::events::{frame, kind};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::model::{Conversation, ConversationStatus, valid_conversation_id};
+use crate::model::{Conversation, ConversationStatus, Message, SystemKind, valid_conversation_id};
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -87,9 +88,36 @@ pub async fn create(
     };
     match state.store.create_conversation(&c).await {
         Ok(()) => Ok(envelope::ok("Conversation created", c)),
-        Err(StoreError::Exists) => Err(ApiError::conflict("Conversation already exists")),
+        Err(StoreError::Exists) => match state.store.conversation(&c.conversation_id)? {
+            Some(existing) if only_notices(&state, &existing, c.integrator_id.as_deref())? => {
+                Ok(envelope::ok("Conversation created", existing))
+            }
+            _ => Err(ApiError::conflict("Conversation already exists")),
+        },
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `c` exists only because its integrator posted system messages to
+/// it before anyone joined. The original kept those in S3 alone, so creating
+/// the conversation afterwards still worked; here the create answers with it
+/// (its join code included) instead of a conflict. Not when the create names
+/// another integrator, or anyone has joined.
+fn only_notices(state: &AppState, c: &Conversation, asked: Option<&str>) -> Result<bool, ApiError> {
+    const SCAN: usize = 1000;
+    let Some(owner) = c.integrator_id.as_deref() else {
+        return Ok(false);
+    };
+    if c.status != ConversationStatus::Active || asked.is_some_and(|a| a != owner) {
+        return Ok(false);
+    }
+    let rows = state.store.after(&c.conversation_id, 0, SCAN + 1)?;
+    Ok(!rows.is_empty()
+        && rows.len() <= SCAN
+        && rows.iter().all(|(_, json)| {
+            serde_json::from_slice::<Message>(json)
+                .is_ok_and(|m| m.system_kind == Some(SystemKind::Integrator))
+        }))
 }
 
 #[derive(Deserialize)]
@@ -101,7 +129,7 @@ pub struct PasswordBody {
 /// # `POST /api/v1/admin/conversations/{id}`
 pub async fn details(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &b.admin_password)?;
@@ -115,7 +143,7 @@ pub async fn details(
 /// # `POST /api/v1/admin/conversations/{id}/close`
 pub async fn close(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &b.admin_password)?;
@@ -169,7 +197,7 @@ pub struct OwnerBody {
 /// webhooks), or to none; conversations are never assigned implicitly.
 pub async fn set_owner(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<OwnerBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &b.admin_password)?;
