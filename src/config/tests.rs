@@ -100,6 +100,20 @@ fn integrators_and_s3_from_env() {
 }
 
 #[test]
+fn two_integrators_with_one_id_are_refused_by_name() {
+    let e = Config::from_sources(
+        None,
+        &env(&[(
+            "INTEGRATORS",
+            r#"[{"id":"acme","secret":"0123456789abcdef0123","allowedOrigins":[]},
+                {"id":"acme","secret":"second-secret-0123456789","allowedOrigins":[]}]"#,
+        )]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("INTEGRATORS[1].id"), "{e}");
+}
+
+#[test]
 fn durations_that_overflow_in_milliseconds_are_refused() {
     // Found by `any_environment_loads_or_names_a_key`: a TTL of
     // 9223372036854776 s passed, and `session_ttl_secs * 1000`

@@ -44,6 +44,15 @@ impl Config {
             if integ.id.trim().is_empty() {
                 return Err(invalid(&key, "id must not be empty"));
             }
+            if let Some(first) = self.integrators[..i].iter().position(|o| o.id == integ.id) {
+                return Err(invalid(
+                    &format!("{key}.id"),
+                    format!(
+                        "\"{}\" is already the id of INTEGRATORS[{first}]; each integrator needs its own",
+                        integ.id
+                    ),
+                ));
+            }
             if integ.secret.expose().len() < 16 {
                 return Err(invalid(
                     &key,
