@@ -339,6 +339,15 @@ async fn a_refused_ticket_is_a_page_only_its_own_allowed_origin_may_frame_and_it
             .contains("data-reason=\"replayed\"")
     );
 
+    // A field chats3 does not accept: the page (and so the host's event) names the field.
+    let t = ticket("n-refused-6", "http://localhost:8080", now, now + 60_000)
+        .replace("\"Casey\"", "\"Ca\\u200bsey\"");
+    let r = get_embed(&s, &t, &sign(&t)).await;
+    assert_eq!(r.status, 400);
+    let html = r.body.as_str().unwrap();
+    assert!(html.contains("data-reason=\"invalid_field\""), "{html}");
+    assert!(html.contains("data-field=\"displayName\""), "{html}");
+
     // No allowed origin to show it to: the JSON refusal, framed by nobody.
     let unknown = ticket("n-refused-4", "http://localhost:8080", now, now + 60_000)
         .replace("\"acme\"", "\"other\"");

@@ -37,6 +37,7 @@ struct AdminPage {}
 struct EmbedRefusedPage<'a> {
     reason: &'a str,
     message: &'a str,
+    field: &'a str,
     host_origin: &'a str,
 }
 
@@ -73,11 +74,12 @@ pub fn admin_page() -> String {
 
 /// `GET /embed` with a refused ticket, inside the host's frame: a fixed sentence
 /// and reason code; `host_origin` is where `embed-refused.js` posts the `error` event.
-pub fn embed_refused_page(reason: &str, message: &str, host_origin: &str) -> String {
+pub fn embed_refused_page(reason: &str, message: &str, field: &str, host_origin: &str) -> String {
     render(
         EmbedRefusedPage {
             reason,
             message,
+            field,
             host_origin,
         }
         .render_once(),
@@ -112,7 +114,7 @@ mod tests {
             join_page(JoinPrefill::default()),
             room_page("x"),
             admin_page(),
-            embed_refused_page("expired", "Reload.", "https://shop.example.com"),
+            embed_refused_page("expired", "Reload.", "", "https://shop.example.com"),
         ] {
             assert!(!html.contains("style="), "style attribute in page");
             assert!(!html.contains("<style"), "style element in page");

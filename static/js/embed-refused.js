@@ -1,7 +1,7 @@
 // @ts-check
 // embed-refused.js — the page `GET /embed` shows in the host's frame when it refuses a ticket
 // (templates/embed-refused.stpl). It tells the host page why, over the same channel as the room:
-// one `error` event {code: 'ticket', reason, message}, posted only to the ticket's origin (which
+// one `error` event {code: 'ticket', reason, message, field?}, posted only to the ticket's origin (which
 // the server checked against the integrator's allowedOrigins; the page's CSP lets only that origin
 // frame it), never '*'; and a `resize` with the height the message needs. It sends nothing else
 // and reads nothing but the page's own fixed text.
@@ -25,6 +25,7 @@ function framed() {
 
 const hostOrigin = /** @type {string} */ (document.body.dataset.hostOrigin); // checked with isOrigin before use
 const reason = document.body.dataset.reason || 'refused';
+const field = document.body.dataset.field || undefined; // the ticket field at fault, for invalid_field
 const message = document.getElementById('refused-message')?.textContent || 'The chat could not be opened.';
 
 /**
@@ -40,7 +41,7 @@ function post(type, data) {
 }
 
 if (framed() && isOrigin(hostOrigin)) {
-  post('error', { code: 'ticket', reason, message });
+  post('error', field ? { code: 'ticket', reason, message, field } : { code: 'ticket', reason, message });
   const card = document.getElementById('refused');
   const margins = () => {
     const cs = getComputedStyle(document.body);

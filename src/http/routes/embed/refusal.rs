@@ -18,10 +18,27 @@ use crate::state::AppState;
 pub struct Refusal {
     pub reason: &'static str,
     pub message: &'static str,
+    /// The ticket field at fault, for `invalid_field` (one of [`TICKET_FIELDS`]).
+    pub field: Option<&'static str>,
 }
+
+/// The fields of a ticket: the only field names a refusal repeats.
+const TICKET_FIELDS: [&str; 10] = [
+    "integratorId",
+    "conversationId",
+    "userId",
+    "displayName",
+    "avatarUrl",
+    "role",
+    "origin",
+    "issuedAt",
+    "expiresAt",
+    "nonce",
+];
 
 const INVALID: &str = "The link to this chat is not valid. Reload the page; if that does not help, \
                        please contact the site's support.";
+const FIELD: &str = "The link to this chat is not valid. Please contact the site's support.";
 const EXPIRED: &str = "The link to this chat has expired. Reload the page to open the chat again.";
 const USED: &str = "This chat link was already used. Reload the page to open the chat again.";
 const NOT_HERE: &str = "This conversation cannot be opened here.";
@@ -30,7 +47,7 @@ const NOT_HERE: &str = "This conversation cannot be opened here.";
 const REFUSALS: [(&str, &str); 13] = [
     ("bad_signature", INVALID),
     ("malformed", INVALID),
-    ("invalid_field", INVALID),
+    ("invalid_field", FIELD),
     ("unknown_integrator", INVALID),
     ("origin_not_allowed", INVALID),
     ("expired", EXPIRED),
@@ -67,7 +84,18 @@ pub fn refusal(e: &ApiError) -> Refusal {
         .and_then(find)
         .or_else(|| find(fallback))
         .unwrap_or(("refused", "The chat could not be opened."));
-    Refusal { reason, message }
+    let field = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("field"))
+        .and_then(|f| f.as_str())
+        .and_then(|f| TICKET_FIELDS.into_iter().find(|t| *t == f))
+        .filter(|_| reason == "invalid_field");
+    Refusal {
+        reason,
+        message,
+        field,
+    }
 }
 
 /// Logs a refused ticket at `warn` for the integrator's operator: the integrator
@@ -83,6 +111,7 @@ pub(super) fn log_refusal(state: &AppState, claims: &ticket::Claims, route: &str
     tracing::warn!(
         integrator,
         reason = r.reason,
+        field = r.field.unwrap_or("-"),
         status = e.status.as_u16(),
         route,
         "embed ticket refused"
@@ -111,7 +140,7 @@ pub(super) fn refused(state: &AppState, ticket_str: &str, e: ApiError) -> Respon
     };
     let r = refusal(&e);
     let mut res = pages::page(
-        crate::ui::embed_refused_page(r.reason, r.message, &origin),
+        crate::ui::embed_refused_page(r.reason, r.message, r.field.unwrap_or(""), &origin),
         csp(&state.media_origins, std::slice::from_ref(&origin)),
     );
     *res.status_mut() = e.status;
@@ -144,6 +173,18 @@ mod tests {
         );
         let field = ApiError::field("displayName", "<script>alert(1)</script>");
         assert_eq!(refusal(&field).reason, "invalid_field");
+        assert_eq!(refusal(&field).field, Some("displayName"));
+        let missing = ApiError::from(crate::auth::ticket::TicketError::MissingField("role"));
+        assert_eq!(refusal(&missing).field, Some("role"));
+        let made_up = e(
+            StatusCode::BAD_REQUEST,
+            Some(json!({"reason": "invalid_field", "field": "<img>"})),
+        );
+        assert_eq!(
+            refusal(&made_up).field,
+            None,
+            "only a ticket's own field names"
+        );
         let odd = e(forbidden, Some(json!({"reason": "<b>made up</b>"})));
         assert_eq!(refusal(&odd).reason, "refused");
         let full_disk = e(StatusCode::SERVICE_UNAVAILABLE, None);
