@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::conn_io::DeadlineIo;
+use crate::metrics::Trips;
 use crate::tls::ReloadableCert;
 use head::{Head, MAX_HEAD, Prefixed};
 
@@ -36,6 +37,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client has to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Socket send buffer per connection (the kernel doubles it): 512 KiB in
 /// flight keeps a 100 ms path at ~5 MB/s, plenty for 10 MB attachments.
@@ -144,7 +147,7 @@ pub async fn serve(
                 let limits = limits.clone();
                 tokio::spawn(async move {
                     let open = open;
-                    let Some((read, head)) = read_head(&mut stream).await else {
+                    let Some((read, head)) = read_head(&mut stream, &limits.closed).await else {
                         return;
                     };
                     if let Head::EventStream(req) = head {
@@ -183,10 +186,16 @@ pub async fn serve(
                         limits.write_stall,
                         Arc::clone(&limits.closed),
                     );
-                    let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await
-                    else {
-                        return;
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE, acc.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            limits.closed.trip(
+                                "tls-handshake-timeout",
+                                "connection closed: no TLS handshake within 10 s",
+                            );
+                            return;
+                        }
                     };
                     let conn = http
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
@@ -227,7 +236,9 @@ fn service(
 
 /// Reads a plain connection's first request head (at most [`MAX_HEAD`] bytes,
 /// within [`HEAD_TIMEOUT`]); `None` when the client sent nothing in time.
-async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Head)> {
+/// A head cut off by the timeout or the size bound is counted in `closed`
+/// (hyper then answers the oversized one with 431).
+async fn read_head(stream: &mut TcpStream, closed: &Trips) -> Option<(Vec<u8>, Head)> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -248,6 +259,19 @@ async fn read_head(stream: &mut TcpStream) -> Option<(Vec<u8>, Head)> {
             }
         }
     };
-    let head = tokio::time::timeout(HEAD_TIMEOUT, read).await.ok()??;
+    let Ok(head) = tokio::time::timeout(HEAD_TIMEOUT, read).await else {
+        closed.trip(
+            "head-timeout",
+            "connection closed: no complete request head within 30 s",
+        );
+        return None;
+    };
+    let head = head?;
+    if matches!(head, Head::Other) && buf.len() >= MAX_HEAD {
+        closed.trip(
+            "head-too-large",
+            "request refused with 431: its head is over 8 KiB",
+        );
+    }
     Some((buf, head))
 }

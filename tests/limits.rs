@@ -461,6 +461,23 @@ async fn a_stalled_body_gets_408() {
         &text[..12],
         started.elapsed()
     );
+    let counted = "chats3_refused_total{reason=\"body-timeout\"}";
+    assert_eq!(c.metric(TOKEN, counted).await, 1.0);
+    // An oversized head: hyper's 431, counted as well.
+    let mut t = raw(
+        &s,
+        &format!(
+            "GET /health HTTP/1.1\r\nx-pad: {}\r\n\r\n",
+            "p".repeat(9000)
+        ),
+    )
+    .await;
+    let text = read_to_close(&mut t, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let counted = "chats3_connections_closed_total{reason=\"head-too-large\"}";
+    assert_eq!(c.metric(TOKEN, counted).await, 1.0);
 }
 
 #[tokio::test]
@@ -536,4 +553,6 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_off_after_30_s_in_all() {
     };
     assert!(closed >= Duration::from_secs(29), "closed after {closed:?}");
     println!("a trickled request head was cut off after {closed:?}");
+    let counted = "chats3_connections_closed_total{reason=\"head-timeout\"}";
+    assert_eq!(s.client().metric(TOKEN, counted).await, 1.0);
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
@@ -105,6 +105,17 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let method = req.method().as_str().to_string();
     let start = Instant::now();
     let res = next.run(req).await;
+    match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => state.metrics.refused.trip(
+            "body-too-large",
+            "request refused with 413: its body is over the limit",
+        ),
+        StatusCode::REQUEST_TIMEOUT => state
+            .metrics
+            .refused
+            .trip("body-timeout", "request refused with 408: its body stalled"),
+        _ => {}
+    }
     state.metrics.observe(
         &method,
         &route,
