@@ -481,6 +481,30 @@ async fn a_stalled_body_gets_408() {
 }
 
 #[tokio::test]
+async fn a_body_refused_on_its_headers_says_the_connection_closes() {
+    let s = start(|_| {}).await;
+    let body = "x".repeat(100_000);
+    let mut t = raw(
+        &s,
+        &format!(
+            "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    let text = read_to_close(&mut t, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 4"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed() {
     let s = start(|c| {
         c.heartbeat_secs = 1;

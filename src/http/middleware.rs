@@ -95,6 +95,25 @@ fn limited() -> Response {
     r
 }
 
+/// Refusals of requests that came with a body say `Connection: close`: the
+/// body may be unread (refused on its headers), and then the connection
+/// cannot carry another request, so the client is told instead of finding out
+/// when its next request on it fails.
+pub async fn close_after_refused_body(req: Request, next: Next) -> Response {
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut res = next.run(req).await;
+    if http1 && has_body && (res.status().is_client_error() || res.status().is_server_error()) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
 /// Route layer: counts and times every matched request (`metrics::Metrics::observe`).
 pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req

@@ -91,6 +91,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             routes::panic_response,
         ))
+        .layer(axum::middleware::from_fn(
+            middleware::close_after_refused_body,
+        ))
         // 503s are refusals (storage full, shutting down), logged where they are
         // decided, at most once a minute: only other 5xx are logged as failures.
         .layer(tower_http::trace::TraceLayer::new(
