@@ -52,12 +52,30 @@ fn is_invisible(c: char) -> bool {
         || c.identifier_type() == Some(IdentifierType::Default_Ignorable)
 }
 
+/// Whether `s` has an invisible character other than a joiner that joins:
+/// U+200C/U+200D between two visible characters that are not ASCII, as in
+/// Persian "محمد‌رضا" or the emoji "👩‍💻". Between ASCII letters a joiner
+/// changes nothing visible ("Al‍ice"), so there it counts as hiding.
+fn hides_characters(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        if !is_invisible(c) {
+            return false;
+        }
+        let joins = |n: Option<&char>| {
+            n.is_some_and(|&n| !n.is_ascii() && !n.is_whitespace() && !is_invisible(n))
+        };
+        let joiner = matches!(c, '\u{200C}' | '\u{200D}');
+        !(joiner && joins(i.checked_sub(1).and_then(|p| chars.get(p))) && joins(chars.get(i + 1)))
+    })
+}
+
 /// A display name: HTML stripped, trimmed, NFC-normalised, 1..=max characters,
 /// nothing invisible (checked before and after stripping, which decodes
 /// character references).
 pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
     let name: String = strip_html(raw.trim()).trim().nfc().collect();
-    if raw.chars().chain(name.chars()).any(is_invisible) {
+    if hides_characters(raw) || hides_characters(&name) {
         return Err(field(
             "displayName",
             "must not contain invisible, control or formatting characters",
@@ -88,6 +106,11 @@ pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
 /// waits for the first to leave, which is the cheap side of the trade. Not for
 /// display.
 pub fn name_key(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .filter(|c| !matches!(c, '\u{200C}' | '\u{200D}'))
+        .collect();
+    let name = name.as_str();
     let fold = |s: &str| -> String {
         let folded: String = unicode_security::skeleton(&s.to_lowercase()).collect();
         folded.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -274,6 +297,12 @@ mod tests {
             display_name("\u{3164}", 50).is_err(),
             "a name of filler only"
         );
+        // Joiners that join: Persian with ZWNJ, an emoji sequence with ZWJ.
+        assert!(display_name("محمد\u{200C}رضا", 50).is_ok());
+        assert!(display_name("\u{1F469}\u{200D}\u{1F4BB} Jane", 50).is_ok());
+        for hiding in ["Al\u{200D}ice", "\u{200C}محمد", "محمد\u{200C}", "محمد\u{200C} رضا"] {
+            assert!(display_name(hiding, 50).is_err(), "{hiding:?}");
+        }
         for blank in ["Alice\u{2800}", "\u{2800}", "Al\u{FFFC}ice", "\u{1D159}Bob"] {
             assert!(display_name(blank, 50).is_err(), "{blank:?}");
         }
@@ -302,6 +331,7 @@ mod tests {
         same("Alice", "AIice");
         same("Mill", "MiII");
         same("ALICE", "AIice");
+        same("محمد\u{200C}رضا", "محمدرضا");
         assert_eq!(
             name_key(&name_key("B0b \u{2211}")),
             name_key("B0b \u{2211}")
