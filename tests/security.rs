@@ -871,6 +871,14 @@ async fn closing_a_conversation_ends_its_streams() {
     assert_eq!(r.status, 403, "{}", r.body);
     let r = alice.get("/api/v1/signaling").await;
     assert_eq!(r.status, 403, "{}", r.body);
+    let r = alice
+        .post("/api/v1/signaling", json!({"type": "wave", "data": {}}))
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "nothing is relayed in a closed conversation: {}",
+        r.body
+    );
     // Reading the history stays possible.
     assert_eq!(alice.get("/api/v1/messages").await.status, 200);
 }

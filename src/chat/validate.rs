@@ -300,7 +300,12 @@ mod tests {
         // Joiners that join: Persian with ZWNJ, an emoji sequence with ZWJ.
         assert!(display_name("محمد\u{200C}رضا", 50).is_ok());
         assert!(display_name("\u{1F469}\u{200D}\u{1F4BB} Jane", 50).is_ok());
-        for hiding in ["Al\u{200D}ice", "\u{200C}محمد", "محمد\u{200C}", "محمد\u{200C} رضا"] {
+        for hiding in [
+            "Al\u{200D}ice",
+            "\u{200C}محمد",
+            "محمد\u{200C}",
+            "محمد\u{200C} رضا",
+        ] {
             assert!(display_name(hiding, 50).is_err(), "{hiding:?}");
         }
         for blank in ["Alice\u{2800}", "\u{2800}", "Al\u{FFFC}ice", "\u{1D159}Bob"] {

@@ -201,6 +201,7 @@ pub async fn relay(
             "must be a lowercase event type (a-z, 0-9, -) that is not server-owned",
         ));
     }
+    open_conversation(&state, &s)?;
     check_rate(&state, &s)?;
     let null = serde_json::value::RawValue::NULL;
     let data: &serde_json::value::RawValue = b.data.as_deref().unwrap_or(null);
