@@ -348,6 +348,17 @@ async fn a_refused_ticket_is_a_page_only_its_own_allowed_origin_may_frame_and_it
     assert!(html.contains("data-reason=\"invalid_field\""), "{html}");
     assert!(html.contains("data-field=\"displayName\""), "{html}");
 
+    // No signature: the same page, naming it.
+    let t = ticket("n-refused-7", "http://localhost:8080", now, now + 60_000);
+    let r = get_embed(&s, &t, "").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body
+            .as_str()
+            .unwrap()
+            .contains("data-field=\"signature\"")
+    );
+
     // No allowed origin to show it to: the JSON refusal, framed by nobody.
     let unknown = ticket("n-refused-4", "http://localhost:8080", now, now + 60_000)
         .replace("\"acme\"", "\"other\"");

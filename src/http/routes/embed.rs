@@ -255,10 +255,10 @@ pub async fn embed_page(
         .ticket
         .filter(|t| !t.is_empty())
         .ok_or_else(|| missing("ticket"))?;
-    let signature = q
-        .signature
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| missing("signature"))?;
+    // With a ticket but no signature, the ticket's page may still be told why.
+    let Some(signature) = q.signature.filter(|t| !t.is_empty()) else {
+        return Ok(refused(&state, &ticket, missing("signature")));
+    };
     let (s, host_origin) = match handshake(&state, &ticket, &signature).await {
         Ok(ok) => ok,
         Err(e) => return Ok(refused(&state, &ticket, e)),

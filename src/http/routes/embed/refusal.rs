@@ -22,8 +22,9 @@ pub struct Refusal {
     pub field: Option<&'static str>,
 }
 
-/// The fields of a ticket: the only field names a refusal repeats.
-const TICKET_FIELDS: [&str; 10] = [
+/// The fields of a ticket (and its signature): the only field names a refusal repeats.
+const TICKET_FIELDS: [&str; 11] = [
+    "signature",
     "integratorId",
     "conversationId",
     "userId",
