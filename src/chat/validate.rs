@@ -70,11 +70,15 @@ fn hides_characters(s: &str) -> bool {
     })
 }
 
-/// A display name: HTML stripped, trimmed, NFC-normalised, 1..=max characters,
+/// A display name: HTML stripped, trimmed, NFC-normalised, each whitespace run
+/// one plain space, 1..=max characters,
 /// nothing invisible (checked before and after stripping, which decodes
 /// character references).
 pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
-    let name: String = strip_html(raw.trim()).trim().nfc().collect();
+    let stripped: String = strip_html(raw.trim()).nfc().collect();
+    // Every run of whitespace is one plain space: a hair or thin space would
+    // draw "B ob" as "Bob".
+    let name = stripped.split_whitespace().collect::<Vec<_>>().join(" ");
     if hides_characters(raw) || hides_characters(&name) {
         return Err(field(
             "displayName",
@@ -94,28 +98,30 @@ pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
     Ok(name)
 }
 
-/// The form display names are compared in for uniqueness: lowercased and
-/// mapped to the UTS #39 confusable skeleton, twice, with whitespace runs
-/// collapsed (HTML renders them as one space), and then `i` taken as `l`.
-/// Lowercasing first makes "ALICE" equal "Alice" (the skeleton turns a capital
-/// I into "l"); the skeleton folds look-alikes ("Аlice" with Cyrillic А,
-/// "A1ice", "B0b"); the second round settles prototypes that are capitals with
-/// prototypes of their own ("𝐁" → "B" → "b"); and since a capital I looks like
-/// a small l, which lowercasing would tell apart, "AIice" must key as
-/// "Alice" too. Some distinct names share a key ("Lia", "Ila"): the second
-/// waits for the first to leave, which is the cheap side of the trade. Not for
+/// The form display names are compared in for uniqueness: joiners dropped,
+/// then mapped to the UTS #39 confusable skeleton, lowercased and mapped
+/// again, twice, with whitespace runs collapsed, and then `i` taken as `l`.
+/// The skeleton before lowercasing folds capitals that look like Latin ones
+/// ("Вob" with a Cyrillic В, "Τom" with a Greek Τ: lowercased first they
+/// would be "в", "τ", which look like nothing Latin); the one after folds
+/// small look-alikes ("Аlice" with Cyrillic А, "A1ice", "B0b"); the second
+/// round settles prototypes that are capitals ("𝐁" → "B" → "b"); and since
+/// the skeleton turns a capital I into "l" ("ALICE" → "ALlCE") while a small
+/// i stays, `i` and `l` are one letter here ("AIice", "ALICE" and "Alice" are
+/// one name). Some distinct names share a key ("Lia", "Ila"): the second waits
+/// for the first to leave, which is the cheap side of the trade. Not for
 /// display.
 pub fn name_key(name: &str) -> String {
     let name: String = name
         .chars()
         .filter(|c| !matches!(c, '\u{200C}' | '\u{200D}'))
         .collect();
-    let name = name.as_str();
     let fold = |s: &str| -> String {
-        let folded: String = unicode_security::skeleton(&s.to_lowercase()).collect();
+        let typed: String = unicode_security::skeleton(s).collect();
+        let folded: String = unicode_security::skeleton(&typed.to_lowercase()).collect();
         folded.split_whitespace().collect::<Vec<_>>().join(" ")
     };
-    fold(&fold(name)).replace('i', "l")
+    fold(&fold(&name)).replace('i', "l")
 }
 
 /// An optional avatar URL: http(s) only, bounded length.
@@ -256,6 +262,15 @@ mod tests {
         assert!(display_name("<script>x</script>", 50).is_err());
         assert!(display_name(&"a".repeat(51), 50).is_err());
         assert!(display_name("a\u{7}b", 50).is_err());
+        for thin in [
+            "B\u{200A}ob",
+            "B\u{2009}ob",
+            "B\u{202F}ob",
+            "B&#x200A;ob",
+            "B  ob",
+        ] {
+            assert_eq!(display_name(thin, 50).unwrap(), "B ob", "{thin:?}");
+        }
     }
 
     #[test]
@@ -336,6 +351,13 @@ mod tests {
         same("Alice", "AIice");
         same("Mill", "MiII");
         same("ALICE", "AIice");
+        same("Bob", "\u{412}ob");
+        same("Bob", "\u{392}ob");
+        same("Tom", "\u{3A4}om");
+        same("Henry", "\u{41D}enry");
+        same("Kate", "\u{41A}ate");
+        same("Max", "\u{41C}ax");
+        same("Bob", "\u{412}\u{43E}b");
         same("محمد\u{200C}رضا", "محمدرضا");
         assert_eq!(
             name_key(&name_key("B0b \u{2211}")),
