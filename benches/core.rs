@@ -128,10 +128,14 @@ fn store(c: &mut Criterion) {
         }
     });
     c.bench_function("history_page_100_latest", |b| {
-        b.iter(|| store.page("history", None, 100).unwrap())
+        b.iter(|| store.page("history", None, 100, usize::MAX).unwrap())
     });
     c.bench_function("history_page_100_middle", |b| {
-        b.iter(|| store.page("history", Some(50_000), 100).unwrap())
+        b.iter(|| {
+            store
+                .page("history", Some(50_000), 100, usize::MAX)
+                .unwrap()
+        })
     });
 }
 

@@ -333,21 +333,25 @@ impl Store {
     }
 
     /// Up to `limit` messages with `seq < before` (all when `None`), oldest first,
-    /// as `(seq, stored JSON)`, and whether older ones exist. The JSON is handed
-    /// out as stored: history pages are never decoded and re-encoded.
+    /// as `(seq, stored JSON)`, and whether older ones exist; fewer when the
+    /// next would take the page past `max_bytes` of JSON (one at least). The
+    /// JSON is handed out as stored: history pages are never decoded and re-encoded.
     pub fn page(
         &self,
         conv: &str,
         before: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<(u64, sled::IVec)>, bool), StoreError> {
         let start = keys::msg_key(conv, 0);
         let end = keys::msg_key(conv, before.unwrap_or(u64::MAX));
         let mut out = Vec::with_capacity(limit.min(512));
         let mut more = false;
+        let mut bytes = 0;
         for item in self.messages.range(start..end).rev() {
             let (k, v) = item?;
-            if out.len() == limit {
+            bytes += v.len();
+            if out.len() == limit || (!out.is_empty() && bytes > max_bytes) {
                 more = true;
                 break;
             }

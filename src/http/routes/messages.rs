@@ -41,6 +41,9 @@ async fn message_created(state: &Arc<AppState>, m: &Message) {
 /// Default and maximum history page sizes.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 500;
+/// Stored JSON per history page, at most (beyond one message): what one
+/// request makes the server build and hold until the client has read it.
+const PAGE_BYTES: usize = 1024 * 1024;
 
 /// Longest integrator system message, in characters (the original's limit;
 /// participants' messages stay at `max_message_chars`).
@@ -203,7 +206,9 @@ pub async fn history(
             })?),
         },
     };
-    let (rows, has_more) = state.store.page(&s.conversation_id, before, limit)?;
+    let (rows, has_more) = state
+        .store
+        .page(&s.conversation_id, before, limit, PAGE_BYTES)?;
     let messages = rows
         .iter()
         .map(|(_, json)| serde_json::from_slice::<&serde_json::value::RawValue>(json))
