@@ -33,6 +33,20 @@ async fn raw(s: &Server, request: &str) -> TcpStream {
     t
 }
 
+/// `member`'s event stream (`query` appended) on a socket with a 4 KiB receive
+/// buffer, which the caller does not read until it chooses to.
+async fn unread_stream(s: &Server, member: &Client, query: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut t = sock.connect(addr(s).parse().unwrap()).await.unwrap();
+    let req = format!(
+        "GET /api/v1/signaling{query} HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
+        member.session.as_deref().unwrap()
+    );
+    t.write_all(req.as_bytes()).await.unwrap();
+    t
+}
+
 /// Reads until the server closes the connection or `within` passes; the bytes read.
 async fn read_to_close(t: &mut TcpStream, within: Duration) -> Option<String> {
     let mut all = Vec::new();
@@ -159,14 +173,7 @@ async fn a_stalled_reader_is_cut_off_and_the_others_keep_up() {
     let mut reader = ann.sse("", &[]).await;
     reader.next_of("room-state", SEC * 5).await.unwrap();
     // Mallory opens a stream and never reads it.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
-    let req = format!(
-        "GET /api/v1/signaling HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
-        mallory.session.as_deref().unwrap()
-    );
-    stalled.write_all(req.as_bytes()).await.unwrap();
+    let _stalled = unread_stream(&s, &mallory, "").await;
     until(SEC * 5, "Mallory's stream to open", async || {
         (c.metric(TOKEN, "chats3_sse_streams").await == 2.0).then_some(())
     })
@@ -221,14 +228,7 @@ async fn a_reader_too_far_behind_is_closed_with_a_reason_and_its_room_holds_at_m
     let conv = c.create_conversation("behind").await;
     let (ann, _) = c.join(&conv, "Ann").await;
     let (slow, _) = c.join(&conv, "Slow").await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut t = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
-    let req = format!(
-        "GET /api/v1/signaling HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
-        slow.session.as_deref().unwrap()
-    );
-    t.write_all(req.as_bytes()).await.unwrap();
+    let mut t = unread_stream(&s, &slow, "").await;
     until(SEC * 5, "the slow reader's stream to open", async || {
         (c.metric(TOKEN, "chats3_sse_streams").await == 1.0).then_some(())
     })
@@ -311,15 +311,7 @@ async fn streams_that_ask_for_all_history_and_never_read_hold_little_each() {
     let mut held = Vec::new();
     for m in &sessions {
         for _ in 0..4 {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.set_recv_buffer_size(4096).unwrap();
-            let mut t = sock.connect(addr(&s).parse().unwrap()).await.unwrap();
-            let req = format!(
-                "GET /api/v1/signaling?cursor=0 HTTP/1.1\r\nHost: x\r\nx-session-id: {}\r\n\r\n",
-                m.session.as_deref().unwrap()
-            );
-            t.write_all(req.as_bytes()).await.unwrap();
-            held.push(t);
+            held.push(unread_stream(&s, m, "?cursor=0").await);
         }
     }
     until(SEC * 5, "the 20 streams to open", async || {
@@ -335,6 +327,95 @@ async fn streams_that_ask_for_all_history_and_never_read_hold_little_each() {
         "20 stuck replays grew the process by {grown} KiB"
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn a_history_page_holds_at_most_a_mebibyte_and_paging_still_reaches_every_message() {
+    let s = start(|_| {}).await;
+    let c = s.client();
+    let conv = c.create_conversation("heavy").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    heavy_history(&ann).await;
+    let r = ann.get("/api/v1/messages?limit=500").await;
+    let page = r.details().as_array().unwrap().len();
+    assert!((1..30).contains(&page), "{page} messages in one page");
+    assert!(r.body["meta"]["page"]["hasMore"].as_bool().unwrap());
+    assert!(r.body.to_string().len() < 1_200_000);
+    let texts = ann
+        .all_messages()
+        .await
+        .iter()
+        .filter(|m| m["type"] == "text")
+        .count();
+    assert_eq!(texts, 30, "every message, page by page");
+}
+
+/// Posts 30 messages of ≈ 54 KB of stored JSON each (a control character is
+/// 6 bytes escaped): a history page of them is about a mebibyte.
+async fn heavy_history(ann: &Client) {
+    let body = "\u{1}".repeat(9_000);
+    for _ in 0..30 {
+        let r = ann
+            .post("/api/v1/messages", json!({"type": "text", "body": body}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn an_http2_stream_that_never_reads_a_large_answer_is_reset_and_its_body_dropped() {
+    let s = start(|c| c.limits.write_stall_secs = 1).await;
+    let c = s.client();
+    let conv = c.create_conversation("h2-stall").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    heavy_history(&ann).await;
+    // h2c with a stream window of zero: the server may send headers, never data.
+    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("{}/api/v1/messages?limit=500", s.base))
+        .header("x-session-id", ann.session.as_deref().unwrap())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let reaped = "chats3_connections_closed_total{reason=\"h2-stream-stall\"}";
+    until(
+        SEC * 10,
+        "the stalled stream's body to be dropped",
+        async || (c.metric(TOKEN, reaped).await == 1.0).then_some(()),
+    )
+    .await;
+    drop(res);
+    // A client that reads gets the whole page, in chunks.
+    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("{}/api/v1/messages?limit=500", s.base))
+        .header("x-session-id", ann.session.as_deref().unwrap())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        page["details"].as_array().is_some_and(|m| m.len() > 10),
+        "{}",
+        page["message"]
+    );
+    assert_eq!(c.metric(TOKEN, reaped).await, 1.0);
 }
 
 #[tokio::test]

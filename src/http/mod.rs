@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+mod reap;
 mod routes;
 
 use std::sync::Arc;
@@ -93,6 +94,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(
             middleware::close_after_refused_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reap::large_h2_bodies,
         ))
         // 503s are refusals (storage full, shutting down), logged where they are
         // decided, at most once a minute: only other 5xx are logged as failures.
