@@ -61,6 +61,12 @@ async fn embed(c: &Client, integ: &str, conv: &str, user: &str, name: &str, role
         .await
 }
 
+/// Trades a ticket that must be accepted.
+async fn embed_ok(c: &Client, integ: &str, conv: &str, user: &str, name: &str, role: &str) {
+    let r = embed(c, integ, conv, user, name, role).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// A signed system-message request body from `integ`.
 fn system_message(integ: &str, conv: &str, body: &str) -> Value {
     let secret = if integ == "acme" {
@@ -343,12 +349,7 @@ async fn only_inviting_roles_see_the_join_code() {
 async fn one_integrator_cannot_reach_anothers_conversation() {
     let s = start().await;
     let c = s.client();
-    assert_eq!(
-        embed(&c, "acme", "acme-room", "u1", "Ann", "customer")
-            .await
-            .status,
-        200
-    );
+    embed_ok(&c, "acme", "acme-room", "u1", "Ann", "customer").await;
     let r = embed(&c, "globex", "acme-room", "spy", "Spy", "agent").await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.details()["reason"], "foreign_conversation");
@@ -408,12 +409,7 @@ async fn admin_conversations_are_never_adopted() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        embed(&c, "acme", "lobby", "u1", "Ann", "customer")
-            .await
-            .status,
-        200
-    );
+    embed_ok(&c, "acme", "lobby", "u1", "Ann", "customer").await;
     assert_eq!(
         embed(&c, "globex", "lobby", "u2", "Bo", "customer")
             .await
@@ -469,12 +465,7 @@ async fn a_system_message_opens_a_conversation_for_its_integrator() {
 async fn a_room_is_frameable_only_by_the_origins_of_its_own_integrator() {
     let s = start().await;
     let c = s.client();
-    assert_eq!(
-        embed(&c, "acme", "acme-room", "u1", "Ann", "customer")
-            .await
-            .status,
-        200
-    );
+    embed_ok(&c, "acme", "acme-room", "u1", "Ann", "customer").await;
     let ancestors = |r: &Resp| {
         let csp = r.headers["content-security-policy"].to_str().unwrap();
         csp.rsplit(';').next().unwrap().trim().to_string()
@@ -668,12 +659,7 @@ async fn cross_site_posts_with_the_cookie_are_refused() {
 async fn a_used_signature_stays_used_in_any_spelling() {
     let s = start().await;
     let c = s.client();
-    assert_eq!(
-        embed(&c, "acme", "replay", "u", "U", "customer")
-            .await
-            .status,
-        200
-    );
+    embed_ok(&c, "acme", "replay", "u", "U", "customer").await;
     // A signature whose base64url text has `-` or `_`, so the `+/` spelling differs.
     let req = (0..)
         .map(|i| system_message("acme", "replay", &format!("Refund issued #{i}")))

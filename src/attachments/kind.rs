@@ -59,18 +59,7 @@ impl Kind {
     }
 
     pub fn from_mime(mime: &str) -> Option<Kind> {
-        [
-            Kind::Jpeg,
-            Kind::Png,
-            Kind::Gif,
-            Kind::Webp,
-            Kind::Pdf,
-            Kind::Doc,
-            Kind::Docx,
-            Kind::Text,
-        ]
-        .into_iter()
-        .find(|k| k.mime() == mime)
+        Kind::ALL.into_iter().find(|k| k.mime() == mime)
     }
 }
 
@@ -164,7 +153,7 @@ pub fn decide(
         && !d.is_empty()
         && d != "application/octet-stream"
         && !d.starts_with("text/")
-        && !Kind::ALL.iter().any(|k| k.mime() == d)
+        && Kind::from_mime(&d).is_none()
     {
         return Err(KindError::TypeNotAllowed);
     }
