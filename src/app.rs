@@ -123,6 +123,11 @@ async fn start_cluster(
         Arc::clone(&ended),
         shutdown.clone(),
     ));
+    state.tasks.spawn(records::run_freshness(
+        Arc::clone(c),
+        Arc::clone(&state.store),
+        shutdown.clone(),
+    ));
     state.tasks.spawn(presence::run(
         Arc::clone(c),
         Arc::clone(&state.presence),
@@ -142,6 +147,9 @@ async fn start_cluster(
     match log::catch_up(c, &state.store, CATCH_UP).await {
         Ok(pos) => tracing::info!(pos, "cluster: caught up with the message log"),
         Err(e) => tracing::warn!(error = %e, "cluster: serving the local view before catching up"),
+    }
+    if !records::wait_current(c, CATCH_UP).await {
+        tracing::warn!("cluster: serving before the records view is current; writes wait for it");
     }
     Ok(lease::start(Arc::clone(c), "s3-sync", shutdown))
 }
@@ -205,6 +213,12 @@ impl crate::cluster::Ended for EndedElsewhere {
     fn left(&self, conv: &str, user: &str) {
         if let Some(state) = self.0.upgrade() {
             state.gone_with_its_node(conv, user);
+        }
+    }
+
+    fn back(&self, conv: &str, user: &str, name: &str) {
+        if let Some(state) = self.0.upgrade() {
+            state.back_with_its_node(conv, user, name);
         }
     }
 }

@@ -121,7 +121,7 @@ impl Metrics {
         );
         r.register(
             "cluster_unavailable",
-            "Writes refused with 503 because NATS JetStream could not be reached",
+            "Writes refused with 503 because NATS JetStream could not be reached or this node was still catching up with the shared records",
             m.unavailable.clone(),
         );
         r.register(

@@ -155,16 +155,7 @@ impl AppState {
             crate::cluster::presence::announce(c, conv, user, Some(name));
         }
         if joined && !elsewhere {
-            let data = serde_json::json!({ "userId": user, "displayName": name });
-            self.hub.publish(
-                conv,
-                frame::Event {
-                    kind: kind::PEER_JOIN,
-                    from: Some(user),
-                    ..Default::default()
-                }
-                .value(&data),
-            );
+            self.hub.publish(conv, peer_join(user, name));
         }
         PresenceGuard {
             state: Arc::clone(self),
@@ -189,6 +180,12 @@ impl AppState {
         // Every node sees the node die and applies this itself: not shared.
         self.calls.remote_call_event(conv, user, CallEvent::Leave);
         self.hub.publish_local(conv, peer_leave(user));
+    }
+
+    /// Cluster mode: `user`'s node, taken for dead, is heard from again and
+    /// has them present; every node tells its own streams.
+    pub fn back_with_its_node(&self, conv: &str, user: &str, name: &str) {
+        self.hub.publish_local(conv, peer_join(user, name));
     }
 
     pub fn room_state_frame(&self, conv: &str, me: &str) -> bytes::Bytes {
@@ -267,6 +264,15 @@ impl AppState {
 }
 
 /// `peer-leave` from `user`.
+fn peer_join(user: &str, name: &str) -> frame::Frame {
+    frame::Event {
+        kind: kind::PEER_JOIN,
+        from: Some(user),
+        ..Default::default()
+    }
+    .value(&serde_json::json!({ "userId": user, "displayName": name }))
+}
+
 fn peer_leave(user: &str) -> frame::Frame {
     frame::Event {
         kind: kind::PEER_LEAVE,

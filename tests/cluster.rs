@@ -730,6 +730,127 @@ async fn without_nats_writes_get_503_reads_work_and_the_node_recovers() {
     stop(vec![n1], nats).await;
 }
 
+/// A TCP relay from `port` to `to` that can be cut (every connection through
+/// it dropped, new ones refused) and healed on the same port: one node's link
+/// to NATS, cut while the others keep theirs.
+struct Link {
+    port: u16,
+    to: String,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Link {
+    async fn new(to: &str) -> Link {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut link = Link {
+            port,
+            to: to.to_string(),
+            cut: tokio_util::sync::CancellationToken::new(),
+        };
+        link.heal().await;
+        link
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.cancel();
+    }
+
+    async fn heal(&mut self) {
+        self.cut = tokio_util::sync::CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let (to, cut) = (self.to.clone(), self.cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut a, _) = tokio::select! {
+                    _ = cut.cancelled() => return,
+                    r = listener.accept() => r.unwrap(),
+                };
+                let (to, cut) = (to.clone(), cut.clone());
+                tokio::spawn(async move {
+                    let Ok(mut b) = tokio::net::TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_honours_what_others_ended_meanwhile_and_its_users_come_back() {
+    let (_one, dir, nats) = single_nats().await;
+    let mut link = Link::new(nats.url().trim_start_matches("nats://")).await;
+    let n1 = node(dir.path(), "n1", &link.url()).await;
+    let n2 = node(dir.path(), "n2", &nats.url()).await;
+    let (c1, c2) = (Client::new(&n1.base), Client::new(&n2.base));
+    let here = c2.create_conversation("here").await;
+    let gone = c2.create_conversation("gone").await;
+    let (ann, ann_id) = c1.join(&here, "Ann").await;
+    let mut ann_stream = ann.sse("", &[]).await;
+    ann_stream.next_of("room-state", SEC * 5).await.unwrap();
+    let (bob, _) = c2.join(&here, "Bob").await;
+    let mut bob_stream = bob.sse("", &[]).await;
+    bob_stream.next_of("room-state", SEC * 5).await.unwrap();
+    let (carl, _) = c1.join(&gone, "Carl").await;
+    carl.say("before the cut").await;
+
+    // Node 1 is cut off long enough for node 2 to take it for dead.
+    link.cut();
+    let left = bob_stream
+        .next_of("peer-leave", SEC * 20)
+        .await
+        .expect("peer-leave");
+    assert_eq!(left.data["fromUserId"], ann_id.as_str());
+    let r = c2
+        .post(
+            "/api/v1/admin/conversations/gone/close",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Healed: until node 1 has caught up it refuses (503), then it refuses
+    // as node 2 does (403); it never stores a message in the closed conversation.
+    link.heal().await;
+    until(
+        SEC * 30,
+        "node 1 to refuse posts to the closed conversation",
+        async || {
+            let r = carl
+                .post(
+                    "/api/v1/messages",
+                    json!({"type": "text", "body": "after the close"}),
+                )
+                .await;
+            assert_ne!(r.status, 200, "stored in a closed conversation: {}", r.body);
+            (r.status == 403).then_some(())
+        },
+    )
+    .await;
+    // Ann, still streaming on node 1, is present for Bob again.
+    let back = bob_stream
+        .next_of("peer-join", SEC * 15)
+        .await
+        .expect("peer-join");
+    assert_eq!(back.data["fromUserId"], ann_id.as_str());
+    drop(ann_stream);
+    stop(vec![n1, n2], nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_of_three_nats_servers_killed_writes_are_still_acknowledged() {
     let _one = ONE_AT_A_TIME.lock().await;

@@ -210,8 +210,26 @@ impl Presence {
         }
     }
 
-    /// Another node's whole list, replacing what was known of it.
-    pub fn remote_snapshot(&mut self, node: &str, rooms: Rooms, now_ms: i64) {
+    /// Another node's whole list, replacing what was known of it; returns
+    /// the `(conversation, user, name)` it makes present that were present
+    /// nowhere before, sorted: users of a node that was taken for dead and is
+    /// heard from again (their `peer-leave` was announced, their return is not
+    /// otherwise).
+    pub fn remote_snapshot(
+        &mut self,
+        node: &str,
+        rooms: Rooms,
+        now_ms: i64,
+    ) -> Vec<(String, String, String)> {
+        let mut back: Vec<(String, String, String)> = rooms
+            .iter()
+            .flat_map(|(conv, users)| users.iter().map(move |(user, name)| (conv, user, name)))
+            .filter(|(conv, user, _)| {
+                !self.is_active(conv, user) && !self.is_present_elsewhere(conv, user)
+            })
+            .map(|(conv, user, name)| (conv.clone(), user.clone(), name.clone()))
+            .collect();
+        back.sort();
         self.remote.insert(
             node.to_string(),
             NodeRooms {
@@ -219,6 +237,7 @@ impl Presence {
                 seen_ms: now_ms,
             },
         );
+        back
     }
 
     /// Forgets the nodes not heard from since `cutoff_ms` (they died);
@@ -291,7 +310,13 @@ mod tests {
         assert!(!p.is_present_elsewhere("c", "bob"));
         // n3 replaces its list, then goes silent.
         let d = HashMap::from([("cy".to_string(), "Cy".to_string())]);
-        p.remote_snapshot("n3", Rooms::from([("d".to_string(), d)]), 3_000);
+        let back = p.remote_snapshot("n3", Rooms::from([("d".to_string(), d.clone())]), 3_000);
+        assert_eq!(back, vec![("d".into(), "cy".into(), "Cy".into())]);
+        assert_eq!(
+            p.remote_snapshot("n3", Rooms::from([("d".to_string(), d)]), 3_000),
+            vec![],
+            "already known"
+        );
         assert!(!p.is_present_elsewhere("c", "ann"));
         assert_eq!(p.count("d"), 1);
         p.remote_change("n2", "d", "cy", Some("Cy"), 2_000);

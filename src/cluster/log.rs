@@ -37,7 +37,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// window: then the first one's position).
 pub(super) async fn publish(c: &Cluster, draft: &Message) -> Result<(u64, bool), StoreError> {
     c.resources().await?;
-    c.connected()?;
+    c.current()?;
     let payload = serde_json::to_vec(draft).map_err(|_| StoreError::Corrupt("message draft"))?;
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -27,6 +27,7 @@ pub mod tokens;
 pub mod trunks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -64,6 +65,8 @@ pub trait Ended: Send + Sync {
     fn conversation(&self, conv: &str);
     /// A user present only on a node that died is gone.
     fn left(&self, conv: &str, user: &str);
+    /// A user of a node taken for dead is present again (the node is back).
+    fn back(&self, conv: &str, user: &str, name: &str);
 }
 
 /// The JetStream resources, made once NATS is first reached.
@@ -113,6 +116,49 @@ pub struct Cluster {
     pub metrics: ClusterMetrics,
     /// Presence changes to announce, in order (`presence::run` sends them).
     presence_out: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// Whether this node's view of the records bucket is known to be current:
+    /// see [`Freshness`].
+    fresh: Arc<Freshness>,
+}
+
+/// Whether a node's local view of the shared records (sessions,
+/// conversations) is current. It is not at start and after every lost
+/// connection to NATS: while cut off, other nodes may have ended sessions or
+/// closed conversations, and until the records watcher has applied the
+/// bucket up to its end this node would accept writes they refuse. Writes
+/// wait for it ([`Cluster::current`]); `records::run_freshness` decides it.
+/// One word: the low bit says current, the rest counts disconnections, so a
+/// check that began before a disconnection cannot mark the view current
+/// after it.
+#[derive(Default)]
+pub struct Freshness(AtomicU64);
+
+impl Freshness {
+    fn is_current(&self) -> bool {
+        self.0.load(Ordering::Acquire) & 1 == 1
+    }
+
+    /// A disconnection: not current, in a new epoch.
+    fn lost(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(((s >> 1) + 1) << 1)
+            });
+    }
+
+    /// The epoch a check starts in (`None`: already current).
+    pub(crate) fn stale_epoch(&self) -> Option<u64> {
+        let s = self.0.load(Ordering::Acquire);
+        (s & 1 == 0).then_some(s)
+    }
+
+    /// Current, unless a disconnection came since `epoch` was read.
+    pub(crate) fn caught_up(&self, epoch: u64) -> bool {
+        self.0
+            .compare_exchange(epoch, epoch | 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 impl Cluster {
@@ -131,14 +177,24 @@ impl Cluster {
             .map(|s| s.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ClusterError::Url(e.to_string()))?;
+        let fresh = Arc::new(Freshness::default());
         let mut opts = async_nats::ConnectOptions::new()
             .name(format!("chats3-{node}"))
             .no_echo()
             .retry_on_initial_connect()
             .max_reconnects(None)
             .request_timeout(Some(REQUEST_TIMEOUT))
-            .event_callback(|e| async move {
-                tracing::info!(event = %e, "NATS connection");
+            .event_callback({
+                let fresh = Arc::clone(&fresh);
+                move |e| {
+                    let fresh = Arc::clone(&fresh);
+                    async move {
+                        if matches!(e, async_nats::Event::Disconnected) {
+                            fresh.lost();
+                        }
+                        tracing::info!(event = %e, "NATS connection");
+                    }
+                }
             });
         if let Some(creds) = &cfg.nats_creds {
             opts = opts
@@ -161,6 +217,7 @@ impl Cluster {
             res: OnceCell::new(),
             metrics: ClusterMetrics::default(),
             presence_out: std::sync::OnceLock::new(),
+            fresh,
         }))
     }
 
@@ -246,13 +303,32 @@ impl Cluster {
         StoreError::Unavailable(what)
     }
 
-    /// Refuses a write at once while the connection to NATS is down (instead
-    /// of queueing it until the request times out).
+    /// Refuses a request at once while the connection to NATS is down
+    /// (instead of queueing it until the request times out).
     pub(crate) fn connected(&self) -> Result<(), StoreError> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
             _ => Err(self.unavailable("not connected to NATS", "disconnected")),
         }
+    }
+
+    /// Like [`Cluster::connected`], and also refuses while this node's view
+    /// of the shared records is not yet current ([`Freshness`]): for writes
+    /// decided on that view (messages, records).
+    pub(crate) fn current(&self) -> Result<(), StoreError> {
+        self.connected()?;
+        if self.fresh.is_current() {
+            Ok(())
+        } else {
+            Err(self.unavailable(
+                "catching up with the shared records",
+                "records view not current",
+            ))
+        }
+    }
+
+    pub(crate) fn freshness(&self) -> &Freshness {
+        &self.fresh
     }
 }
 

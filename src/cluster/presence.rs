@@ -111,7 +111,10 @@ pub async fn run(
                             .remote_change(&ch.node, &ch.conv, &ch.user, ch.name.as_deref(), now);
                     }
                 } else if let Ok(all) = serde_json::from_slice::<All>(&m.payload) {
-                    crate::lock::lock(&presence).remote_snapshot(&all.node, all.rooms, now);
+                    let back = crate::lock::lock(&presence).remote_snapshot(&all.node, all.rooms, now);
+                    for (conv, user, name) in back {
+                        gone.back(&conv, &user, &name);
+                    }
                 }
             }
         }

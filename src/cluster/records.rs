@@ -30,7 +30,7 @@ pub(super) async fn write(
     value: Option<&[u8]>,
 ) -> Result<Option<u64>, StoreError> {
     let kv = &c.resources().await?.records;
-    c.connected()?;
+    c.current()?;
     let k = keys::record_key(tree, key);
     let res = match value {
         Some(v) => kv
@@ -96,13 +96,13 @@ pub(super) async fn create(
     value: &[u8],
 ) -> Result<bool, StoreError> {
     let kv = &c.resources().await?.records;
-    c.connected()?;
+    c.current()?;
     created(c, kv, &keys::record_key(tree, key), value).await
 }
 
 pub(super) async fn claim(c: &Cluster, key: &[u8], forever: bool) -> Result<bool, StoreError> {
     let res = c.resources().await?;
-    c.connected()?;
+    c.current()?;
     let kv = if forever { &res.marks } else { &res.nonces };
     created(c, kv, &keys::claim_key(key), b"").await
 }
@@ -130,6 +130,52 @@ pub(super) async fn fetch(
     Ok(entry
         .filter(|e| e.operation == Operation::Put)
         .map(|e| (e.value.to_vec(), e.revision)))
+}
+
+/// How often a node whose records view is not current compares it with the bucket.
+const FRESHNESS_CHECK: Duration = Duration::from_millis(200);
+
+/// Marks this node's records view current ([`super::Freshness`]) whenever it
+/// is not and the watcher has applied the bucket up to its last revision, as
+/// read after the view went stale; until `shutdown`.
+pub async fn run_freshness(c: Arc<Cluster>, store: Arc<Store>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(FRESHNESS_CHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(epoch) = c.freshness().stale_epoch() else {
+            continue;
+        };
+        if c.connected().is_err() {
+            continue;
+        }
+        let Ok(info) =
+            c.js.get_stream(format!("KV_{}", keys::RECORDS_BUCKET))
+                .await
+        else {
+            continue;
+        };
+        let last = info.cached_info().state.last_sequence;
+        if store.records_revision().is_ok_and(|r| r >= last) && c.freshness().caught_up(epoch) {
+            tracing::info!(revision = last, "cluster: records view is current");
+        }
+    }
+}
+
+/// Waits (at most `within`, and only while NATS is connected) until this
+/// node's records view is current; whether it is.
+pub async fn wait_current(c: &Cluster, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while c.freshness().stale_epoch().is_some() {
+        let connected = c.client.connection_state() == async_nats::connection::State::Connected;
+        if !connected || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 /// Applies the records bucket to `store` until `shutdown`, telling `ended`
