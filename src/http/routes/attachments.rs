@@ -294,7 +294,13 @@ pub async fn content(
             h.insert(k, v);
         }
     };
-    set(h, header::CONTENT_TYPE, &a.mime_type);
+    // Text is accepted only as UTF-8 (`kind`): say so, rather than leave the
+    // browser to guess the charset.
+    let content_type = match a.mime_type.as_str() {
+        "text/plain" => "text/plain; charset=utf-8",
+        other => other,
+    };
+    set(h, header::CONTENT_TYPE, content_type);
     set(h, header::CONTENT_LENGTH, &a.size_bytes.to_string());
     set(
         h,
