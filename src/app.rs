@@ -475,6 +475,12 @@ impl App {
             open: Arc::clone(&state.metrics.connections),
             refused: Arc::clone(&state.metrics.refused),
             closed: Arc::clone(&state.metrics.connections_closed),
+            head_too_large: || {
+                crate::http::envelope::raw_refusal(
+                    http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request header fields too large",
+                )
+            },
         };
         if let Some(listener) = self.metrics_listener {
             let router = crate::http::metrics_router(Arc::clone(&state));

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -59,6 +59,9 @@ pub struct ConnLimits {
     pub refused: Arc<crate::metrics::Trips>,
     /// Where deadline closes are counted.
     pub closed: Arc<crate::metrics::Trips>,
+    /// The whole answer to a first request head over the size bound (431, in
+    /// the API's envelope, which this module does not know).
+    pub head_too_large: fn() -> Vec<u8>,
 }
 
 /// Counts a connection as open while it lives.
@@ -147,7 +150,9 @@ pub async fn serve(
                 let limits = limits.clone();
                 tokio::spawn(async move {
                     let open = open;
-                    let Some((read, head)) = read_head(&mut stream, &limits.closed).await else {
+                    let Some((read, head)) =
+                        read_head(&mut stream, &limits.closed, limits.head_too_large).await
+                    else {
                         return;
                     };
                     if let Head::EventStream(req) = head {
@@ -236,9 +241,13 @@ fn service(
 
 /// Reads a plain connection's first request head (at most [`MAX_HEAD`] bytes,
 /// within [`HEAD_TIMEOUT`]); `None` when the client sent nothing in time.
-/// A head cut off by the timeout or the size bound is counted in `closed`
-/// (hyper then answers the oversized one with 431).
-async fn read_head(stream: &mut TcpStream, closed: &Trips) -> Option<(Vec<u8>, Head)> {
+/// A head cut off by the timeout or the size bound is counted in `closed`;
+/// an oversized one is answered with `too_large` (431) here.
+async fn read_head(
+    stream: &mut TcpStream,
+    closed: &Trips,
+    too_large: fn() -> Vec<u8>,
+) -> Option<(Vec<u8>, Head)> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -272,6 +281,9 @@ async fn read_head(stream: &mut TcpStream, closed: &Trips) -> Option<(Vec<u8>, H
             "head-too-large",
             "request refused with 431: its head is over 8 KiB",
         );
+        let _ = stream.write_all(&too_large()).await;
+        let _ = stream.shutdown().await;
+        return None;
     }
     Some((buf, head))
 }

@@ -164,14 +164,17 @@ async fn cors_answers_integrator_origins_with_credentials_and_nobody_else() {
 async fn a_system_message_before_anyone_joined_is_stored_and_may_be_12000_characters() {
     let s = start().await;
     let c = s.client();
+    let signed_at = now_ms() - 20_000;
     let r = c
         .post(
             "/api/v1/system-message",
-            system_message("order-1", "Order created", now_ms()),
+            system_message("order-1", "Order created", signed_at),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["message"], "System message sent");
+    // The message keeps the time the integrator signed, as it was sent.
+    assert_eq!(r.details()["clientTimestamp"], iso(signed_at).as_str());
     assert_eq!(r.details()["type"], "system");
     assert_eq!(r.details()["senderUserId"], "system");
     let long = "x".repeat(12_000);
@@ -218,6 +221,17 @@ async fn the_admin_can_still_create_a_conversation_that_began_with_a_system_mess
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let generated = c
+        .post(
+            "/api/v1/admin/conversations",
+            json!({"adminPassword": ADMIN}),
+        )
+        .await;
+    let id = generated.details()["conversationId"].as_str().unwrap();
+    assert!(
+        id.starts_with("conv-") && id.len() == 41,
+        "the original's form: {id}"
+    );
     let create = json!({"adminPassword": ADMIN, "conversationId": "order-2"});
     let r = c.post("/api/v1/admin/conversations", create.clone()).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -557,6 +557,9 @@ async fn a_stalled_body_gets_408() {
         .await
         .unwrap_or_default();
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let body: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap();
+    assert_eq!(body["success"], false, "in the envelope: {text}");
     let counted = "chats3_connections_closed_total{reason=\"head-too-large\"}";
     assert_eq!(c.metric(TOKEN, counted).await, 1.0);
 }

@@ -25,13 +25,13 @@ struct Meta<'a> {
     page: Option<Value>,
 }
 
-fn build<T: Serialize>(
-    status: StatusCode,
+/// The envelope's bytes and its request id.
+fn encode<T: Serialize>(
     success: bool,
     message: &str,
     details: Option<T>,
     page: Option<Value>,
-) -> Response {
+) -> (Vec<u8>, String) {
     let request_id = uuid::Uuid::new_v4().to_string();
     let env = Envelope {
         success,
@@ -47,6 +47,17 @@ fn build<T: Serialize>(
         Ok(b) => b,
         Err(_) => br#"{"success":false,"message":"Internal server error"}"#.to_vec(),
     };
+    (body, request_id)
+}
+
+fn build<T: Serialize>(
+    status: StatusCode,
+    success: bool,
+    message: &str,
+    details: Option<T>,
+    page: Option<Value>,
+) -> Response {
+    let (body, request_id) = encode(success, message, details, page);
     let mut res = (status, body).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -58,6 +69,23 @@ fn build<T: Serialize>(
         h.insert("x-request-id", v);
     }
     res
+}
+
+/// A whole HTTP/1.1 refusal in the envelope, closing the connection: for the
+/// accept loop, which answers some requests before any router sees them.
+pub fn raw_refusal(status: StatusCode, message: &str) -> Vec<u8> {
+    let (body, request_id) = encode::<Value>(false, message, None, None);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\n\
+         content-length: {}\r\nx-request-id: {request_id}\r\ncache-control: no-store\r\n\
+         connection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// An envelope with an arbitrary status.

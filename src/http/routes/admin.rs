@@ -69,7 +69,8 @@ pub async fn create(
     authorize(&state, &b.admin_password)?;
     let integrator_id = owner(&state, b.integrator_id.as_deref())?;
     let id = match b.conversation_id.as_deref().map(str::trim) {
-        None | Some("") => uuid::Uuid::new_v4().to_string(),
+        // The original's form of a generated id.
+        None | Some("") => format!("conv-{}", uuid::Uuid::new_v4()),
         Some(id) if valid_conversation_id(id) => id.to_string(),
         Some(_) => {
             return Err(ApiError::field(

@@ -370,14 +370,10 @@ pub async fn system_message(
     {
         return Err(ApiError::forbidden("Request already processed"));
     }
-    let appended = state
-        .store
-        .append(system_notice(
-            &conv.conversation_id,
-            body,
-            SystemKind::Integrator,
-        ))
-        .await?;
+    let mut notice = system_notice(&conv.conversation_id, body, SystemKind::Integrator);
+    // As the original: the message keeps the time the integrator signed, as sent.
+    notice.client_timestamp = b.timestamp.clone();
+    let appended = state.store.append(notice).await?;
     message_created(&state, &appended.message).await;
     Ok(envelope::ok("System message sent", &*appended.message))
 }
