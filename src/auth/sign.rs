@@ -42,9 +42,13 @@ pub fn verify_b64url(key: &[u8], msg: &[u8], signature: &str) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(&expected))
 }
 
-/// Constant-time string equality (length is not secret).
+/// Constant-time string equality, the length of neither told by the time
+/// taken: the SHA-256 digests are compared (passwords and tokens are secrets
+/// of any length).
 pub fn ct_eq_str(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    use sha2::Digest;
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    bool::from(da.as_slice().ct_eq(db.as_slice()))
 }
 
 #[cfg(test)]
