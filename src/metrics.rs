@@ -318,6 +318,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "Conversations held decoded in memory (those read since they were last written)",
         conversations as i64,
     );
+    gauge(
+        &mut r,
+        "webhooks_pending",
+        "Webhook deliveries queued (waiting or retrying, for up to a day each)",
+        src.store.pending_webhooks() as i64,
+    );
     let (pending, oldest) = src.store.outbox_lag();
     gauge(
         &mut r,

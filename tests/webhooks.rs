@@ -142,7 +142,8 @@ async fn integrators_receive_signed_events_and_outages_are_retried() {
     // It comes back on the same address: everything arrives, once.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let _rx = receiver(listener, seen.clone()).await;
-    let got = wait_for(&seen, 7, Duration::from_secs(30)).await;
+    // Within the longest backoff a delivery failed a few times can have (32 s).
+    let got = wait_for(&seen, 7, Duration::from_secs(60)).await;
     let mut ids: Vec<String> = got
         .iter()
         .map(|(_, b)| b["id"].as_str().unwrap().to_string())
@@ -160,5 +161,70 @@ async fn integrators_receive_signed_events_and_outages_are_retried() {
     assert_eq!(r.status, 200);
     let got = wait_for(&seen, 8, Duration::from_secs(10)).await;
     assert_eq!(got.last().unwrap().1["type"], "conversation.closed");
+    s.stop().await;
+}
+
+/// A signed system message from `integrator` (secret `secret`) to `conv`.
+fn system_message(integrator: &str, secret: &str, conv: &str, body: &str) -> Value {
+    let ts = now_ms();
+    let signed = format!(
+        r#"{{"integratorId":{},"conversationId":{},"body":{},"timestamp":{ts}}}"#,
+        json!(integrator),
+        json!(conv),
+        json!(body)
+    );
+    json!({"integratorId": integrator, "conversationId": conv, "body": body,
+        "timestamp": ts, "signature": hmac_b64url(secret, &signed)})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_answers_delays_only_its_own_integrators_webhooks() {
+    const SLOW_SECRET: &str = "slow-secret-0123456789";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let _rx = receiver(listener, seen.clone()).await;
+    // Accepts connections and never answers: every attempt waits out its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let integrator = |id: &str, secret: &str, url: String| chats3::config::Integrator {
+        id: id.into(),
+        secret: chats3::config::Secret::new(secret),
+        allowed_origins: vec!["https://acme.com".into()],
+        webhook_url: Some(url),
+    };
+    let s = Server::start_with(|c| {
+        c.integrators = vec![
+            integrator("acme", SECRET, format!("http://{addr}/hook")),
+            integrator("slow", SLOW_SECRET, format!("http://{silent_addr}/hook")),
+        ];
+        c.metrics_token = Some(chats3::config::Secret::new("scrape-token"));
+    })
+    .await;
+    let c = s.client();
+    for i in 0..40 {
+        let m = system_message("slow", SLOW_SECRET, "stuck", &format!("note {i}"));
+        assert_eq!(c.post("/api/v1/system-message", m).await.status, 200);
+    }
+    let m = system_message("acme", SECRET, "hooked", "for acme");
+    assert_eq!(c.post("/api/v1/system-message", m).await.status, 200);
+    let got = wait_for(&seen, 1, Duration::from_secs(8)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "acme's webhook waited behind the silent endpoint's queue"
+    );
+    assert_eq!(got[0].1["data"]["body"], "for acme");
+    let pending = c.metric("scrape-token", "chats3_webhooks_pending").await;
+    assert!(
+        pending >= 39.0,
+        "the silent endpoint's queue is counted: {pending}"
+    );
     s.stop().await;
 }

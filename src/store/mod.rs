@@ -238,7 +238,12 @@ impl Store {
             sync_enabled,
             attachments: db.open_tree("attachments")?,
             webhooks: db.open_tree("webhooks")?,
-            webhook_due: db.open_tree("webhook_due")?,
+            // Keyed by integrator since 2026-12: the older index by due time
+            // alone is dropped, and this one rebuilt from the queue on open.
+            webhook_due: {
+                db.drop_tree("webhook_due")?;
+                db.open_tree("webhook_due_by_integrator")?
+            },
             db,
             flush_seconds,
             space,

@@ -1,8 +1,9 @@
 //! The durable webhook queue: one record per delivery, keyed by a
 //! monotonically increasing id, with its attempt count and next due time, and
-//! an index by due time so the dispatcher reads only what is due (never the
-//! whole queue). The index is written before the record and cleaned when read:
-//! an index entry without its record is skipped and removed.
+//! an index by integrator and due time, so each integrator's dispatcher reads
+//! only what is due for it (never the whole queue, never behind another
+//! integrator's backlog). The index is written before the record and cleaned
+//! when read: an index entry without its record is skipped and removed.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,20 +25,23 @@ impl Store {
     pub async fn enqueue_webhook(&self, d: &Delivery) -> Result<u64, StoreError> {
         self.space.check()?;
         let id = self.db.generate_id()?;
-        self.webhook_due.insert(due_key(d.next_at_ms, id), &[])?;
+        self.webhook_due
+            .insert(due_key(&d.integrator_id, d.next_at_ms, id), &[])?;
         self.webhooks.insert(id.to_be_bytes(), super::encode(d))?;
         self.flush().await?;
         Ok(id)
     }
 
-    /// Up to `limit` deliveries due at `now_ms`, earliest first.
+    /// Up to `limit` of `integrator`'s deliveries due at `now_ms`, earliest first.
     pub fn due_webhooks(
         &self,
+        integrator: &str,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<(u64, Delivery)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.webhook_due.range(..due_key(now_ms, u64::MAX)) {
+        let range = due_key(integrator, 0, 0)..due_key(integrator, now_ms, u64::MAX);
+        for item in self.webhook_due.range(range) {
             let (k, _) = item?;
             let (at, id) = parse_due_key(&k)?;
             match self.webhooks.get(id.to_be_bytes())? {
@@ -71,7 +75,8 @@ impl Store {
             .transpose()?;
         match d {
             Some(d) => {
-                self.webhook_due.insert(due_key(d.next_at_ms, id), &[])?;
+                self.webhook_due
+                    .insert(due_key(&d.integrator_id, d.next_at_ms, id), &[])?;
                 self.webhooks.insert(id.to_be_bytes(), super::encode(d))?;
             }
             None => {
@@ -81,12 +86,14 @@ impl Store {
         if let Some(old) = old
             && d.is_none_or(|d| d.next_at_ms != old.next_at_ms)
         {
-            self.webhook_due.remove(due_key(old.next_at_ms, id))?;
+            self.webhook_due
+                .remove(due_key(&old.integrator_id, old.next_at_ms, id))?;
         }
         Ok(())
     }
 
-    /// Rebuilds the due-time index of a queue written before it existed.
+    /// Rebuilds the due-time index of a queue written before it existed (or
+    /// before it was kept per integrator).
     pub(super) fn index_webhooks(&self) -> Result<(), StoreError> {
         if !self.webhook_due.is_empty() {
             return Ok(());
@@ -99,7 +106,8 @@ impl Store {
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("webhook key"))?,
             );
-            self.webhook_due.insert(due_key(d.next_at_ms, id), &[])?;
+            self.webhook_due
+                .insert(due_key(&d.integrator_id, d.next_at_ms, id), &[])?;
         }
         Ok(())
     }
@@ -109,22 +117,25 @@ impl Store {
     }
 }
 
-/// `next_at_ms ++ id`, big-endian, so keys sort by due time.
-fn due_key(at_ms: i64, id: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&u64::try_from(at_ms).unwrap_or(0).to_be_bytes());
-    k[8..].copy_from_slice(&id.to_be_bytes());
+/// `len(integrator) ++ integrator ++ next_at_ms ++ id`, big-endian, so one
+/// integrator's keys are together and sort by due time.
+fn due_key(integrator: &str, at_ms: i64, id: u64) -> Vec<u8> {
+    let name = integrator.as_bytes();
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(2 + name.len() + 16);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&name[..usize::from(len)]);
+    k.extend_from_slice(&u64::try_from(at_ms).unwrap_or(0).to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
     k
 }
 
+/// The due time and id at the end of an index key.
 fn parse_due_key(k: &[u8]) -> Result<(i64, u64), StoreError> {
     let bad = || StoreError::Corrupt("webhook index key");
-    let at: [u8; 8] = k.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
-    let id: [u8; 8] = k
-        .get(8..16)
-        .ok_or_else(bad)?
-        .try_into()
-        .map_err(|_| bad())?;
+    let tail = k.len().checked_sub(16).ok_or_else(bad)?;
+    let at: [u8; 8] = k[tail..tail + 8].try_into().map_err(|_| bad())?;
+    let id: [u8; 8] = k[tail + 8..].try_into().map_err(|_| bad())?;
     let at = i64::try_from(u64::from_be_bytes(at)).map_err(|_| bad())?;
     Ok((at, u64::from_be_bytes(id)))
 }
@@ -152,15 +163,23 @@ mod tests {
             Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
         let late = store.enqueue_webhook(&delivery(5_000)).await.unwrap();
         let early = store.enqueue_webhook(&delivery(1_000)).await.unwrap();
+        let mut other = delivery(500);
+        other.integrator_id = "acmex".into();
+        let others = store.enqueue_webhook(&other).await.unwrap();
         let ids = |v: Vec<(u64, Delivery)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
-        assert_eq!(ids(store.due_webhooks(999, 10).unwrap()), Vec::<u64>::new());
-        assert_eq!(ids(store.due_webhooks(6_000, 10).unwrap()), [early, late]);
+        let due = |at| ids(store.due_webhooks("acme", at, 10).unwrap());
+        assert_eq!(due(999), Vec::<u64>::new());
+        assert_eq!(due(6_000), [early, late], "each integrator's own only");
+        assert_eq!(
+            ids(store.due_webhooks("acmex", 6_000, 10).unwrap()),
+            [others]
+        );
         // Rescheduled: found at its new time only; removed: gone.
         store.update_webhook(early, Some(&delivery(9_000))).unwrap();
-        assert_eq!(ids(store.due_webhooks(6_000, 10).unwrap()), [late]);
+        assert_eq!(due(6_000), [late]);
         store.update_webhook(late, None).unwrap();
-        assert_eq!(ids(store.due_webhooks(10_000, 10).unwrap()), [early]);
-        assert_eq!(store.webhook_due.len(), 1, "no stale index entries");
+        assert_eq!(due(10_000), [early]);
+        assert_eq!(store.webhook_due.len(), 2, "no stale index entries");
     }
 
     #[tokio::test]
@@ -176,6 +195,6 @@ mod tests {
         }
         let store =
             Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
-        assert_eq!(store.due_webhooks(2_000, 10).unwrap().len(), 1);
+        assert_eq!(store.due_webhooks("acme", 2_000, 10).unwrap().len(), 1);
     }
 }

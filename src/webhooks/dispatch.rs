@@ -1,5 +1,5 @@
-//! The delivery loop: sends due deliveries (a few at a time, each
-//! conversation's in order), removes them on
+//! The delivery loops, one per integrator: each sends that integrator's due
+//! deliveries (a few at a time, each conversation's in order), removes them on
 //! 2xx, otherwise reschedules with exponential backoff and jitter; gives up
 //! (with an error log) after [`GIVE_UP_AFTER_MS`].
 
@@ -99,7 +99,9 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// Sends until `shutdown`.
+/// Sends until `shutdown`: one loop per integrator with a webhook URL, so a
+/// slow or dead endpoint (or a conversation that fills its queue) delays only
+/// that integrator's deliveries.
 pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
     // No redirects: a webhook goes to the configured URL only, never where a
     // response points it (an integrator's endpoint must not bounce our signed
@@ -115,6 +117,25 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
             return;
         }
     };
+    let loops = hooks
+        .integrators
+        .iter()
+        .filter(|i| i.webhook_url.is_some())
+        .map(|i| run_for(&hooks, &http, &i.id, &shutdown));
+    futures_util::future::join_all(loops).await;
+}
+
+/// How often a failing integrator's endpoint is warned about, at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Sends `integrator`'s deliveries until `shutdown`.
+async fn run_for(
+    hooks: &Webhooks,
+    http: &reqwest::Client,
+    integrator: &str,
+    shutdown: &CancellationToken,
+) {
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         // With the disk full no outcome could be recorded, and every delivery
         // would be sent again and again: wait for space instead.
@@ -126,12 +147,17 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
         }
         let due = hooks
             .store
-            .due_webhooks(now_ms(), BATCH)
+            .due_webhooks(integrator, now_ms(), BATCH)
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading the webhook queue failed");
                 Vec::new()
             });
-        let results = send_in_order(&hooks, &http, &due).await;
+        // Shutdown does not wait for attempts under way (up to BATCH × 5 s
+        // for one conversation): they stay queued and are sent after a restart.
+        let results = tokio::select! {
+            r = send_in_order(hooks, http, &due) => r,
+            _ = shutdown.cancelled() => return,
+        };
         for ((id, mut d), res) in due.into_iter().zip(results) {
             let update = match res {
                 Ok(()) => None,
@@ -140,7 +166,10 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
                     None
                 }
                 Err(e) => {
-                    tracing::warn!(integrator = %d.integrator_id, attempts = d.attempts + 1, error = %e, "webhook delivery failed; will retry");
+                    if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        warned = Some(std::time::Instant::now());
+                        tracing::warn!(integrator = %d.integrator_id, attempts = d.attempts + 1, error = %e, "webhook delivery failed; will retry (logged at most once a minute per integrator; chats3_webhooks_pending counts the queue)");
+                    }
                     d.next_at_ms = now_ms() + backoff_ms(d.attempts, rand::rng().random());
                     d.attempts += 1;
                     Some(d)
@@ -150,10 +179,11 @@ pub async fn run(hooks: Arc<Webhooks>, shutdown: CancellationToken) {
                 tracing::error!(error = %e, "updating the webhook queue failed");
             }
         }
-        if hooks
-            .store
-            .due_webhooks(now_ms(), 1)
-            .is_ok_and(|d| !d.is_empty())
+        if !shutdown.is_cancelled()
+            && hooks
+                .store
+                .due_webhooks(integrator, now_ms(), 1)
+                .is_ok_and(|d| !d.is_empty())
         {
             continue;
         }

@@ -1,8 +1,9 @@
 //! Webhooks to integrators: `message.created`, `participant.joined`,
 //! `participant.left`, `conversation.closed`, for conversations opened by that
 //! integrator's tickets. Events are queued durably in the store and delivered
-//! by one background task with retries (exponential backoff with jitter); a
-//! dead endpoint delays only its own deliveries, never chat requests.
+//! by one background loop per integrator with retries (exponential backoff
+//! with jitter); a slow or dead endpoint delays only its own integrator's
+//! deliveries, never another's, never chat requests.
 
 pub mod dispatch;
 pub mod sign;
@@ -75,7 +76,7 @@ impl Webhooks {
             created_at_ms: now,
         };
         match self.store.enqueue_webhook(&d).await {
-            Ok(_) => self.wake.notify_one(),
+            Ok(_) => self.wake.notify_waiters(),
             Err(e) => tracing::error!(error = %e, kind, "could not queue a webhook"),
         }
     }
