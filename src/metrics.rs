@@ -238,6 +238,8 @@ pub struct Sources<'a> {
     pub streaming_sessions: usize,
     /// Users with a live stream or within the leave grace period.
     pub present_users: usize,
+    /// Uploads under way.
+    pub uploads: i64,
 }
 
 /// Counts an open SSE stream while alive.
@@ -317,6 +319,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "store_cached_conversations",
         "Conversations held decoded in memory (those read since they were last written)",
         conversations as i64,
+    );
+    gauge(
+        &mut r,
+        "uploads_in_progress",
+        "Uploads under way (at most 2 per session, each within 5 minutes)",
+        src.uploads,
     );
     gauge(
         &mut r,

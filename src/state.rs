@@ -50,11 +50,15 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// Origins allowed for images and media besides our own (the S3 endpoint).
     pub media_origins: Vec<String>,
-    /// Serializes joins so a display name cannot be claimed twice concurrently.
-    pub join_lock: tokio::sync::Mutex<()>,
+    /// Serializes one conversation's joins so a display name cannot be
+    /// claimed twice at once (a flood of joins into one conversation does not
+    /// hold up the others').
+    pub join_locks: crate::lock::Striped,
     /// Serializes one user's reaction changes in a conversation, so two at
     /// once cannot leave the user with two reactions on a message.
     pub reaction_locks: crate::lock::Striped,
+    /// Uploads under way, at most a few per session.
+    pub upload_slots: Arc<crate::attachments::slots::UploadSlots>,
     /// The S3 bucket, when sync is configured.
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.

@@ -419,6 +419,58 @@ async fn an_http2_stream_that_never_reads_a_large_answer_is_reset_and_its_body_d
 }
 
 #[tokio::test]
+async fn a_session_has_at_most_two_uploads_under_way() {
+    let s = start(|_| {}).await;
+    let c = s.client();
+    let conv = c.create_conversation("uploads").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let sid = ann.session.as_deref().unwrap().to_string();
+    // Two uploads that send their first bytes and then trickle on.
+    let head = |len: usize| {
+        format!(
+            "POST /api/v1/attachments HTTP/1.1\r\nHost: x\r\nx-session-id: {sid}\r\n\
+             content-type: multipart/form-data; boundary=XX\r\ncontent-length: {len}\r\n\r\n\
+             --XX\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+             content-type: text/plain\r\n\r\nhello"
+        )
+    };
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(raw(&s, &head(5_000_000)).await);
+    }
+    until(SEC * 5, "two uploads under way", async || {
+        (c.metric(TOKEN, "chats3_uploads_in_progress").await == 2.0).then_some(())
+    })
+    .await;
+    let file = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"third".to_vec())
+                .file_name("b.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        )
+    };
+    let post = || {
+        ann.http
+            .post(format!("{}/api/v1/attachments", s.base))
+            .header("x-session-id", &sid)
+            .multipart(file())
+    };
+    let r = ann.send(post()).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.details()["reason"], "uploads_per_session");
+    // One gives up: its slot is free again.
+    drop(slow.pop());
+    until(SEC * 5, "a slot to be given back", async || {
+        (c.metric(TOKEN, "chats3_uploads_in_progress").await == 1.0).then_some(())
+    })
+    .await;
+    let r = ann.send(post()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
 async fn signaling_payloads_are_capped_and_shaped() {
     let s = start(|_| {}).await;
     let c = s.client();

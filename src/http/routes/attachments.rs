@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::attachments::blob::BlobError;
-use crate::attachments::{BlobWriter, blob_path, kind, name, signed};
+use crate::attachments::{BlobWriter, blob_path, kind, name, signed, slots};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::http::envelope;
 use crate::http::error::ApiError;
@@ -23,6 +23,9 @@ use crate::state::AppState;
 
 /// Lifetime of a download URL.
 pub const URL_TTL_MS: i64 = 15 * 60 * 1000;
+/// The longest an upload may take in all (10 MB at ≈ 270 kbit/s); the body
+/// timeout bounds each pause, this the whole.
+const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
@@ -59,6 +62,37 @@ pub async fn upload(
     if let Err(e) = state.store.check_space() {
         return Ok(refused_unread(e.into()));
     }
+    let Some(_slot) = state.upload_slots.take(&s.session_id) else {
+        state.metrics.refused.trip(
+            "uploads_per_session",
+            "upload refused: its session already has uploads under way",
+        );
+        let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many uploads at once")
+            .with_details(json!({ "reason": "uploads_per_session", "max": slots::PER_SESSION }));
+        return Ok(refused_unread(e));
+    };
+    // However slowly its bytes come, an upload ends within UPLOAD_DEADLINE.
+    match tokio::time::timeout(UPLOAD_DEADLINE, receive(&state, &s, &mut mp)).await {
+        Ok(res) => res,
+        Err(_) => {
+            state.metrics.refused.trip(
+                "upload-deadline",
+                "upload refused: not received within its deadline",
+            );
+            Ok(refused_unread(
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "Upload not received in time")
+                    .with_details(json!({ "reason": "upload_deadline", "maxSeconds": UPLOAD_DEADLINE.as_secs() })),
+            ))
+        }
+    }
+}
+
+/// Reads, checks and stores the one file of an upload.
+async fn receive(
+    state: &AppState,
+    s: &crate::model::Session,
+    mp: &mut Multipart,
+) -> Result<Response, ApiError> {
     let limit = state.config.max_upload_bytes;
     let data_dir = &state.config.data_dir;
     let mut upload: Option<(BlobWriter, String, Option<String>)> = None;

@@ -33,6 +33,10 @@ fn exposition(state: &AppState) -> Response {
         relay: state.calls.relay(),
         streaming_sessions: state.session_ends.len(),
         present_users: state.presence().total_users(),
+        uploads: state
+            .upload_slots
+            .open
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     let mut res = state.metrics.render(&sources).into_response();
     res.headers_mut().insert(

@@ -122,8 +122,8 @@ pub async fn join(
             .with_details(json!({ "reason": "closed" })));
     }
     let cid = conv.conversation_id;
-    // Serialize joins so two people cannot claim the same name at once.
-    let _lock = state.join_lock.lock().await;
+    // Serialize the conversation's joins so two people cannot claim the same name at once.
+    let _lock = state.join_locks.lock(&cid).await;
     let sessions = state.store.sessions_of(&cid)?;
     let decision = {
         let p = state.presence();
