@@ -3,6 +3,9 @@
 import { upload } from './api.js';
 import { el, $, formatBytes } from './dom.js';
 
+/** Uploads one page runs at once: the server takes two per session (429 beyond). */
+const UPLOADS_AT_ONCE = 2;
+
 export class Files {
   /**
    * @param {import('./chat.js').Chat} chat
@@ -12,6 +15,10 @@ export class Files {
     this.chat = chat;
     this.maxBytes = maxBytes;
     this.uploads = $('uploads');
+    /** Uploads under way, and those waiting for one to end (the server takes two per session). */
+    this.active = 0;
+    /** @type {Array<() => void>} */
+    this.waiting = [];
     const input = /** @type {HTMLInputElement} */ ($('file-input'));
     $('attach-btn').addEventListener('click', () => input.click());
     input.addEventListener('change', () => {
@@ -55,6 +62,22 @@ export class Files {
     if (typeof n === 'number' && Number.isFinite(n) && n > 0) this.maxBytes = n;
   }
 
+  /** Waits for an upload slot: at most UPLOADS_AT_ONCE under way, the rest in order. */
+  acquire() {
+    if (this.active < UPLOADS_AT_ONCE) {
+      this.active += 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(() => resolve(undefined)));
+  }
+
+  /** Hands the slot to the next upload waiting, or gives it back. */
+  release() {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active -= 1;
+  }
+
   /** Uploads one file, then posts a `file` message pointing at it.
    * @param {File} file
    */
@@ -78,9 +101,15 @@ export class Files {
     };
     if (file.size > this.maxBytes) return fail(`too large (max ${formatBytes(this.maxBytes)})`);
     try {
-      const meta = await upload('/api/v1/attachments', file, (p) => {
-        bar.value = Math.round(p * 100);
-      });
+      await this.acquire();
+      let meta;
+      try {
+        meta = await upload('/api/v1/attachments', file, (p) => {
+          bar.value = Math.round(p * 100);
+        });
+      } finally {
+        this.release();
+      }
       bar.value = 100;
       row.remove();
       await this.chat.send({

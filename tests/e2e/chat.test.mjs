@@ -204,6 +204,19 @@ test('other files arrive as download links', async () => {
   assert.deepEqual(await readFile(await file.path()), pdf);
 });
 
+test('four files dropped at once all arrive (the page uploads two at a time, as the server allows)', async () => {
+  const pdf = '%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n';
+  await bob.evaluate((text) => {
+    const dt = new DataTransfer();
+    for (const n of [1, 2, 3, 4]) dt.items.add(new File([text], `batch-${n}.pdf`, { type: 'application/pdf' }));
+    document.querySelector('.chat').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, pdf);
+  for (const n of [1, 2, 3, 4]) {
+    await alice.locator('#message-list a.file-link', { hasText: `batch-${n}.pdf` }).waitFor({ timeout: 15000 });
+  }
+  assert.equal(await bob.locator('#uploads .upload[data-state="error"]').count(), 0);
+});
+
 
 test('camera denied: the call still starts receive-only with a clear message', async () => {
   const carol = await newUser(browser, 'carol');
