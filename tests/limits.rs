@@ -362,6 +362,28 @@ async fn heavy_history(ann: &Client) {
     }
 }
 
+/// `member`'s history page of 500 over a new h2c connection whose streams
+/// start with `window` bytes of flow control (the default when `None`).
+async fn h2_history(
+    s: &Server,
+    member: &Client,
+    window: Option<u32>,
+) -> http::Response<hyper::body::Incoming> {
+    let tcp = TcpStream::connect(addr(s)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(window)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("{}/api/v1/messages?limit=500", s.base))
+        .header("x-session-id", member.session.as_deref().unwrap())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    send.send_request(req).await.unwrap()
+}
+
 #[tokio::test]
 async fn an_http2_stream_that_never_reads_a_large_answer_is_reset_and_its_body_dropped() {
     let s = start(|c| c.limits.write_stall_secs = 1).await;
@@ -370,19 +392,7 @@ async fn an_http2_stream_that_never_reads_a_large_answer_is_reset_and_its_body_d
     let (ann, _) = c.join(&conv, "Ann").await;
     heavy_history(&ann).await;
     // h2c with a stream window of zero: the server may send headers, never data.
-    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(format!("{}/api/v1/messages?limit=500", s.base))
-        .header("x-session-id", ann.session.as_deref().unwrap())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let res = send.send_request(req).await.unwrap();
+    let res = h2_history(&s, &ann, Some(0)).await;
     assert_eq!(res.status(), 200);
     let reaped = "chats3_connections_closed_total{reason=\"h2-stream-stall\"}";
     until(
@@ -393,18 +403,7 @@ async fn an_http2_stream_that_never_reads_a_large_answer_is_reset_and_its_body_d
     .await;
     drop(res);
     // A client that reads gets the whole page, in chunks.
-    let tcp = TcpStream::connect(addr(&s)).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(format!("{}/api/v1/messages?limit=500", s.base))
-        .header("x-session-id", ann.session.as_deref().unwrap())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let res = send.send_request(req).await.unwrap();
+    let res = h2_history(&s, &ann, None).await;
     let body = http_body_util::BodyExt::collect(res.into_body())
         .await
         .unwrap()
