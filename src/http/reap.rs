@@ -58,6 +58,8 @@ pub struct Reaped {
     inner: Arc<Mutex<Option<Inner>>>,
     polls: Arc<AtomicU64>,
     hint: SizeHint,
+    /// The inner body ended (and was let go).
+    done: bool,
 }
 
 impl Reaped {
@@ -74,7 +76,12 @@ impl Reaped {
             stall,
             closed,
         ));
-        Self { inner, polls, hint }
+        Self {
+            inner,
+            polls,
+            hint,
+            done: false,
+        }
     }
 }
 
@@ -113,8 +120,12 @@ impl http_body::Body for Reaped {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        self.polls.fetch_add(1, Ordering::Relaxed);
-        let mut guard = crate::lock::lock(&self.inner);
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        this.polls.fetch_add(1, Ordering::Relaxed);
+        let mut guard = crate::lock::lock(&this.inner);
         let Some(inner) = guard.as_mut() else {
             return Poll::Ready(Some(Err(axum::Error::new("the stream stalled"))));
         };
@@ -124,6 +135,12 @@ impl http_body::Body for Reaped {
                     Ok(data) => inner.pending = data,
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
+                Poll::Ready(None) => {
+                    // Finished: nothing left for the watchdog to drop.
+                    *guard = None;
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
                 other => return other,
             }
         }
@@ -131,12 +148,13 @@ impl http_body::Body for Reaped {
         Poll::Ready(Some(Ok(Frame::data(inner.pending.split_to(n)))))
     }
 
-    /// Never true once dropped: the next poll's error resets the stream, so
-    /// the client cannot take a cut-off body for a whole one.
+    /// Never true once dropped by the watchdog: the next poll's error resets
+    /// the stream, so the client cannot take a cut-off body for a whole one.
     fn is_end_stream(&self) -> bool {
-        crate::lock::lock(&self.inner)
-            .as_ref()
-            .is_some_and(|i| i.pending.is_empty() && i.body.is_end_stream())
+        self.done
+            || crate::lock::lock(&self.inner)
+                .as_ref()
+                .is_some_and(|i| i.pending.is_empty() && i.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
