@@ -240,6 +240,8 @@ pub struct Sources<'a> {
     pub present_users: usize,
     /// Uploads under way.
     pub uploads: i64,
+    /// Stream tokens and handoff codes issued, not yet used or expired.
+    pub one_time_tokens: usize,
 }
 
 /// Counts an open SSE stream while alive.
@@ -325,6 +327,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "uploads_in_progress",
         "Uploads under way (at most 2 per session, each within 5 minutes)",
         src.uploads,
+    );
+    gauge(
+        &mut r,
+        "one_time_tokens",
+        "Stream tokens and embed handoff codes issued and not yet used (each expires within 60 s; swept every minute)",
+        src.one_time_tokens as i64,
     );
     gauge(
         &mut r,

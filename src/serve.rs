@@ -193,7 +193,10 @@ pub async fn serve(
                     );
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE, acc.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
-                        Ok(Err(_)) => return,
+                        Ok(Err(_)) => {
+                            limits.closed.inc("tls-handshake-failed");
+                            return;
+                        }
                         Err(_) => {
                             limits.closed.trip(
                                 "tls-handshake-timeout",

@@ -55,6 +55,21 @@ async fn metrics_need_the_token_and_count_requests_streams_and_flushes() {
     );
     assert!(m["chats3_events_published_total"] >= 3.0);
     assert!(m["chats3_store_size_bytes"] > 0.0);
+    // What a client can make the server hold is shown, even when nothing is held.
+    for held in [
+        "chats3_uploads_in_progress",
+        "chats3_webhooks_pending",
+        "chats3_event_room_held_bytes",
+    ] {
+        assert_eq!(m[held], 0.0, "{held}");
+    }
+    ann.post("/api/v1/signaling/token", serde_json::json!({}))
+        .await;
+    let r = c.get_with_bearer("/metrics", "scrape-token").await;
+    assert_eq!(
+        parse(r.body.as_str().unwrap())["chats3_one_time_tokens"],
+        1.0
+    );
     drop(st);
     s.stop().await;
 }

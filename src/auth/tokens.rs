@@ -45,6 +45,15 @@ impl<T> OneTimeTokens<T> {
         crate::lock::lock(&self.map).retain(|_, (v, _)| !matches(v));
     }
 
+    /// Tokens issued and not yet redeemed or swept (for `/metrics`).
+    pub fn len(&self) -> usize {
+        crate::lock::lock(&self.map).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets expired tokens.
     pub fn sweep(&self, now_ms: i64) {
         crate::lock::lock(&self.map).retain(|_, (_, exp)| *exp > now_ms);

@@ -37,6 +37,7 @@ fn exposition(state: &AppState) -> Response {
             .upload_slots
             .open
             .load(std::sync::atomic::Ordering::Relaxed),
+        one_time_tokens: state.stream_tokens.len() + state.handoffs.len(),
     };
     let mut res = state.metrics.render(&sources).into_response();
     res.headers_mut().insert(
