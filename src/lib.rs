@@ -41,6 +41,7 @@ pub mod http;
 pub mod lock;
 pub mod metrics;
 pub mod model;
+pub mod per_key;
 pub mod serve;
 pub mod state;
 pub mod store;

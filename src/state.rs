@@ -58,7 +58,7 @@ pub struct AppState {
     /// once cannot leave the user with two reactions on a message.
     pub reaction_locks: crate::lock::Striped,
     /// Uploads under way, at most a few per session.
-    pub upload_slots: Arc<crate::attachments::slots::UploadSlots>,
+    pub upload_slots: Arc<crate::per_key::PerKey<String>>,
     /// The S3 bucket, when sync is configured.
     pub s3: Option<crate::sync::S3>,
     /// The media relay and per-conversation call membership.
@@ -68,7 +68,7 @@ pub struct AppState {
     /// Open streams per session, ended when their session ends.
     pub session_ends: Arc<SessionEnds>,
     /// Open streams per client IP.
-    pub ip_streams: Arc<crate::events::per_ip::IpStreams>,
+    pub ip_streams: Arc<crate::per_key::PerKey<std::net::IpAddr>>,
     /// Signaling posts per session (`limits.signaling_per_sec`).
     pub signal_rate: governor::DefaultKeyedRateLimiter<String>,
     /// `PUBLIC_URL`'s origin (`scheme://host[:port]`), when configured.

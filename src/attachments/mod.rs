@@ -1,12 +1,10 @@
 //! Attachments: the content-type decision (magic bytes via `infer`), filename
 //! sanitizing, signed download URLs (all pure), and the blob files under
-//! `<data_dir>/attachments/` (written to a temp file, fsynced, renamed), and
-//! the slots that bound uploads under way.
+//! `<data_dir>/attachments/` (written to a temp file, fsynced, renamed).
 
 pub mod blob;
 pub mod kind;
 pub mod name;
 pub mod signed;
-pub mod slots;
 
 pub use blob::{BlobWriter, blob_path};

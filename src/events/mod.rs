@@ -7,7 +7,6 @@ pub mod cursor;
 pub mod frame;
 pub mod hub;
 pub mod kind;
-pub mod per_ip;
 pub mod session_end;
 pub mod stream;
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::attachments::blob::BlobError;
-use crate::attachments::{BlobWriter, blob_path, kind, name, signed, slots};
+use crate::attachments::{BlobWriter, blob_path, kind, name, signed};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::http::envelope;
 use crate::http::error::ApiError;
@@ -26,6 +26,8 @@ pub const URL_TTL_MS: i64 = 15 * 60 * 1000;
 /// The longest an upload may take in all (10 MB at ≈ 270 kbit/s); the body
 /// timeout bounds each pause, this the whole.
 const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+/// Uploads one session may have under way at once.
+const UPLOADS_PER_SESSION: usize = 2;
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
@@ -62,13 +64,16 @@ pub async fn upload(
     if let Err(e) = state.store.check_space() {
         return Ok(refused_unread(e.into()));
     }
-    let Some(_slot) = state.upload_slots.take(&s.session_id) else {
+    let Some(_slot) = state
+        .upload_slots
+        .try_take(s.session_id.clone(), UPLOADS_PER_SESSION)
+    else {
         state.metrics.refused.trip(
             "uploads_per_session",
             "upload refused: its session already has uploads under way",
         );
         let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many uploads at once")
-            .with_details(json!({ "reason": "uploads_per_session", "max": slots::PER_SESSION }));
+            .with_details(json!({ "reason": "uploads_per_session", "max": UPLOADS_PER_SESSION }));
         return Ok(refused_unread(e));
     };
     // However slowly its bytes come, an upload ends within UPLOAD_DEADLINE.

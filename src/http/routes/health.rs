@@ -33,10 +33,7 @@ fn exposition(state: &AppState) -> Response {
         relay: state.calls.relay(),
         streaming_sessions: state.session_ends.len(),
         present_users: state.presence().total_users(),
-        uploads: state
-            .upload_slots
-            .open
-            .load(std::sync::atomic::Ordering::Relaxed),
+        uploads: state.upload_slots.total(),
         one_time_tokens: state.stream_tokens.len() + state.handoffs.len(),
     };
     let mut res = state.metrics.render(&sources).into_response();

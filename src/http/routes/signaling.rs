@@ -105,7 +105,7 @@ pub async fn stream(
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0);
     let ip_permit = state
         .ip_streams
-        .try_open(ip, limits.streams_per_ip)
+        .try_take(ip, limits.streams_per_ip)
         .ok_or_else(|| too_many_streams(&state, "streams_per_ip"))?;
     let ended = state
         .session_ends
