@@ -329,12 +329,8 @@ async fn a_data_directory_newer_than_the_binary_is_refused() {
 /// its stderr on `stderr`, until it listens; then kills it and returns it.
 async fn serve_once(dir: &Path, stderr: std::process::Stdio) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chats3"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("CHATS3_DATA_DIR", dir)
+    let mut cmd = server_command(dir);
+    cmd.env_remove("ADMIN_PASSWORD")
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)

@@ -70,6 +70,11 @@ fn hides_characters(s: &str) -> bool {
     })
 }
 
+/// `s` trimmed, each run of whitespace (of any kind) one plain space.
+fn one_space(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A display name: HTML stripped, trimmed, NFC-normalised, each whitespace run
 /// one plain space, 1..=max characters,
 /// nothing invisible (checked before and after stripping, which decodes
@@ -78,7 +83,7 @@ pub fn display_name(raw: &str, max: usize) -> Result<String, FieldError> {
     let stripped: String = strip_html(raw.trim()).nfc().collect();
     // Every run of whitespace is one plain space: a hair or thin space would
     // draw "B ob" as "Bob".
-    let name = stripped.split_whitespace().collect::<Vec<_>>().join(" ");
+    let name = one_space(&stripped);
     if hides_characters(raw) || hides_characters(&name) {
         return Err(field(
             "displayName",
@@ -119,7 +124,7 @@ pub fn name_key(name: &str) -> String {
     let fold = |s: &str| -> String {
         let typed: String = unicode_security::skeleton(s).collect();
         let folded: String = unicode_security::skeleton(&typed.to_lowercase()).collect();
-        folded.split_whitespace().collect::<Vec<_>>().join(" ")
+        one_space(&folded)
     };
     fold(&fold(&name)).replace('i', "l")
 }
