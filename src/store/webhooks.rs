@@ -2,10 +2,14 @@
 //! monotonically increasing id, with its attempt count and next due time, and
 //! an index by integrator and due time, so each integrator's dispatcher reads
 //! only what is due for it (never the whole queue, never behind another
-//! integrator's backlog). The index is written before the record and cleaned
-//! when read: an index entry without its record is skipped and removed.
+//! integrator's backlog). A record and its index entry are written and
+//! removed together, in one sled transaction, so a reader never sees one
+//! without the other (an index entry left by an older version without its
+//! record is skipped and removed when read).
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{Store, StoreError};
 
@@ -25,9 +29,17 @@ impl Store {
     pub async fn enqueue_webhook(&self, d: &Delivery) -> Result<u64, StoreError> {
         self.space.check()?;
         let id = self.db.generate_id()?;
-        self.webhook_due
-            .insert(due_key(&d.integrator_id, d.next_at_ms, id), &[])?;
-        self.webhooks.insert(id.to_be_bytes(), super::encode(d))?;
+        let (key, record) = (
+            due_key(&d.integrator_id, d.next_at_ms, id),
+            super::encode(d),
+        );
+        (&self.webhooks, &self.webhook_due)
+            .transaction(|(webhooks, due)| {
+                due.insert(key.as_slice(), &[])?;
+                webhooks.insert(&id.to_be_bytes(), record.as_slice())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(from_transaction)?;
         self.flush().await?;
         Ok(id)
     }
@@ -68,36 +80,41 @@ impl Store {
     /// Reschedules (Some) or removes (None) a delivery.
     pub fn update_webhook(&self, id: u64, d: Option<&Delivery>) -> Result<(), StoreError> {
         self.space.check()?;
-        let old = self
-            .webhooks
-            .get(id.to_be_bytes())?
-            .map(|v| super::decode::<Delivery>(&v, "webhook delivery"))
-            .transpose()?;
-        match d {
-            Some(d) => {
-                self.webhook_due
-                    .insert(due_key(&d.integrator_id, d.next_at_ms, id), &[])?;
-                self.webhooks.insert(id.to_be_bytes(), super::encode(d))?;
-            }
-            None => {
-                self.webhooks.remove(id.to_be_bytes())?;
-            }
-        }
-        if let Some(old) = old
-            && d.is_none_or(|d| d.next_at_ms != old.next_at_ms)
-        {
-            self.webhook_due
-                .remove(due_key(&old.integrator_id, old.next_at_ms, id))?;
-        }
-        Ok(())
+        let new = d.map(|d| {
+            (
+                due_key(&d.integrator_id, d.next_at_ms, id),
+                super::encode(d),
+            )
+        });
+        (&self.webhooks, &self.webhook_due)
+            .transaction(|(webhooks, due)| {
+                let old = webhooks
+                    .get(id.to_be_bytes())?
+                    .map(|v| super::decode::<Delivery>(&v, "webhook delivery"))
+                    .transpose()
+                    .map_err(ConflictableTransactionError::Abort)?;
+                if let Some(old) = old {
+                    due.remove(due_key(&old.integrator_id, old.next_at_ms, id))?;
+                }
+                match &new {
+                    Some((key, record)) => {
+                        due.insert(key.as_slice(), &[])?;
+                        webhooks.insert(&id.to_be_bytes(), record.as_slice())?;
+                    }
+                    None => {
+                        webhooks.remove(&id.to_be_bytes())?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(from_transaction)
     }
 
-    /// Rebuilds the due-time index of a queue written before it existed (or
-    /// before it was kept per integrator).
+    /// Gives every queued delivery its due-time index entry: a queue written
+    /// before the index existed (or before it was kept per integrator), and
+    /// deliveries whose entry an older version lost (see the test
+    /// `deliveries_queued_while_the_queue_is_read_are_all_found`).
     pub(super) fn index_webhooks(&self) -> Result<(), StoreError> {
-        if !self.webhook_due.is_empty() {
-            return Ok(());
-        }
         for item in self.webhooks.iter() {
             let (k, v) = item?;
             let d: Delivery = super::decode(&v, "webhook delivery")?;
@@ -114,6 +131,13 @@ impl Store {
 
     pub fn pending_webhooks(&self) -> usize {
         self.webhooks.len()
+    }
+}
+
+fn from_transaction(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
     }
 }
 
@@ -182,6 +206,39 @@ mod tests {
         assert_eq!(store.webhook_due.len(), 2, "no stale index entries");
     }
 
+    /// The dispatcher reads the queue while events are queued: none may be
+    /// lost (a reader once took a just-written index entry for an orphan and
+    /// removed it, and its delivery was never sent).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_queued_while_the_queue_is_read_are_all_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap(),
+        );
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = std::thread::spawn({
+            let (store, done) = (store.clone(), done.clone());
+            move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.due_webhooks("acme", i64::MAX, usize::MAX).unwrap();
+                }
+            }
+        });
+        let mut queued = Vec::new();
+        for at in 0..2_000 {
+            queued.push(store.enqueue_webhook(&delivery(at)).await.unwrap());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+        let found: Vec<u64> = store
+            .due_webhooks("acme", i64::MAX, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(found.len(), queued.len(), "deliveries lost from the index");
+    }
+
     #[tokio::test]
     async fn a_queue_from_before_the_index_is_indexed_on_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -196,5 +253,17 @@ mod tests {
         let store =
             Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
         assert_eq!(store.due_webhooks("acme", 2_000, 10).unwrap().len(), 1);
+        // A delivery whose entry alone was lost, with others indexed.
+        let lost = store.enqueue_webhook(&delivery(1_500)).await.unwrap();
+        store
+            .webhook_due
+            .remove(due_key("acme", 1_500, lost))
+            .unwrap();
+        store.flush().await.unwrap();
+        store.shutdown();
+        drop(store);
+        let store =
+            Store::open_with(dir.path(), Arc::new(crate::store::NoListener), false, 0).unwrap();
+        assert_eq!(store.due_webhooks("acme", 2_000, 10).unwrap().len(), 2);
     }
 }
