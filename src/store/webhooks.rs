@@ -60,7 +60,8 @@ impl Store {
                 Some(v) => {
                     let d: Delivery = super::decode(&v, "webhook delivery")?;
                     if d.next_at_ms != at {
-                        // Rescheduled since (a crash between the two writes): stale entry.
+                        // Rescheduled since this entry was read, or left by an older
+                        // version that wrote the two apart: stale.
                         self.webhook_due.remove(&k)?;
                         continue;
                     }
@@ -70,6 +71,7 @@ impl Store {
                     }
                 }
                 None => {
+                    // Delivered since this entry was read, or an older version's orphan.
                     self.webhook_due.remove(&k)?;
                 }
             }
