@@ -27,7 +27,7 @@ fi
 echo "== cargo test (unit + integration)"
 # The parsers' property tests (`mod fuzz`) run this many cases each on CI
 # (256 by default; about a minute in all at 2048 on 2 cores).
-PROPTEST_CASES="${PROPTEST_CASES:-2048}" cargo test --workspace --all-targets
+PROPTEST_CASES="${PROPTEST_CASES:-2048}" cargo test --workspace --all-targets --no-fail-fast
 
 echo "== end-to-end (headless Chromium)"
 bash tests/e2e/run.sh

@@ -309,6 +309,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "Size of the store on disk",
         src.store.size_on_disk() as i64,
     );
+    gauge(
+        &mut r,
+        "sessions",
+        "Sessions kept (each until idle for session_ttl_secs; at most limits.sessions_per_conversation per conversation by join code, 8 per embedded user)",
+        src.store.session_count() as i64,
+    );
     let (sessions, conversations) = src.store.cached_records();
     gauge(
         &mut r,

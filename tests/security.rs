@@ -921,3 +921,66 @@ async fn confusable_names_count_as_taken() {
         assert_eq!(join_as(&c, &conv, name).await.status, 409, "{name:?}");
     }
 }
+
+// ---- What a join code or an integrator's page loads can make the server keep ----
+
+#[tokio::test]
+async fn a_join_code_holder_cannot_make_a_conversation_keep_sessions_without_end() {
+    const TOKEN: &str = "scrape-token";
+    let s = Server::start_with(|c| {
+        c.limits.sessions_per_conversation = 3;
+        c.metrics_token = Some(chats3::config::Secret::new(TOKEN));
+    })
+    .await;
+    let c = s.client();
+    let conv = c.create_conversation("kept").await;
+    // The attacker joins under one new name after another and never opens a stream.
+    for name in ["Ann", "Bob", "Cy"] {
+        assert_eq!(join_as(&c, &conv, name).await.status, 200);
+    }
+    let r = join_as(&c, &conv, "Dee").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["message"], "Conversation is full");
+    assert_eq!(r.details()["reason"], "sessions");
+    assert_eq!(c.metric(TOKEN, "chats3_sessions ").await, 3.0);
+    // A name the conversation already keeps can still come back (it replaces its own).
+    assert_eq!(join_as(&c, &conv, "Ann").await.status, 200);
+    assert_eq!(c.metric(TOKEN, "chats3_sessions ").await, 3.0);
+    // Leaving makes room.
+    let (bob, _) = c.join(&conv, "Bob").await;
+    let r = bob.post("/api/v1/leave", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(join_as(&c, &conv, "Dee").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_embedded_user_keeps_at_most_eight_sessions_however_often_the_page_loads() {
+    let s = start().await;
+    let c = s.client();
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        let r = embed(&c, "acme", "reloads", "cust-1", "Casey", "customer").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        sessions.push(r.details()["sessionId"].as_str().unwrap().to_string());
+    }
+    let mut alive = Vec::new();
+    for sid in &sessions {
+        alive.push(c.with_session(sid).get("/api/v1/session").await.status == 200);
+    }
+    assert_eq!(
+        alive,
+        [[false; 4].as_slice(), &[true; 8]].concat(),
+        "the four least recently used sessions end, the newest eight remain"
+    );
+    // Another user of the same conversation is not affected.
+    embed_ok(&c, "acme", "reloads", "agent-1", "Alex", "agent").await;
+    assert_eq!(
+        c.with_session(sessions.last().unwrap())
+            .get("/api/v1/session")
+            .await
+            .status,
+        200
+    );
+    s.stop().await;
+}

@@ -223,6 +223,10 @@ config_table! {
         /// Relay connections per conversation (`0`: `max_participants`); a relay connection also
         /// requires `call-join` first.
         relay_per_conversation: usize = 0, env ["RELAY_PER_CONVERSATION"], eg 8;
+        /// Sessions a conversation keeps (within `session_ttl_secs`); a join by code that would
+        /// add one more is refused with 403 `sessions`. An embedded user keeps at most 8 per
+        /// conversation: a 9th ends the least recently active one.
+        sessions_per_conversation: usize = 1000, env ["SESSIONS_PER_CONVERSATION"], eg 200;
     }
 }
 

@@ -186,6 +186,10 @@ impl Limits {
             ("max_connections", self.max_connections as u64),
             ("body_timeout_secs", self.body_timeout_secs),
             ("relay_connect_secs", self.relay_connect_secs),
+            (
+                "sessions_per_conversation",
+                self.sessions_per_conversation as u64,
+            ),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((key, _)) => Err(refused(&format!("limits.{key}"), "must be at least 1")),

@@ -71,6 +71,11 @@ impl Store {
         self.replicate_later(Shared::Sessions, s.session_id.as_bytes(), None);
     }
 
+    /// Sessions kept, in all conversations (counted at each call: for scrapes).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn sessions_of(&self, conv: &str) -> Result<Vec<Session>, StoreError> {
         let mut out = Vec::new();
         for k in self

@@ -14,8 +14,10 @@ use serde_json::json;
 
 use super::join::{find_conversation, new_session_id, session_cookie, system_notice, with_cookie};
 use crate::auth::ticket::{self, Ticket, TicketError, TicketPolicy};
-use crate::chat::{join::new_join_code, validate};
+use crate::chat::join::{SESSIONS_PER_EMBEDDED_USER, new_join_code, to_replace};
+use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
+use crate::events::EndReason;
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
@@ -131,6 +133,14 @@ async fn handshake(
         }
     }
     let host_origin = t.origin.clone();
+    // Each page load of the host makes a session: the user's least recently
+    // active ones make room (serialized with joins to the conversation).
+    let lock = state.join_locks.lock(&conv.conversation_id).await;
+    let sessions = state.store.sessions_of(&conv.conversation_id)?;
+    for s in to_replace(&sessions, &t.user_id, SESSIONS_PER_EMBEDDED_USER) {
+        state.store.delete_session(s).await?;
+        state.end_session(s, EndReason::Replaced);
+    }
     let session = Session {
         session_id: new_session_id(),
         user_id: t.user_id,
@@ -143,6 +153,7 @@ async fn handshake(
         integrator_id: Some(t.integrator_id),
     };
     state.store.put_session(&session).await?;
+    drop(lock);
     // Every page load of the host mints a ticket: announce a user id once per
     // conversation, not once per handshake (the original announced none).
     let first_join = state

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::chat::join::{JoinDecision, decide, join_code_matches};
+use crate::chat::join::{Caps, JoinDecision, decide, join_code_matches};
 use crate::chat::validate;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::events::EndReason;
@@ -132,7 +132,10 @@ pub async fn join(
             &sessions,
             |u| p.is_active(&cid, u),
             p.count(&cid),
-            state.config.max_participants,
+            Caps {
+                active: state.config.max_participants,
+                sessions: state.config.limits.sessions_per_conversation,
+            },
         )
     };
     let user_id = match decision {
@@ -148,6 +151,10 @@ pub async fn join(
             );
         }
         JoinDecision::Full => return Err(ApiError::forbidden("Conversation is full")),
+        JoinDecision::SessionsFull => {
+            return Err(ApiError::forbidden("Conversation is full")
+                .with_details(json!({ "reason": "sessions" })));
+        }
         JoinDecision::New => uuid::Uuid::new_v4().to_string(),
         JoinDecision::Takeover {
             user_id,
