@@ -315,6 +315,12 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
         "Sessions kept (each until idle for session_ttl_secs; at most limits.sessions_per_conversation per conversation by join code, 8 per embedded user)",
         src.store.session_count() as i64,
     );
+    gauge(
+        &mut r,
+        "attachment_bytes",
+        "Bytes of attachments recorded (at most limits.attachment_bytes_per_conversation per conversation)",
+        i64::try_from(src.store.all_attachment_bytes()).unwrap_or(i64::MAX),
+    );
     let (sessions, conversations) = src.store.cached_records();
     gauge(
         &mut r,

@@ -472,6 +472,53 @@ async fn a_session_has_at_most_two_uploads_under_way() {
 }
 
 #[tokio::test]
+async fn a_conversation_keeps_at_most_its_quota_of_file_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = |c: &mut chats3::Config| {
+        c.metrics_token = Some(chats3::config::Secret::new(TOKEN));
+        c.limits.attachment_bytes_per_conversation = 3_000;
+    };
+    let s = Server::start_in(dir.path(), quota).await;
+    let c = s.client();
+    let conv = c.create_conversation("quota").await;
+    let other = c.create_conversation("other").await;
+    let (ann, _) = c.join(&conv, "Ann").await;
+    let upload = async |who: &Client, len: usize| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![b'a'; len])
+                .file_name("a.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        );
+        let req = who
+            .http
+            .post(format!("{}/api/v1/attachments", who.base))
+            .header("x-session-id", who.session.as_deref().unwrap())
+            .multipart(form);
+        who.send(req).await
+    };
+    assert_eq!(upload(&ann, 2_000).await.status, 200);
+    // The member fills the conversation: the file that would pass the quota is refused.
+    let r = upload(&ann, 2_000).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.details()["reason"], "conversation_quota");
+    assert_eq!(upload(&ann, 900).await.status, 200);
+    assert_eq!(upload(&ann, 200).await.status, 413);
+    assert_eq!(c.metric(TOKEN, "chats3_attachment_bytes ").await, 2_900.0);
+    // Another conversation has its own quota.
+    let (bob, _) = c.join(&other, "Bob").await;
+    assert_eq!(upload(&bob, 2_500).await.status, 200);
+    // The count survives a restart.
+    s.stop().await;
+    let s = Server::start_in(dir.path(), quota).await;
+    let ann = s.client().with_session(ann.session.as_deref().unwrap());
+    assert_eq!(upload(&ann, 200).await.status, 413);
+    assert_eq!(upload(&ann, 100).await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn signaling_payloads_are_capped_and_shaped() {
     let s = start(|_| {}).await;
     let c = s.client();

@@ -227,6 +227,10 @@ config_table! {
         /// add one more is refused with 403 `sessions`. An embedded user keeps at most 8 per
         /// conversation: a 9th ends the least recently active one.
         sessions_per_conversation: usize = 1000, env ["SESSIONS_PER_CONVERSATION"], eg 200;
+        /// Bytes of attachments a conversation keeps (1 GiB); an upload beyond is refused with 413
+        /// `conversation_quota`.
+        attachment_bytes_per_conversation: u64 = 1 << 30,
+            env ["ATTACHMENT_BYTES_PER_CONVERSATION"], eg 100 << 20;
     }
 }
 

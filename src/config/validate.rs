@@ -187,6 +187,10 @@ impl Limits {
             ("body_timeout_secs", self.body_timeout_secs),
             ("relay_connect_secs", self.relay_connect_secs),
             (
+                "attachment_bytes_per_conversation",
+                self.attachment_bytes_per_conversation,
+            ),
+            (
                 "sessions_per_conversation",
                 self.sessions_per_conversation as u64,
             ),

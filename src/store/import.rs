@@ -65,8 +65,11 @@ impl Store {
         }
         self.reactions.apply_batch(batch)?;
         for a in attachments {
-            self.attachments
-                .insert(a.attachment_id.as_bytes(), encode(a))?;
+            let new = encode(a);
+            let old = self
+                .attachments
+                .insert(a.attachment_id.as_bytes(), new.as_slice())?;
+            self.count_attachment_change(old.as_deref(), Some(&new))?;
         }
         match last {
             0 => self.sync.remove(conv.as_bytes()).map(drop)?,

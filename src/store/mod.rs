@@ -122,6 +122,9 @@ pub struct Store {
     outbox: sled::Tree,
     sync: sled::Tree,
     attachments: sled::Tree,
+    /// Bytes of attachments recorded per conversation (`u64` big-endian),
+    /// following `attachments` (see [`Store::attachment_bytes`]).
+    conv_attachment_bytes: sled::Tree,
     webhooks: sled::Tree,
     /// Index of `webhooks` by due time: `next_at_ms ++ id` (both big-endian).
     webhook_due: sled::Tree,
@@ -237,6 +240,7 @@ impl Store {
             sync: db.open_tree("sync")?,
             sync_enabled,
             attachments: db.open_tree("attachments")?,
+            conv_attachment_bytes: db.open_tree("conv_attachment_bytes")?,
             webhooks: db.open_tree("webhooks")?,
             // Keyed by integrator since 2026-12: the older index by due time
             // alone is dropped, and this one rebuilt from the queue on open.
@@ -253,6 +257,7 @@ impl Store {
             conversation_cache: cache::ReadCache::new(CACHE_CAP),
         };
         store.index_webhooks()?;
+        store.count_attachment_bytes()?;
         Ok(store)
     }
 

@@ -270,6 +270,61 @@ impl Store {
             .collect()
     }
 
+    /// Bytes of the attachments recorded in `conv`.
+    pub fn attachment_bytes(&self, conv: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .conv_attachment_bytes
+            .get(conv.as_bytes())?
+            .map_or(0, |v| read_u64(&v)))
+    }
+
+    /// Bytes of the attachments recorded in all conversations (for scrapes).
+    pub fn all_attachment_bytes(&self) -> u64 {
+        self.conv_attachment_bytes
+            .iter()
+            .values()
+            .filter_map(Result::ok)
+            .map(|v| read_u64(&v))
+            .sum()
+    }
+
+    /// Follows an attachment record's change (`old` → `new`, encoded) in its
+    /// conversation's byte count.
+    pub(super) fn count_attachment_change(
+        &self,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let meta =
+            |v: Option<&[u8]>| v.and_then(|v| decode::<AttachmentMeta>(v, "attachment").ok());
+        for (a, add) in [(meta(old), false), (meta(new), true)] {
+            let Some(a) = a else { continue };
+            self.conv_attachment_bytes
+                .update_and_fetch(a.conversation_id.as_bytes(), |v| {
+                    let n = v.map_or(0, read_u64);
+                    let n = if add {
+                        n.saturating_add(a.size_bytes)
+                    } else {
+                        n.saturating_sub(a.size_bytes)
+                    };
+                    Some(n.to_be_bytes().to_vec())
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Counts the recorded attachments' bytes per conversation, once: for a
+    /// store written before the count existed.
+    pub(super) fn count_attachment_bytes(&self) -> Result<(), StoreError> {
+        if !self.conv_attachment_bytes.is_empty() {
+            return Ok(());
+        }
+        for v in self.attachments.iter().values() {
+            self.count_attachment_change(None, Some(&v?))?;
+        }
+        Ok(())
+    }
+
     /// Is an upload of this attachment to S3 still pending?
     pub fn attachment_pending(&self, a: &AttachmentMeta) -> Result<bool, StoreError> {
         Ok(self.outbox.contains_key(
@@ -289,12 +344,16 @@ impl Store {
     }
 }
 
+fn read_u64(v: &[u8]) -> u64 {
+    v.try_into().map_or(0, u64::from_be_bytes)
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Conversation, ConversationStatus};
+    use crate::model::{AttachmentMeta, Conversation, ConversationStatus};
 
     /// A session of conversation "c" (shared with the store's other tests).
     pub(crate) fn session(id: &str, last_active_at_ms: i64) -> Session {
@@ -309,6 +368,50 @@ pub(super) mod tests {
             last_active_at_ms,
             integrator_id: None,
         }
+    }
+
+    fn attachment(id: &str, conv: &str, size_bytes: u64) -> AttachmentMeta {
+        AttachmentMeta {
+            attachment_id: id.into(),
+            conversation_id: conv.into(),
+            uploader_user_id: "u".into(),
+            original_filename: "a.txt".into(),
+            mime_type: "text/plain".into(),
+            size_bytes,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    /// Each conversation's attachment bytes follow its records, the same
+    /// record written twice counts once, and a store from before the count
+    /// is counted when opened.
+    #[tokio::test]
+    async fn attachment_bytes_are_counted_per_conversation() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
+            for a in [
+                attachment("a", "c", 100),
+                attachment("b", "c", 20),
+                attachment("x", "d", 5),
+            ] {
+                store.put_attachment(&a).await.unwrap();
+            }
+            store
+                .put_attachment(&attachment("a", "c", 100))
+                .await
+                .unwrap();
+            assert_eq!(store.attachment_bytes("c").unwrap(), 120);
+            assert_eq!(store.attachment_bytes("d").unwrap(), 5);
+            assert_eq!(store.attachment_bytes("none").unwrap(), 0);
+            assert_eq!(store.all_attachment_bytes(), 125);
+            store.conv_attachment_bytes.clear().unwrap();
+            store.flush().await.unwrap();
+            store.shutdown();
+        }
+        let store = Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap();
+        assert_eq!(store.attachment_bytes("c").unwrap(), 120);
+        assert_eq!(store.all_attachment_bytes(), 125);
     }
 
     /// A refresh of a session removed meanwhile does not bring it back.

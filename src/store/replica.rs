@@ -309,6 +309,7 @@ impl Store {
                 self.mark(&super::OutboxItem::Meta(id.into_owned()))?;
             }
             Shared::Attachments => {
+                self.count_attachment_change(old.as_deref(), value)?;
                 if let Some(a) = value.and_then(|v| decode::<AttachmentMeta>(v, "attachment").ok())
                 {
                     self.mark(&super::OutboxItem::Attachment(

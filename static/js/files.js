@@ -122,7 +122,9 @@ export class Files {
     } catch (e) {
       const err = /** @type {import('./api.js').ApiError} */ (e);
       if (err.status === 404) fail('file sharing is not available on this server');
-      else if (err.status === 413) fail('too large');
+      else if (err.status === 413 && err.details?.reason === 'conversation_quota') {
+        fail('this conversation has no room for more files');
+      } else if (err.status === 413) fail('too large');
       else fail(err.message || 'upload failed');
     }
   }

@@ -64,6 +64,10 @@ pub async fn upload(
     if let Err(e) = state.store.check_space() {
         return Ok(refused_unread(e.into()));
     }
+    let quota = state.config.limits.attachment_bytes_per_conversation;
+    if state.store.attachment_bytes(&s.conversation_id)? >= quota {
+        return Ok(refused_unread(over_quota(state.as_ref(), quota)));
+    }
     let Some(_slot) = state
         .upload_slots
         .try_take(s.session_id.clone(), UPLOADS_PER_SESSION)
@@ -151,6 +155,17 @@ async fn receive(
         })?;
     let id = uuid::Uuid::new_v4().to_string();
     let size = w.size();
+    // Checked again now that the size is known (uploads under way at once may
+    // each pass: the quota can be exceeded by at most those).
+    let quota = state.config.limits.attachment_bytes_per_conversation;
+    if state
+        .store
+        .attachment_bytes(&s.conversation_id)?
+        .saturating_add(size)
+        > quota
+    {
+        return Err(over_quota(state, quota));
+    }
     w.commit(data_dir, &id).await.map_err(io_error)?;
     if let Some(c) = &state.cluster
         && let Err(e) = crate::cluster::files::put(c, &id, &blob_path(data_dir, &id)).await
@@ -184,6 +199,19 @@ async fn receive(
             "sizeBytes": meta.size_bytes,
         }),
     ))
+}
+
+/// The conversation keeps as many bytes of attachments as it may.
+fn over_quota(state: &AppState, quota: u64) -> ApiError {
+    state.metrics.refused.trip(
+        "conversation_quota",
+        "upload refused: its conversation keeps as many bytes of files as it may",
+    );
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Conversation has no room for more files",
+    )
+    .with_details(json!({ "reason": "conversation_quota", "maxBytes": quota }))
 }
 
 /// A refusal answered before the body is read to its end: the connection
