@@ -261,14 +261,18 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable. The flush waits on tokio's blocking
+    /// pool, never with sled 0.34's `flush_async`: that one waits on sled's
+    /// own small I/O pool, whose threads can all end up waiting for a write
+    /// queued behind them, and the store then stops for good (sled issue 1308;
+    /// `records::tests::concurrent_flushes_never_stall_the_store`).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let res = self
-            .db
-            .flush_async()
-            .await
-            .map(drop)
-            .map_err(StoreError::from);
+        let db = self.db.clone();
+        let res = match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => flushed.map(drop).map_err(StoreError::from),
+            // Only when the runtime is shutting down.
+            Err(_) => Err(StoreError::Closed),
+        };
         self.space.observe(&res);
         res
     }

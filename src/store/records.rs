@@ -414,6 +414,50 @@ pub(super) mod tests {
         assert_eq!(store.all_attachment_bytes(), 125);
     }
 
+    /// Many writes, each waiting for its flush, at once (with the message
+    /// group commit and webhook transactions beside them) all finish: sled
+    /// 0.34's `flush_async` ran each flush on sled's own I/O pool, whose
+    /// threads could all end up waiting for a write queued behind them
+    /// (sled issue 1308), and the store stopped for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_flushes_never_stall_the_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(tmp.path(), Arc::new(crate::store::NoListener), false).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..400 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                match i % 3 {
+                    0 => store.put_session(&session(&format!("s{i}"), 1_000)).await,
+                    1 => {
+                        store
+                            .put_attachment(&attachment(&format!("a{i}"), "c", 10))
+                            .await
+                    }
+                    _ => store
+                        .enqueue_webhook(&crate::store::webhooks::Delivery {
+                            integrator_id: "acme".into(),
+                            body: "{}".into(),
+                            attempts: 0,
+                            next_at_ms: 0,
+                            created_at_ms: 0,
+                        })
+                        .await
+                        .map(drop),
+                }
+            });
+        }
+        let all = async {
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap().unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("the store stalled: writes waiting for a flush never finished");
+    }
+
     /// A refresh of a session removed meanwhile does not bring it back.
     #[tokio::test]
     async fn touching_a_removed_session_does_not_bring_it_back() {
