@@ -367,6 +367,7 @@ impl App {
             webhooks,
             media_origins,
             join_locks: crate::lock::Striped::new(64),
+            upload_commits: crate::lock::Striped::new(64),
             reaction_locks: crate::lock::Striped::new(64),
             upload_slots: Arc::default(),
             session_ends: Arc::default(),

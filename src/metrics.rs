@@ -229,6 +229,11 @@ impl Metrics {
     }
 }
 
+/// Marks a response whose refusal its handler already counted under its own
+/// reason, so that the request layer does not count it again by its status.
+#[derive(Clone, Copy)]
+pub struct RefusalCounted;
+
 /// The parts whose figures are read at scrape time.
 pub struct Sources<'a> {
     pub store: &'a Store,

@@ -54,6 +54,8 @@ pub struct AppState {
     /// claimed twice at once (a flood of joins into one conversation does not
     /// hold up the others').
     pub join_locks: crate::lock::Striped,
+    /// Serializes the end of a conversation's uploads (quota check and record).
+    pub upload_commits: crate::lock::Striped,
     /// Serializes one user's reaction changes in a conversation, so two at
     /// once cannot leave the user with two reactions on a message.
     pub reaction_locks: crate::lock::Striped,

@@ -509,6 +509,31 @@ async fn a_conversation_keeps_at_most_its_quota_of_file_bytes() {
     // Another conversation has its own quota.
     let (bob, _) = c.join(&other, "Bob").await;
     assert_eq!(upload(&bob, 2_500).await.status, 200);
+    // Uploads finishing at once are counted one after another: of six that
+    // would each fit alone, one does.
+    let mut members = Vec::new();
+    for name in ["Cy", "Dee", "Eve"] {
+        members.push(c.join(&other, name).await.0);
+    }
+    let all = futures_util::future::join_all(
+        members.iter().chain(members.iter()).map(|m| upload(m, 400)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = all.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 413, 413, 413, 413, 413]);
+    assert_eq!(c.metric(TOKEN, "chats3_attachment_bytes ").await, 5_800.0);
+    // A quota refusal is counted as one, not also as a body over the size limit.
+    assert_eq!(
+        c.metric(TOKEN, "chats3_refused_total{reason=\"conversation_quota\"}")
+            .await,
+        7.0
+    );
+    assert_eq!(
+        c.metric(TOKEN, "chats3_refused_total{reason=\"body-too-large\"}")
+            .await,
+        0.0
+    );
     // The count survives a restart.
     s.stop().await;
     let s = Server::start_in(dir.path(), quota).await;

@@ -124,7 +124,12 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let method = req.method().as_str().to_string();
     let start = Instant::now();
     let res = next.run(req).await;
+    let counted = res
+        .extensions()
+        .get::<crate::metrics::RefusalCounted>()
+        .is_some();
     match res.status() {
+        _ if counted => {}
         StatusCode::PAYLOAD_TOO_LARGE => state.metrics.refused.trip(
             "body-too-large",
             "request refused with 413: its body is over the limit",

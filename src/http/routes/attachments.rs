@@ -18,6 +18,7 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::http::envelope;
 use crate::http::error::ApiError;
 use crate::http::extract::Authed;
+use crate::metrics::RefusalCounted;
 use crate::model::{AttachmentMeta, ConversationStatus};
 use crate::state::AppState;
 
@@ -66,7 +67,7 @@ pub async fn upload(
     }
     let quota = state.config.limits.attachment_bytes_per_conversation;
     if state.store.attachment_bytes(&s.conversation_id)? >= quota {
-        return Ok(refused_unread(over_quota(state.as_ref(), quota)));
+        return Ok(unread(over_quota(state.as_ref(), quota)));
     }
     let Some(_slot) = state
         .upload_slots
@@ -88,10 +89,12 @@ pub async fn upload(
                 "upload-deadline",
                 "upload refused: not received within its deadline",
             );
-            Ok(refused_unread(
+            let mut res = refused_unread(
                 ApiError::new(StatusCode::REQUEST_TIMEOUT, "Upload not received in time")
                     .with_details(json!({ "reason": "upload_deadline", "maxSeconds": UPLOAD_DEADLINE.as_secs() })),
-            ))
+            );
+            res.extensions_mut().insert(RefusalCounted);
+            Ok(res)
         }
     }
 }
@@ -155,8 +158,10 @@ async fn receive(
         })?;
     let id = uuid::Uuid::new_v4().to_string();
     let size = w.size();
-    // Checked again now that the size is known (uploads under way at once may
-    // each pass: the quota can be exceeded by at most those).
+    // Checked again now that the size is known, and recorded before the next
+    // upload of the conversation is checked: uploads finishing at once are
+    // counted one after another.
+    let _commit = state.upload_commits.lock(&s.conversation_id).await;
     let quota = state.config.limits.attachment_bytes_per_conversation;
     if state
         .store
@@ -164,7 +169,7 @@ async fn receive(
         .saturating_add(size)
         > quota
     {
-        return Err(over_quota(state, quota));
+        return Ok(over_quota(state, quota));
     }
     w.commit(data_dir, &id).await.map_err(io_error)?;
     if let Some(c) = &state.cluster
@@ -201,23 +206,31 @@ async fn receive(
     ))
 }
 
-/// The conversation keeps as many bytes of attachments as it may.
-fn over_quota(state: &AppState, quota: u64) -> ApiError {
+/// The conversation keeps as many bytes of attachments as it may (413,
+/// counted as `conversation_quota`, not as a body over the size limit).
+fn over_quota(state: &AppState, quota: u64) -> Response {
     state.metrics.refused.trip(
         "conversation_quota",
         "upload refused: its conversation keeps as many bytes of files as it may",
     );
-    ApiError::new(
+    let mut res = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "Conversation has no room for more files",
     )
     .with_details(json!({ "reason": "conversation_quota", "maxBytes": quota }))
+    .into_response();
+    res.extensions_mut().insert(RefusalCounted);
+    res
 }
 
 /// A refusal answered before the body is read to its end: the connection
 /// cannot carry another request, and `Connection: close` tells the client so.
 fn refused_unread(e: ApiError) -> Response {
-    let mut res = e.into_response();
+    unread(e.into_response())
+}
+
+/// `res`, telling the client the connection closes (its body was not read).
+fn unread(mut res: Response) -> Response {
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
