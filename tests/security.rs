@@ -889,6 +889,21 @@ async fn an_expired_session_cannot_open_a_stream() {
     assert_eq!(alice.get("/api/v1/session").await.status, 401);
 }
 
+#[tokio::test]
+async fn a_session_in_use_outlives_a_short_lifetime() {
+    let s = Server::start_with(|c| c.session_ttl_secs = 2).await;
+    let c = s.client();
+    let conv = admin_create(&c, "in-use", None).await;
+    let (alice, _) = c.join(&conv, "Alice").await;
+    // Time passing is the test here: used every half second for twice its 2 s lifetime.
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let r = alice.get("/api/v1/session").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    s.stop().await;
+}
+
 // ---- 7. Names cannot impersonate ----
 
 #[tokio::test]

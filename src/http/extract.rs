@@ -148,7 +148,9 @@ impl FromRequestParts<Arc<AppState>> for Authed {
     }
 }
 
-/// Activity refreshes are written at most this often per session.
+/// Activity refreshes are written at most this often per session (or every
+/// quarter of the session lifetime, when that is shorter: a session in use
+/// never expires).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// Loads a live session by id: unknown → 401; idle past the TTL (and no open
@@ -170,7 +172,8 @@ pub async fn load_session(state: &AppState, id: &str) -> Result<Session, ApiErro
         state.end_session(&s, crate::events::EndReason::Expired);
         return Err(ApiError::invalid_session("expired"));
     }
-    if now - s.last_active_at_ms > TOUCH_EVERY_MS {
+    let touch_every = TOUCH_EVERY_MS.min(state.config.session_ttl_secs * 1000 / 4);
+    if now - s.last_active_at_ms > touch_every {
         s.last_active_at_ms = now;
         state.store.touch_session(&s)?;
     }
