@@ -105,6 +105,27 @@ async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken
 /// sync lease. Waits (at most [`CATCH_UP`]) until the store holds what the log
 /// held, so the node serves no stale history; returns the S3 sync lease.
 /// Fails when the relay cascade is configured but cannot start.
+/// Removes, in the background, the files of uploads a crash cut off
+/// ([`crate::attachments::blob::sweep_leftovers`]). Not in cluster mode, where
+/// this node's view of the records may still be catching up.
+async fn sweep_upload_leftovers(state: Arc<AppState>, started: std::time::SystemTime) {
+    let store = Arc::clone(&state.store);
+    let dir = state.config.data_dir.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        crate::attachments::blob::sweep_leftovers(&dir, started, |id| {
+            // Kept when the store cannot say.
+            store.attachment(id).map_or(true, |a| a.is_some())
+        })
+    })
+    .await;
+    match swept {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(files = n, "removed files of uploads cut off by a crash"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not sweep the files of cut-off uploads"),
+        Err(_) => {}
+    }
+}
+
 async fn start_cluster(
     state: &Arc<AppState>,
     c: &Arc<crate::cluster::Cluster>,
@@ -420,6 +441,13 @@ impl App {
             }
         };
         state.tasks.spawn(sweeper);
+        if state.cluster.is_none() {
+            // Taken before anything is served: no upload of this process is older.
+            let started = std::time::SystemTime::now();
+            state
+                .tasks
+                .spawn(sweep_upload_leftovers(Arc::clone(&state), started));
+        }
         crate::calls::spawn_topology_ticker(
             Arc::clone(&state.calls),
             &state.tasks,

@@ -1,7 +1,8 @@
 //! Blob files: an upload streams into a temp file under `<data>/tmp/` (with a
 //! size cap and the first bytes kept for sniffing), then is fsynced and
 //! renamed into `<data>/attachments/<id>`. A dropped writer removes its temp file,
-//! so a write that fails (a full disk included) leaves nothing behind.
+//! so a write that fails (a full disk included) leaves nothing behind; what a
+//! crash left is removed at the next start ([`sweep_leftovers`]).
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,40 @@ use super::kind::TextCheck;
 
 /// Bytes kept from the start of a file for magic-byte detection.
 const HEAD_LEN: usize = 8192;
+
+/// Removes what uploads cut off by a crash left behind, once at start: temp
+/// files under `<data>/tmp/`, and files under `<data>/attachments/` that
+/// `is_recorded` does not know (an upload whose record was never written).
+/// Only files last written before `started` are touched, so uploads of the
+/// running process are never taken for leftovers. Returns how many went.
+pub fn sweep_leftovers(
+    data_dir: &Path,
+    started: std::time::SystemTime,
+    is_recorded: impl Fn(&str) -> bool,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for (dir, check_record) in [("tmp", false), ("attachments", true)] {
+        let entries = match std::fs::read_dir(data_dir.join(dir)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let before_start = meta.modified().is_ok_and(|m| m < started);
+            let name = entry.file_name();
+            let leftover = meta.is_file()
+                && before_start
+                && (!check_record || name.to_str().is_none_or(|id| !is_recorded(id)));
+            if leftover {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
 
 pub fn blob_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("attachments").join(id)
@@ -154,5 +189,33 @@ impl Drop for BlobWriter {
         if !self.done {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn leftovers_of_a_crash_go_and_everything_else_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["tmp", "attachments"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("tmp/upload-1"), b"cut off").unwrap();
+        std::fs::write(blob_path(d, "recorded"), b"kept").unwrap();
+        std::fs::write(blob_path(d, "unrecorded"), b"never recorded").unwrap();
+        let recorded = |id: &str| id == "recorded";
+        // Files written after the start belong to uploads under way.
+        let earlier = SystemTime::now() - Duration::from_secs(60);
+        assert_eq!(sweep_leftovers(d, earlier, recorded).unwrap(), 0);
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(sweep_leftovers(d, later, recorded).unwrap(), 2);
+        assert!(blob_path(d, "recorded").exists());
+        assert!(!blob_path(d, "unrecorded").exists());
+        assert!(!d.join("tmp/upload-1").exists());
     }
 }
