@@ -317,7 +317,7 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
     gauge(
         &mut r,
         "sessions",
-        "Sessions kept (each until idle for session_ttl_secs; at most limits.sessions_per_conversation per conversation by join code, 8 per embedded user)",
+        "Sessions kept (each until idle for session_ttl_secs, then until the sweep within a minute; at most limits.sessions_per_conversation per conversation by join code, 8 per embedded user)",
         src.store.session_count() as i64,
     );
     gauge(

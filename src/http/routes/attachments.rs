@@ -43,8 +43,15 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
     } else if crate::http::error::is_body_timeout(&e) {
         ApiError::body_timeout()
     } else {
-        ApiError::bad_request(format!("Invalid multipart body: {}", e.body_text()))
+        invalid_multipart(e.body_text())
     }
+}
+
+/// 400 for a body that is not the multipart form expected, naming its field.
+fn invalid_multipart(why: String) -> ApiError {
+    ApiError::bad_request(format!("Invalid multipart body: {why}")).with_details(
+        json!({ "field": "file", "reason": "not a multipart/form-data body with a file" }),
+    )
 }
 
 /// # `POST /api/v1/attachments` — multipart, exactly one file part.
@@ -54,8 +61,7 @@ pub async fn upload(
     mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     // A missing or unusable multipart content type is a 400 in the envelope too.
-    let mut mp = mp
-        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {}", e.body_text())))?;
+    let mut mp = mp.map_err(|e| invalid_multipart(e.body_text()))?;
     match state.store.conversation(&s.conversation_id)? {
         Some(c) if c.status == ConversationStatus::Active => {}
         Some(_) => return Err(ApiError::forbidden("Conversation is closed")),
