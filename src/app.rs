@@ -100,11 +100,6 @@ async fn reload_on_sighup(cert: Arc<ReloadableCert>, shutdown: CancellationToken
     }
 }
 
-/// Cluster mode's background tasks: the shared log applied to the store, the
-/// shared records watched, live events exchanged with the other nodes, the S3
-/// sync lease. Waits (at most [`CATCH_UP`]) until the store holds what the log
-/// held, so the node serves no stale history; returns the S3 sync lease.
-/// Fails when the relay cascade is configured but cannot start.
 /// Removes, in the background, the files of uploads a crash cut off
 /// ([`crate::attachments::blob::sweep_leftovers`]). Not in cluster mode, where
 /// this node's view of the records may still be catching up.
@@ -126,6 +121,11 @@ async fn sweep_upload_leftovers(state: Arc<AppState>, started: std::time::System
     }
 }
 
+/// Cluster mode's background tasks: the shared log applied to the store, the
+/// shared records watched, live events exchanged with the other nodes, the S3
+/// sync lease. Waits (at most [`CATCH_UP`]) until the store holds what the log
+/// held, so the node serves no stale history; returns the S3 sync lease.
+/// Fails when the relay cascade is configured but cannot start.
 async fn start_cluster(
     state: &Arc<AppState>,
     c: &Arc<crate::cluster::Cluster>,
