@@ -48,15 +48,6 @@ fn part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
         .unwrap()
 }
 
-async fn upload(c: &Client, form: reqwest::multipart::Form) -> Resp {
-    let r = c
-        .http
-        .post(format!("{}/api/v1/attachments", c.base))
-        .header("x-session-id", c.session.as_ref().unwrap())
-        .multipart(form);
-    c.send(r).await
-}
-
 async fn setup() -> (Server, Client, Client) {
     let s = Server::start_with(|c| {
         c.cookie_secret = Some(chats3::config::Secret::new(COOKIE_SECRET));
@@ -97,11 +88,11 @@ async fn real_files_are_accepted_and_downloadable_by_members() {
         ),
     ];
     for (bytes, name, declared, expected) in files {
-        let r = upload(
-            &ann,
-            reqwest::multipart::Form::new().part("file", part(bytes.clone(), name, declared)),
-        )
-        .await;
+        let r = ann
+            .upload(
+                reqwest::multipart::Form::new().part("file", part(bytes.clone(), name, declared)),
+            )
+            .await;
         assert_eq!(r.status, 200, "{name}: {}", r.body);
         let d = r.details();
         assert_eq!(d["mimeType"], expected, "{name}");
@@ -217,7 +208,7 @@ async fn bad_uploads_are_refused_with_the_right_status() {
         ),
     ];
     for (name, f, status) in cases {
-        let r = upload(&ann, f).await;
+        let r = ann.upload(f).await;
         assert_eq!(r.status, status, "{name}: {}", r.body);
         assert_eq!(r.body["success"], false, "{name}");
     }
@@ -249,7 +240,8 @@ async fn uploads_stream_to_disk_instead_of_memory() {
         .unwrap();
     let ann2 = ann.clone();
     let req = tokio::spawn(async move {
-        upload(&ann2, reqwest::multipart::Form::new().part("file", p)).await
+        ann2.upload(reqwest::multipart::Form::new().part("file", p))
+            .await
     });
     let chunk = vec![b'x'; 256 * 1024];
     let mut sent = 0;
@@ -291,11 +283,9 @@ async fn uploads_stream_to_disk_instead_of_memory() {
 #[tokio::test]
 async fn signed_urls_cannot_be_tampered_with_or_reused_after_expiry() {
     let (s, ann, _) = setup().await;
-    let r = upload(
-        &ann,
-        reqwest::multipart::Form::new().part("file", part(png(), "a.png", "image/png")),
-    )
-    .await;
+    let r = ann
+        .upload(reqwest::multipart::Form::new().part("file", part(png(), "a.png", "image/png")))
+        .await;
     let id = r.details()["attachmentId"].as_str().unwrap().to_string();
     let url = ann
         .get(&format!("/api/v1/attachments/{id}"))
@@ -336,11 +326,9 @@ async fn signed_urls_cannot_be_tampered_with_or_reused_after_expiry() {
 #[tokio::test]
 async fn file_messages_must_reference_an_attachment_of_their_conversation() {
     let (s, ann, eve) = setup().await;
-    let r = upload(
-        &ann,
-        reqwest::multipart::Form::new().part("file", part(png(), "a.png", "image/png")),
-    )
-    .await;
+    let r = ann
+        .upload(reqwest::multipart::Form::new().part("file", part(png(), "a.png", "image/png")))
+        .await;
     let id = r.details()["attachmentId"].as_str().unwrap().to_string();
     let m = ann
         .post(

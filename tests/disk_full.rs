@@ -130,16 +130,7 @@ async fn post(c: &Client, id: &str) -> Resp {
 }
 
 async fn upload(c: &Client, bytes: Vec<u8>) -> Resp {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("notes.txt")
-        .mime_str("text/plain")
-        .unwrap();
-    let r = c
-        .http
-        .post(format!("{}/api/v1/attachments", c.base))
-        .header("x-session-id", c.session.as_ref().unwrap())
-        .multipart(reqwest::multipart::Form::new().part("file", part));
-    c.send(r).await
+    c.upload(file_form(bytes, "notes.txt", "text/plain")).await
 }
 
 fn assert_disk_full(r: &Resp, what: &str) {

@@ -443,22 +443,8 @@ async fn a_session_has_at_most_two_uploads_under_way() {
         (c.metric(TOKEN, "chats3_uploads_in_progress").await == 2.0).then_some(())
     })
     .await;
-    let file = || {
-        reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(b"third".to_vec())
-                .file_name("b.txt")
-                .mime_str("text/plain")
-                .unwrap(),
-        )
-    };
-    let post = || {
-        ann.http
-            .post(format!("{}/api/v1/attachments", s.base))
-            .header("x-session-id", &sid)
-            .multipart(file())
-    };
-    let r = ann.send(post()).await;
+    let third = || ann.upload(file_form(b"third".to_vec(), "b.txt", "text/plain"));
+    let r = third().await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.details()["reason"], "uploads_per_session");
     // One gives up: its slot is free again.
@@ -467,7 +453,7 @@ async fn a_session_has_at_most_two_uploads_under_way() {
         (c.metric(TOKEN, "chats3_uploads_in_progress").await == 1.0).then_some(())
     })
     .await;
-    let r = ann.send(post()).await;
+    let r = third().await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -484,19 +470,8 @@ async fn a_conversation_keeps_at_most_its_quota_of_file_bytes() {
     let other = c.create_conversation("other").await;
     let (ann, _) = c.join(&conv, "Ann").await;
     let upload = async |who: &Client, len: usize| {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(vec![b'a'; len])
-                .file_name("a.txt")
-                .mime_str("text/plain")
-                .unwrap(),
-        );
-        let req = who
-            .http
-            .post(format!("{}/api/v1/attachments", who.base))
-            .header("x-session-id", who.session.as_deref().unwrap())
-            .multipart(form);
-        who.send(req).await
+        who.upload(file_form(vec![b'a'; len], "a.txt", "text/plain"))
+            .await
     };
     assert_eq!(upload(&ann, 2_000).await.status, 200);
     // The member fills the conversation: the file that would pass the quota is refused.

@@ -25,16 +25,7 @@ fn png() -> Vec<u8> {
 }
 
 async fn upload(c: &Client, bytes: Vec<u8>, name: &str, mime: &str) -> String {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_string())
-        .mime_str(mime)
-        .unwrap();
-    let r = c
-        .http
-        .post(format!("{}/api/v1/attachments", c.base))
-        .header("x-session-id", c.session.as_ref().unwrap())
-        .multipart(reqwest::multipart::Form::new().part("file", part));
-    let r = c.send(r).await;
+    let r = c.upload(file_form(bytes, name, mime)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id = r.details()["attachmentId"].as_str().unwrap().to_string();
     let m = c

@@ -199,16 +199,7 @@ async fn attach_png(c: &Client) -> String {
     let png = base64::engine::general_purpose::STANDARD
         .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
         .unwrap();
-    let part = reqwest::multipart::Part::bytes(png)
-        .file_name("a.png")
-        .mime_str("image/png")
-        .unwrap();
-    let r = c
-        .http
-        .post(format!("{}/api/v1/attachments", c.base))
-        .header("x-session-id", c.session.as_ref().unwrap())
-        .multipart(reqwest::multipart::Form::new().part("file", part));
-    let r = c.send(r).await;
+    let r = c.upload(file_form(png, "a.png", "image/png")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.details()["attachmentId"].as_str().unwrap().to_string()
 }

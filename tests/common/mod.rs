@@ -482,7 +482,26 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A multipart form with one file part, `file`.
+pub fn file_form(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Form {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_string())
+        .mime_str(mime)
+        .unwrap();
+    reqwest::multipart::Form::new().part("file", part)
+}
+
 impl Client {
+    /// `POST /api/v1/attachments` with `form`, as this client's session.
+    pub async fn upload(&self, form: reqwest::multipart::Form) -> Resp {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/attachments", self.base))
+            .header("x-session-id", self.session.as_deref().unwrap())
+            .multipart(form);
+        self.send(r).await
+    }
+
     /// One sample of `/metrics` (scraped with `token`), 0 when absent.
     pub async fn metric(&self, token: &str, name: &str) -> f64 {
         let r = self.get_with_bearer("/metrics", token).await;
