@@ -18,7 +18,9 @@ use webrtc::rtp::packet::Packet;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
+use crate::egress::batched;
 use crate::stats::Counters;
+use crate::udp_batch::BatchSocket;
 
 /// Batches a lane may hold (one per forwarded packet that has subscribers
 /// on the lane): ≈ 1.1 s of six publishers at ≈ 150 packets/s each (video
@@ -52,12 +54,14 @@ pub(crate) struct Fanout {
 }
 
 impl Fanout {
-    /// Starts `lanes` writer tasks (at least one). Needs a tokio runtime.
-    pub(crate) fn new(lanes: usize) -> Self {
+    /// Starts `lanes` writer tasks (at least one). With `socket` (the
+    /// relay's shared UDP socket), what each forwarded packet's writes
+    /// produce leaves in one batch. Needs a tokio runtime.
+    pub(crate) fn new(lanes: usize, socket: Option<Arc<BatchSocket>>) -> Self {
         let lanes = (0..lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
-                tokio::spawn(write_lane(rx));
+                tokio::spawn(write_lane(rx, socket.clone()));
                 tx
             })
             .collect();
@@ -101,18 +105,25 @@ impl Fanout {
     }
 }
 
-async fn write_lane(mut rx: mpsc::Receiver<Batch>) {
+async fn write_lane(mut rx: mpsc::Receiver<Batch>, socket: Option<Arc<BatchSocket>>) {
     while let Some(batch) = rx.recv().await {
-        for w in batch.writes {
-            let mut p = batch.packet.clone();
-            p.header.sequence_number = w.seq;
-            p.header.timestamp = w.timestamp;
-            // Err: that subscriber's transport is closing; the rest still get it.
-            if w.track.write_rtp(&p).await.is_ok() {
-                for c in &w.counters {
-                    c.packets_out.fetch_add(1, Ordering::Relaxed);
-                    c.bytes_out.fetch_add(batch.size, Ordering::Relaxed);
-                }
+        match &socket {
+            Some(socket) => batched(socket, write_batch(batch)).await,
+            None => write_batch(batch).await,
+        }
+    }
+}
+
+async fn write_batch(batch: Batch) {
+    for w in batch.writes {
+        let mut p = batch.packet.clone();
+        p.header.sequence_number = w.seq;
+        p.header.timestamp = w.timestamp;
+        // Err: that subscriber's transport is closing; the rest still get it.
+        if w.track.write_rtp(&p).await.is_ok() {
+            for c in &w.counters {
+                c.packets_out.fetch_add(1, Ordering::Relaxed);
+                c.bytes_out.fetch_add(batch.size, Ordering::Relaxed);
             }
         }
     }

@@ -31,6 +31,7 @@
 
 pub mod bwe;
 mod downlink;
+mod egress;
 mod fanout;
 #[cfg(test)]
 mod fuzzing;
@@ -46,6 +47,7 @@ pub mod stats;
 pub mod testkit;
 pub mod topology;
 pub mod trunk;
+mod udp_batch;
 pub mod vp8;
 
 pub use relay::{Relay, RelayConfig, RelayError};

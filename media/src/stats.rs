@@ -1,5 +1,6 @@
 //! Relay counters: per participant, summed per room and for the whole relay.
 
+pub use crate::udp_batch::BatchStats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,4 +122,6 @@ pub struct RelayStats {
     /// Packets (one per fan-out lane each) dropped since the relay started
     /// because a lane's writer was that far behind.
     pub fanout_drops: u64,
+    /// The batched sender on the shared UDP socket (zero without one).
+    pub udp_batches: BatchStats,
 }

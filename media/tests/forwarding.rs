@@ -1,6 +1,7 @@
 //! Fan-out: every subscriber gets the publisher's VP8 and Opus in order,
 //! each join and each subscriber's PLI asks the publisher for a keyframe,
-//! and a NACKed packet is resent on the media SSRC.
+//! and a NACKed packet is resent on the media SSRC; the relay's own sender
+//! protects the forwarded packets and sends them in batches.
 
 mod support;
 
@@ -119,6 +120,22 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         // From the subscriber's TWCC feedback on the relay's own numbers.
         assert!(s.estimated_bps > 0, "sub{i}: no downlink estimate: {s:?}");
     }
+    // The relay's own sender protected what it forwarded (all but what went
+    // out before a connection's handshake was done), and each packet's
+    // datagrams to the subscribers of one lane left in one system call.
+    let forwarded: u64 = (0..3)
+        .map(|i| room.participants[&format!("sub{i}")].packets_out)
+        .sum();
+    let batches = stats.udp_batches;
+    assert!(
+        batches.datagrams * 10 >= forwarded * 9,
+        "{batches:?} for {forwarded} forwarded packets"
+    );
+    assert!(
+        batches.datagrams > batches.calls,
+        "not batched: {batches:?}"
+    );
+    assert_eq!(batches.dropped, 0, "{batches:?}");
 
     for id in ["sub0", "sub1", "sub2", "pub"] {
         relay.leave(ROOM, id).await.unwrap();

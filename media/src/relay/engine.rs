@@ -21,9 +21,11 @@ use webrtc::sdp;
 
 use super::{Inner, RelayConfig, RelayError, Result};
 use crate::downlink::DownlinkBuilder;
+use crate::egress::{Egress, EgressBuilder};
 use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder, register_rtx};
 use crate::speaker::AUDIO_LEVEL_URI;
 use crate::stats::Counters;
+use crate::udp_batch::BatchSocket;
 
 /// How many sent packets each video stream to a subscriber keeps for NACKs,
 /// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
@@ -32,9 +34,16 @@ use crate::stats::Counters;
 /// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
 
-/// The settings every connection is built with, and the shared UDP socket's
-/// address when `udp_bind` is set (the socket is bound here).
-pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Option<SocketAddr>)> {
+/// The shared UDP socket, when `udp_bind` is set: its address, and its
+/// batched sender (a duplicate of the socket the ICE mux reads).
+pub(super) struct SharedUdp {
+    pub(super) addr: SocketAddr,
+    pub(super) sender: Arc<BatchSocket>,
+}
+
+/// The settings every connection is built with, and the shared UDP socket
+/// when `udp_bind` is set (the socket is bound here).
+pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Option<SharedUdp>)> {
     // webrtc-rs's DTLS asks rustls for the process-wide provider; when a build enables
     // more than one (ring and aws-lc-rs, as a workspace build does), none is implied.
     // Install ours; Err only means one is installed already, which is fine.
@@ -69,7 +78,13 @@ pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Opt
         settings.set_ip_filter(Box::new(move |candidate| candidate == ip));
         settings.set_include_loopback_candidate(config.include_loopback || ip.is_loopback());
         let socket = tokio::net::UdpSocket::bind(addr).await?;
-        local_udp = Some(socket.local_addr()?);
+        let std_socket = socket.into_std()?;
+        let sender = std_socket.try_clone()?;
+        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        local_udp = Some(SharedUdp {
+            addr: socket.local_addr()?,
+            sender: Arc::new(BatchSocket::new(sender)),
+        });
         let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
         settings.set_udp_network(UDPNetwork::Muxed(mux));
     }
@@ -109,7 +124,9 @@ pub(super) fn media_engine() -> Result<MediaEngine> {
 
 impl Inner {
     /// The API one participant's connection is built with, its interceptors
-    /// from the innermost out: RTX packets the participant sends restored into
+    /// from the innermost out: the relay's own sender (`egress`, when the
+    /// relay serves from one UDP socket: it protects and batches what all the
+    /// others pass down), RTX packets the participant sends restored into
     /// their media streams (so everything above sees a retransmission as the
     /// packet it repairs), the [`DownlinkBuilder`] that turns its TWCC
     /// feedback into its bandwidth estimate, NACKs to it as publisher, RTCP
@@ -118,9 +135,16 @@ impl Inner {
     /// several unrelated sequences on one transport), and outermost the
     /// answers to its NACKs, so a resent packet gets a fresh transport-wide
     /// number.
-    pub(super) fn api(&self, counters: &Arc<Counters>) -> Result<API> {
+    pub(super) fn api(
+        &self,
+        counters: &Arc<Counters>,
+        egress: Option<&Arc<Egress>>,
+    ) -> Result<API> {
         let mut media = media_engine()?;
         let mut registry = Registry::new();
+        if let Some(egress) = egress {
+            registry.add(Box::new(EgressBuilder(Arc::clone(egress))));
+        }
         registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
         registry.add(Box::new(DownlinkBuilder {
             counters: Arc::clone(counters),

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
+use std::net::{IpAddr, SocketAddr};
+
+use webrtc::ice_transport::ice_candidate_pair::RTCIceCandidatePair;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -13,6 +16,7 @@ use super::ids::{ParticipantId, RoomId};
 use super::negotiation::Negotiation;
 use super::tracks::Published;
 use super::{Inner, RelayError, Result};
+use crate::egress::Egress;
 use crate::lock;
 use crate::signal::RelayEvent;
 use crate::speaker::{SpeakerPolicy, Speakers};
@@ -42,6 +46,8 @@ pub(super) struct Participant {
     pub(super) pc: Arc<RTCPeerConnection>,
     pub(super) neg: tokio::sync::Mutex<Negotiation>,
     pub(super) counters: Arc<Counters>,
+    /// The relay's own sender on this connection (with a shared UDP socket).
+    pub(super) egress: Option<Arc<Egress>>,
 }
 
 /// Removes a participant whose connection is dead, if it is still that one.
@@ -52,6 +58,49 @@ async fn reap(inner: Weak<Inner>, room: RoomId, p: Weak<Participant>, why: &'sta
     if let Ok(true) = inner.remove(&room, &p.id, Some(&p)).await {
         inner.reaped.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(room = room.as_str(), participant = %p.id, why, "relay connection reaped");
+    }
+}
+
+/// Hands `p`'s RTP to the relay's own sender once its DTLS handshake is
+/// done, and keeps it on the path the browser nominates.
+async fn take_over_sending(p: Arc<Participant>) {
+    let Some(egress) = p.egress.clone() else {
+        return;
+    };
+    let dtls = p.pc.sctp().transport();
+    let ice = dtls.ice_transport();
+    let to = |pair: &RTCIceCandidatePair| {
+        let ip: IpAddr = pair.remote.address.parse().ok()?;
+        Some(SocketAddr::new(ip, pair.remote.port))
+    };
+    let keys = match dtls.srtp_config().await {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(participant = %p.id, error = %e, "relay sender: no SRTP keys; webrtc-rs sends");
+            return;
+        }
+    };
+    let Some(dest) = ice
+        .get_selected_candidate_pair()
+        .await
+        .as_ref()
+        .and_then(to)
+    else {
+        tracing::warn!(participant = %p.id, "relay sender: no selected ICE pair; webrtc-rs sends");
+        return;
+    };
+    let weak = Arc::downgrade(&egress);
+    ice.on_selected_candidate_pair_change(Box::new(move |pair| {
+        if let (Some(egress), Some(dest)) = (weak.upgrade(), to(&pair)) {
+            egress.redirect(dest);
+        }
+        Box::pin(async {})
+    }));
+    match egress.activate(&keys, dest) {
+        Ok(()) => tracing::debug!(participant = %p.id, %dest, "relay sender active"),
+        Err(e) => {
+            tracing::warn!(participant = %p.id, error = %e, "relay sender: bad SRTP keys; webrtc-rs sends")
+        }
     }
 }
 
@@ -66,8 +115,9 @@ impl Inner {
             return Err(already());
         }
         let counters = Arc::<Counters>::default();
+        let egress = self.udp_sender.as_ref().map(|s| Egress::new(Arc::clone(s)));
         let pc = Arc::new(
-            self.api(&counters)?
+            self.api(&counters, egress.as_ref())?
                 .new_peer_connection(RTCConfiguration::default())
                 .await?,
         );
@@ -93,6 +143,7 @@ impl Inner {
             pc: Arc::clone(&pc),
             neg: tokio::sync::Mutex::new(Negotiation::default()),
             counters,
+            egress,
         });
         let existing = {
             let mut rooms = lock(&self.rooms);
@@ -192,8 +243,16 @@ impl Inner {
         let room_id = room.clone();
         let (wi, wp, rid) = (weak_inner.clone(), weak_p.clone(), room_id.clone());
         p.pc.on_peer_connection_state_change(Box::new(move |state| {
-            if state == RTCPeerConnectionState::Failed {
-                tokio::spawn(reap(wi.clone(), rid.clone(), wp.clone(), "ice failed"));
+            match state {
+                RTCPeerConnectionState::Failed => {
+                    tokio::spawn(reap(wi.clone(), rid.clone(), wp.clone(), "ice failed"));
+                }
+                RTCPeerConnectionState::Connected => {
+                    if let Some(p) = wp.upgrade() {
+                        tokio::spawn(take_over_sending(p));
+                    }
+                }
+                _ => {}
             }
             Box::pin(async {})
         }));

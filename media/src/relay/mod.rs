@@ -89,6 +89,7 @@ use crate::lock;
 use crate::signal::{RelayEvent, Signal};
 use crate::stats::{RelayStats, RoomStats};
 use crate::trunk::{Handler, LinkStats, TrunkError, TrunkTls, Trunks};
+use crate::udp_batch::BatchSocket;
 
 /// Errors from the relay.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +136,8 @@ struct Inner {
     /// closed ones are freed.
     pcs: Mutex<Vec<Weak<RTCPeerConnection>>>,
     local_udp: Option<SocketAddr>,
+    /// The batched sender on the shared UDP socket (with `udp_bind`).
+    udp_sender: Option<Arc<BatchSocket>>,
     /// Time origin for the speaker detector.
     epoch: Instant,
     fanout: Arc<Fanout>,
@@ -150,7 +153,11 @@ impl Relay {
     /// Creates the relay and the channel of signals it wants delivered.
     /// Must be called inside a tokio runtime when `udp_bind` is set.
     pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<RelayEvent>)> {
-        let (settings, local_udp) = engine::settings(&config).await?;
+        let (settings, shared_udp) = engine::settings(&config).await?;
+        let (local_udp, udp_sender) = match shared_udp {
+            Some(s) => (Some(s.addr), Some(s.sender)),
+            None => (None, None),
+        };
         // Fail here, not at the first join, if the codecs cannot be registered.
         engine::media_engine()?;
         let (out, rx) = mpsc::unbounded_channel();
@@ -161,7 +168,8 @@ impl Relay {
             pcs: Mutex::new(Vec::new()),
             local_udp,
             epoch: Instant::now(),
-            fanout: Arc::new(Fanout::new(config.fanout_lanes)),
+            fanout: Arc::new(Fanout::new(config.fanout_lanes, udp_sender.clone())),
+            udp_sender,
             reaped: AtomicU64::new(0),
             next_key: AtomicU64::new(1),
             cascade: OnceLock::new(),
@@ -315,6 +323,12 @@ impl Relay {
         }
         out.rooms.sort_by(|a, b| a.room.cmp(&b.room));
         out.fanout_drops = self.inner.fanout.dropped();
+        out.udp_batches = self
+            .inner
+            .udp_sender
+            .as_ref()
+            .map(|s| s.stats())
+            .unwrap_or_default();
         out
     }
 
