@@ -948,6 +948,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
+    // The relay's warnings (a sender that could not take over, a full lane) on stderr;
+    // RUST_LOG for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,chats3_media=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if args.clients || args.clients_only.is_some() {
         clients_main(&args);
     } else {

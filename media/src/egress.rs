@@ -1,35 +1,55 @@
-//! The relay's own sender for one subscriber connection: once the
-//! connection's DTLS handshake is done, every RTP packet webrtc-rs's
-//! interceptors pass down is protected here with the connection's SRTP keys
-//! (one std-mutex SRTP context, no async locks) and queued as a datagram for
-//! the shared UDP socket; a fan-out lane hands everything one forwarded
-//! packet produced to the kernel in one batch ([`crate::udp_batch`]).
-//! webrtc-rs's SRTP session, ICE connection, mux and per-packet `sendto` are
-//! left out of the forwarding path; RTCP (and everything before the
-//! handshake) still goes through webrtc-rs.
+//! The relay's sender on one participant's connection: everything the relay
+//! sends it as RTP goes through here, not through webrtc-rs's per-packet
+//! write chain (an async interceptor call per layer, tokio locks, a channel
+//! send for its stats, its SRTP session, ICE connection and one `sendto`
+//! per packet). Per packet, under one std mutex, it:
 //!
-//! It is the innermost interceptor on the write side, so everything above it
-//! (TWCC numbers, sender reports, the NACK history) sees each packet as
-//! before.
+//! - rewrites the header for the connection's stream (SSRC, payload type,
+//!   numbering, MID) and gives it the connection's next transport-wide
+//!   number (TWCC), recorded for the downlink estimate ([`crate::downlink`]);
+//! - keeps it in the stream's NACK history and counts it for the stream's
+//!   sender reports;
+//! - once the DTLS handshake is done ([`Egress::activate`]), protects it
+//!   with the connection's SRTP keys and queues the datagram: a fan-out lane
+//!   hands all one forwarded packet produced to the kernel at once
+//!   ([`batched`], [`crate::udp_batch`]). Before that (or without a shared
+//!   UDP socket) the packet goes to webrtc-rs's SRTP session, whose writer
+//!   this interceptor, the innermost, was given for the stream.
+//!
+//! It answers the connection's NACKs from the history (as RTX when the
+//! peer negotiated it) and sends a sender report per stream every second.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::{
     Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
 };
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
+use webrtc::sdp::extmap::TRANSPORT_CC_URI;
 use webrtc::srtp::config::Config;
 use webrtc::srtp::context::Context;
-use webrtc::util::marshal::Marshal;
+use webrtc::util::marshal::{Marshal, MarshalSize};
 
-use crate::lock;
+use crate::downlink::SendLog;
+use crate::rtx::{History, is_rtx, wrap};
+use crate::stats::Counters;
 use crate::udp_batch::{BatchSocket, Datagram};
+use crate::{lock, stream_extension_id};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
+
+/// How often each stream's sender report goes out (as webrtc-rs's).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 tokio::task_local! {
     /// Datagrams a fan-out lane collects while it writes one packet to its
@@ -51,34 +71,155 @@ pub(crate) async fn batched<F: Future<Output = ()>>(socket: &BatchSocket, writes
     }
 }
 
-/// Where one connection's protected packets go, once it is up.
+/// The sender-report counts of one stream (RFC 3550 §6.4.1), pure.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    packets: u32,
+    octets: u32,
+    /// The RTP timestamp of the last packet and when it went.
+    last: Option<(u32, Instant)>,
+}
+
+impl Sent {
+    fn add(&mut self, timestamp: u32, payload: usize, now: Instant) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload as u32);
+        self.last = Some((timestamp, now));
+    }
+
+    /// The report at `now` (wall clock `wall`): the RTP time the stream's
+    /// clock reads then, from its last packet; `None` before any packet.
+    fn report(
+        &self,
+        ssrc: u32,
+        clock_rate: u32,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<SenderReport> {
+        let (timestamp, at) = self.last?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(SenderReport {
+            ssrc,
+            ntp_time: ntp(wall),
+            rtp_time: timestamp.wrapping_add((elapsed * f64::from(clock_rate)) as u32),
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
+    }
+}
+
+/// `wall` as a 64-bit NTP timestamp (seconds since 1900, 32.32 fixed point).
+fn ntp(wall: SystemTime) -> u64 {
+    const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
+    let since = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() + UNIX_TO_NTP_SECS;
+    let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+type Chain = Arc<dyn RTPWriter + Send + Sync>;
+
+/// One media stream the connection sends.
+struct Stream {
+    /// webrtc-rs's writer for it (its SRTP session), before activation.
+    chain: Chain,
+    clock_rate: u32,
+    /// The NACK history, when the peer negotiated NACK for it.
+    history: Option<History>,
+    sent: Sent,
+}
+
+/// The RTX stream that repairs one media stream.
+struct RtxStream {
+    ssrc: u32,
+    payload_type: u8,
+    /// The last sequence number used.
+    sequence: u16,
+    chain: Chain,
+}
+
+/// Where protected packets go, once the connection is up.
 struct Active {
     srtp: Context,
     to: SocketAddr,
 }
 
-/// The send side of one connection, shared by its interceptor and the relay
-/// (which activates it and follows the connection's selected path).
+#[derive(Default)]
+struct State {
+    active: Option<Active>,
+    streams: HashMap<u32, Stream>,
+    /// By the SSRC of the media stream each repairs.
+    rtx: HashMap<u32, RtxStream>,
+    /// The negotiated id of the transport-wide sequence number extension.
+    twcc: Option<u8>,
+    next_twcc: u16,
+}
+
+/// What became of one packet.
+enum Out {
+    Sealed(Datagram),
+    Chain(Chain, Packet),
+    Dropped,
+}
+
+/// The send side of one connection (see the module doc).
 pub(crate) struct Egress {
-    socket: Arc<BatchSocket>,
-    active: std::sync::Mutex<Option<Active>>,
+    socket: Option<Arc<BatchSocket>>,
+    counters: Arc<Counters>,
+    log: Arc<SendLog>,
+    epoch: Instant,
+    state: Mutex<State>,
+    closed: AtomicBool,
+}
+
+/// How one stream's packets are labelled on this connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Label {
+    pub(crate) ssrc: u32,
+    pub(crate) payload_type: u8,
+    /// The MID header extension (id, value), when negotiated.
+    pub(crate) mid: Option<(u8, Bytes)>,
 }
 
 impl Egress {
-    pub(crate) fn new(socket: Arc<BatchSocket>) -> Arc<Self> {
+    /// `socket`: the relay's shared UDP socket (without one, webrtc-rs
+    /// protects and sends every packet).
+    pub(crate) fn new(
+        socket: Option<Arc<BatchSocket>>,
+        counters: Arc<Counters>,
+        log: Arc<SendLog>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             socket,
-            active: std::sync::Mutex::new(None),
+            counters,
+            log,
+            epoch: Instant::now(),
+            state: Mutex::new(State {
+                // Not zero: any start will do, a random one tells runs apart in captures.
+                next_twcc: rand_u16(),
+                ..State::default()
+            }),
+            closed: AtomicBool::new(false),
         })
     }
 
-    /// Takes over the connection's RTP once its DTLS handshake gave `keys`:
-    /// packets go to `to` (the remote side of the selected ICE pair).
+    /// Takes over protecting and sending once the DTLS handshake gave `keys`:
+    /// packets go to `to` (the remote side of the selected ICE pair). Without
+    /// a shared socket, nothing changes. Once active, only `to` changes (a
+    /// new SRTP context would lose the streams' rollover counts).
     pub(crate) fn activate(
         &self,
         keys: &Config,
         to: SocketAddr,
-    ) -> std::result::Result<(), webrtc::srtp::Error> {
+    ) -> std::result::Result<bool, webrtc::srtp::Error> {
+        if self.socket.is_none() {
+            return Ok(false);
+        }
+        if let Some(active) = lock(&self.state).active.as_mut() {
+            active.to = to;
+            return Ok(true);
+        }
         let srtp = Context::new(
             &keys.keys.local_master_key,
             &keys.keys.local_master_salt,
@@ -86,39 +227,107 @@ impl Egress {
             None,
             None,
         )?;
-        *lock(&self.active) = Some(Active { srtp, to });
-        Ok(())
+        lock(&self.state).active = Some(Active { srtp, to });
+        Ok(true)
     }
 
     /// The browser nominated another path: send there from now on.
     pub(crate) fn redirect(&self, to: SocketAddr) {
-        if let Some(active) = lock(&self.active).as_mut() {
+        if let Some(active) = lock(&self.state).active.as_mut() {
             active.to = to;
         }
     }
 
-    /// Protects `pkt` for the remote side, or `None` before activation.
-    fn seal(&self, pkt: &Packet) -> Option<Result<Datagram>> {
-        let mut active = lock(&self.active);
-        let active = active.as_mut()?;
-        let plain = match pkt.marshal() {
-            Ok(plain) => plain,
-            Err(e) => return Some(Err(e.into())),
+    /// Sends `packet` as `(seq, timestamp)` on the stream `label`. Returns
+    /// whether it went out (or was handed to webrtc-rs).
+    pub(crate) async fn forward(
+        &self,
+        label: &Label,
+        packet: &Packet,
+        seq: u16,
+        timestamp: u32,
+    ) -> bool {
+        let out = {
+            let mut header = packet.header.clone();
+            header.ssrc = label.ssrc;
+            header.payload_type = label.payload_type;
+            header.sequence_number = seq;
+            header.timestamp = timestamp;
+            if let Some((id, mid)) = &label.mid {
+                // Err: a one-byte id out of range; the packet goes without it.
+                let _ = header.set_extension(*id, mid.clone());
+            }
+            let packet = Packet {
+                header,
+                payload: packet.payload.clone(),
+            };
+            self.emit(&mut lock(&self.state), packet, true)
         };
-        Some(
-            active
-                .srtp
-                .encrypt_rtp_with_header(&plain, &pkt.header)
-                .map(|bytes| Datagram {
-                    to: active.to,
-                    bytes,
-                })
-                .map_err(|e| webrtc::interceptor::Error::Other(e.to_string())),
-        )
+        self.deliver(out).await
+    }
+
+    /// Numbers, records and protects `packet` (see the module doc).
+    fn emit(&self, state: &mut State, mut packet: Packet, keep: bool) -> Out {
+        let now = Instant::now();
+        if let Some(id) = state.twcc {
+            let n = state.next_twcc;
+            state.next_twcc = n.wrapping_add(1);
+            if packet
+                .header
+                .set_extension(id, Bytes::copy_from_slice(&n.to_be_bytes()))
+                .is_ok()
+            {
+                self.log.sent(n, now, packet.marshal_size());
+            }
+        }
+        let ssrc = packet.header.ssrc;
+        let chain = if let Some(s) = state.streams.get_mut(&ssrc) {
+            s.sent
+                .add(packet.header.timestamp, packet.payload.len(), now);
+            if keep && let Some(h) = s.history.as_mut() {
+                h.add(&packet);
+            }
+            Arc::clone(&s.chain)
+        } else if let Some(r) = state.rtx.values().find(|r| r.ssrc == ssrc) {
+            Arc::clone(&r.chain)
+        } else {
+            return Out::Dropped; // not bound (yet, or any more)
+        };
+        let Some(active) = state.active.as_mut() else {
+            return Out::Chain(chain, packet);
+        };
+        let plain = match packet.marshal() {
+            Ok(plain) => plain,
+            Err(e) => {
+                tracing::debug!(error = %e, "relay sender: packet not marshalled");
+                return Out::Dropped;
+            }
+        };
+        match active.srtp.encrypt_rtp_with_header(&plain, &packet.header) {
+            Ok(bytes) => Out::Sealed(Datagram {
+                to: active.to,
+                bytes,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "relay sender: packet not protected");
+                Out::Dropped
+            }
+        }
+    }
+
+    async fn deliver(&self, out: Out) -> bool {
+        match out {
+            Out::Sealed(d) => {
+                self.send(d);
+                true
+            }
+            Out::Chain(chain, packet) => chain.write(&packet, &Attributes::new()).await.is_ok(),
+            Out::Dropped => false,
+        }
     }
 
     /// Queues `d` on the lane's batch, or sends it now outside one (a NACK
-    /// answered from the RTCP reader, a packet written by webrtc-rs itself).
+    /// answered from the RTCP reader).
     fn send(&self, d: Datagram) {
         let mut d = Some(d);
         let queued = COLLECT
@@ -128,22 +337,97 @@ impl Egress {
                 }
             })
             .is_ok();
-        if !queued && let Some(d) = d {
-            self.socket.send(std::slice::from_ref(&d));
+        if let (false, Some(d), Some(socket)) = (queued, d, &self.socket) {
+            socket.send(std::slice::from_ref(&d));
         }
+    }
+
+    /// Answers a NACK from the history: each packet still held once, as RTX
+    /// when the peer negotiated it, else again on its own stream.
+    async fn resend(&self, nack: &TransportLayerNack) {
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let outs: Vec<(Out, bool)> = {
+            let mut state = lock(&self.state);
+            let state = &mut *state;
+            let Some(history) = state
+                .streams
+                .get_mut(&nack.media_ssrc)
+                .and_then(|s| s.history.as_mut())
+            else {
+                return;
+            };
+            let originals: Vec<Packet> = nack
+                .nacks
+                .iter()
+                .flat_map(|pair| pair.packet_list())
+                .filter_map(|seq| history.resend(seq, now_ms))
+                .collect();
+            originals
+                .into_iter()
+                .map(|original| match state.rtx.get_mut(&nack.media_ssrc) {
+                    Some(r) => {
+                        r.sequence = r.sequence.wrapping_add(1);
+                        let packet = wrap(&original, r.ssrc, r.payload_type, r.sequence);
+                        (self.emit(state, packet, false), true)
+                    }
+                    None => (self.emit(state, original, false), false),
+                })
+                .collect()
+        };
+        for (out, as_rtx) in outs {
+            if self.deliver(out).await {
+                self.counters.rtx.resent.fetch_add(1, Ordering::Relaxed);
+                if as_rtx {
+                    self.counters
+                        .rtx
+                        .resent_as_rtx
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The sender reports due now, one per stream that sent anything.
+    fn reports(&self) -> Vec<SenderReport> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        lock(&self.state)
+            .streams
+            .iter()
+            .filter_map(|(&ssrc, s)| s.sent.report(ssrc, s.clock_rate, now, wall))
+            .collect()
     }
 }
 
-/// Builds the interceptor of one connection around its [`Egress`].
-pub(crate) struct EgressBuilder(pub(crate) Arc<Egress>);
+/// A random u16 from the clock (no cryptographic use).
+fn rand_u16() -> u16 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    (nanos ^ (nanos >> 16)) as u16
+}
+
+/// Builds the interceptor of one connection around its [`Egress`]. Register
+/// it first: it must be the innermost on the write side.
+pub(crate) struct EgressBuilder {
+    pub(crate) egress: Arc<Egress>,
+    /// NACK history per stream, as a power of two.
+    pub(crate) history_log2: u8,
+}
 
 impl InterceptorBuilder for EgressBuilder {
     fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>> {
-        Ok(Arc::new(EgressInterceptor(Arc::clone(&self.0))))
+        Ok(Arc::new(EgressInterceptor {
+            egress: Arc::clone(&self.egress),
+            history_log2: self.history_log2,
+        }))
     }
 }
 
-struct EgressInterceptor(Arc<Egress>);
+struct EgressInterceptor {
+    egress: Arc<Egress>,
+    history_log2: u8,
+}
 
 #[async_trait]
 impl Interceptor for EgressInterceptor {
@@ -151,28 +435,68 @@ impl Interceptor for EgressInterceptor {
         &self,
         reader: Arc<dyn RTCPReader + Send + Sync>,
     ) -> Arc<dyn RTCPReader + Send + Sync> {
-        reader
+        Arc::new(NackReader {
+            parent: reader,
+            egress: Arc::downgrade(&self.egress),
+        })
     }
 
     async fn bind_rtcp_writer(
         &self,
         writer: Arc<dyn RTCPWriter + Send + Sync>,
     ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        tokio::spawn(send_reports(
+            Arc::downgrade(&self.egress),
+            Arc::clone(&writer),
+        ));
         writer
     }
 
     async fn bind_local_stream(
         &self,
-        _info: &StreamInfo,
+        info: &StreamInfo,
         writer: Arc<dyn RTPWriter + Send + Sync>,
     ) -> Arc<dyn RTPWriter + Send + Sync> {
-        Arc::new(Sealer {
-            egress: Arc::clone(&self.0),
-            next: writer,
-        })
+        let mut state = lock(&self.egress.state);
+        if state.twcc.is_none() {
+            state.twcc = stream_extension_id(info, TRANSPORT_CC_URI);
+        }
+        if is_rtx(&info.mime_type) {
+            if let Some(media) = &info.associated_stream {
+                state.rtx.insert(
+                    media.ssrc,
+                    RtxStream {
+                        ssrc: info.ssrc,
+                        payload_type: info.payload_type,
+                        // Not the media stream's numbers (RFC 4588 asks for a random start).
+                        sequence: (info.ssrc >> 16) as u16 ^ info.ssrc as u16,
+                        chain: Arc::clone(&writer),
+                    },
+                );
+            }
+        } else {
+            let nack = info
+                .rtcp_feedback
+                .iter()
+                .any(|f| f.typ == "nack" && f.parameter.is_empty());
+            state.streams.insert(
+                info.ssrc,
+                Stream {
+                    chain: Arc::clone(&writer),
+                    clock_rate: info.clock_rate,
+                    history: nack.then(|| History::new(self.history_log2)),
+                    sent: Sent::default(),
+                },
+            );
+        }
+        writer
     }
 
-    async fn unbind_local_stream(&self, _info: &StreamInfo) {}
+    async fn unbind_local_stream(&self, info: &StreamInfo) {
+        let mut state = lock(&self.egress.state);
+        state.streams.remove(&info.ssrc);
+        state.rtx.retain(|_, r| r.ssrc != info.ssrc);
+    }
 
     async fn bind_remote_stream(
         &self,
@@ -185,30 +509,66 @@ impl Interceptor for EgressInterceptor {
     async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
 
     async fn close(&self) -> Result<()> {
-        *lock(&self.0.active) = None;
+        self.egress.closed.store(true, Ordering::Relaxed);
+        let mut state = lock(&self.egress.state);
+        state.active = None;
+        state.streams.clear();
+        state.rtx.clear();
         Ok(())
     }
 }
 
-/// Protects and queues each packet once the connection is active; before,
-/// passes it to webrtc-rs's SRTP session.
-struct Sealer {
-    egress: Arc<Egress>,
-    next: Arc<dyn RTPWriter + Send + Sync>,
+/// Sends each stream's sender report every [`REPORT_EVERY`] until the
+/// connection closes.
+async fn send_reports(egress: Weak<Egress>, writer: Arc<dyn RTCPWriter + Send + Sync>) {
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(egress) = egress.upgrade() else {
+            return;
+        };
+        if egress.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let reports: Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>> = egress
+            .reports()
+            .into_iter()
+            .map(|r| Box::new(r) as _)
+            .collect();
+        drop(egress);
+        if !reports.is_empty()
+            && let Err(e) = writer.write(&reports, &Attributes::new()).await
+        {
+            tracing::debug!(error = %e, "relay sender reports not sent");
+        }
+    }
+}
+
+/// Passes RTCP through, answering NACKs on the way.
+struct NackReader {
+    parent: Arc<dyn RTCPReader + Send + Sync>,
+    egress: Weak<Egress>,
 }
 
 #[async_trait]
-impl RTPWriter for Sealer {
-    async fn write(&self, pkt: &Packet, attributes: &Attributes) -> Result<usize> {
-        match self.egress.seal(pkt) {
-            Some(Ok(d)) => {
-                let n = d.bytes.len();
-                self.egress.send(d);
-                Ok(n)
+impl RTCPReader for NackReader {
+    async fn read(
+        &self,
+        buf: &mut [u8],
+        a: &Attributes,
+    ) -> Result<(
+        Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>,
+        Attributes,
+    )> {
+        let (packets, attributes) = self.parent.read(buf, a).await?;
+        if let Some(egress) = self.egress.upgrade() {
+            for p in &packets {
+                if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                    egress.resend(nack).await;
+                }
             }
-            Some(Err(e)) => Err(e),
-            None => self.next.write(pkt, attributes).await,
         }
+        Ok((packets, attributes))
     }
 }
 
@@ -234,33 +594,60 @@ mod tests {
         p.header.payload_type = 96;
         p.header.sequence_number = seq;
         p.header.timestamp = u32::from(seq) * 3000;
-        p.payload = bytes::Bytes::from(vec![seq as u8; 1200]);
+        p.payload = Bytes::from(vec![seq as u8; 1200]);
         p
+    }
+
+    struct Discard;
+
+    #[async_trait]
+    impl RTPWriter for Discard {
+        async fn write(&self, _pkt: &Packet, _a: &Attributes) -> Result<usize> {
+            Ok(0)
+        }
     }
 
     /// What this sender protects, the receiving side's SRTP (webrtc-rs's,
     /// as in the subscriber's client) opens, for both cipher families and
-    /// across a sequence number wrap.
+    /// across a sequence number wrap; each packet leaves relabelled, with
+    /// consecutive transport-wide numbers, all in one batch.
     #[tokio::test]
-    async fn sealed_packets_open_with_the_peers_srtp_and_leave_in_one_batch() {
+    async fn forwarded_packets_open_with_the_peers_srtp_and_leave_in_one_batch() {
         for profile in [
             ProtectionProfile::AeadAes128Gcm,
             ProtectionProfile::Aes128CmHmacSha1_80,
         ] {
             let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             receiver
-                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .set_read_timeout(Some(Duration::from_secs(2)))
                 .unwrap();
             let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sender.set_nonblocking(true).unwrap();
             let socket = Arc::new(BatchSocket::new(sender));
-            let egress = Egress::new(Arc::clone(&socket));
+            let counters = Arc::new(Counters::default());
+            let log = Arc::new(SendLog::new(Arc::clone(&counters)));
+            let egress = Egress::new(Some(Arc::clone(&socket)), counters, log);
+            let label = Label {
+                ssrc: 0xabcd,
+                payload_type: 100,
+                mid: Some((1, Bytes::from_static(b"0"))),
+            };
+            {
+                let mut state = lock(&egress.state);
+                state.twcc = Some(3);
+                state.next_twcc = 65_535;
+                state.streams.insert(
+                    label.ssrc,
+                    Stream {
+                        chain: Arc::new(Discard),
+                        clock_rate: 90_000,
+                        history: Some(History::new(4)),
+                        sent: Sent::default(),
+                    },
+                );
+            }
             let k = keys(profile);
-            assert!(
-                egress.seal(&packet(1)).is_none(),
-                "inactive until activated"
-            );
-            egress.activate(&k, receiver.local_addr().unwrap()).unwrap();
+            assert!(egress.activate(&k, receiver.local_addr().unwrap()).unwrap());
             let mut opener = Context::new(
                 &k.keys.local_master_key,
                 &k.keys.local_master_salt,
@@ -272,22 +659,45 @@ mod tests {
             let seqs: Vec<u16> = (65_530..=65_535).chain(0..4).collect();
             batched(&socket, async {
                 for &seq in &seqs {
-                    let d = egress.seal(&packet(seq)).unwrap().unwrap();
-                    egress.send(d);
+                    assert!(egress.forward(&label, &packet(7), seq, 42).await);
                 }
             })
             .await;
             assert_eq!(socket.stats().calls, 1, "{profile:?}: one batch");
             let mut buf = [0u8; 1500];
-            for &seq in &seqs {
+            for (i, &seq) in seqs.iter().enumerate() {
                 let n = receiver.recv(&mut buf).unwrap();
-                let opened = opener.decrypt_rtp(&buf[..n]).unwrap();
-                assert_eq!(
-                    opened,
-                    packet(seq).marshal().unwrap(),
-                    "{profile:?} seq {seq}"
-                );
+                let mut opened = &opener.decrypt_rtp(&buf[..n]).unwrap()[..];
+                let p =
+                    <Packet as webrtc::util::marshal::Unmarshal>::unmarshal(&mut opened).unwrap();
+                assert_eq!((p.header.ssrc, p.header.payload_type), (0xabcd, 100));
+                assert_eq!((p.header.sequence_number, p.header.timestamp), (seq, 42));
+                assert_eq!(p.header.get_extension(1).unwrap(), Bytes::from_static(b"0"));
+                let twcc = 65_535u16.wrapping_add(i as u16).to_be_bytes();
+                assert_eq!(p.header.get_extension(3).unwrap()[..], twcc[..]);
+                assert_eq!(p.payload, packet(7).payload, "{profile:?} seq {seq}");
             }
+            let report = egress.reports().pop().unwrap();
+            assert_eq!((report.packet_count, report.octet_count), (10, 12_000));
         }
+    }
+
+    #[test]
+    fn a_sender_report_reads_the_streams_clock_at_report_time() {
+        let t0 = Instant::now();
+        let mut sent = Sent::default();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert!(
+            sent.report(1, 90_000, t0, wall).is_none(),
+            "nothing sent yet"
+        );
+        sent.add(1_000, 100, t0);
+        sent.add(4_000, 50, t0);
+        let r = sent
+            .report(1, 90_000, t0 + Duration::from_millis(500), wall)
+            .unwrap();
+        assert_eq!(r.rtp_time, 4_000 + 45_000);
+        assert_eq!((r.packet_count, r.octet_count), (2, 150));
+        assert_eq!(r.ntp_time >> 32, 1_700_000_000 + 2_208_988_800);
     }
 }

@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 use webrtc::rtp::packet::Packet;
-use webrtc::track::track_local::TrackLocalWriter;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use crate::egress::batched;
+use crate::relay::RelayTrack;
 use crate::stats::Counters;
 use crate::udp_batch::BatchSocket;
 
@@ -32,7 +31,7 @@ const LANE_QUEUE: usize = 1024;
 /// One write: `packet` as `(seq, timestamp)` to `track`, counted for each of
 /// `counters` (every subscriber bound to the track) when it went out.
 pub(crate) struct Write {
-    pub(crate) track: Arc<TrackLocalStaticRTP>,
+    pub(crate) track: Arc<RelayTrack>,
     pub(crate) seq: u16,
     pub(crate) timestamp: u32,
     pub(crate) counters: Vec<Arc<Counters>>,
@@ -116,11 +115,7 @@ async fn write_lane(mut rx: mpsc::Receiver<Batch>, socket: Option<Arc<BatchSocke
 
 async fn write_batch(batch: Batch) {
     for w in batch.writes {
-        let mut p = batch.packet.clone();
-        p.header.sequence_number = w.seq;
-        p.header.timestamp = w.timestamp;
-        // Err: that subscriber's transport is closing; the rest still get it.
-        if w.track.write_rtp(&p).await.is_ok() {
+        if w.track.write(&batch.packet, w.seq, w.timestamp).await > 0 {
             for c in &w.counters {
                 c.packets_out.fetch_add(1, Ordering::Relaxed);
                 c.bytes_out.fetch_add(batch.size, Ordering::Relaxed);

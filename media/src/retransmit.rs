@@ -6,7 +6,9 @@
 //!   stream's RTX SSRC when the peer negotiated RTX, else on the media SSRC.
 //!   It replaces webrtc-rs's NACK responder, which knows only the latter.
 //!   Register it after the TWCC sender, so a resent packet gets a fresh
-//!   transport-wide sequence number like any other.
+//!   transport-wide sequence number like any other. (The headless test
+//!   clients use it; the relay's own sender, [`crate::egress`], keeps its
+//!   histories and answers NACKs itself.)
 //! - [`UnwrapperBuilder`] (receiving): restores the peer's RTX packets into the
 //!   media streams they repair, when their original is missing (browsers also
 //!   probe bandwidth by resending packets as RTX), so the NACK generator stops asking, receiver

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc};
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
@@ -16,13 +15,16 @@ use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::registry::Registry;
+use webrtc::interceptor::report::receiver::ReceiverReport;
+use webrtc::interceptor::twcc::receiver::Receiver;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
+use webrtc::rtp_transceiver::{RTCPFeedback, TYPE_RTCP_FB_TRANSPORT_CC};
 use webrtc::sdp;
 
 use super::{Inner, RelayConfig, RelayError, Result};
-use crate::downlink::DownlinkBuilder;
+use crate::downlink::{DownlinkBuilder, SendLog};
 use crate::egress::{Egress, EgressBuilder};
-use crate::retransmit::{RetransmitterBuilder, UnwrapperBuilder, register_rtx};
+use crate::retransmit::{UnwrapperBuilder, register_rtx};
 use crate::speaker::AUDIO_LEVEL_URI;
 use crate::stats::Counters;
 use crate::udp_batch::BatchSocket;
@@ -98,6 +100,24 @@ pub(super) fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     register_rtx(&mut media)?;
+    // TWCC: the participant's feedback on the relay's transport-wide numbers
+    // (the downlink estimate), and the relay's on the participant's.
+    for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
     media.register_header_extension(
         RTCRtpHeaderExtensionCapability {
             uri: AUDIO_LEVEL_URI.to_owned(),
@@ -124,38 +144,31 @@ pub(super) fn media_engine() -> Result<MediaEngine> {
 
 impl Inner {
     /// The API one participant's connection is built with, its interceptors
-    /// from the innermost out: the relay's own sender (`egress`, when the
-    /// relay serves from one UDP socket: it protects and batches what all the
-    /// others pass down), RTX packets the participant sends restored into
+    /// from the innermost out: the relay's sender ([`EgressBuilder`]: every
+    /// RTP packet the relay sends the participant, numbered for TWCC, kept
+    /// for NACKs, reported in sender reports, protected and sent in batches
+    /// by the relay itself), RTX packets the participant sends restored into
     /// their media streams (so everything above sees a retransmission as the
     /// packet it repairs), the [`DownlinkBuilder`] that turns its TWCC
-    /// feedback into its bandwidth estimate, NACKs to it as publisher, RTCP
-    /// reports, TWCC (feedback to it, and the relay's own transport-wide
-    /// numbers on what it sends: forwarded packets kept each publisher's,
-    /// several unrelated sequences on one transport), and outermost the
-    /// answers to its NACKs, so a resent packet gets a fresh transport-wide
-    /// number.
+    /// feedback into its bandwidth estimate, NACKs to it as publisher,
+    /// receiver reports and TWCC feedback to it.
     pub(super) fn api(
         &self,
         counters: &Arc<Counters>,
-        egress: Option<&Arc<Egress>>,
+        egress: &Arc<Egress>,
+        log: Arc<SendLog>,
     ) -> Result<API> {
-        let mut media = media_engine()?;
+        let media = media_engine()?;
         let mut registry = Registry::new();
-        if let Some(egress) = egress {
-            registry.add(Box::new(EgressBuilder(Arc::clone(egress))));
-        }
-        registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
-        registry.add(Box::new(DownlinkBuilder {
-            counters: Arc::clone(counters),
+        registry.add(Box::new(EgressBuilder {
+            egress: Arc::clone(egress),
+            history_log2: NACK_HISTORY_LOG2,
         }));
+        registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
+        registry.add(Box::new(DownlinkBuilder(log)));
         registry.add(Box::new(Generator::builder()));
-        let registry = configure_rtcp_reports(registry);
-        let mut registry = configure_twcc(registry, &mut media)?;
-        registry.add(Box::new(RetransmitterBuilder::new(
-            NACK_HISTORY_LOG2,
-            Arc::clone(&counters.rtx),
-        )));
+        registry.add(Box::new(ReceiverReport::builder()));
+        registry.add(Box::new(Receiver::builder()));
         Ok(APIBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)

@@ -7,10 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-
 use super::Inner;
 use super::ids::{ParticipantId, RoomId};
+use super::local_track::RelayTrack;
 use super::membership::Participant;
 use super::timing::LayerMeter;
 use super::tracks::Published;
@@ -25,7 +24,7 @@ pub(super) struct OwnTrack {
     pub(super) subscriber: ParticipantId,
     /// The subscriber's fan-out lane.
     pub(super) lane: usize,
-    pub(super) local: Arc<TrackLocalStaticRTP>,
+    pub(super) local: Arc<RelayTrack>,
     pub(super) switcher: Mutex<LayerSwitcher>,
     /// The height the subscriber renders this video at (its report).
     pub(super) rendered_height: Mutex<Option<u16>>,

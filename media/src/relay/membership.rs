@@ -16,6 +16,7 @@ use super::ids::{ParticipantId, RoomId};
 use super::negotiation::Negotiation;
 use super::tracks::Published;
 use super::{Inner, RelayError, Result};
+use crate::downlink::SendLog;
 use crate::egress::Egress;
 use crate::lock;
 use crate::signal::RelayEvent;
@@ -46,8 +47,8 @@ pub(super) struct Participant {
     pub(super) pc: Arc<RTCPeerConnection>,
     pub(super) neg: tokio::sync::Mutex<Negotiation>,
     pub(super) counters: Arc<Counters>,
-    /// The relay's own sender on this connection (with a shared UDP socket).
-    pub(super) egress: Option<Arc<Egress>>,
+    /// The relay's sender on this connection.
+    pub(super) egress: Arc<Egress>,
 }
 
 /// Removes a participant whose connection is dead, if it is still that one.
@@ -64,15 +65,20 @@ async fn reap(inner: Weak<Inner>, room: RoomId, p: Weak<Participant>, why: &'sta
 /// Hands `p`'s RTP to the relay's own sender once its DTLS handshake is
 /// done, and keeps it on the path the browser nominates.
 async fn take_over_sending(p: Arc<Participant>) {
-    let Some(egress) = p.egress.clone() else {
-        return;
-    };
+    let egress = Arc::clone(&p.egress);
     let dtls = p.pc.sctp().transport();
     let ice = dtls.ice_transport();
     let to = |pair: &RTCIceCandidatePair| {
         let ip: IpAddr = pair.remote.address.parse().ok()?;
         Some(SocketAddr::new(ip, pair.remote.port))
     };
+    let weak = Arc::downgrade(&egress);
+    ice.on_selected_candidate_pair_change(Box::new(move |pair| {
+        if let (Some(egress), Some(dest)) = (weak.upgrade(), to(&pair)) {
+            egress.redirect(dest);
+        }
+        Box::pin(async {})
+    }));
     let keys = match dtls.srtp_config().await {
         Ok(keys) => keys,
         Err(e) => {
@@ -89,15 +95,8 @@ async fn take_over_sending(p: Arc<Participant>) {
         tracing::warn!(participant = %p.id, "relay sender: no selected ICE pair; webrtc-rs sends");
         return;
     };
-    let weak = Arc::downgrade(&egress);
-    ice.on_selected_candidate_pair_change(Box::new(move |pair| {
-        if let (Some(egress), Some(dest)) = (weak.upgrade(), to(&pair)) {
-            egress.redirect(dest);
-        }
-        Box::pin(async {})
-    }));
     match egress.activate(&keys, dest) {
-        Ok(()) => tracing::debug!(participant = %p.id, %dest, "relay sender active"),
+        Ok(active) => tracing::debug!(participant = %p.id, %dest, active, "relay sender"),
         Err(e) => {
             tracing::warn!(participant = %p.id, error = %e, "relay sender: bad SRTP keys; webrtc-rs sends")
         }
@@ -115,9 +114,14 @@ impl Inner {
             return Err(already());
         }
         let counters = Arc::<Counters>::default();
-        let egress = self.udp_sender.as_ref().map(|s| Egress::new(Arc::clone(s)));
+        let log = Arc::new(SendLog::new(Arc::clone(&counters)));
+        let egress = Egress::new(
+            self.udp_sender.clone(),
+            Arc::clone(&counters),
+            Arc::clone(&log),
+        );
         let pc = Arc::new(
-            self.api(&counters, egress.as_ref())?
+            self.api(&counters, &egress, log)?
                 .new_peer_connection(RTCConfiguration::default())
                 .await?,
         );

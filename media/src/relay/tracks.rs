@@ -11,7 +11,6 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::cascade::{Outbound, RemoteLayers};
@@ -19,6 +18,7 @@ use super::feedback::read_feedback;
 use super::forward::{Source, extension_id, forward_layer, forward_track};
 use super::ids::{ParticipantId, RoomId};
 use super::layers::{LayerState, OwnTrack};
+use super::local_track::RelayTrack;
 use super::membership::Participant;
 use super::timing::{Every, KeyframeThrottle, LayerMeter, RETARGET_EVERY};
 use super::{Inner, Result};
@@ -45,7 +45,7 @@ pub(super) struct Published {
     /// One per fan-out lane, shared by the subscribers of a single-layer
     /// track on that lane; for a simulcast track, the first is the template
     /// of each subscriber's own.
-    pub(super) locals: Vec<Arc<TrackLocalStaticRTP>>,
+    pub(super) locals: Vec<Arc<RelayTrack>>,
     /// Simulcast layers (empty: a single-layer track).
     pub(super) layers: Mutex<Vec<LayerState>>,
     /// When subscribers' layers are next re-chosen.
@@ -233,7 +233,7 @@ impl Inner {
         let now = Instant::now();
         let locals = (0..self.fanout.lanes())
             .map(|_| {
-                Arc::new(TrackLocalStaticRTP::new(
+                Arc::new(RelayTrack::new(
                     spec.codec.clone(),
                     spec.local_id.clone(),
                     spec.stream_id.clone(),
@@ -312,7 +312,7 @@ impl Inner {
             Arc::new(OwnTrack {
                 subscriber: p.id.clone(),
                 lane: p.lane,
-                local: Arc::new(TrackLocalStaticRTP::new(
+                local: Arc::new(RelayTrack::new(
                     t.template().codec(),
                     t.template().id().to_owned(),
                     t.template().stream_id().to_owned(),
@@ -322,11 +322,14 @@ impl Inner {
                 counters: Arc::clone(&p.counters),
             })
         });
-        let track: Arc<dyn TrackLocal + Send + Sync> = match &own {
-            Some(o) => Arc::clone(&o.local) as _,
-            None => Arc::clone(&t.locals[p.lane]) as _,
+        let track = match &own {
+            Some(o) => Arc::clone(&o.local),
+            None => Arc::clone(&t.locals[p.lane]),
         };
-        let sender = p.pc.add_track(track).await?;
+        let sender = p.pc.add_track(Arc::clone(&track) as _).await?;
+        if let Some(e) = sender.get_parameters().await.encodings.first() {
+            track.expect(e.ssrc, &p.egress);
+        }
         lock(&t.subscribers).insert(
             p.id.clone(),
             Subscription {
@@ -403,7 +406,7 @@ impl Inner {
 
 impl Published {
     /// The codec, track id and stream id every copy of this track carries.
-    pub(super) fn template(&self) -> &TrackLocalStaticRTP {
+    pub(super) fn template(&self) -> &RelayTrack {
         &self.locals[0]
     }
 
