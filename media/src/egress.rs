@@ -37,11 +37,11 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
 use webrtc::sdp::extmap::TRANSPORT_CC_URI;
 use webrtc::srtp::config::Config;
-use webrtc::srtp::context::Context;
-use webrtc::util::marshal::{Marshal, MarshalSize};
+use webrtc::util::marshal::MarshalSize;
 
 use crate::downlink::SendLog;
 use crate::rtx::{History, is_rtx, wrap};
+use crate::srtp_out::{Protector, SrtpError};
 use crate::stats::Counters;
 use crate::udp_batch::{BatchSocket, Datagram};
 use crate::{lock, stream_extension_id};
@@ -141,7 +141,7 @@ struct RtxStream {
 
 /// Where protected packets go, once the connection is up.
 struct Active {
-    srtp: Context,
+    srtp: Protector,
     to: SocketAddr,
 }
 
@@ -212,7 +212,7 @@ impl Egress {
         &self,
         keys: &Config,
         to: SocketAddr,
-    ) -> std::result::Result<bool, webrtc::srtp::Error> {
+    ) -> std::result::Result<bool, SrtpError> {
         if self.socket.is_none() {
             return Ok(false);
         }
@@ -220,13 +220,7 @@ impl Egress {
             active.to = to;
             return Ok(true);
         }
-        let srtp = Context::new(
-            &keys.keys.local_master_key,
-            &keys.keys.local_master_salt,
-            keys.profile,
-            None,
-            None,
-        )?;
+        let srtp = Protector::new(keys)?;
         lock(&self.state).active = Some(Active { srtp, to });
         Ok(true)
     }
@@ -296,14 +290,7 @@ impl Egress {
         let Some(active) = state.active.as_mut() else {
             return Out::Chain(chain, packet);
         };
-        let plain = match packet.marshal() {
-            Ok(plain) => plain,
-            Err(e) => {
-                tracing::debug!(error = %e, "relay sender: packet not marshalled");
-                return Out::Dropped;
-            }
-        };
-        match active.srtp.encrypt_rtp_with_header(&plain, &packet.header) {
+        match active.srtp.protect(&packet) {
             Ok(bytes) => Out::Sealed(Datagram {
                 to: active.to,
                 bytes,
@@ -575,6 +562,7 @@ impl RTCPReader for NackReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use webrtc::srtp::context::Context;
     use webrtc::srtp::protection_profile::ProtectionProfile;
 
     fn keys(profile: ProtectionProfile) -> Config {

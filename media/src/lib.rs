@@ -42,6 +42,7 @@ pub mod rtx;
 pub mod signal;
 pub mod simulcast;
 pub mod speaker;
+mod srtp_out;
 pub mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
