@@ -40,7 +40,7 @@ use webrtc::srtp::config::Config;
 use webrtc::util::marshal::MarshalSize;
 
 use crate::downlink::SendLog;
-use crate::rtx::{History, is_rtx, wrap};
+use crate::rtx::{History, Kept, is_rtx, wrap};
 use crate::srtp_out::{Protector, SrtpError};
 use crate::stats::Counters;
 use crate::udp_batch::{BatchSocket, Datagram};
@@ -125,9 +125,45 @@ struct Stream {
     /// webrtc-rs's writer for it (its SRTP session), before activation.
     chain: Chain,
     clock_rate: u32,
+    /// How its packets are labelled (known from its first packet).
+    label: Option<Label>,
     /// The NACK history, when the peer negotiated NACK for it.
-    history: Option<History>,
+    history: Option<History<Forwarded>>,
     sent: Sent,
+}
+
+/// A packet as the NACK history keeps it: the publisher's packet, shared by
+/// every subscriber's history, and the numbers it went out with here.
+#[derive(Clone)]
+struct Forwarded {
+    source: Arc<Packet>,
+    seq: u16,
+    timestamp: u32,
+}
+
+impl Kept for Forwarded {
+    fn sequence_number(&self) -> u16 {
+        self.seq
+    }
+}
+
+impl Forwarded {
+    /// The packet as this connection's stream `label` sends it.
+    fn packet(&self, label: &Label) -> Packet {
+        let mut header = self.source.header.clone();
+        header.ssrc = label.ssrc;
+        header.payload_type = label.payload_type;
+        header.sequence_number = self.seq;
+        header.timestamp = self.timestamp;
+        if let Some((id, mid)) = &label.mid {
+            // Err: a one-byte id out of range; the packet goes without it.
+            let _ = header.set_extension(*id, mid.clone());
+        }
+        Packet {
+            header,
+            payload: self.source.payload.clone(),
+        }
+    }
 }
 
 /// The RTX stream that repairs one media stream.
@@ -237,31 +273,32 @@ impl Egress {
     pub(crate) async fn forward(
         &self,
         label: &Label,
-        packet: &Packet,
+        packet: &Arc<Packet>,
         seq: u16,
         timestamp: u32,
     ) -> bool {
+        let kept = Forwarded {
+            source: Arc::clone(packet),
+            seq,
+            timestamp,
+        };
         let out = {
-            let mut header = packet.header.clone();
-            header.ssrc = label.ssrc;
-            header.payload_type = label.payload_type;
-            header.sequence_number = seq;
-            header.timestamp = timestamp;
-            if let Some((id, mid)) = &label.mid {
-                // Err: a one-byte id out of range; the packet goes without it.
-                let _ = header.set_extension(*id, mid.clone());
+            let mut state = lock(&self.state);
+            if let Some(s) = state.streams.get_mut(&label.ssrc) {
+                if s.label.is_none() {
+                    s.label = Some(label.clone());
+                }
+                if let Some(h) = s.history.as_mut() {
+                    h.add(&kept);
+                }
             }
-            let packet = Packet {
-                header,
-                payload: packet.payload.clone(),
-            };
-            self.emit(&mut lock(&self.state), packet, true)
+            self.emit(&mut state, kept.packet(label))
         };
         self.deliver(out).await
     }
 
-    /// Numbers, records and protects `packet` (see the module doc).
-    fn emit(&self, state: &mut State, mut packet: Packet, keep: bool) -> Out {
+    /// Numbers, counts and protects `packet` (see the module doc).
+    fn emit(&self, state: &mut State, mut packet: Packet) -> Out {
         let now = Instant::now();
         if let Some(id) = state.twcc {
             let n = state.next_twcc;
@@ -278,9 +315,6 @@ impl Egress {
         let chain = if let Some(s) = state.streams.get_mut(&ssrc) {
             s.sent
                 .add(packet.header.timestamp, packet.payload.len(), now);
-            if keep && let Some(h) = s.history.as_mut() {
-                h.add(&packet);
-            }
             Arc::clone(&s.chain)
         } else if let Some(r) = state.rtx.values().find(|r| r.ssrc == ssrc) {
             Arc::clone(&r.chain)
@@ -336,10 +370,11 @@ impl Egress {
         let outs: Vec<(Out, bool)> = {
             let mut state = lock(&self.state);
             let state = &mut *state;
-            let Some(history) = state
-                .streams
-                .get_mut(&nack.media_ssrc)
-                .and_then(|s| s.history.as_mut())
+            let Some(Stream {
+                history: Some(history),
+                label: Some(label),
+                ..
+            }) = state.streams.get_mut(&nack.media_ssrc)
             else {
                 return;
             };
@@ -348,6 +383,7 @@ impl Egress {
                 .iter()
                 .flat_map(|pair| pair.packet_list())
                 .filter_map(|seq| history.resend(seq, now_ms))
+                .map(|kept| kept.packet(label))
                 .collect();
             originals
                 .into_iter()
@@ -355,9 +391,9 @@ impl Egress {
                     Some(r) => {
                         r.sequence = r.sequence.wrapping_add(1);
                         let packet = wrap(&original, r.ssrc, r.payload_type, r.sequence);
-                        (self.emit(state, packet, false), true)
+                        (self.emit(state, packet), true)
                     }
-                    None => (self.emit(state, original, false), false),
+                    None => (self.emit(state, original), false),
                 })
                 .collect()
         };
@@ -471,6 +507,7 @@ impl Interceptor for EgressInterceptor {
                 Stream {
                     chain: Arc::clone(&writer),
                     clock_rate: info.clock_rate,
+                    label: None,
                     history: nack.then(|| History::new(self.history_log2)),
                     sent: Sent::default(),
                 },
@@ -629,6 +666,7 @@ mod tests {
                     Stream {
                         chain: Arc::new(Discard),
                         clock_rate: 90_000,
+                        label: None,
                         history: Some(History::new(4)),
                         sent: Sent::default(),
                     },
@@ -647,7 +685,7 @@ mod tests {
             let seqs: Vec<u16> = (65_530..=65_535).chain(0..4).collect();
             batched(&socket, async {
                 for &seq in &seqs {
-                    assert!(egress.forward(&label, &packet(7), seq, 42).await);
+                    assert!(egress.forward(&label, &Arc::new(packet(7)), seq, 42).await);
                 }
             })
             .await;

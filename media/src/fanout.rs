@@ -39,7 +39,8 @@ pub(crate) struct Write {
 
 /// One packet's writes on one lane.
 pub(crate) struct Batch {
-    pub(crate) packet: Packet,
+    /// Shared by every lane's batch and every subscriber's NACK history.
+    pub(crate) packet: Arc<Packet>,
     /// The packet's size as received (header and payload), for the counters.
     pub(crate) size: u64,
     pub(crate) writes: Vec<Write>,

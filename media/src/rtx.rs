@@ -66,23 +66,35 @@ pub fn unwrap(rtx: &Packet, ssrc: u32, payload_type: u8) -> Option<Packet> {
 /// after a round trip.
 pub const RESEND_GAP_MS: u64 = 10;
 
+/// What a [`History`] keeps of a sent packet: enough to send it again.
+pub trait Kept: Clone {
+    /// The sequence number it went out with.
+    fn sequence_number(&self) -> u16;
+}
+
+impl Kept for Packet {
+    fn sequence_number(&self) -> u16 {
+        self.header.sequence_number
+    }
+}
+
 /// The last `2^log2_size` packets sent on one stream, by sequence number.
 /// Slots a jump in sequence numbers skipped over are cleared, so a lookup
 /// never returns an older packet that shared the slot.
-pub struct History {
-    slots: Vec<Option<Slot>>,
+pub struct History<P: Kept = Packet> {
+    slots: Vec<Option<Slot<P>>>,
     mask: u16,
     last: Option<u16>,
 }
 
 #[derive(Clone)]
-struct Slot {
-    packet: Packet,
+struct Slot<P> {
+    packet: P,
     /// When it was last resent (ms, the caller's clock).
     resent_ms: Option<u64>,
 }
 
-impl History {
+impl<P: Kept> History<P> {
     /// A history of `2^log2_size` packets (`log2_size` at most 15).
     pub fn new(log2_size: u8) -> Self {
         let size = 1usize << log2_size.min(15);
@@ -94,8 +106,8 @@ impl History {
     }
 
     /// Records a packet as sent.
-    pub fn add(&mut self, packet: &Packet) {
-        let seq = packet.header.sequence_number;
+    pub fn add(&mut self, packet: &P) {
+        let seq = packet.sequence_number();
         if let Some(last) = self.last {
             let ahead = seq.wrapping_sub(last);
             if ahead == 0 || ahead >= 0x8000 {
@@ -119,12 +131,12 @@ impl History {
 
     /// The packet sent as `seq`, to resend at `now_ms`: `None` if no longer
     /// held, or if it was resent less than [`RESEND_GAP_MS`] ago.
-    pub fn resend(&mut self, seq: u16, now_ms: u64) -> Option<Packet> {
+    pub fn resend(&mut self, seq: u16, now_ms: u64) -> Option<P> {
         self.distance(seq)?;
         let slot = self.slot(seq);
         let s = self.slots[slot]
             .as_mut()
-            .filter(|s| s.packet.header.sequence_number == seq)?;
+            .filter(|s| s.packet.sequence_number() == seq)?;
         if s.resent_ms
             .is_some_and(|at| now_ms.saturating_sub(at) < RESEND_GAP_MS)
         {
@@ -145,8 +157,8 @@ impl History {
     }
 }
 
-impl Slot {
-    fn new(packet: &Packet) -> Self {
+impl<P: Kept> Slot<P> {
+    fn new(packet: &P) -> Self {
         Self {
             packet: packet.clone(),
             resent_ms: None,

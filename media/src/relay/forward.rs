@@ -98,6 +98,7 @@ pub(super) async fn forward_track(
             inner.observe_audio(&room, &t, &packet).await;
         }
         // Each lane's track reaches that lane's subscribers.
+        let packet = Arc::new(packet);
         let mut counters: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); t.locals.len()];
         for s in lock(&t.subscribers).values() {
             counters[s.participant.lane].push(Arc::clone(&s.participant.counters));
@@ -115,7 +116,7 @@ pub(super) async fn forward_track(
             fanout.send(
                 lane,
                 Batch {
-                    packet: packet.clone(),
+                    packet: Arc::clone(&packet),
                     size,
                     writes: vec![write],
                 },
@@ -223,11 +224,12 @@ pub(super) async fn forward_layer(
                 counters: vec![Arc::clone(&own.counters)],
             });
         }
+        let packet = Arc::new(packet);
         for (lane, writes) in writes.into_iter().enumerate() {
             fanout.send(
                 lane,
                 Batch {
-                    packet: packet.clone(),
+                    packet: Arc::clone(&packet),
                     size,
                     writes,
                 },

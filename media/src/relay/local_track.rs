@@ -63,7 +63,7 @@ impl RelayTrack {
 
     /// Sends `packet` as `(seq, timestamp)` to every bound connection.
     /// Returns to how many it went.
-    pub(crate) async fn write(&self, packet: &Packet, seq: u16, timestamp: u32) -> usize {
+    pub(crate) async fn write(&self, packet: &Arc<Packet>, seq: u16, timestamp: u32) -> usize {
         let bindings = lock(&self.bindings).clone();
         let mut sent = 0;
         for b in bindings {

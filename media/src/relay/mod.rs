@@ -11,9 +11,11 @@
 //!   [`Relay::new`], sent while the participant's negotiation lock is held,
 //!   so the app can deliver them in order.
 //! - For each remote track (`on_track`) the relay creates one shared
-//!   `TrackLocalStaticRTP` and adds it to every subscriber's connection; a
-//!   task forwards the publisher's RTP into it (webrtc-rs rewrites SSRC and
-//!   payload type per binding).
+//!   [`RelayTrack`] per fan-out lane and adds it to every subscriber's
+//!   connection; a task forwards the publisher's RTP into it. Each binding
+//!   hands the packet to its connection's sender ([`crate::egress`]), which
+//!   relabels, numbers, protects and batches it: webrtc-rs negotiates, runs
+//!   ICE and DTLS and reads, but the relay sends its RTP itself.
 //! - Keyframes: a PLI goes to the publisher when a subscriber is added, when
 //!   a subscriber's answer activates its tracks, and when a subscriber sends
 //!   PLI/FIR — at most once per `pli_min_interval` per track; and again
@@ -53,7 +55,8 @@
 //! `negotiation` (offers, answers, candidates, `ready`), `tracks`
 //! (published tracks and subscriptions), `layers` (simulcast layers and
 //! each subscriber's choice), `forward` (the RTP forwarding loops),
-//! `last_n` (speakers and video gates), `feedback` (subscribers' RTCP,
+//! `local_track` ([`RelayTrack`]), `last_n` (speakers and video gates),
+//! `feedback` (subscribers' RTCP,
 //! keyframe requests), `timing` (the clock-driven state, pure), `cascade` (tracks
 //! to and from other nodes' relays) and `ids` (room and participant ids).
 
