@@ -48,6 +48,10 @@ use crate::{lock, stream_extension_id};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 
+/// Datagrams a lane's batch holds before they leave (the rest leave when the
+/// forwarded packet has been written to every subscriber of the lane).
+const FLUSH_AT: usize = 32;
+
 /// How often each stream's sender report goes out (as webrtc-rs's).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -350,16 +354,19 @@ impl Egress {
     /// Queues `d` on the lane's batch, or sends it now outside one (a NACK
     /// answered from the RTCP reader).
     fn send(&self, d: Datagram) {
+        let Some(socket) = &self.socket else { return };
         let mut d = Some(d);
-        let queued = COLLECT
-            .try_with(|out| {
-                if let Some(d) = d.take() {
-                    out.borrow_mut().push(d);
-                }
-            })
-            .is_ok();
-        if let (false, Some(d), Some(socket)) = (queued, d, &self.socket) {
-            socket.send(std::slice::from_ref(&d));
+        // A batch that reached `FLUSH_AT` leaves now: the first subscribers of
+        // a large lane need not wait for the last ones' encryption.
+        let full = COLLECT.try_with(|out| {
+            let mut out = out.borrow_mut();
+            out.extend(d.take());
+            (out.len() >= FLUSH_AT).then(|| std::mem::take(&mut *out))
+        });
+        match (full, d) {
+            (Ok(Some(full)), _) => socket.send(&full),
+            (Err(_), Some(d)) => socket.send(std::slice::from_ref(&d)),
+            _ => {}
         }
     }
 
