@@ -108,20 +108,17 @@ impl Gcm {
             *b ^= s;
         }
         let header_len = header.marshal_size();
-        let mut buf = BytesMut::zeroed(header_len + packet.payload.len() + TAG_LEN);
-        header.marshal_to(&mut buf[..header_len])?;
-        let body_end = header_len + packet.payload.len();
-        buf[header_len..body_end].copy_from_slice(&packet.payload);
+        // One buffer, zeroed only where the header is written.
+        let mut buf = BytesMut::with_capacity(header_len + packet.payload.len() + TAG_LEN);
+        buf.resize(header_len, 0);
+        header.marshal_to(&mut buf)?;
+        buf.extend_from_slice(&packet.payload);
         let (aad, body) = buf.split_at_mut(header_len);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(&*aad),
-                &mut body[..packet.payload.len()],
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(&*aad), body)
             .map_err(|_| SrtpError::Seal)?;
-        buf[body_end..].copy_from_slice(tag.as_ref());
+        buf.extend_from_slice(tag.as_ref());
         Ok(buf.freeze())
     }
 }

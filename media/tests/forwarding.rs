@@ -67,6 +67,14 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         .await;
     }
     assert_clean_streams(&subs);
+    // The relay's sender reports (one per stream every second) reach them.
+    for (i, s) in subs.iter().enumerate() {
+        wait_until(
+            || s.rx.lock().unwrap().sender_reports >= 2,
+            || format!("sub{i}: no sender reports; {}", s.state()),
+        )
+        .await;
+    }
     // A subscriber's NACK: the relay resends that packet from its buffer.
     let seq = *subs[0].rx.lock().unwrap().video.last().unwrap();
     nack(&subs[0].pc, seq).await;

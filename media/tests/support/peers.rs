@@ -200,6 +200,8 @@ pub struct Received {
     pub transport_seqs: Vec<Option<u16>>,
     /// Packets that carried a RID (or repaired-RID) header extension.
     pub rid_tagged: usize,
+    /// Sender reports on a received stream's SSRC that count what came.
+    pub sender_reports: usize,
 }
 
 /// One received video packet.
@@ -252,11 +254,25 @@ pub async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -
         .unwrap();
     let rx = Arc::new(Mutex::new(Received::default()));
     let weak_rx: Weak<Mutex<Received>> = Arc::downgrade(&rx);
-    pc.on_track(Box::new(move |track, _, _| {
+    pc.on_track(Box::new(move |track, receiver, _| {
         let weak_rx = weak_rx.clone();
         if let Some(rx) = weak_rx.upgrade() {
             rx.lock().unwrap().tracks += 1;
         }
+        let (reports_rx, ssrc) = (weak_rx.clone(), track.ssrc());
+        tokio::spawn(async move {
+            while let Ok((pkts, _)) = receiver.read_rtcp().await {
+                let Some(rx) = reports_rx.upgrade() else {
+                    break;
+                };
+                let reports = pkts
+                    .iter()
+                    .filter_map(|p| p.as_any().downcast_ref::<SenderReport>())
+                    .filter(|sr| sr.ssrc == ssrc && sr.packet_count > 0 && sr.ntp_time > 0)
+                    .count();
+                rx.lock().unwrap().sender_reports += reports;
+            }
+        });
         tokio::spawn(async move {
             let kind = track.kind();
             let from = track.stream_id();
