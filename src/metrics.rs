@@ -478,6 +478,21 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
             stats.fanout_drops,
         ),
         (
+            "relay_udp_send_calls",
+            "sendmmsg calls of the relay's own sender on the shared UDP socket (RELAY_UDP)",
+            stats.udp_batches.calls,
+        ),
+        (
+            "relay_udp_datagrams",
+            "Datagrams the relay's own sender handed to the kernel",
+            stats.udp_batches.datagrams,
+        ),
+        (
+            "relay_udp_dropped",
+            "Datagrams the relay's own sender dropped (socket buffer full, address refused)",
+            stats.udp_batches.dropped,
+        ),
+        (
             "events_published",
             "Events fanned out to conversations",
             src.hub.published(),
