@@ -40,7 +40,7 @@ use webrtc::srtp::config::Config;
 use webrtc::util::marshal::MarshalSize;
 
 use crate::downlink::SendLog;
-use crate::rtx::{History, Kept, is_rtx, wrap};
+use crate::rtx::{History, Kept, first_rtx_sequence, is_rtx, nack_negotiated, wrap};
 use crate::srtp_out::{Protector, SrtpError};
 use crate::stats::Counters;
 use crate::udp_batch::{BatchSocket, Datagram};
@@ -235,11 +235,8 @@ impl Egress {
             counters,
             log,
             epoch: Instant::now(),
-            state: Mutex::new(State {
-                // Not zero: any start will do, a random one tells runs apart in captures.
-                next_twcc: rand_u16(),
-                ..State::default()
-            }),
+            // Transport-wide numbers start at 0, as webrtc-rs's did.
+            state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
         })
     }
@@ -428,15 +425,6 @@ impl Egress {
     }
 }
 
-/// A random u16 from the clock (no cryptographic use).
-fn rand_u16() -> u16 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    (nanos ^ (nanos >> 16)) as u16
-}
-
 /// Builds the interceptor of one connection around its [`Egress`]. Register
 /// it first: it must be the innermost on the write side.
 pub(crate) struct EgressBuilder {
@@ -498,17 +486,13 @@ impl Interceptor for EgressInterceptor {
                     RtxStream {
                         ssrc: info.ssrc,
                         payload_type: info.payload_type,
-                        // Not the media stream's numbers (RFC 4588 asks for a random start).
-                        sequence: (info.ssrc >> 16) as u16 ^ info.ssrc as u16,
+                        sequence: first_rtx_sequence(info.ssrc),
                         chain: Arc::clone(&writer),
                     },
                 );
             }
         } else {
-            let nack = info
-                .rtcp_feedback
-                .iter()
-                .any(|f| f.typ == "nack" && f.parameter.is_empty());
+            let nack = nack_negotiated(&info.rtcp_feedback);
             state.streams.insert(
                 info.ssrc,
                 Stream {
@@ -609,16 +593,6 @@ mod tests {
     use webrtc::srtp::context::Context;
     use webrtc::srtp::protection_profile::ProtectionProfile;
 
-    fn keys(profile: ProtectionProfile) -> Config {
-        let mut config = Config {
-            profile,
-            ..Default::default()
-        };
-        config.keys.local_master_key = (0..profile.key_len() as u8).collect();
-        config.keys.local_master_salt = (100..100 + profile.salt_len() as u8).collect();
-        config
-    }
-
     fn packet(seq: u16) -> Packet {
         let mut p = Packet::default();
         p.header.version = 2;
@@ -649,13 +623,8 @@ mod tests {
             ProtectionProfile::AeadAes128Gcm,
             ProtectionProfile::Aes128CmHmacSha1_80,
         ] {
-            let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            receiver
-                .set_read_timeout(Some(Duration::from_secs(2)))
-                .unwrap();
-            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            sender.set_nonblocking(true).unwrap();
-            let socket = Arc::new(BatchSocket::new(sender));
+            let (receiver, socket) = crate::udp_batch::loopback_pair();
+            let socket = Arc::new(socket);
             let counters = Arc::new(Counters::default());
             let log = Arc::new(SendLog::new(Arc::clone(&counters)));
             let egress = Egress::new(Some(Arc::clone(&socket)), counters, log);
@@ -679,7 +648,7 @@ mod tests {
                     },
                 );
             }
-            let k = keys(profile);
+            let k = crate::srtp_out::test_keys(profile);
             assert!(egress.activate(&k, receiver.local_addr().unwrap()).unwrap());
             let mut opener = Context::new(
                 &k.keys.local_master_key,

@@ -39,7 +39,10 @@ use webrtc::sdp::extmap::{
     SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
 };
 
-use crate::rtx::{Arrivals, History, associated_payload_type, is_rtx, unwrap, wrap};
+use crate::rtx::{
+    Arrivals, History, associated_payload_type, first_rtx_sequence, is_rtx, nack_negotiated,
+    unwrap, wrap,
+};
 use crate::{lock, stream_extension_id};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
@@ -221,19 +224,14 @@ impl Interceptor for Retransmitter {
                 let rtx = RtxStream {
                     ssrc: info.ssrc,
                     payload_type: info.payload_type,
-                    // Not the media stream's numbers (RFC 4588 asks for a random start).
-                    sequence: AtomicU16::new((info.ssrc >> 16) as u16 ^ info.ssrc as u16),
+                    sequence: AtomicU16::new(first_rtx_sequence(info.ssrc)),
                     next: Arc::clone(&writer),
                 };
                 lock(&self.streams.rtx).insert(media.ssrc, Arc::new(rtx));
             }
             return writer;
         }
-        let nack = info
-            .rtcp_feedback
-            .iter()
-            .any(|f| f.typ == "nack" && f.parameter.is_empty());
-        if !nack {
+        if !nack_negotiated(&info.rtcp_feedback) {
             return writer;
         }
         let stream = Arc::new(SentStream {

@@ -25,6 +25,20 @@ pub fn associated_payload_type(fmtp: &str) -> Option<u8> {
         .and_then(|(_, v)| v.trim().parse().ok())
 }
 
+/// The first sequence number of an RTX stream with SSRC `ssrc`: not the
+/// media stream's numbers (RFC 4588 asks for a random start), and the same
+/// for a given SSRC.
+pub fn first_rtx_sequence(ssrc: u32) -> u16 {
+    (ssrc >> 16) as u16 ^ ssrc as u16
+}
+
+/// Whether a stream's negotiated RTCP feedback includes generic NACK.
+pub fn nack_negotiated(feedback: &[webrtc::interceptor::stream_info::RTCPFeedback]) -> bool {
+    feedback
+        .iter()
+        .any(|f| f.typ == "nack" && f.parameter.is_empty())
+}
+
 /// The RTX packet that resends `original` on the RTX stream (`ssrc`,
 /// `payload_type`) as its packet number `sequence_number`.
 pub fn wrap(original: &Packet, ssrc: u32, payload_type: u8, sequence_number: u16) -> Packet {

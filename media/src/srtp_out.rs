@@ -173,19 +173,21 @@ impl Rollover {
     }
 }
 
+/// Tests: made-up master keys of the lengths `profile` needs.
+#[cfg(test)]
+pub(crate) fn test_keys(profile: ProtectionProfile) -> Config {
+    let mut config = Config {
+        profile,
+        ..Default::default()
+    };
+    config.keys.local_master_key = (0..profile.key_len() as u8).map(|b| b * 7 + 1).collect();
+    config.keys.local_master_salt = (0..profile.salt_len() as u8).map(|b| b * 13 + 5).collect();
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(profile: ProtectionProfile) -> Config {
-        let mut config = Config {
-            profile,
-            ..Default::default()
-        };
-        config.keys.local_master_key = (0..profile.key_len() as u8).map(|b| b * 7 + 1).collect();
-        config.keys.local_master_salt = (0..profile.salt_len() as u8).map(|b| b * 13 + 5).collect();
-        config
-    }
 
     fn packet(ssrc: u32, seq: u16, extension: bool) -> Packet {
         let mut p = Packet::default();
@@ -209,7 +211,7 @@ mod tests {
     /// receiving side opens every packet.
     #[test]
     fn native_aes_gcm_matches_webrtc_srtp_byte_for_byte() {
-        let k = keys(ProtectionProfile::AeadAes128Gcm);
+        let k = test_keys(ProtectionProfile::AeadAes128Gcm);
         let mut ours = Protector::new(&k).unwrap();
         assert!(matches!(ours, Protector::Gcm(_)));
         let (key, salt) = (&k.keys.local_master_key, &k.keys.local_master_salt);
@@ -238,7 +240,7 @@ mod tests {
             ProtectionProfile::Aes128CmHmacSha1_80,
             ProtectionProfile::AeadAes256Gcm,
         ] {
-            let k = keys(profile);
+            let k = test_keys(profile);
             let mut ours = Protector::new(&k).unwrap();
             assert!(matches!(ours, Protector::Other(_)));
             let (key, salt) = (&k.keys.local_master_key, &k.keys.local_master_salt);

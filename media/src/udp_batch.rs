@@ -166,19 +166,26 @@ mod sys {
     }
 }
 
+/// Tests: a receiving socket (2 s read timeout) and a batched sender, both
+/// on 127.0.0.1.
+#[cfg(test)]
+pub(crate) fn loopback_pair() -> (UdpSocket, BatchSocket) {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.set_nonblocking(true).unwrap();
+    (receiver, BatchSocket::new(sender))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_burst_leaves_in_calls_of_many_datagrams_and_every_one_arrives() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sender.set_nonblocking(true).unwrap();
-        let socket = BatchSocket::new(sender);
+        let (receiver, socket) = loopback_pair();
         let to = receiver.local_addr().unwrap();
         let out: Vec<Datagram> = (0..150u32)
             .map(|i| Datagram {
@@ -200,13 +207,7 @@ mod tests {
 
     #[test]
     fn a_refused_datagram_is_skipped_and_the_rest_still_go() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sender.set_nonblocking(true).unwrap();
-        let socket = BatchSocket::new(sender);
+        let (receiver, socket) = loopback_pair();
         // An IPv6 address on an IPv4 socket: the kernel refuses it.
         let refused = Datagram {
             to: "[::1]:9".parse().unwrap(),
