@@ -1,26 +1,19 @@
-//! Retransmission on a webrtc-rs peer connection, both ways, as two
-//! interceptors (the packet rules are [`crate::rtx`]):
+//! Retransmission on a webrtc-rs peer connection (the packet rules are
+//! [`crate::rtx`]): the codecs and feedback to negotiate, and the receiving
+//! side. The sending side (a history per stream, NACKs answered as RTX when
+//! the peer negotiated it) is the relay's sender, [`crate::egress`].
 //!
-//! - [`RetransmitterBuilder`] (sending): keeps the last packets sent on each
-//!   NACK-capable media stream and answers the peer's NACKs from them, on the
-//!   stream's RTX SSRC when the peer negotiated RTX, else on the media SSRC.
-//!   It replaces webrtc-rs's NACK responder, which knows only the latter.
-//!   Register it after the TWCC sender, so a resent packet gets a fresh
-//!   transport-wide sequence number like any other. (The headless test
-//!   clients use it; the relay's own sender, [`crate::egress`], keeps its
-//!   histories and answers NACKs itself.)
 //! - [`UnwrapperBuilder`] (receiving): restores the peer's RTX packets into the
 //!   media streams they repair, when their original is missing (browsers also
 //!   probe bandwidth by resending packets as RTX), so the NACK generator stops asking, receiver
 //!   reports count them and the track's reader gets them (webrtc-rs 0.17
 //!   reads RTX streams only to drop them). Register it first, innermost.
 //!
-//! Both count what they do in [`RtxCounters`].
+//! Both sides count what they do in [`RtxCounters`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -29,7 +22,6 @@ use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::{
     Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
 };
-use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::rtp_transceiver::rtp_codec::{
@@ -39,14 +31,10 @@ use webrtc::sdp::extmap::{
     SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI, TRANSPORT_CC_URI,
 };
 
-use crate::rtx::{
-    Arrivals, History, associated_payload_type, first_rtx_sequence, is_rtx, nack_negotiated,
-    unwrap, wrap,
-};
+use crate::rtx::{Arrivals, associated_payload_type, is_rtx, unwrap};
 use crate::{lock, stream_extension_id};
 
 type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
-type RtcpPackets = Vec<Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>>;
 
 /// The payload types of VP8 and its RTX codec, as browsers number them.
 const VP8_PAYLOAD_TYPE: u8 = 96;
@@ -81,7 +69,7 @@ pub fn register_rtx(media: &mut MediaEngine) -> webrtc::error::Result<()> {
     )
 }
 
-/// What the two interceptors did on one connection.
+/// Retransmissions on one connection, both ways.
 #[derive(Debug, Default)]
 pub struct RtxCounters {
     /// NACKed packets resent from the send history (RTX or media SSRC).
@@ -95,208 +83,6 @@ pub struct RtxCounters {
 fn extension_text(p: &Packet, id: Option<u8>) -> Option<String> {
     let value = p.header.get_extension(id?)?;
     String::from_utf8(value.to_vec()).ok()
-}
-
-/// Builds the sending side: a history of `2^log2_size` packets per stream.
-pub struct RetransmitterBuilder {
-    log2_size: u8,
-    counters: Arc<RtxCounters>,
-}
-
-impl RetransmitterBuilder {
-    pub fn new(log2_size: u8, counters: Arc<RtxCounters>) -> Self {
-        Self {
-            log2_size,
-            counters,
-        }
-    }
-}
-
-impl InterceptorBuilder for RetransmitterBuilder {
-    fn build(&self, _id: &str) -> Result<Arc<dyn Interceptor + Send + Sync>> {
-        Ok(Arc::new(Retransmitter {
-            streams: Arc::new(SentStreams {
-                log2_size: self.log2_size,
-                epoch: Instant::now(),
-                counters: Arc::clone(&self.counters),
-                media: Mutex::default(),
-                rtx: Mutex::default(),
-            }),
-        }))
-    }
-}
-
-struct Retransmitter {
-    streams: Arc<SentStreams>,
-}
-
-/// The connection's outgoing media streams and their RTX streams, by media SSRC.
-struct SentStreams {
-    log2_size: u8,
-    /// The clock of the histories' resend times.
-    epoch: Instant,
-    counters: Arc<RtxCounters>,
-    media: Mutex<HashMap<u32, Arc<SentStream>>>,
-    rtx: Mutex<HashMap<u32, Arc<RtxStream>>>,
-}
-
-struct SentStream {
-    history: Mutex<History>,
-    /// The rest of the chain below the retransmitter.
-    next: Arc<dyn RTPWriter + Send + Sync>,
-}
-
-struct RtxStream {
-    ssrc: u32,
-    payload_type: u8,
-    /// The last sequence number used.
-    sequence: AtomicU16,
-    next: Arc<dyn RTPWriter + Send + Sync>,
-}
-
-impl RtxStream {
-    fn next_sequence(&self) -> u16 {
-        self.sequence
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1)
-    }
-}
-
-impl SentStreams {
-    async fn resend(&self, nack: &TransportLayerNack) {
-        let Some(stream) = lock(&self.media).get(&nack.media_ssrc).cloned() else {
-            return;
-        };
-        let rtx = lock(&self.rtx).get(&nack.media_ssrc).cloned();
-        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-            let Some(original) = lock(&stream.history).resend(seq, now_ms) else {
-                continue;
-            };
-            let attributes = Attributes::new();
-            let sent = match &rtx {
-                Some(r) => {
-                    let packet = wrap(&original, r.ssrc, r.payload_type, r.next_sequence());
-                    let sent = r.next.write(&packet, &attributes).await;
-                    if sent.is_ok() {
-                        self.counters.resent_as_rtx.fetch_add(1, Ordering::Relaxed);
-                    }
-                    sent
-                }
-                None => stream.next.write(&original, &attributes).await,
-            };
-            match sent {
-                Ok(_) => {
-                    self.counters.resent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(error = %e, seq, "resending a NACKed packet failed"),
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Interceptor for Retransmitter {
-    async fn bind_rtcp_reader(
-        &self,
-        reader: Arc<dyn RTCPReader + Send + Sync>,
-    ) -> Arc<dyn RTCPReader + Send + Sync> {
-        Arc::new(NackReader {
-            parent: reader,
-            streams: Arc::clone(&self.streams),
-        })
-    }
-
-    async fn bind_rtcp_writer(
-        &self,
-        writer: Arc<dyn RTCPWriter + Send + Sync>,
-    ) -> Arc<dyn RTCPWriter + Send + Sync> {
-        writer
-    }
-
-    async fn bind_local_stream(
-        &self,
-        info: &StreamInfo,
-        writer: Arc<dyn RTPWriter + Send + Sync>,
-    ) -> Arc<dyn RTPWriter + Send + Sync> {
-        if is_rtx(&info.mime_type) {
-            if let Some(media) = &info.associated_stream {
-                let rtx = RtxStream {
-                    ssrc: info.ssrc,
-                    payload_type: info.payload_type,
-                    sequence: AtomicU16::new(first_rtx_sequence(info.ssrc)),
-                    next: Arc::clone(&writer),
-                };
-                lock(&self.streams.rtx).insert(media.ssrc, Arc::new(rtx));
-            }
-            return writer;
-        }
-        if !nack_negotiated(&info.rtcp_feedback) {
-            return writer;
-        }
-        let stream = Arc::new(SentStream {
-            history: Mutex::new(History::new(self.streams.log2_size)),
-            next: writer,
-        });
-        lock(&self.streams.media).insert(info.ssrc, Arc::clone(&stream));
-        Arc::new(Recorder(stream))
-    }
-
-    async fn unbind_local_stream(&self, info: &StreamInfo) {
-        if is_rtx(&info.mime_type) {
-            if let Some(media) = &info.associated_stream {
-                lock(&self.streams.rtx).remove(&media.ssrc);
-            }
-        } else {
-            lock(&self.streams.media).remove(&info.ssrc);
-        }
-    }
-
-    async fn bind_remote_stream(
-        &self,
-        _info: &StreamInfo,
-        reader: Arc<dyn RTPReader + Send + Sync>,
-    ) -> Arc<dyn RTPReader + Send + Sync> {
-        reader
-    }
-
-    async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
-
-    async fn close(&self) -> Result<()> {
-        lock(&self.streams.media).clear();
-        lock(&self.streams.rtx).clear();
-        Ok(())
-    }
-}
-
-/// Records each packet sent on a media stream, then sends it.
-struct Recorder(Arc<SentStream>);
-
-#[async_trait]
-impl RTPWriter for Recorder {
-    async fn write(&self, pkt: &Packet, attributes: &Attributes) -> Result<usize> {
-        lock(&self.0.history).add(pkt);
-        self.0.next.write(pkt, attributes).await
-    }
-}
-
-/// Passes RTCP through, answering NACKs on the way.
-struct NackReader {
-    parent: Arc<dyn RTCPReader + Send + Sync>,
-    streams: Arc<SentStreams>,
-}
-
-#[async_trait]
-impl RTCPReader for NackReader {
-    async fn read(&self, buf: &mut [u8], a: &Attributes) -> Result<(RtcpPackets, Attributes)> {
-        let (packets, attributes) = self.parent.read(buf, a).await?;
-        for p in &packets {
-            if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
-                self.streams.resend(nack).await;
-            }
-        }
-        Ok((packets, attributes))
-    }
 }
 
 /// Builds the receiving side.

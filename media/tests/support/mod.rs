@@ -5,6 +5,7 @@
 
 mod client;
 mod peers;
+mod retransmitter;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chats3_media::retransmit::{RetransmitterBuilder, RtxCounters, UnwrapperBuilder, register_rtx};
+use chats3_media::retransmit::{RtxCounters, UnwrapperBuilder, register_rtx};
 use chats3_media::speaker::AUDIO_LEVEL_URI;
 use chats3_media::testkit::{answer, complete_offer, loopback_settings, receive_only};
 use chats3_media::{
@@ -55,6 +56,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 pub use self::client::*;
 pub use self::peers::*;
+use self::retransmitter::RetransmitterBuilder;
 
 pub const ROOM: &str = "room";
 /// Generous: the machine is small and loaded.
