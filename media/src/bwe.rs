@@ -28,10 +28,16 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, SymbolTypeTcc, TransportLayerCc,
 };
 
-/// Packets remembered for matching feedback: ≈ 1.3 s of a 30 Mbps downlink
-/// of 1,200-byte packets (3,125 packets/s), while Chrome's feedback comes
-/// every 50–250 ms.
+/// Packets remembered for matching feedback, at most: ≈ 1.3 s of a 30 Mbps
+/// downlink of 1,200-byte packets (3,125 packets/s), while Chrome's
+/// feedback comes every 50–250 ms.
 const HISTORY: usize = 1 << 12;
+/// Slots a history starts with (4 KiB): ≈ 1.7 s of a 1.2 Mbps video and its
+/// audio. It doubles, up to [`HISTORY`], when a packet would take the slot
+/// of one sent less than [`HISTORY_KEEP_US`] before.
+const HISTORY_START: usize = 1 << 8;
+/// How long a sent packet is kept for its feedback, when the history can grow.
+const HISTORY_KEEP_US: u64 = 1_000_000;
 /// Packets sent this close together form one group for the delay trend.
 const GROUP_US: u64 = 5_000;
 /// Delay samples (one per group) the trendline is fitted to.
@@ -67,26 +73,56 @@ struct Sent {
     size: std::num::NonZeroU32,
 }
 
-/// What was sent, by transport-wide sequence number.
+/// What was sent, by transport-wide sequence number: a ring sized to what
+/// the downlink carries (a relay holds one per subscriber).
 #[derive(Debug)]
 pub struct SendHistory {
+    /// A power of two long, indexed by sequence number modulo its length.
     slots: Vec<Option<Sent>>,
 }
 
 impl Default for SendHistory {
     fn default() -> Self {
         Self {
-            slots: vec![None; HISTORY],
+            slots: vec![None; HISTORY_START],
         }
     }
 }
 
 impl SendHistory {
+    fn slot(&self, seq: u16) -> usize {
+        usize::from(seq) % self.slots.len()
+    }
+
+    /// Twice the slots: each packet held moves to its slot in the longer
+    /// ring (two packets in distinct slots of a ring stay in distinct slots
+    /// of one twice as long).
+    fn grow(&mut self) {
+        let held: Vec<Sent> = self.slots.iter().flatten().copied().collect();
+        self.slots = vec![None; self.slots.len() * 2];
+        for s in held {
+            let i = self.slot(s.seq);
+            self.slots[i] = Some(s);
+        }
+    }
+
+    /// Slots held now (for tests and the memory figures).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Records one packet (`size`: its RTP bytes). A retransmission reuses
     /// its original's number; the first send is kept, as the receiver
     /// reports the first arrival.
     pub fn sent(&mut self, seq: u16, at_us: u64, size: usize) {
-        let slot = &mut self.slots[usize::from(seq) % HISTORY];
+        while self.slots.len() < HISTORY
+            && self.slots[self.slot(seq)]
+                .is_some_and(|s| s.seq != seq && at_us.saturating_sub(s.at_us) < HISTORY_KEEP_US)
+        {
+            self.grow();
+        }
+        let i = self.slot(seq);
+        let slot = &mut self.slots[i];
         if slot.is_some_and(|s| s.seq == seq && at_us.saturating_sub(s.at_us) < 1_000_000) {
             return;
         }
@@ -104,7 +140,7 @@ impl SendHistory {
         reports
             .iter()
             .filter_map(|r| {
-                let s = self.slots[usize::from(r.seq) % HISTORY].filter(|s| s.seq == r.seq)?;
+                let s = self.slots[self.slot(r.seq)].filter(|s| s.seq == r.seq)?;
                 Some(PacketResult {
                     seq: r.seq,
                     send_us: s.at_us,
@@ -509,7 +545,7 @@ mod tests {
         let mut h = SendHistory::default();
         h.sent(7, 1_000, 1_200);
         h.sent(7, 1_500, 1_200); // a retransmission keeps the first send
-        h.sent(8 + HISTORY as u16, 2_000, 100); // overwrote nothing of 7's
+        h.sent(8 + HISTORY_START as u16, 2_000, 100); // overwrote nothing of 7's
         let got = h.resolve(&[
             Reported {
                 seq: 7,
@@ -529,6 +565,38 @@ mod tests {
                 arrival_us: Some(5)
             }]
         );
+    }
+
+    /// A slow downlink keeps the starting ring; a fast one grows it (up to
+    /// the cap) so every packet of the last second still matches its
+    /// feedback.
+    #[test]
+    fn the_history_grows_with_the_rate_it_carries() {
+        let mut slow = SendHistory::default();
+        for i in 0..2_000u16 {
+            slow.sent(i, u64::from(i) * 10_000, 1_200); // 100 packets/s
+        }
+        assert_eq!(slow.capacity(), HISTORY_START);
+
+        let mut fast = SendHistory::default();
+        let every_us = 500; // 2,000 packets/s
+        for i in 0..3_000u16 {
+            fast.sent(i, u64::from(i) * every_us, 1_200);
+        }
+        assert_eq!(fast.capacity(), 2_048);
+        let last_second: Vec<Reported> = (1_000..3_000)
+            .map(|seq| Reported {
+                seq,
+                arrival_us: Some(0),
+            })
+            .collect();
+        assert_eq!(fast.resolve(&last_second).len(), 2_000);
+
+        let mut flood = SendHistory::default();
+        for i in 0..=u16::MAX {
+            flood.sent(i, 0, 1_200);
+        }
+        assert_eq!(flood.capacity(), HISTORY, "capped");
     }
 
     #[test]

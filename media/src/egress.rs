@@ -2,13 +2,13 @@
 //! sends it as RTP goes through here, not through webrtc-rs's per-packet
 //! write chain (an async interceptor call per layer, tokio locks, a channel
 //! send for its stats, its SRTP session, ICE connection and one `sendto`
-//! per packet). Per packet, under one std mutex, it:
+//! per packet). Per packet, under one std mutex and without awaiting, it:
 //!
 //! - rewrites the header for the connection's stream (SSRC, payload type,
 //!   numbering, MID) and gives it the connection's next transport-wide
 //!   number (TWCC), recorded for the downlink estimate ([`crate::downlink`]);
 //! - keeps it in the stream's NACK history and counts it for the stream's
-//!   sender reports;
+//!   sender reports and the participant's counters;
 //! - once the DTLS handshake is done ([`Egress::activate`]), protects it
 //!   with the connection's SRTP keys and queues the datagram: a fan-out lane
 //!   hands all one forwarded packet produced to the kernel at once
@@ -17,13 +17,14 @@
 //!   this interceptor, the innermost, was given for the stream.
 //!
 //! It answers the connection's NACKs from the history (as RTX when the
-//! peer negotiated it) and sends a sender report per stream every second.
+//! peer negotiated it), feeds its TWCC feedback to the downlink estimate and
+//! sends a sender report per stream every second.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -33,13 +34,15 @@ use webrtc::interceptor::{
     Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
 };
 use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::sdp::extmap::TRANSPORT_CC_URI;
 use webrtc::srtp::config::Config;
 use webrtc::util::marshal::MarshalSize;
 
-use crate::downlink::SendLog;
+use crate::downlink::Downlink;
 use crate::rtx::{History, Kept, first_rtx_sequence, is_rtx, nack_negotiated, wrap};
 use crate::srtp_out::{Protector, SrtpError};
 use crate::stats::Counters;
@@ -55,6 +58,16 @@ const FLUSH_AT: usize = 32;
 /// How often each stream's sender report goes out (as webrtc-rs's).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// Every 16-bit number, big-endian: a transport-wide number goes into a
+/// header as a slice of this, without an allocation per packet.
+static BE16: LazyLock<Vec<u8>> =
+    LazyLock::new(|| (0..=u16::MAX).flat_map(u16::to_be_bytes).collect());
+
+fn be16(n: u16) -> Bytes {
+    let at = usize::from(n) * 2;
+    Bytes::from_static(&BE16[at..at + 2])
+}
+
 tokio::task_local! {
     /// Datagrams a fan-out lane collects while it writes one packet to its
     /// subscribers (see [`batched`]).
@@ -65,7 +78,7 @@ tokio::task_local! {
 /// datagram they produced through `socket` in one batch.
 pub(crate) async fn batched<F: Future<Output = ()>>(socket: &BatchSocket, writes: F) {
     let out = COLLECT
-        .scope(RefCell::new(Vec::new()), async {
+        .scope(RefCell::new(Vec::with_capacity(FLUSH_AT)), async {
             writes.await;
             COLLECT.with(RefCell::take)
         })
@@ -152,9 +165,18 @@ impl Kept for Forwarded {
 }
 
 impl Forwarded {
-    /// The packet as this connection's stream `label` sends it.
-    fn packet(&self, label: &Label) -> Packet {
-        let mut header = self.source.header.clone();
+    /// The header this connection's stream `label` sends the packet with,
+    /// written over `header` (whose lists keep their allocations).
+    fn header_into(&self, label: &Label, header: &mut Header) {
+        let source = &self.source.header;
+        header.version = source.version;
+        header.padding = source.padding;
+        header.extension = source.extension;
+        header.marker = source.marker;
+        header.extension_profile = source.extension_profile;
+        header.csrc.clone_from(&source.csrc);
+        header.extensions.clone_from(&source.extensions);
+        header.extensions_padding = source.extensions_padding;
         header.ssrc = label.ssrc;
         header.payload_type = label.payload_type;
         header.sequence_number = self.seq;
@@ -163,6 +185,12 @@ impl Forwarded {
             // Err: a one-byte id out of range; the packet goes without it.
             let _ = header.set_extension(*id, mid.clone());
         }
+    }
+
+    /// The packet as this connection's stream `label` sends it.
+    fn packet(&self, label: &Label) -> Packet {
+        let mut header = Header::default();
+        self.header_into(label, &mut header);
         Packet {
             header,
             payload: self.source.payload.clone(),
@@ -185,7 +213,6 @@ struct Active {
     to: SocketAddr,
 }
 
-#[derive(Default)]
 struct State {
     active: Option<Active>,
     streams: HashMap<u32, Stream>,
@@ -194,20 +221,38 @@ struct State {
     /// The negotiated id of the transport-wide sequence number extension.
     twcc: Option<u8>,
     next_twcc: u16,
+    downlink: Downlink,
+    /// Where each forwarded packet's header is written (no allocation per
+    /// packet once its extension list has grown).
+    scratch: Header,
 }
 
 /// What became of one packet.
 enum Out {
     Sealed(Datagram),
-    Chain(Chain, Packet),
+    Chain(ChainWrite),
     Dropped,
+}
+
+/// A packet for webrtc-rs's SRTP session (before the relay's own path is
+/// active), written once the sender's lock is released.
+pub(crate) struct ChainWrite {
+    chain: Chain,
+    packet: Packet,
+}
+
+/// What [`Egress::forward`] did with a packet.
+pub(crate) enum Handed {
+    /// Protected and queued for the socket (`true`), or dropped.
+    Done(bool),
+    /// To be written to webrtc-rs's chain: [`Egress::write_chain`].
+    Chain(ChainWrite),
 }
 
 /// The send side of one connection (see the module doc).
 pub(crate) struct Egress {
     socket: Option<Arc<BatchSocket>>,
     counters: Arc<Counters>,
-    log: Arc<SendLog>,
     epoch: Instant,
     state: Mutex<State>,
     closed: AtomicBool,
@@ -225,18 +270,22 @@ pub(crate) struct Label {
 impl Egress {
     /// `socket`: the relay's shared UDP socket (without one, webrtc-rs
     /// protects and sends every packet).
-    pub(crate) fn new(
-        socket: Option<Arc<BatchSocket>>,
-        counters: Arc<Counters>,
-        log: Arc<SendLog>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(socket: Option<Arc<BatchSocket>>, counters: Arc<Counters>) -> Arc<Self> {
+        let state = State {
+            active: None,
+            streams: HashMap::new(),
+            rtx: HashMap::new(),
+            twcc: None,
+            // Transport-wide numbers start at 0, as webrtc-rs's did.
+            next_twcc: 0,
+            downlink: Downlink::new(Arc::clone(&counters)),
+            scratch: Header::default(),
+        };
         Arc::new(Self {
             socket,
             counters,
-            log,
             epoch: Instant::now(),
-            // Transport-wide numbers start at 0, as webrtc-rs's did.
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             closed: AtomicBool::new(false),
         })
     }
@@ -269,15 +318,17 @@ impl Egress {
         }
     }
 
-    /// Sends `packet` as `(seq, timestamp)` on the stream `label`. Returns
-    /// whether it went out (or was handed to webrtc-rs).
-    pub(crate) async fn forward(
+    /// Sends `packet` (`size` bytes as received) as `(seq, timestamp)` on
+    /// the stream `label`, without awaiting: before activation the packet
+    /// is handed back for webrtc-rs's chain.
+    pub(crate) fn forward(
         &self,
         label: &Label,
         packet: &Arc<Packet>,
         seq: u16,
         timestamp: u32,
-    ) -> bool {
+        size: u64,
+    ) -> Handed {
         let kept = Forwarded {
             source: Arc::clone(packet),
             seq,
@@ -285,47 +336,79 @@ impl Egress {
         };
         let out = {
             let mut state = lock(&self.state);
-            if let Some(s) = state.streams.get_mut(&label.ssrc) {
-                if s.label.is_none() {
-                    s.label = Some(label.clone());
-                }
-                if let Some(h) = s.history.as_mut() {
-                    h.add(&kept);
-                }
+            let state = &mut *state;
+            let Some(s) = state.streams.get_mut(&label.ssrc) else {
+                return Handed::Done(false); // not bound (yet, or any more)
+            };
+            if s.label.is_none() {
+                s.label = Some(label.clone());
             }
-            self.emit(&mut state, kept.packet(label))
+            if let Some(h) = s.history.as_mut() {
+                h.add(&kept);
+            }
+            if state.active.is_some() {
+                let mut header = std::mem::take(&mut state.scratch);
+                kept.header_into(label, &mut header);
+                let out = self.emit(state, &mut header, &packet.payload);
+                state.scratch = header;
+                out
+            } else {
+                self.emit_packet(state, kept.packet(label))
+            }
         };
-        self.deliver(out).await
+        match out {
+            Out::Sealed(d) => {
+                self.send(d);
+                self.count(size);
+                Handed::Done(true)
+            }
+            Out::Chain(w) => Handed::Chain(w),
+            Out::Dropped => Handed::Done(false),
+        }
     }
 
-    /// Numbers, counts and protects `packet` (see the module doc).
-    fn emit(&self, state: &mut State, mut packet: Packet) -> Out {
+    /// Writes a packet [`Self::forward`] handed back; whether it went.
+    pub(crate) async fn write_chain(&self, w: ChainWrite, size: u64) -> bool {
+        let sent = w.chain.write(&w.packet, &Attributes::new()).await.is_ok();
+        if sent {
+            self.count(size);
+        }
+        sent
+    }
+
+    fn count(&self, size: u64) {
+        self.counters.packets_out.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Numbers, counts and protects a packet (see the module doc). An
+    /// [`Out::Chain`] comes back with an empty packet: the caller owns it.
+    fn emit(&self, state: &mut State, header: &mut Header, payload: &Bytes) -> Out {
         let now = Instant::now();
         if let Some(id) = state.twcc {
             let n = state.next_twcc;
             state.next_twcc = n.wrapping_add(1);
-            if packet
-                .header
-                .set_extension(id, Bytes::copy_from_slice(&n.to_be_bytes()))
-                .is_ok()
-            {
-                self.log.sent(n, now, packet.marshal_size());
+            if header.set_extension(id, be16(n)).is_ok() {
+                let size = header.marshal_size() + payload.len();
+                state.downlink.sent(n, now, size);
             }
         }
-        let ssrc = packet.header.ssrc;
+        let ssrc = header.ssrc;
         let chain = if let Some(s) = state.streams.get_mut(&ssrc) {
-            s.sent
-                .add(packet.header.timestamp, packet.payload.len(), now);
-            Arc::clone(&s.chain)
+            s.sent.add(header.timestamp, payload.len(), now);
+            &s.chain
         } else if let Some(r) = state.rtx.values().find(|r| r.ssrc == ssrc) {
-            Arc::clone(&r.chain)
+            &r.chain
         } else {
             return Out::Dropped; // not bound (yet, or any more)
         };
         let Some(active) = state.active.as_mut() else {
-            return Out::Chain(chain, packet);
+            return Out::Chain(ChainWrite {
+                chain: Arc::clone(chain),
+                packet: Packet::default(),
+            });
         };
-        match active.srtp.protect(&packet) {
+        match active.srtp.protect(header, payload) {
             Ok(bytes) => Out::Sealed(Datagram {
                 to: active.to,
                 bytes,
@@ -337,13 +420,24 @@ impl Egress {
         }
     }
 
+    /// [`Self::emit`] for a whole packet (before activation, or a resend).
+    fn emit_packet(&self, state: &mut State, mut packet: Packet) -> Out {
+        match self.emit(state, &mut packet.header, &packet.payload) {
+            Out::Chain(mut w) => {
+                w.packet = packet;
+                Out::Chain(w)
+            }
+            out => out,
+        }
+    }
+
     async fn deliver(&self, out: Out) -> bool {
         match out {
             Out::Sealed(d) => {
                 self.send(d);
                 true
             }
-            Out::Chain(chain, packet) => chain.write(&packet, &Attributes::new()).await.is_ok(),
+            Out::Chain(w) => w.chain.write(&w.packet, &Attributes::new()).await.is_ok(),
             Out::Dropped => false,
         }
     }
@@ -358,7 +452,8 @@ impl Egress {
         let full = COLLECT.try_with(|out| {
             let mut out = out.borrow_mut();
             out.extend(d.take());
-            (out.len() >= FLUSH_AT).then(|| std::mem::take(&mut *out))
+            (out.len() >= FLUSH_AT)
+                .then(|| std::mem::replace(&mut *out, Vec::with_capacity(FLUSH_AT)))
         });
         match (full, d) {
             (Ok(Some(full)), _) => socket.send(&full),
@@ -395,9 +490,9 @@ impl Egress {
                     Some(r) => {
                         r.sequence = r.sequence.wrapping_add(1);
                         let packet = wrap(&original, r.ssrc, r.payload_type, r.sequence);
-                        (self.emit(state, packet), true)
+                        (self.emit_packet(state, packet), true)
                     }
-                    None => (self.emit(state, original), false),
+                    None => (self.emit_packet(state, original), false),
                 })
                 .collect()
         };
@@ -412,6 +507,11 @@ impl Egress {
                 }
             }
         }
+    }
+
+    /// The participant's TWCC feedback on what was sent.
+    fn on_feedback(&self, cc: &TransportLayerCc) {
+        lock(&self.state).downlink.on_feedback(cc, Instant::now());
     }
 
     /// The sender reports due now, one per stream that sent anything.
@@ -453,7 +553,7 @@ impl Interceptor for EgressInterceptor {
         &self,
         reader: Arc<dyn RTCPReader + Send + Sync>,
     ) -> Arc<dyn RTCPReader + Send + Sync> {
-        Arc::new(NackReader {
+        Arc::new(FeedbackReader {
             parent: reader,
             egress: Arc::downgrade(&self.egress),
         })
@@ -559,14 +659,15 @@ async fn send_reports(egress: Weak<Egress>, writer: Arc<dyn RTCPWriter + Send + 
     }
 }
 
-/// Passes RTCP through, answering NACKs on the way.
-struct NackReader {
+/// Passes RTCP through, answering NACKs and feeding TWCC feedback to the
+/// downlink estimate on the way.
+struct FeedbackReader {
     parent: Arc<dyn RTCPReader + Send + Sync>,
     egress: Weak<Egress>,
 }
 
 #[async_trait]
-impl RTCPReader for NackReader {
+impl RTCPReader for FeedbackReader {
     async fn read(
         &self,
         buf: &mut [u8],
@@ -578,8 +679,11 @@ impl RTCPReader for NackReader {
         let (packets, attributes) = self.parent.read(buf, a).await?;
         if let Some(egress) = self.egress.upgrade() {
             for p in &packets {
-                if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                let p = p.as_any();
+                if let Some(nack) = p.downcast_ref::<TransportLayerNack>() {
                     egress.resend(nack).await;
+                } else if let Some(cc) = p.downcast_ref::<TransportLayerCc>() {
+                    egress.on_feedback(cc);
                 }
             }
         }
@@ -626,8 +730,7 @@ mod tests {
             let (receiver, socket) = crate::udp_batch::loopback_pair();
             let socket = Arc::new(socket);
             let counters = Arc::new(Counters::default());
-            let log = Arc::new(SendLog::new(Arc::clone(&counters)));
-            let egress = Egress::new(Some(Arc::clone(&socket)), counters, log);
+            let egress = Egress::new(Some(Arc::clone(&socket)), Arc::clone(&counters));
             let label = Label {
                 ssrc: 0xabcd,
                 payload_type: 100,
@@ -661,7 +764,8 @@ mod tests {
             let seqs: Vec<u16> = (65_530..=65_535).chain(0..4).collect();
             batched(&socket, async {
                 for &seq in &seqs {
-                    assert!(egress.forward(&label, &Arc::new(packet(7)), seq, 42).await);
+                    let sent = egress.forward(&label, &Arc::new(packet(7)), seq, 42, 1212);
+                    assert!(matches!(sent, Handed::Done(true)));
                 }
             })
             .await;
@@ -681,6 +785,8 @@ mod tests {
             }
             let report = egress.reports().pop().unwrap();
             assert_eq!((report.packet_count, report.octet_count), (10, 12_000));
+            let out = counters.snapshot();
+            assert_eq!((out.packets_out, out.bytes_out), (10, 12_120));
         }
     }
 

@@ -18,7 +18,6 @@ use webrtc::rtp::packet::Packet;
 
 use crate::egress::batched;
 use crate::relay::RelayTrack;
-use crate::stats::Counters;
 use crate::udp_batch::BatchSocket;
 
 /// Batches a lane may hold (one per forwarded packet that has subscribers
@@ -28,13 +27,12 @@ use crate::udp_batch::BatchSocket;
 /// on the loaded 2-core machine dropped 9–15 batches.
 const LANE_QUEUE: usize = 1024;
 
-/// One write: `packet` as `(seq, timestamp)` to `track`, counted for each of
-/// `counters` (every subscriber bound to the track) when it went out.
+/// One write: `packet` as `(seq, timestamp)` to `track` (each bound
+/// connection's sender counts what it sends).
 pub(crate) struct Write {
     pub(crate) track: Arc<RelayTrack>,
     pub(crate) seq: u16,
     pub(crate) timestamp: u32,
-    pub(crate) counters: Vec<Arc<Counters>>,
 }
 
 /// One packet's writes on one lane.
@@ -116,11 +114,8 @@ async fn write_lane(mut rx: mpsc::Receiver<Batch>, socket: Option<Arc<BatchSocke
 
 async fn write_batch(batch: Batch) {
     for w in batch.writes {
-        if w.track.write(&batch.packet, w.seq, w.timestamp).await > 0 {
-            for c in &w.counters {
-                c.packets_out.fetch_add(1, Ordering::Relaxed);
-                c.bytes_out.fetch_add(batch.size, Ordering::Relaxed);
-            }
-        }
+        w.track
+            .write(&batch.packet, w.seq, w.timestamp, batch.size)
+            .await;
     }
 }

@@ -50,6 +50,7 @@ pub mod topology;
 pub mod trunk;
 mod udp_batch;
 pub mod vp8;
+mod when_receiving;
 
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use signal::{IceCandidate, Outgoing, RelayEvent, RenderedSize, Signal};

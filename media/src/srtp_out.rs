@@ -15,11 +15,34 @@ use std::collections::HashMap;
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use bytes::{Bytes, BytesMut};
-use webrtc::rtp::packet::Packet;
+use webrtc::rtp::header::Header;
 use webrtc::srtp::config::Config;
 use webrtc::srtp::context::Context;
 use webrtc::srtp::protection_profile::ProtectionProfile;
 use webrtc::util::marshal::{Marshal, MarshalSize};
+
+/// The plain RTP packet `header` + `payload`, with the padding the header
+/// announces written as webrtc-rs's `Packet::marshal` writes it (to a
+/// multiple of 4, at least 4 bytes), and room for `tail` more bytes. Also
+/// returns the header's length.
+fn plain(header: &Header, payload: &[u8], tail: usize) -> Result<(BytesMut, usize), SrtpError> {
+    let header_len = header.marshal_size();
+    let padding = match (header.padding, payload.len() % 4) {
+        (false, _) => 0,
+        (true, 0) => 4,
+        (true, r) => 4 - r,
+    };
+    let mut buf = BytesMut::with_capacity(header_len + payload.len() + padding + tail);
+    // Zeroed only where the header is written.
+    buf.resize(header_len, 0);
+    header.marshal_to(&mut buf)?;
+    buf.extend_from_slice(payload);
+    if padding > 0 {
+        buf.resize(buf.len() + padding - 1, 0);
+        buf.extend_from_slice(&[padding as u8]);
+    }
+    Ok((buf, header_len))
+}
 
 /// Why a packet or a key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +79,14 @@ impl Protector {
         })
     }
 
-    /// `packet` marshalled and protected: the datagram to send.
-    pub(crate) fn protect(&mut self, packet: &Packet) -> Result<Bytes, SrtpError> {
+    /// The packet `header` + `payload` marshalled and protected: the
+    /// datagram to send.
+    pub(crate) fn protect(&mut self, header: &Header, payload: &[u8]) -> Result<Bytes, SrtpError> {
         match self {
-            Self::Gcm(gcm) => gcm.protect(packet),
+            Self::Gcm(gcm) => gcm.protect(header, payload),
             Self::Other(context) => {
-                let plain = packet.marshal()?;
-                Ok(context.encrypt_rtp_with_header(&plain, &packet.header)?)
+                let (plain, _) = plain(header, payload, 0)?;
+                Ok(context.encrypt_rtp_with_header(&plain, header)?)
             }
         }
     }
@@ -92,8 +116,7 @@ impl Gcm {
         })
     }
 
-    fn protect(&mut self, packet: &Packet) -> Result<Bytes, SrtpError> {
-        let header = &packet.header;
+    fn protect(&mut self, header: &Header, payload: &[u8]) -> Result<Bytes, SrtpError> {
         let roc = self
             .rollover
             .entry(header.ssrc)
@@ -107,12 +130,8 @@ impl Gcm {
         for (b, s) in iv.iter_mut().zip(self.salt) {
             *b ^= s;
         }
-        let header_len = header.marshal_size();
-        // One buffer, zeroed only where the header is written.
-        let mut buf = BytesMut::with_capacity(header_len + packet.payload.len() + TAG_LEN);
-        buf.resize(header_len, 0);
-        header.marshal_to(&mut buf)?;
-        buf.extend_from_slice(&packet.payload);
+        // One buffer: sealed in place, the tag appended.
+        let (mut buf, header_len) = plain(header, payload, TAG_LEN)?;
         let (aad, body) = buf.split_at_mut(header_len);
         let tag = self
             .key
@@ -189,6 +208,8 @@ pub(crate) fn test_keys(profile: ProtectionProfile) -> Config {
 mod tests {
     use super::*;
 
+    use webrtc::rtp::packet::Packet;
+
     fn packet(ssrc: u32, seq: u16, extension: bool) -> Packet {
         let mut p = Packet::default();
         p.header.version = 2;
@@ -202,6 +223,11 @@ mod tests {
                 .unwrap();
         }
         p.payload = Bytes::from(vec![seq as u8; 100 + usize::from(seq % 7)]);
+        // Padded as a browser's padding-only probes are, now and then.
+        p.header.padding = seq.is_multiple_of(5);
+        if seq.is_multiple_of(10) {
+            p.payload = Bytes::new();
+        }
         p
     }
 
@@ -221,7 +247,7 @@ mod tests {
         for (i, &seq) in seqs.iter().enumerate() {
             for ssrc in [1, 0xdead_beef] {
                 let p = packet(ssrc, seq, i % 2 == 0);
-                let sealed = ours.protect(&p).unwrap();
+                let sealed = ours.protect(&p.header, &p.payload).unwrap();
                 let plain = p.marshal().unwrap();
                 let expected = theirs.encrypt_rtp_with_header(&plain, &p.header).unwrap();
                 assert_eq!(sealed, expected, "ssrc {ssrc} seq {seq}");
@@ -246,7 +272,7 @@ mod tests {
             let (key, salt) = (&k.keys.local_master_key, &k.keys.local_master_salt);
             let mut opener = Context::new(key, salt, profile, None, None).unwrap();
             let p = packet(9, 1, true);
-            let sealed = ours.protect(&p).unwrap();
+            let sealed = ours.protect(&p.header, &p.payload).unwrap();
             assert_eq!(opener.decrypt_rtp(&sealed).unwrap(), p.marshal().unwrap());
         }
     }

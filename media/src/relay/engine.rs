@@ -22,12 +22,12 @@ use webrtc::rtp_transceiver::{RTCPFeedback, TYPE_RTCP_FB_TRANSPORT_CC};
 use webrtc::sdp;
 
 use super::{Inner, RelayConfig, RelayError, Result};
-use crate::downlink::{DownlinkBuilder, SendLog};
 use crate::egress::{Egress, EgressBuilder};
 use crate::retransmit::{UnwrapperBuilder, register_rtx};
 use crate::speaker::AUDIO_LEVEL_URI;
 use crate::stats::Counters;
 use crate::udp_batch::BatchSocket;
+use crate::when_receiving::WhenReceiving;
 
 /// How many sent packets each video stream to a subscriber keeps for NACKs,
 /// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
@@ -147,17 +147,13 @@ impl Inner {
     /// from the innermost out: the relay's sender ([`EgressBuilder`]: every
     /// RTP packet the relay sends the participant, numbered for TWCC, kept
     /// for NACKs, reported in sender reports, protected and sent in batches
-    /// by the relay itself), RTX packets the participant sends restored into
-    /// their media streams (so everything above sees a retransmission as the
-    /// packet it repairs), the [`DownlinkBuilder`] that turns its TWCC
-    /// feedback into its bandwidth estimate, NACKs to it as publisher,
-    /// receiver reports and TWCC feedback to it.
-    pub(super) fn api(
-        &self,
-        counters: &Arc<Counters>,
-        egress: &Arc<Egress>,
-        log: Arc<SendLog>,
-    ) -> Result<API> {
+    /// by the relay itself; it also reads the participant's NACKs and TWCC
+    /// feedback), RTX packets the participant sends restored into their
+    /// media streams (so everything above sees a retransmission as the
+    /// packet it repairs), NACKs to it as publisher,
+    /// receiver reports and TWCC feedback to it (these three only once it
+    /// publishes: [`WhenReceiving`]).
+    pub(super) fn api(&self, counters: &Arc<Counters>, egress: &Arc<Egress>) -> Result<API> {
         let media = media_engine()?;
         let mut registry = Registry::new();
         registry.add(Box::new(EgressBuilder {
@@ -165,10 +161,10 @@ impl Inner {
             history_log2: NACK_HISTORY_LOG2,
         }));
         registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
-        registry.add(Box::new(DownlinkBuilder(log)));
-        registry.add(Box::new(Generator::builder()));
-        registry.add(Box::new(ReceiverReport::builder()));
-        registry.add(Box::new(Receiver::builder()));
+        // Their timers run only on connections that receive (publish) something.
+        registry.add(Box::new(WhenReceiving(Generator::builder())));
+        registry.add(Box::new(WhenReceiving(ReceiverReport::builder())));
+        registry.add(Box::new(WhenReceiving(Receiver::builder())));
         Ok(APIBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)

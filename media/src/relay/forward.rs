@@ -22,7 +22,6 @@ use super::tracks::Published;
 use super::{Inner, ms_since};
 use crate::fanout::{Batch, Write};
 use crate::lock;
-use crate::stats::Counters;
 use crate::vp8;
 
 /// The id the publisher's connection negotiated for the header extension `uri`.
@@ -99,19 +98,14 @@ pub(super) async fn forward_track(
         }
         // Each lane's track reaches that lane's subscribers.
         let packet = Arc::new(packet);
-        let mut counters: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); t.locals.len()];
-        for s in lock(&t.subscribers).values() {
-            counters[s.participant.lane].push(Arc::clone(&s.participant.counters));
-        }
-        for (lane, counters) in counters.into_iter().enumerate() {
-            if counters.is_empty() {
+        for (lane, local) in t.locals.iter().enumerate() {
+            if !local.bound() {
                 continue;
             }
             let write = Write {
-                track: Arc::clone(&t.locals[lane]),
+                track: Arc::clone(local),
                 seq: packet.header.sequence_number,
                 timestamp: packet.header.timestamp,
-                counters,
             };
             fanout.send(
                 lane,
@@ -221,7 +215,6 @@ pub(super) async fn forward_layer(
                 track: Arc::clone(&own.local),
                 seq,
                 timestamp,
-                counters: vec![Arc::clone(&own.counters)],
             });
         }
         let packet = Arc::new(packet);

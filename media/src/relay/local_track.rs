@@ -5,10 +5,12 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use portable_atomic::AtomicBool;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
@@ -17,7 +19,7 @@ use webrtc::sdp::extmap::SDES_MID_URI;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext};
 
-use crate::egress::{Egress, Label};
+use crate::egress::{Egress, Handed, Label};
 use crate::lock;
 
 /// One connection the track is bound to.
@@ -29,7 +31,7 @@ struct Binding {
     /// relay has told the track whose it is).
     egress: OnceLock<Weak<Egress>>,
     /// Whether the sender is paused (its direction no longer sends).
-    paused: Box<dyn Fn() -> bool + Send + Sync>,
+    paused: Arc<AtomicBool>,
 }
 
 /// A local track whose packets go to each bound connection's [`Egress`].
@@ -61,21 +63,38 @@ impl RelayTrack {
         lock(&self.expected).insert(ssrc, Arc::downgrade(egress));
     }
 
-    /// Sends `packet` as `(seq, timestamp)` to every bound connection.
-    /// Returns to how many it went.
-    pub(crate) async fn write(&self, packet: &Arc<Packet>, seq: u16, timestamp: u32) -> usize {
-        let bindings = lock(&self.bindings).clone();
+    /// Whether any connection is bound to the track.
+    pub(crate) fn bound(&self) -> bool {
+        !lock(&self.bindings).is_empty()
+    }
+
+    /// Sends `packet` (`size` bytes as received) as `(seq, timestamp)` to
+    /// every bound connection. Returns to how many it went.
+    pub(crate) async fn write(
+        &self,
+        packet: &Arc<Packet>,
+        seq: u16,
+        timestamp: u32,
+        size: u64,
+    ) -> usize {
         let mut sent = 0;
-        for b in bindings {
-            if (b.paused)() {
+        // Connections whose own sending has not taken over yet: written
+        // through webrtc-rs once the lock is released.
+        let mut later = Vec::new();
+        for b in lock(&self.bindings).iter() {
+            if b.paused.load(Ordering::Relaxed) {
                 continue;
             }
-            let Some(egress) = self.egress_of(&b) else {
+            let Some(egress) = self.egress_of(b) else {
                 continue;
             };
-            if egress.forward(&b.label, packet, seq, timestamp).await {
-                sent += 1;
+            match egress.forward(&b.label, packet, seq, timestamp, size) {
+                Handed::Done(went) => sent += usize::from(went),
+                Handed::Chain(w) => later.push((egress, w)),
             }
+        }
+        for (egress, w) in later {
+            sent += usize::from(egress.write_chain(w, size).await);
         }
         sent
     }
@@ -92,7 +111,10 @@ impl RelayTrack {
 #[async_trait]
 impl TrackLocal for RelayTrack {
     async fn bind(&self, t: &TrackLocalContext) -> webrtc::error::Result<RTCRtpCodecParameters> {
+        // The template only matches the codec: it keeps no binding (each
+        // holds a copy of the connection's codec list, ≈ 14 KB).
         let codec = self.template.bind(t).await?;
+        self.template.unbind(t).await?;
         let mid = t
             .header_extensions()
             .iter()
@@ -107,18 +129,24 @@ impl TrackLocal for RelayTrack {
                 mid,
             },
             egress: OnceLock::new(),
-            paused: {
-                let paused = t.paused();
-                Box::new(move || paused.load(std::sync::atomic::Ordering::Relaxed))
-            },
+            paused: t.paused(),
         }));
         Ok(codec)
     }
 
     async fn unbind(&self, t: &TrackLocalContext) -> webrtc::error::Result<()> {
-        lock(&self.bindings).retain(|b| b.id != t.id());
+        let found = {
+            let mut bindings = lock(&self.bindings);
+            let before = bindings.len();
+            bindings.retain(|b| b.id != t.id());
+            bindings.len() < before
+        };
         lock(&self.expected).remove(&t.ssrc());
-        self.template.unbind(t).await
+        if found {
+            Ok(())
+        } else {
+            Err(webrtc::Error::ErrUnbindFailed)
+        }
     }
 
     fn id(&self) -> &str {
