@@ -1069,6 +1069,18 @@ impl PeerConnectionInternal {
             Some(r) => r,
             None => return Err(Error::ErrPeerConnRemoteDescriptionNil),
         };
+        // chats3 patch: an SSRC the remote description declares (as a track's
+        // or its repair stream's) belongs to the receiver `start_rtp_receivers`
+        // starts for it, which opens this same SRTP stream. Its first packets
+        // can arrive before that receiver does; probing them here and then
+        // closing the stream (below) closed the declared track's buffer too, so
+        // it never delivered ("buffer: closed"). Pion ignores declared SSRCs
+        // here for the same reason.
+        if declares_ssrc(&parsed, ssrc) {
+            self.dtls_transport.remove_simulcast_stream(ssrc).await;
+            return Ok(());
+        }
+
         // If the remote SDP was only one media section the ssrc doesn't have to be explicitly declared
         if self.handle_undeclared_ssrc(ssrc, &parsed).await? {
             return Ok(());
@@ -1196,9 +1208,19 @@ impl PeerConnectionInternal {
             }
         }
 
-        let _ = rtp_read_stream.close().await;
-        let _ = rtcp_read_stream.close().await;
-        icpr.unbind_remote_stream(&stream_info).await;
+        // chats3 patch: a renegotiation that declares the SSRC may have been
+        // applied while this probed; then its receiver owns the stream and the
+        // interceptors' state for the SSRC (the packets probed here are lost,
+        // which NACKs and keyframe requests repair).
+        let declared_now = match self.remote_description().await.and_then(|rd| rd.parsed) {
+            Some(rd) => declares_ssrc(&rd, ssrc),
+            None => false,
+        };
+        if !declared_now {
+            let _ = rtp_read_stream.close().await;
+            let _ = rtcp_read_stream.close().await;
+            icpr.unbind_remote_stream(&stream_info).await;
+        }
         self.dtls_transport.remove_simulcast_stream(ssrc).await;
 
         Err(Error::ErrPeerConnSimulcastIncomingSSRCFailed)
@@ -1614,4 +1636,12 @@ fn get_stream_mid_rid(
     };
 
     Ok((mid, rid, srid))
+}
+
+/// chats3 patch: whether `description` declares `ssrc` as a track's or its
+/// repair stream's.
+fn declares_ssrc(description: &SessionDescription, ssrc: SSRC) -> bool {
+    track_details_from_sdp(description, false)
+        .iter()
+        .any(|t| t.ssrcs.contains(&ssrc) || (t.repair_ssrc != 0 && t.repair_ssrc == ssrc))
 }
