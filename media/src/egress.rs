@@ -241,6 +241,16 @@ pub(crate) struct ChainWrite {
     packet: Packet,
 }
 
+impl ChainWrite {
+    /// Writes the packet to webrtc-rs's chain; whether it went.
+    async fn write(&self) -> bool {
+        self.chain
+            .write(&self.packet, &Attributes::new())
+            .await
+            .is_ok()
+    }
+}
+
 /// What [`Egress::forward`] did with a packet.
 pub(crate) enum Handed {
     /// Protected and queued for the socket (`true`), or dropped.
@@ -369,7 +379,7 @@ impl Egress {
 
     /// Writes a packet [`Self::forward`] handed back; whether it went.
     pub(crate) async fn write_chain(&self, w: ChainWrite, size: u64) -> bool {
-        let sent = w.chain.write(&w.packet, &Attributes::new()).await.is_ok();
+        let sent = w.write().await;
         if sent {
             self.count(size);
         }
@@ -437,7 +447,7 @@ impl Egress {
                 self.send(d);
                 true
             }
-            Out::Chain(w) => w.chain.write(&w.packet, &Attributes::new()).await.is_ok(),
+            Out::Chain(w) => w.write().await,
             Out::Dropped => false,
         }
     }
