@@ -40,7 +40,7 @@ type Result<T> = std::result::Result<T, webrtc::interceptor::Error>;
 const VP8_PAYLOAD_TYPE: u8 = 96;
 const VP8_RTX_PAYLOAD_TYPE: u8 = 97;
 
-/// Makes `media` (with the default codecs registered) negotiate what the two
+/// Makes `media` (with VP8 registered) negotiate what the two
 /// interceptors work with: NACK and PLI feedback on video, and RTX for VP8.
 /// A sender also needs `SettingEngine::enable_sender_rtx` for its RTX streams.
 pub fn register_rtx(media: &mut MediaEngine) -> webrtc::error::Result<()> {

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::media_engine::{
+    MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9, MediaEngine,
+};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{API, APIBuilder};
 use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
@@ -17,7 +19,9 @@ use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::registry::Registry;
 use webrtc::interceptor::report::receiver::ReceiverReport;
 use webrtc::interceptor::twcc::receiver::Receiver;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpHeaderExtensionCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
 use webrtc::rtp_transceiver::{RTCPFeedback, TYPE_RTCP_FB_TRANSPORT_CC};
 use webrtc::sdp;
 
@@ -93,12 +97,94 @@ pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Opt
     Ok((settings, local_udp))
 }
 
-/// The codecs and RTP header extensions the relay negotiates: webrtc-rs's
-/// default codecs, the audio level (active speaker) and, for simulcast, the
-/// MID and RIDs.
+/// The codecs the relay negotiates, with webrtc-rs's payload types and fmtp
+/// lines: what browsers send. webrtc-rs's default list adds G.711, G.722,
+/// VP9 profile 1, eight more H.264 profiles (high, and packetization mode 0),
+/// HEVC and ulpfec, which no browser client of ours sends; every negotiated
+/// codec is held per connection (its descriptions, codec lists, senders).
+const CODECS: [(RTPCodecType, &str, u32, u16, &str, u8); 6] = [
+    (
+        RTPCodecType::Audio,
+        MIME_TYPE_OPUS,
+        48_000,
+        2,
+        "minptime=10;useinbandfec=1",
+        111,
+    ),
+    (RTPCodecType::Video, MIME_TYPE_VP8, 90_000, 0, "", 96),
+    (
+        RTPCodecType::Video,
+        MIME_TYPE_VP9,
+        90_000,
+        0,
+        "profile-id=0",
+        98,
+    ),
+    (
+        RTPCodecType::Video,
+        MIME_TYPE_H264,
+        90_000,
+        0,
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+        102,
+    ),
+    (
+        RTPCodecType::Video,
+        MIME_TYPE_H264,
+        90_000,
+        0,
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        125,
+    ),
+    (
+        RTPCodecType::Video,
+        MIME_TYPE_AV1,
+        90_000,
+        0,
+        "profile-id=0",
+        41,
+    ),
+];
+
+/// The RTCP feedback every video codec is offered with (webrtc-rs's default
+/// set; RTX's NACK and TWCC are added by their registrations).
+const VIDEO_FEEDBACK: [(&str, &str); 4] = [
+    ("goog-remb", ""),
+    ("ccm", "fir"),
+    ("nack", ""),
+    ("nack", "pli"),
+];
+
+/// The codecs and RTP header extensions the relay negotiates: [`CODECS`],
+/// the audio level (active speaker) and, for simulcast, the MID and RIDs.
 pub(super) fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
-    media.register_default_codecs()?;
+    for (kind, mime, clock_rate, channels, fmtp, payload_type) in CODECS {
+        let rtcp_feedback = match kind {
+            RTPCodecType::Video => VIDEO_FEEDBACK
+                .iter()
+                .map(|(typ, parameter)| RTCPFeedback {
+                    typ: (*typ).to_owned(),
+                    parameter: (*parameter).to_owned(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        media.register_codec(
+            RTCRtpCodecParameters {
+                capability: RTCRtpCodecCapability {
+                    mime_type: mime.to_owned(),
+                    clock_rate,
+                    channels,
+                    sdp_fmtp_line: fmtp.to_owned(),
+                    rtcp_feedback,
+                },
+                payload_type,
+                ..Default::default()
+            },
+            kind,
+        )?;
+    }
     register_rtx(&mut media)?;
     // TWCC: the participant's feedback on the relay's transport-wide numbers
     // (the downlink estimate), and the relay's on the participant's.
