@@ -493,6 +493,21 @@ fn scrape(m: &Metrics, src: &Sources<'_>) -> Registry {
             stats.udp_batches.dropped,
         ),
         (
+            "relay_udp_receive_calls",
+            "recvmmsg calls that read datagrams from the shared UDP socket (RELAY_UDP)",
+            stats.udp_received.calls,
+        ),
+        (
+            "relay_udp_received_datagrams",
+            "Datagrams those calls read",
+            stats.udp_received.datagrams,
+        ),
+        (
+            "relay_udp_oversized",
+            "Datagrams dropped on the shared UDP socket for being longer than 2,048 bytes",
+            stats.udp_received.truncated,
+        ),
+        (
             "events_published",
             "Events fanned out to conversations",
             src.hub.published(),

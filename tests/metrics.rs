@@ -131,6 +131,8 @@ async fn the_exposition_parses_and_types_say_what_figures_mean() {
         ("chats3_relay_fanout_drops", Counter),
         ("chats3_relay_udp_datagrams", Counter),
         ("chats3_relay_udp_dropped", Counter),
+        ("chats3_relay_udp_received_datagrams", Counter),
+        ("chats3_relay_udp_oversized", Counter),
         ("chats3_csrf_refused", Counter),
         ("chats3_disk_full_refusals", Counter),
     ] {

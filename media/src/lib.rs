@@ -49,6 +49,7 @@ pub mod testkit;
 pub mod topology;
 pub mod trunk;
 mod udp_batch;
+mod udp_recv;
 pub mod vp8;
 mod when_receiving;
 

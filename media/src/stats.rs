@@ -1,6 +1,7 @@
 //! Relay counters: per participant, summed per room and for the whole relay.
 
 pub use crate::udp_batch::BatchStats;
+pub use crate::udp_recv::ReceiveStats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,4 +125,6 @@ pub struct RelayStats {
     pub fanout_drops: u64,
     /// The batched sender on the shared UDP socket (zero without one).
     pub udp_batches: BatchStats,
+    /// The batched reads of that socket (zero without one).
+    pub udp_received: ReceiveStats,
 }

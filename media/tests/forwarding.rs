@@ -144,6 +144,13 @@ async fn forwards_vp8_and_opus_to_every_subscriber_and_requests_keyframes() {
         "not batched: {batches:?}"
     );
     assert_eq!(batches.dropped, 0, "{batches:?}");
+    // What the participants sent (ICE, DTLS, media, feedback) came in through
+    // the batched reads of the same socket.
+    let received = stats.udp_received;
+    assert!(
+        received.datagrams >= 200 && received.calls > 0 && received.calls <= received.datagrams,
+        "{received:?}"
+    );
 
     for id in ["sub0", "sub1", "sub2", "pub"] {
         relay.leave(ROOM, id).await.unwrap();

@@ -31,6 +31,7 @@ use crate::retransmit::{UnwrapperBuilder, register_rtx};
 use crate::speaker::AUDIO_LEVEL_URI;
 use crate::stats::Counters;
 use crate::udp_batch::BatchSocket;
+use crate::udp_recv::{BatchReceiver, ReceiveCounters};
 use crate::when_receiving::WhenReceiving;
 
 /// How many sent packets each video stream to a subscriber keeps for NACKs,
@@ -40,11 +41,13 @@ use crate::when_receiving::WhenReceiving;
 /// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
 
-/// The shared UDP socket, when `udp_bind` is set: its address, and its
-/// batched sender (a duplicate of the socket the ICE mux reads).
+/// The shared UDP socket, when `udp_bind` is set: its address, its batched
+/// sender (a duplicate of the socket the ICE mux reads) and the counters of
+/// the mux's batched reads.
 pub(super) struct SharedUdp {
     pub(super) addr: SocketAddr,
     pub(super) sender: Arc<BatchSocket>,
+    pub(super) received: Arc<ReceiveCounters>,
 }
 
 /// The settings every connection is built with, and the shared UDP socket
@@ -87,11 +90,14 @@ pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Opt
         let std_socket = socket.into_std()?;
         let sender = std_socket.try_clone()?;
         let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let addr = socket.local_addr()?;
+        let receiver = BatchReceiver::new(socket);
         local_udp = Some(SharedUdp {
-            addr: socket.local_addr()?,
+            addr,
             sender: Arc::new(BatchSocket::new(sender)),
+            received: receiver.counters(),
         });
-        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        let mux = UDPMuxDefault::new(UDPMuxParams::new(receiver));
         settings.set_udp_network(UDPNetwork::Muxed(mux));
     }
     Ok((settings, local_udp))

@@ -95,6 +95,7 @@ use crate::signal::{RelayEvent, Signal};
 use crate::stats::{RelayStats, RoomStats};
 use crate::trunk::{Handler, LinkStats, TrunkError, TrunkTls, Trunks};
 use crate::udp_batch::BatchSocket;
+use crate::udp_recv::ReceiveCounters;
 
 /// Errors from the relay.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,8 @@ struct Inner {
     local_udp: Option<SocketAddr>,
     /// The batched sender on the shared UDP socket (with `udp_bind`).
     udp_sender: Option<Arc<BatchSocket>>,
+    /// The counters of the ICE mux's batched reads of that socket.
+    udp_received: Option<Arc<ReceiveCounters>>,
     /// Time origin for the speaker detector.
     epoch: Instant,
     fanout: Arc<Fanout>,
@@ -159,9 +162,9 @@ impl Relay {
     /// Must be called inside a tokio runtime when `udp_bind` is set.
     pub async fn new(config: RelayConfig) -> Result<(Self, mpsc::UnboundedReceiver<RelayEvent>)> {
         let (settings, shared_udp) = engine::settings(&config).await?;
-        let (local_udp, udp_sender) = match shared_udp {
-            Some(s) => (Some(s.addr), Some(s.sender)),
-            None => (None, None),
+        let (local_udp, udp_sender, udp_received) = match shared_udp {
+            Some(s) => (Some(s.addr), Some(s.sender), Some(s.received)),
+            None => (None, None, None),
         };
         // Fail here, not at the first join, if the codecs cannot be registered.
         engine::media_engine()?;
@@ -175,6 +178,7 @@ impl Relay {
             epoch: Instant::now(),
             fanout: Arc::new(Fanout::new(config.fanout_lanes, udp_sender.clone())),
             udp_sender,
+            udp_received,
             reaped: AtomicU64::new(0),
             next_key: AtomicU64::new(1),
             cascade: OnceLock::new(),
@@ -333,6 +337,12 @@ impl Relay {
             .udp_sender
             .as_ref()
             .map(|s| s.stats())
+            .unwrap_or_default();
+        out.udp_received = self
+            .inner
+            .udp_received
+            .as_ref()
+            .map(|r| r.stats())
             .unwrap_or_default();
         out
     }
