@@ -354,7 +354,7 @@ impl Egress {
                 s.label = Some(label.clone());
             }
             if let Some(h) = s.history.as_mut() {
-                h.add(&kept);
+                h.add(&kept, self.now_ms());
             }
             if state.active.is_some() {
                 let mut header = std::mem::take(&mut state.scratch);
@@ -384,6 +384,11 @@ impl Egress {
             self.count(size);
         }
         sent
+    }
+
+    /// Milliseconds since the sender was made (the NACK history's clock).
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn count(&self, size: u64) {
@@ -475,7 +480,7 @@ impl Egress {
     /// Answers a NACK from the history: each packet still held once, as RTX
     /// when the peer negotiated it, else again on its own stream.
     async fn resend(&self, nack: &TransportLayerNack) {
-        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.now_ms();
         let outs: Vec<(Out, bool)> = {
             let mut state = lock(&self.state);
             let state = &mut *state;

@@ -92,45 +92,79 @@ impl Kept for Packet {
     }
 }
 
-/// The last `2^log2_size` packets sent on one stream, by sequence number.
+/// How long a sent packet stays wanted for NACKs at least (receivers give up
+/// on a retransmission well before): a [`History`] about to overwrite a
+/// packet it took in more recently than this doubles, up to its cap.
+pub const HOLD_MS: u64 = 1_000;
+
+/// The size a [`History`] starts at, as a power of two: 64 packets, a
+/// second of a low simulcast layer.
+const START_LOG2: u8 = 6;
+
+/// The last packets sent on one stream, by sequence number: at least the
+/// last [`HOLD_MS`] of them, at most `2^max_log2`. It starts small and
+/// grows with the stream's packet rate, so a quiet stream holds little.
 /// Slots a jump in sequence numbers skipped over are cleared, so a lookup
 /// never returns an older packet that shared the slot.
 pub struct History<P: Kept = Packet> {
     slots: Vec<Option<Slot<P>>>,
     mask: u16,
+    max: usize,
     last: Option<u16>,
 }
 
 #[derive(Clone)]
 struct Slot<P> {
     packet: P,
+    /// When it was taken in (ms, the caller's clock).
+    added_ms: u64,
     /// When it was last resent (ms, the caller's clock).
     resent_ms: Option<u64>,
 }
 
 impl<P: Kept> History<P> {
-    /// A history of `2^log2_size` packets (`log2_size` at most 15).
-    pub fn new(log2_size: u8) -> Self {
-        let size = 1usize << log2_size.min(15);
+    /// A history of at most `2^max_log2` packets (`max_log2` at most 15).
+    pub fn new(max_log2: u8) -> Self {
+        let max = 1usize << max_log2.min(15);
+        let size = max.min(1 << START_LOG2);
         Self {
             slots: vec![None; size],
             mask: (size - 1) as u16,
+            max,
             last: None,
         }
     }
 
-    /// Records a packet as sent.
-    pub fn add(&mut self, packet: &P) {
+    /// How many packets it can hold now.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Records a packet as sent at `now_ms`. The history grows first if the
+    /// packet would push out one taken in less than [`HOLD_MS`] before (or,
+    /// late, fall outside what it holds now), while below its cap.
+    pub fn add(&mut self, packet: &P, now_ms: u64) {
         let seq = packet.sequence_number();
         if let Some(last) = self.last {
             let ahead = seq.wrapping_sub(last);
             if ahead == 0 || ahead >= 0x8000 {
                 // A duplicate or a late packet: keep it only in its own slot.
+                let behind = last.wrapping_sub(seq);
+                while usize::from(behind) >= self.slots.len() && self.slots.len() < self.max {
+                    self.grow();
+                }
                 if self.distance(seq).is_some() {
                     let slot = self.slot(seq);
-                    self.slots[slot] = Some(Slot::new(packet));
+                    self.slots[slot] = Some(Slot::new(packet, now_ms));
                 }
                 return;
+            }
+            // (A jump past the cap leaves nothing to keep however large it grows.)
+            while self.slots.len() < self.max
+                && usize::from(ahead) < self.max
+                && self.drops_recent(last, ahead, now_ms)
+            {
+                self.grow();
             }
             let skipped = usize::from(ahead - 1).min(self.slots.len());
             for i in 1..=skipped {
@@ -139,8 +173,22 @@ impl<P: Kept> History<P> {
             }
         }
         let slot = self.slot(seq);
-        self.slots[slot] = Some(Slot::new(packet));
+        self.slots[slot] = Some(Slot::new(packet, now_ms));
         self.last = Some(seq);
+    }
+
+    /// Whether moving the newest packet `ahead` numbers on from `last` would
+    /// push out a packet taken in less than [`HOLD_MS`] before `now_ms`: the
+    /// oldest `min(ahead, size)` numbers held leave.
+    fn drops_recent(&self, last: u16, ahead: u16, now_ms: u64) -> bool {
+        let size = self.slots.len();
+        let oldest = last.wrapping_sub(self.mask);
+        (0..usize::from(ahead).min(size)).any(|i| {
+            let seq = oldest.wrapping_add(i as u16);
+            self.slots[self.slot(seq)].as_ref().is_some_and(|s| {
+                s.packet.sequence_number() == seq && now_ms.saturating_sub(s.added_ms) < HOLD_MS
+            })
+        })
     }
 
     /// The packet sent as `seq`, to resend at `now_ms`: `None` if no longer
@@ -160,6 +208,19 @@ impl<P: Kept> History<P> {
         Some(s.packet.clone())
     }
 
+    /// Doubles the slots; what is held moves to its slot in the new size
+    /// (held sequence numbers are distinct modulo the old size, so they are
+    /// modulo the new one).
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, vec![None; size]);
+        self.mask = (size - 1) as u16;
+        for s in old.into_iter().flatten() {
+            let slot = self.slot(s.packet.sequence_number());
+            self.slots[slot] = Some(s);
+        }
+    }
+
     /// How far behind the newest packet `seq` is, if within the history.
     fn distance(&self, seq: u16) -> Option<u16> {
         let behind = self.last?.wrapping_sub(seq);
@@ -172,9 +233,10 @@ impl<P: Kept> History<P> {
 }
 
 impl<P: Kept> Slot<P> {
-    fn new(packet: &P) -> Self {
+    fn new(packet: &P, added_ms: u64) -> Self {
         Self {
             packet: packet.clone(),
+            added_ms,
             resent_ms: None,
         }
     }
@@ -315,10 +377,10 @@ mod tests {
     fn history_holds_the_last_packets_across_the_wrap() {
         let mut h = History::new(3); // 8 packets
         for seq in 65_530..=65_535u16 {
-            h.add(&packet(seq, b"a"));
+            h.add(&packet(seq, b"a"), 0);
         }
         for seq in 0..4u16 {
-            h.add(&packet(seq, b"b"));
+            h.add(&packet(seq, b"b"), 0);
         }
         // Newest is 3; the 8 held are 65_532 ..= 3.
         assert!(h.resend(65_531, 0).is_none());
@@ -332,32 +394,58 @@ mod tests {
     fn a_gap_clears_the_slots_it_skips_and_late_packets_fill_their_own() {
         let mut h = History::new(3);
         for seq in 0..8u16 {
-            h.add(&packet(seq, b"old"));
+            h.add(&packet(seq, b"old"), 0);
         }
-        h.add(&packet(10, b"new")); // 8 and 9 never sent
+        h.add(&packet(10, b"new"), 0); // 8 and 9 never sent
         assert!(h.resend(8, 0).is_none());
         assert!(h.resend(9, 0).is_none());
         assert!((0..3).all(|s| h.resend(s, 0).is_none()));
         assert_eq!(h.resend(10, 0).unwrap().payload, Bytes::from_static(b"new"));
         assert!(h.resend(3, 0).is_some());
         // A late packet lands in its slot without moving the newest.
-        h.add(&packet(9, b"late"));
+        h.add(&packet(9, b"late"), 0);
         assert_eq!(h.resend(9, 0).unwrap().payload, Bytes::from_static(b"late"));
-        h.add(&packet(11, b"next"));
+        h.add(&packet(11, b"next"), 0);
         assert!(
             h.resend(9, 100).is_some(),
             "the late packet survives the next one"
         );
         // A jump past the whole history empties it.
-        h.add(&packet(1_000, b"far"));
+        h.add(&packet(1_000, b"far"), 0);
         assert!((3..=11).all(|s| h.resend(s, 200).is_none()));
         assert!(h.resend(1_000, 200).is_some());
     }
 
     #[test]
+    fn the_history_grows_to_hold_a_second_of_the_stream_and_no_more() {
+        // 50 packets a second: the 64 it starts with hold 1.28 s.
+        let mut quiet = History::new(9);
+        for i in 0..500u16 {
+            quiet.add(&packet(i, b"q"), u64::from(i) * 20);
+        }
+        assert_eq!(quiet.capacity(), 64);
+        assert!(quiet.resend(499 - 49, 10_000).is_some(), "a second back");
+        // 300 a second: 512 hold 1.7 s.
+        let mut busy = History::new(9);
+        for i in 0..1_500u16 {
+            busy.add(&packet(i, b"b"), u64::from(i) * 10 / 3);
+        }
+        assert_eq!(busy.capacity(), 512);
+        assert!(busy.resend(1_499 - 299, 10_000).is_some(), "a second back");
+        // 3,000 a second: capped at 512 (170 ms).
+        let mut flood = History::new(9);
+        for i in 0..3_000u16 {
+            flood.add(&packet(i, b"f"), u64::from(i) / 3);
+        }
+        assert_eq!(flood.capacity(), 512);
+        assert!(flood.resend(2_999 - 511, 10_000).is_some());
+        assert!(flood.resend(2_999 - 512, 10_000).is_none());
+    }
+
+    #[test]
     fn a_packet_is_resent_once_per_gap() {
         let mut h = History::new(3);
-        h.add(&packet(1, b"a"));
+        h.add(&packet(1, b"a"), 0);
         assert!(h.resend(1, 1_000).is_some());
         assert!(h.resend(1, 1_000).is_none(), "the same NACK seen twice");
         assert!(h.resend(1, 1_000 + RESEND_GAP_MS - 1).is_none());
@@ -469,10 +557,12 @@ mod tests {
             }
 
             /// The history answers exactly what a plain model of "the last
-            /// 2^n numbers sent, newest copy of each" holds.
+            /// 2^n numbers sent, newest copy of each" holds (every packet is
+            /// recent here, so a history that starts smaller grows to 2^n
+            /// before it lets one go).
             #[test]
             fn history_holds_what_a_model_holds(
-                log2 in 0u8..=6,
+                log2 in 0u8..=8,
                 start in any::<u16>(),
                 steps in prop::collection::vec(
                     prop_oneof![
@@ -496,7 +586,7 @@ mod tests {
                             let seq = base.wrapping_add(d as u16);
                             let mut p = packet(seq, b"");
                             p.payload = bytes::Bytes::from((i as u32).to_be_bytes().to_vec());
-                            h.add(&p);
+                            h.add(&p, 0);
                             match newest {
                                 Some(n) if {
                                     let ahead = seq.wrapping_sub(n);

@@ -34,9 +34,11 @@ use crate::udp_batch::BatchSocket;
 use crate::udp_recv::{BatchReceiver, ReceiveCounters};
 use crate::when_receiving::WhenReceiving;
 
-/// How many sent packets each video stream to a subscriber keeps for NACKs,
-/// as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280 packets/s),
-/// longer than a receiver waits for a retransmission. webrtc-rs's responder
+/// How many sent packets each video stream to a subscriber keeps for NACKs
+/// at most, as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280
+/// packets/s), longer than a receiver waits for a retransmission. A history
+/// starts at 64 and grows only as far as a second of its stream needs
+/// ([`crate::rtx::History`]), so a low layer's holds 2.5 KB. webrtc-rs's responder
 /// preallocated 8,192 slots (≈ 0.9 MB) per stream: at 500 subscribers that
 /// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;

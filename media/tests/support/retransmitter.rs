@@ -72,6 +72,8 @@ struct SentStreams {
 
 struct SentStream {
     history: Mutex<History>,
+    /// The histories' clock ([`SentStreams::epoch`]).
+    epoch: Instant,
     /// The rest of the chain below the retransmitter.
     next: Arc<dyn RTPWriter + Send + Sync>,
 }
@@ -166,6 +168,7 @@ impl Interceptor for Retransmitter {
         }
         let stream = Arc::new(SentStream {
             history: Mutex::new(History::new(self.streams.log2_size)),
+            epoch: self.streams.epoch,
             next: writer,
         });
         lock(&self.streams.media).insert(info.ssrc, Arc::clone(&stream));
@@ -205,7 +208,8 @@ struct Recorder(Arc<SentStream>);
 #[async_trait]
 impl RTPWriter for Recorder {
     async fn write(&self, pkt: &Packet, attributes: &Attributes) -> Result<usize> {
-        lock(&self.0.history).add(pkt);
+        let now_ms = u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        lock(&self.0.history).add(pkt, now_ms);
         self.0.next.write(pkt, attributes).await
     }
 }
