@@ -29,7 +29,11 @@ use crate::error::Result;
 use crate::network_type::*;
 use crate::tcp_type::*;
 
-pub(crate) const RECEIVE_MTU: usize = 8192;
+// chats3 patch: 2,048 (upstream 8,192). The largest datagram read: every read
+// loop of a connection (the agent's, the mux connection's) keeps a buffer this
+// size for as long as the connection lives, and no ICE, DTLS or SRTP datagram
+// a browser sends comes near it (they stay under the path MTU).
+pub(crate) const RECEIVE_MTU: usize = 2048;
 pub(crate) const DEFAULT_LOCAL_PREFERENCE: u16 = 65535;
 
 /// Indicates that the candidate is used for RTP.

@@ -70,8 +70,9 @@ impl UDPMuxConn {
     /// Writes data to the given address. Returns an error if the buffer is too short or there's an
     /// encoding error.
     pub async fn write_packet(&self, data: &[u8], addr: SocketAddr) -> ConnResult<()> {
-        // NOTE: Pion/ice uses Sync.Pool to optimise this.
-        let mut buffer = make_buffer();
+        // chats3 patch: a record of the datagram's own size (upstream zeroed
+        // a RECEIVE_MTU-sized buffer for every datagram received).
+        let mut buffer = vec![0u8; 2 + data.len() + 2 + MAX_ADDR_SIZE];
         let mut offset = 0;
 
         if (data.len() + MAX_ADDR_SIZE) > (RECEIVE_MTU + MAX_ADDR_SIZE) {
@@ -82,7 +83,7 @@ impl UDPMuxConn {
         // Where the number in parenthesis indicate the number of bytes used
         // `dn` and `an` are the length in bytes of data and addr respectively.
 
-        // SAFETY: `data.len()` is at most RECEIVE_MTU(8192) - MAX_ADDR_SIZE(27)
+        // SAFETY: `data.len()` is at most RECEIVE_MTU (checked above)
         buffer[0..2].copy_from_slice(&(data.len() as u16).to_le_bytes()[..]);
         offset += 2;
 
