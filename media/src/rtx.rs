@@ -113,13 +113,21 @@ pub struct History<P: Kept = Packet> {
     last: Option<u16>,
 }
 
+/// Times are kept as the low 32 bits of the caller's millisecond clock and
+/// compared by wrapping difference (right for spans under 49 days): a slot is
+/// 32 bytes for the relay's packets, not 40.
 #[derive(Clone)]
 struct Slot<P> {
     packet: P,
-    /// When it was taken in (ms, the caller's clock).
-    added_ms: u64,
-    /// When it was last resent (ms, the caller's clock).
-    resent_ms: Option<u64>,
+    /// When it was taken in.
+    added_ms: u32,
+    /// When it was last resent.
+    resent_ms: Option<u32>,
+}
+
+/// Milliseconds from `then` to `now`, both as kept in a [`Slot`].
+fn ms_since(now_ms: u64, then: u32) -> u64 {
+    u64::from((now_ms as u32).wrapping_sub(then))
 }
 
 impl<P: Kept> History<P> {
@@ -186,7 +194,7 @@ impl<P: Kept> History<P> {
         (0..usize::from(ahead).min(size)).any(|i| {
             let seq = oldest.wrapping_add(i as u16);
             self.slots[self.slot(seq)].as_ref().is_some_and(|s| {
-                s.packet.sequence_number() == seq && now_ms.saturating_sub(s.added_ms) < HOLD_MS
+                s.packet.sequence_number() == seq && ms_since(now_ms, s.added_ms) < HOLD_MS
             })
         })
     }
@@ -200,11 +208,11 @@ impl<P: Kept> History<P> {
             .as_mut()
             .filter(|s| s.packet.sequence_number() == seq)?;
         if s.resent_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) < RESEND_GAP_MS)
+            .is_some_and(|at| ms_since(now_ms, at) < RESEND_GAP_MS)
         {
             return None;
         }
-        s.resent_ms = Some(now_ms);
+        s.resent_ms = Some(now_ms as u32);
         Some(s.packet.clone())
     }
 
@@ -236,7 +244,7 @@ impl<P: Kept> Slot<P> {
     fn new(packet: &P, added_ms: u64) -> Self {
         Self {
             packet: packet.clone(),
-            added_ms,
+            added_ms: added_ms as u32,
             resent_ms: None,
         }
     }
@@ -440,6 +448,24 @@ mod tests {
         assert_eq!(flood.capacity(), 512);
         assert!(flood.resend(2_999 - 511, 10_000).is_some());
         assert!(flood.resend(2_999 - 512, 10_000).is_none());
+    }
+
+    #[test]
+    fn a_held_packet_of_the_relays_shape_takes_32_bytes() {
+        // The relay's sender keeps a shared packet and the numbers it went out with.
+        #[derive(Clone)]
+        struct Forwarded(std::sync::Arc<Packet>, u16, u32);
+        impl Kept for Forwarded {
+            fn sequence_number(&self) -> u16 {
+                self.1
+            }
+        }
+        let f = Forwarded(std::sync::Arc::new(packet(7, b"")), 8, 9);
+        assert_eq!(
+            (f.0.header.sequence_number, f.sequence_number(), f.2),
+            (7, 8, 9)
+        );
+        assert_eq!(std::mem::size_of::<Option<Slot<Forwarded>>>(), 32);
     }
 
     #[test]
