@@ -26,7 +26,8 @@
 //! taskset -c 0 cargo bench --bench media_fanout -- -k 100 --relay-only 127.0.0.1:7100 &
 //! taskset -c 1 target/release/deps/media_fanout-* -k 100 --clients-only 127.0.0.1:7100
 //! ```
-//! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out").
+//! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out"). Runs with the
+//! systemd unit's allocator setting (`MIMALLOC_ARENA_EAGER_COMMIT=0`), as the service does.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -972,7 +973,20 @@ fn clients_main(args: &Args) {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The allocator setting the systemd unit runs `chats3` with (`systemd/chats3.service`): mimalloc
+/// reads it when the process starts, so without it the bench starts itself again with it.
+const UNIT_ALLOCATOR_ENV: (&str, &str) = ("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+
 fn main() {
+    let (key, value) = UNIT_ALLOCATOR_ENV;
+    if std::env::var_os(key).is_none() {
+        let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(std::env::args_os().skip(1))
+            .env(key, value)
+            .status()
+            .expect("the bench, again with the unit's allocator setting");
+        std::process::exit(status.code().unwrap_or(1));
+    }
     let args = Args::parse();
     // The relay's warnings (a sender that could not take over, a full lane) on stderr;
     // RUST_LOG for more.
