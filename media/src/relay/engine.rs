@@ -256,9 +256,9 @@ impl Inner {
         }));
         registry.add(Box::new(UnwrapperBuilder::new(Arc::clone(&counters.rtx))));
         // Their timers run only on connections that receive (publish) something.
-        registry.add(Box::new(WhenReceiving(Generator::builder())));
-        registry.add(Box::new(WhenReceiving(ReceiverReport::builder())));
-        registry.add(Box::new(WhenReceiving(Receiver::builder())));
+        registry.add(Box::new(WhenReceiving(Arc::new(Generator::builder()))));
+        registry.add(Box::new(WhenReceiving(Arc::new(ReceiverReport::builder()))));
+        registry.add(Box::new(WhenReceiving(Arc::new(Receiver::builder()))));
         Ok(APIBuilder::new()
             .with_media_engine(media)
             .with_interceptor_registry(registry)
