@@ -38,7 +38,7 @@ use crate::when_receiving::WhenReceiving;
 /// at most, as a power of two: 512, ≥ 1.8 s of a 2.5 Mbps layer (≈ 280
 /// packets/s), longer than a receiver waits for a retransmission. A history
 /// starts at 64 and grows only as far as a second of its stream needs
-/// ([`crate::rtx::History`]), so a low layer's holds 2.5 KB. webrtc-rs's responder
+/// ([`crate::rtx::History`]), so a low layer's holds 2 KB. webrtc-rs's responder
 /// preallocated 8,192 slots (≈ 0.9 MB) per stream: at 500 subscribers that
 /// alone was ≈ 450 MB of the relay's memory.
 const NACK_HISTORY_LOG2: u8 = 9;
@@ -105,53 +105,56 @@ pub(super) async fn settings(config: &RelayConfig) -> Result<(SettingEngine, Opt
     Ok((settings, local_udp))
 }
 
-/// The codecs the relay negotiates, with webrtc-rs's payload types and fmtp
-/// lines: what browsers send. webrtc-rs's default list adds G.711, G.722,
-/// VP9 profile 1, eight more H.264 profiles (high, and packetization mode 0),
-/// HEVC and ulpfec, which no browser client of ours sends; every negotiated
-/// codec is held per connection (its descriptions, codec lists, senders).
-const CODECS: [(RTPCodecType, &str, u32, u16, &str, u8); 6] = [
-    (
-        RTPCodecType::Audio,
-        MIME_TYPE_OPUS,
-        48_000,
-        2,
-        "minptime=10;useinbandfec=1",
-        111,
-    ),
-    (RTPCodecType::Video, MIME_TYPE_VP8, 90_000, 0, "", 96),
-    (
-        RTPCodecType::Video,
-        MIME_TYPE_VP9,
-        90_000,
-        0,
-        "profile-id=0",
-        98,
-    ),
-    (
-        RTPCodecType::Video,
+/// One codec the relay negotiates, as webrtc-rs's defaults number it.
+struct Codec {
+    kind: RTPCodecType,
+    mime: &'static str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: &'static str,
+    payload_type: u8,
+}
+
+impl Codec {
+    const fn video(mime: &'static str, fmtp: &'static str, payload_type: u8) -> Self {
+        Self {
+            kind: RTPCodecType::Video,
+            mime,
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp,
+            payload_type,
+        }
+    }
+}
+
+/// The codecs the relay negotiates: what browsers send. webrtc-rs's default
+/// list adds G.711, G.722, VP9 profile 1, eight more H.264 profiles (high,
+/// and packetization mode 0), HEVC and ulpfec, which no browser picks over
+/// these; every negotiated codec is held per connection (its descriptions,
+/// codec lists, senders).
+const CODECS: [Codec; 6] = [
+    Codec {
+        kind: RTPCodecType::Audio,
+        mime: MIME_TYPE_OPUS,
+        clock_rate: 48_000,
+        channels: 2,
+        fmtp: "minptime=10;useinbandfec=1",
+        payload_type: 111,
+    },
+    Codec::video(MIME_TYPE_VP8, "", 96),
+    Codec::video(MIME_TYPE_VP9, "profile-id=0", 98),
+    Codec::video(
         MIME_TYPE_H264,
-        90_000,
-        0,
         "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
         102,
     ),
-    (
-        RTPCodecType::Video,
+    Codec::video(
         MIME_TYPE_H264,
-        90_000,
-        0,
         "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
         125,
     ),
-    (
-        RTPCodecType::Video,
-        MIME_TYPE_AV1,
-        90_000,
-        0,
-        "profile-id=0",
-        41,
-    ),
+    Codec::video(MIME_TYPE_AV1, "profile-id=0", 41),
 ];
 
 /// The RTCP feedback every video codec is offered with (webrtc-rs's default
@@ -167,8 +170,8 @@ const VIDEO_FEEDBACK: [(&str, &str); 4] = [
 /// the audio level (active speaker) and, for simulcast, the MID and RIDs.
 pub(super) fn media_engine() -> Result<MediaEngine> {
     let mut media = MediaEngine::default();
-    for (kind, mime, clock_rate, channels, fmtp, payload_type) in CODECS {
-        let rtcp_feedback = match kind {
+    for c in CODECS {
+        let rtcp_feedback = match c.kind {
             RTPCodecType::Video => VIDEO_FEEDBACK
                 .iter()
                 .map(|(typ, parameter)| RTCPFeedback {
@@ -181,16 +184,16 @@ pub(super) fn media_engine() -> Result<MediaEngine> {
         media.register_codec(
             RTCRtpCodecParameters {
                 capability: RTCRtpCodecCapability {
-                    mime_type: mime.to_owned(),
-                    clock_rate,
-                    channels,
-                    sdp_fmtp_line: fmtp.to_owned(),
+                    mime_type: c.mime.to_owned(),
+                    clock_rate: c.clock_rate,
+                    channels: c.channels,
+                    sdp_fmtp_line: c.fmtp.to_owned(),
                     rtcp_feedback,
                 },
-                payload_type,
+                payload_type: c.payload_type,
                 ..Default::default()
             },
-            kind,
+            c.kind,
         )?;
     }
     register_rtx(&mut media)?;
