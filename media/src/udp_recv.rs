@@ -253,11 +253,16 @@ mod sys {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_burst_is_read_in_calls_of_many_datagrams_in_order_with_its_sources() {
+    /// A batched receiver on 127.0.0.1, and its address.
+    async fn receiver() -> (BatchReceiver, SocketAddr) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = socket.local_addr().unwrap();
-        let receiver = BatchReceiver::new(socket);
+        (BatchReceiver::new(socket), to)
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_read_in_calls_of_many_datagrams_in_order_with_its_sources() {
+        let (receiver, to) = receiver().await;
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..100u32 {
@@ -282,9 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_over_long_datagram_is_dropped_and_the_next_is_read() {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let to = socket.local_addr().unwrap();
-        let receiver = BatchReceiver::new(socket);
+        let (receiver, to) = receiver().await;
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sender.send_to(&[7u8; SLOT + 1], to).unwrap();
         sender.send_to(b"ok", to).unwrap();
