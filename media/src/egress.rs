@@ -353,17 +353,18 @@ impl Egress {
             if s.label.is_none() {
                 s.label = Some(label.clone());
             }
+            let now = Instant::now();
             if let Some(h) = s.history.as_mut() {
-                h.add(&kept, self.now_ms());
+                h.add(&kept, self.ms_at(now));
             }
             if state.active.is_some() {
                 let mut header = std::mem::take(&mut state.scratch);
                 kept.header_into(label, &mut header);
-                let out = self.emit(state, &mut header, &packet.payload);
+                let out = self.emit(state, &mut header, &packet.payload, now);
                 state.scratch = header;
                 out
             } else {
-                self.emit_packet(state, kept.packet(label))
+                self.emit_packet(state, kept.packet(label), now)
             }
         };
         match out {
@@ -386,9 +387,10 @@ impl Egress {
         sent
     }
 
-    /// Milliseconds since the sender was made (the NACK history's clock).
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Milliseconds from the sender's making to `now` (the NACK history's
+    /// clock).
+    fn ms_at(&self, now: Instant) -> u64 {
+        u64::try_from(now.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn count(&self, size: u64) {
@@ -398,8 +400,7 @@ impl Egress {
 
     /// Numbers, counts and protects a packet (see the module doc). An
     /// [`Out::Chain`] comes back with an empty packet: the caller owns it.
-    fn emit(&self, state: &mut State, header: &mut Header, payload: &Bytes) -> Out {
-        let now = Instant::now();
+    fn emit(&self, state: &mut State, header: &mut Header, payload: &Bytes, now: Instant) -> Out {
         if let Some(id) = state.twcc {
             let n = state.next_twcc;
             state.next_twcc = n.wrapping_add(1);
@@ -436,8 +437,8 @@ impl Egress {
     }
 
     /// [`Self::emit`] for a whole packet (before activation, or a resend).
-    fn emit_packet(&self, state: &mut State, mut packet: Packet) -> Out {
-        match self.emit(state, &mut packet.header, &packet.payload) {
+    fn emit_packet(&self, state: &mut State, mut packet: Packet, now: Instant) -> Out {
+        match self.emit(state, &mut packet.header, &packet.payload, now) {
             Out::Chain(mut w) => {
                 w.packet = packet;
                 Out::Chain(w)
@@ -480,7 +481,8 @@ impl Egress {
     /// Answers a NACK from the history: each packet still held once, as RTX
     /// when the peer negotiated it, else again on its own stream.
     async fn resend(&self, nack: &TransportLayerNack) {
-        let now_ms = self.now_ms();
+        let now = Instant::now();
+        let now_ms = self.ms_at(now);
         let outs: Vec<(Out, bool)> = {
             let mut state = lock(&self.state);
             let state = &mut *state;
@@ -505,9 +507,9 @@ impl Egress {
                     Some(r) => {
                         r.sequence = r.sequence.wrapping_add(1);
                         let packet = wrap(&original, r.ssrc, r.payload_type, r.sequence);
-                        (self.emit_packet(state, packet), true)
+                        (self.emit_packet(state, packet, now), true)
                     }
-                    None => (self.emit_packet(state, original), false),
+                    None => (self.emit_packet(state, original, now), false),
                 })
                 .collect()
         };
