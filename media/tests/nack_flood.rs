@@ -6,7 +6,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chats3_media::SpeakerPolicy;
 use chats3_media::rtx::RESEND_GAP_MS;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 
@@ -14,15 +13,16 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nack_flood_gets_each_packet_resent_at_most_once_per_gap() {
-    let Setup {
-        relay,
-        clients,
-        api,
-        _serial,
-        ..
-    } = setup(SpeakerPolicy::default()).await;
-    let publ = publisher(&api, &relay, &clients, "pub").await;
-    wait_for("publisher's tracks", || relay.stats().rooms[0].tracks == 2).await;
+    let (
+        Setup {
+            relay,
+            clients,
+            api,
+            _serial,
+            ..
+        },
+        publ,
+    ) = setup_with_publisher().await;
     let mut sub = subscriber(&api, &relay, &clients, "sub").await;
     first_packets_or_rejoin(&api, &relay, &clients, "sub", &mut sub).await;
 
