@@ -97,20 +97,23 @@ pub async fn setup(speakers: SpeakerPolicy) -> Setup {
     }
 }
 
-/// A relay on 127.0.0.1 and its headless clients' signal delivery (a
-/// second node's, beside [`setup`]'s); returns its speaker changes too.
-pub async fn another_relay(
-    speakers: SpeakerPolicy,
-) -> (Relay, Clients, mpsc::UnboundedReceiver<SpeakerChange>) {
-    let (relay, rx) = Relay::new(RelayConfig {
+/// The test relays' configuration: one UDP socket on 127.0.0.1.
+pub fn relay_config(speakers: SpeakerPolicy) -> RelayConfig {
+    RelayConfig {
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         include_loopback: true,
         pli_min_interval: Duration::from_millis(200),
         speakers,
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// A relay on 127.0.0.1 and its headless clients' signal delivery (a
+/// second node's, beside [`setup`]'s); returns its speaker changes too.
+pub async fn another_relay(
+    speakers: SpeakerPolicy,
+) -> (Relay, Clients, mpsc::UnboundedReceiver<SpeakerChange>) {
+    let (relay, rx) = Relay::new(relay_config(speakers)).await.unwrap();
     let clients = Clients::default();
     let speakers = drive(relay.clone(), rx, clients.clone());
     (relay, clients, speakers)

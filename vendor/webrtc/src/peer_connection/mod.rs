@@ -1236,6 +1236,13 @@ impl RTCPeerConnection {
             current_local_description.is_some()
         };
 
+        // chats3 patch: a rollback carries no SDP (W3C 4.4.1.5: its sdp is ignored); it goes
+        // straight to the signaling state machine, which returns to stable. Upstream took it for
+        // an implicit description and failed (ErrPeerConnSDPTypeInvalidValueSetLocalDescription).
+        if desc.sdp_type == RTCSdpType::Rollback {
+            return self.set_description(&desc, StateChangeOp::SetLocal).await;
+        }
+
         // JSEP 5.4
         if desc.sdp.is_empty() {
             match desc.sdp_type {

@@ -128,6 +128,15 @@ pub(crate) fn check_next_signaling_state(
     if sdp_type == RTCSdpType::Rollback && cur == RTCSignalingState::Stable {
         return Err(Error::ErrSignalingStateCannotRollback);
     }
+    // chats3 patch: a rollback returns to stable from the state its side's offer made
+    // (W3C 4.4.1.5); upstream's table below has no rollback transition, so every rollback failed.
+    if sdp_type == RTCSdpType::Rollback && next == RTCSignalingState::Stable {
+        match (cur, op) {
+            (RTCSignalingState::HaveLocalOffer, StateChangeOp::SetLocal)
+            | (RTCSignalingState::HaveRemoteOffer, StateChangeOp::SetRemote) => return Ok(next),
+            _ => {}
+        }
+    }
 
     // 4.3.1 valid state transitions
     match cur {
