@@ -10,13 +10,23 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use chats3_media::testkit::{answer, complete_offer, receive_only};
 use chats3_media::{Relay, RelayEvent, Signal, SpeakerPolicy};
 use tokio::sync::mpsc;
+use webrtc::api::media_engine::MIME_TYPE_VP8;
+use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp::header::Header;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_local::TrackLocalWriter;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use support::*;
 
@@ -33,13 +43,24 @@ async fn next_sdp(rx: &mut mpsc::UnboundedReceiver<Signal>) -> Signal {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
+/// A relay whose participant "s" signals by hand (everyone else's signals go
+/// to the usual driver), "s" negotiated and receiving nothing yet, and the
+/// relay's offer of publisher "pub"'s tracks to "s" outstanding, unapplied.
+struct Crossing {
+    relay: Relay,
+    pc: Arc<RTCPeerConnection>,
+    s_rx: mpsc::UnboundedReceiver<Signal>,
+    /// Video packets "s" has received.
+    video: Arc<AtomicUsize>,
+    _publ: Publisher,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn crossing() -> Crossing {
     let Setup { api, _serial, .. } = setup(SpeakerPolicy::default()).await;
     let (relay, mut events) = Relay::new(relay_config(SpeakerPolicy::default()))
         .await
         .unwrap();
-    // "s" takes its signals by hand; everyone else's go to the usual driver.
     let (to_driver, driver_rx) = mpsc::unbounded_channel();
     let (to_s, mut s_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -91,36 +112,116 @@ async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
         .await
         .unwrap();
 
-    // A publisher's tracks make the relay offer them to "s"; "s" leaves that
-    // offer unapplied and sends one of its own.
-    let _publ = publisher(&api, &relay, &clients, "pub").await;
+    // A publisher's tracks make the relay offer them to "s", which leaves
+    // that offer unapplied (the impolite side).
+    let publ = publisher(&api, &relay, &clients, "pub").await;
     let Signal::Offer(_crossing) = next_sdp(&mut s_rx).await else {
         panic!("the relay offers the publisher's tracks");
     };
     assert_eq!(pc.signaling_state(), RTCSignalingState::Stable);
-    let offer = complete_offer(&pc).await.unwrap();
-    relay
-        .handle_signal(ROOM, "s", Signal::Offer(offer))
-        .await
-        .expect("the relay takes an offer that crosses its own");
-    let Signal::Answer(sdp) = next_sdp(&mut s_rx).await else {
-        panic!("the relay answers the crossing offer");
-    };
-    pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
-        .await
-        .unwrap();
+    Crossing {
+        relay,
+        pc,
+        s_rx,
+        video,
+        _publ: publ,
+        _serial,
+    }
+}
 
-    // The relay offers the publisher's tracks again, and they arrive.
-    let Signal::Offer(sdp) = next_sdp(&mut s_rx).await else {
-        panic!("the relay offers again after answering");
-    };
-    let sdp = answer(&pc, sdp).await.unwrap();
-    relay
-        .handle_signal(ROOM, "s", Signal::Answer(sdp))
-        .await
-        .unwrap();
-    wait_for("the publisher's video at s", || {
-        video.load(Ordering::Relaxed) >= 30
+impl Crossing {
+    /// Sends "s"'s offer (crossing the relay's), applies the relay's answer,
+    /// then answers the relay's offer that follows.
+    async fn offer_across(&mut self) {
+        let offer = complete_offer(&self.pc).await.unwrap();
+        self.relay
+            .handle_signal(ROOM, "s", Signal::Offer(offer))
+            .await
+            .expect("the relay takes an offer that crosses its own");
+        let Signal::Answer(sdp) = next_sdp(&mut self.s_rx).await else {
+            panic!("the relay answers the crossing offer");
+        };
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
+            .await
+            .unwrap();
+        let Signal::Offer(sdp) = next_sdp(&mut self.s_rx).await else {
+            panic!("the relay offers again after answering");
+        };
+        let sdp = answer(&self.pc, sdp).await.unwrap();
+        self.relay
+            .handle_signal(ROOM, "s", Signal::Answer(sdp))
+            .await
+            .unwrap();
+    }
+
+    async fn publishers_video_arrives(&self) {
+        wait_for("the publisher's video at s", || {
+            self.video.load(Ordering::Relaxed) >= 30
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
+    let mut c = crossing().await;
+    c.offer_across().await;
+    c.publishers_video_arrives().await;
+}
+
+/// The browser's screen share: a new m-line in the crossing offer. The relay
+/// gave its own new tracks media ids in the offer it rolls back; the
+/// participant's new m-line may carry one of them and must still be received
+/// as the participant's track, and the relay's tracks offered after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crossing_offer_that_adds_a_track_is_received_and_the_relays_tracks_follow() {
+    let mut c = crossing().await;
+    let screen = Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            ..Default::default()
+        },
+        "screen".into(),
+        "s".into(),
+    ));
+    c.pc.add_transceiver_from_track(
+        Arc::clone(&screen) as _,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    c.offer_across().await;
+    let pc = Arc::downgrade(&c.pc);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for seq in 0u16.. {
+            tick.tick().await;
+            if pc.strong_count() == 0 {
+                break;
+            }
+            let p = Packet {
+                header: Header {
+                    version: 2,
+                    marker: true,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ..Default::default()
+                },
+                payload: vp8_payload(seq % 30 == 0, seq as u8),
+            };
+            if screen.write_rtp(&p).await.is_err() {
+                break;
+            }
+        }
+    });
+    c.publishers_video_arrives().await;
+    wait_for("s's screen track at the relay", || {
+        c.relay.stats().rooms.first().is_some_and(|r| r.tracks == 3)
     })
     .await;
 }

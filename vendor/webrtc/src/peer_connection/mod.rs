@@ -216,6 +216,19 @@ impl std::fmt::Display for RTCPeerConnection {
     }
 }
 
+/// chats3 patch: the mids of a description's media sections.
+fn mids_of(desc: Option<&RTCSessionDescription>) -> Vec<SmolStr> {
+    desc.and_then(|d| d.parsed.as_ref())
+        .map(|p| {
+            p.media_descriptions
+                .iter()
+                .filter_map(get_mid_value)
+                .map(SmolStr::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl RTCPeerConnection {
     /// creates a PeerConnection with the default codecs and
     /// interceptors.  See register_default_codecs and register_default_interceptors.
@@ -1239,8 +1252,21 @@ impl RTCPeerConnection {
         // chats3 patch: a rollback carries no SDP (W3C 4.4.1.5: its sdp is ignored); it goes
         // straight to the signaling state machine, which returns to stable. Upstream took it for
         // an implicit description and failed (ErrPeerConnSDPTypeInvalidValueSetLocalDescription).
+        // The mids the rolled-back offer gave transceivers are theirs no longer (W3C 4.4.1.6): a
+        // remote offer may use them for media sections of its own.
         if desc.sdp_type == RTCSdpType::Rollback {
-            return self.set_description(&desc, StateChangeOp::SetLocal).await;
+            let offered = mids_of(self.internal.pending_local_description.lock().await.as_ref());
+            self.set_description(&desc, StateChangeOp::SetLocal).await?;
+            let mut kept = mids_of(self.internal.current_local_description.lock().await.as_ref());
+            kept.extend(mids_of(
+                self.internal.current_remote_description.lock().await.as_ref(),
+            ));
+            for t in self.get_transceivers().await {
+                if t.mid().is_some_and(|m| offered.contains(&m) && !kept.contains(&m)) {
+                    t.unset_mid();
+                }
+            }
+            return Ok(());
         }
 
         // JSEP 5.4

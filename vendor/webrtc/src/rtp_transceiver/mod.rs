@@ -13,7 +13,7 @@ use log::trace;
 use portable_atomic::{AtomicBool, AtomicU8};
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
 
 use crate::api::media_engine::MediaEngine;
 use crate::error::{Error, Result};
@@ -174,7 +174,8 @@ pub type TriggerNegotiationNeededFnOption =
 
 /// RTPTransceiver represents a combination of an RTPSender and an RTPReceiver that share a common mid.
 pub struct RTCRtpTransceiver {
-    mid: OnceCell<SmolStr>,               //atomic.Value
+    // chats3 patch: settable again after a rollback (upstream: a OnceCell).
+    mid: std::sync::Mutex<Option<SmolStr>>, //atomic.Value
     sender: Mutex<Arc<RTCRtpSender>>,     //atomic.Value
     receiver: Mutex<Arc<RTCRtpReceiver>>, //atomic.Value
 
@@ -205,7 +206,7 @@ impl RTCRtpTransceiver {
         receiver.set_transceiver_codecs(Some(Arc::clone(&codecs)));
 
         let t = Arc::new(RTCRtpTransceiver {
-            mid: OnceCell::new(),
+            mid: std::sync::Mutex::new(None),
             sender: Mutex::new(sender),
             receiver: Mutex::new(receiver),
 
@@ -296,14 +297,23 @@ impl RTCRtpTransceiver {
 
     /// set_mid sets the RTPTransceiver's mid. If it was already set, will return an error.
     pub(crate) fn set_mid(&self, mid: SmolStr) -> Result<()> {
-        self.mid
-            .set(mid)
-            .map_err(|_| Error::ErrRTPTransceiverCannotChangeMid)
+        let mut current = self.mid.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_some() {
+            return Err(Error::ErrRTPTransceiverCannotChangeMid);
+        }
+        *current = Some(mid);
+        Ok(())
+    }
+
+    /// chats3 patch: forgets the mid a rolled-back offer gave this transceiver (W3C 4.4.1.6), so
+    /// that the next description can give it another and a remote offer can use this one.
+    pub(crate) fn unset_mid(&self) {
+        *self.mid.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// mid gets the Transceiver's mid value. When not already set, this value will be set in CreateOffer or create_answer.
     pub fn mid(&self) -> Option<SmolStr> {
-        self.mid.get().cloned()
+        self.mid.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// kind returns RTPTransceiver's kind.
