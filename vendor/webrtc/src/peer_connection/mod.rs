@@ -1286,6 +1286,15 @@ impl RTCPeerConnection {
 
         desc.parsed = Some(desc.unmarshal()?);
         self.set_description(&desc, StateChangeOp::SetLocal).await?;
+        // chats3 patch: the created offer or answer is applied and kept as the local description;
+        // its copy for the check above is released rather than held until the next one.
+        match desc.sdp_type {
+            RTCSdpType::Offer => *self.internal.last_offer.lock().await = String::new(),
+            RTCSdpType::Answer | RTCSdpType::Pranswer => {
+                *self.internal.last_answer.lock().await = String::new()
+            }
+            _ => {}
+        }
 
         let we_answer = desc.sdp_type == RTCSdpType::Answer;
         let remote_description = self.remote_description().await;
