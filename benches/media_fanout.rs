@@ -1,7 +1,9 @@
 //! Media fan-out benchmark for the relay (`chats3_media::Relay`): one publisher sends ≈1.2 Mbps of
 //! VP8-shaped RTP (1,200-byte packets, a keyframe header every 30 frames) plus 50 packets/s of Opus
 //! to K subscribers, all real ICE, DTLS and SRTP over loopback. Every packet carries its send time,
-//! so subscribers measure the latency the relay adds.
+//! so subscribers measure the latency the relay adds: at their socket (the kernel's receive time of
+//! the datagram, `testkit::arrivals`) and at their application (after the headless client decrypted
+//! and read it; on a small machine the clients share a core, and their queue adds to this one).
 //!
 //! Two processes: this one runs the relay; it starts itself again with `--clients` to run the K + 1
 //! headless webrtc-rs clients, so CPU and RSS are measured for the relay alone. Signaling between
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chats3_media::testkit;
+use chats3_media::testkit::arrivals::{Arrivals, stamped_settings};
 use chats3_media::{Relay, RelayConfig, RelayEvent, Signal};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -120,18 +123,26 @@ struct Totals {
     packets: AtomicU64,
     bytes: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+    /// From the send time to the datagram's arrival at the subscriber's socket.
+    at_socket_us: Mutex<Histogram<u64>>,
     /// The window, in µs since the epoch: packets whose send time falls inside it are counted by
     /// the publisher and by every subscriber, so loss = 1 − received / (sent × K) exactly.
     window: [AtomicU64; 2],
 }
 
 impl Totals {
-    /// Adds one reader's partial counts and latencies, and clears its histogram.
-    fn merge(&self, packets: u64, bytes: u64, local: &mut Histogram<u64>) {
+    /// Adds one reader's partial counts and latencies (at the application, at the socket), and
+    /// clears its histograms.
+    fn merge(&self, packets: u64, bytes: u64, local: &mut [Histogram<u64>; 2]) {
         self.packets.fetch_add(packets, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.latency_us.lock().unwrap().add(&*local).expect("merge");
-        local.reset();
+        for (total, local) in [&self.latency_us, &self.at_socket_us]
+            .into_iter()
+            .zip(local)
+        {
+            total.lock().unwrap().add(&*local).expect("merge");
+            local.reset();
+        }
     }
 
     fn in_window(&self, sent_us: u64) -> bool {
@@ -212,6 +223,7 @@ struct ClientFigures {
     received_bytes: u64,
     seconds: f64,
     latency_ms: [f64; 3],
+    latency_at_socket_ms: [f64; 3],
     /// p50, p99, p999 of the subscribers of each relay.
     latency_by_node_ms: Vec<[f64; 3]>,
     cpu_cores: f64,
@@ -549,6 +561,11 @@ fn print_figures(args: &Args, c: &ClientFigures, r: &RelayFigures) {
             "receivedMbps": c.received_bytes as f64 * 8.0 / c.seconds / 1e6,
             "loss": if expected > 0 { 1.0 - c.received as f64 / expected as f64 } else { 0.0 },
             "latencyMs": {"p50": c.latency_ms[0], "p99": c.latency_ms[1], "p999": c.latency_ms[2]},
+            "latencyAtSocketMs": {
+                "p50": c.latency_at_socket_ms[0],
+                "p99": c.latency_at_socket_ms[1],
+                "p999": c.latency_at_socket_ms[2],
+            },
             "nodes": args.nodes,
             "latencyByNodeMs": c.latency_by_node_ms,
             "trunkDatagramsPerSec": r.trunked.round(),
@@ -779,21 +796,32 @@ fn publish(
     });
 }
 
-/// Receive-only subscriber: counts what arrives of the measured packets and records their latency.
+/// A latency histogram in µs, up to a minute.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")
+}
+
+/// Receive-only subscriber: counts what arrives of the measured packets and records their latency
+/// at the application and, from `arrivals`, at the socket.
 async fn subscriber_setup(
     pc: &Arc<RTCPeerConnection>,
     epoch: Instant,
     totals: Arc<Totals>,
     ready: Arc<AtomicU64>,
+    arrivals: Arc<Arrivals>,
 ) {
     testkit::receive_only(pc, &[RTPCodecType::Video, RTPCodecType::Audio])
         .await
         .expect("transceiver");
     pc.on_track(Box::new(move |track, _, _| {
-        let (totals, ready) = (Arc::clone(&totals), Arc::clone(&ready));
+        let (totals, ready, arrivals) = (
+            Arc::clone(&totals),
+            Arc::clone(&ready),
+            Arc::clone(&arrivals),
+        );
         tokio::spawn(async move {
             let mut first = true;
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut local = [histogram(), histogram()];
             let (mut packets, mut bytes) = (0u64, 0u64);
             while let Ok((pkt, _)) = track.read_rtp().await {
                 if first && track.kind() == RTPCodecType::Video {
@@ -803,9 +831,14 @@ async fn subscriber_setup(
                 let Some(sent) = sent_time(&pkt.payload) else {
                     continue;
                 };
+                let arrived = arrivals.take(pkt.header.ssrc, pkt.header.sequence_number);
                 if totals.in_window(sent) {
                     let now = epoch.elapsed().as_micros() as u64;
-                    let _ = local.record(now.saturating_sub(sent).max(1));
+                    let _ = local[0].record(now.saturating_sub(sent).max(1));
+                    if let Some(at) = arrived {
+                        let at = at.saturating_duration_since(epoch).as_micros() as u64;
+                        let _ = local[1].record(at.saturating_sub(sent).max(1));
+                    }
                     packets += 1;
                     bytes += pkt.payload.len() as u64;
                 }
@@ -857,9 +890,8 @@ fn clients_main(args: &Args) {
                 Arc::new(Totals {
                     packets: AtomicU64::new(0),
                     bytes: AtomicU64::new(0),
-                    latency_us: Mutex::new(
-                        Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
-                    ),
+                    latency_us: Mutex::new(histogram()),
+                    at_socket_us: Mutex::new(histogram()),
                     window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
                 })
             })
@@ -895,13 +927,16 @@ fn clients_main(args: &Args) {
         let mut subs = Vec::with_capacity(args.subscribers);
         for i in 0..args.subscribers {
             let (t, r) = (Arc::clone(&groups[i % args.nodes]), Arc::clone(&ready));
+            // Each subscriber reads its own socket, which keeps the kernel's receive times.
+            let (settings, arrivals) = stamped_settings(args.ip).expect("subscriber socket");
+            let api = testkit::client_api_with(settings).expect("client api");
             subs.push(
                 join(
                     &api,
                     &link,
                     &clients,
                     &format!("sub-{i}"),
-                    async move |pc| subscriber_setup(pc, epoch, t, r).await,
+                    async move |pc| subscriber_setup(pc, epoch, t, r, arrivals).await,
                 )
                 .await,
             );
@@ -934,11 +969,14 @@ fn clients_main(args: &Args) {
         tokio::time::sleep(Duration::from_secs(1)).await; // in-flight packets land
         let quantiles =
             |h: &Histogram<u64>| [0.5, 0.99, 0.999].map(|q| h.value_at_quantile(q) as f64 / 1000.0);
-        let mut all = Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let (mut all, mut at_socket) = (histogram(), histogram());
         let mut by_node = Vec::new();
         for g in &groups {
             let h = g.latency_us.lock().unwrap();
             all.add(&*h).expect("merge");
+            at_socket
+                .add(&*g.at_socket_us.lock().unwrap())
+                .expect("merge");
             by_node.push(quantiles(&h));
         }
         let sum = |f: fn(&Totals) -> &AtomicU64| {
@@ -955,6 +993,7 @@ fn clients_main(args: &Args) {
             received_bytes: sum(|g| &g.bytes),
             seconds,
             latency_ms: quantiles(&all),
+            latency_at_socket_ms: quantiles(&at_socket),
             latency_by_node_ms: by_node,
             cpu_cores,
             rss_mib,

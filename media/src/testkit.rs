@@ -2,7 +2,10 @@
 //! (feature `testkit`; not part of the relay): loopback-only settings, an
 //! API with webrtc-rs's default codecs and interceptors, receive-only
 //! transceivers, complete (non-trickle) offers and answers to the relay's
-//! offers.
+//! offers, and a client socket that records when each RTP datagram arrived
+//! ([`arrivals`]).
+
+pub mod arrivals;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -45,13 +48,19 @@ pub fn client_api() -> Result<API> {
 /// A client API whose candidates are on `ip` only (clients on another host
 /// than the relay).
 pub fn client_api_on(ip: IpAddr) -> Result<API> {
+    client_api_with(settings_on(ip))
+}
+
+/// A client API with webrtc-rs's default codecs and interceptors and
+/// `settings` (e.g. [`arrivals::stamped_settings`]).
+pub fn client_api_with(settings: SettingEngine) -> Result<API> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     Ok(APIBuilder::new()
         .with_media_engine(media)
         .with_interceptor_registry(registry)
-        .with_setting_engine(settings_on(ip))
+        .with_setting_engine(settings)
         .build())
 }
 
