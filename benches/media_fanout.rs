@@ -31,10 +31,10 @@
 //! Prints one JSON line with the figures (see BENCHMARKS.md, "Media relay fan-out"). Runs with the
 //! systemd unit's allocator setting (`MIMALLOC_ARENA_EAGER_COMMIT=0`), as the service does.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -217,12 +217,17 @@ struct Down {
 #[serde(rename_all = "camelCase")]
 struct ClientFigures {
     receiving: u64,
+    /// Subscribers without video by their connection's state.
+    #[serde(default)]
+    not_receiving: BTreeMap<String, u64>,
     join_seconds: f64,
     sent_per_subscriber: u64,
     received: u64,
     received_bytes: u64,
     seconds: f64,
     latency_ms: [f64; 3],
+    /// Absent from clients built before it was measured (their figures still read).
+    #[serde(default)]
     latency_at_socket_ms: [f64; 3],
     /// p50, p99, p999 of the subscribers of each relay.
     latency_by_node_ms: Vec<[f64; 3]>,
@@ -553,6 +558,7 @@ fn print_figures(args: &Args, c: &ClientFigures, r: &RelayFigures) {
         serde_json::json!({
             "subscribers": args.subscribers,
             "subscribersReceiving": c.receiving,
+            "notReceivingByConnectionState": c.not_receiving,
             "seconds": c.seconds,
             "joinSeconds": c.join_seconds,
             "sentPerSubscriber": c.sent_per_subscriber,
@@ -807,7 +813,7 @@ async fn subscriber_setup(
     pc: &Arc<RTCPeerConnection>,
     epoch: Instant,
     totals: Arc<Totals>,
-    ready: Arc<AtomicU64>,
+    ready: Arc<AtomicBool>,
     arrivals: Arc<Arrivals>,
 ) {
     testkit::receive_only(pc, &[RTPCodecType::Video, RTPCodecType::Audio])
@@ -826,7 +832,7 @@ async fn subscriber_setup(
             while let Ok((pkt, _)) = track.read_rtp().await {
                 if first && track.kind() == RTPCodecType::Video {
                     first = false;
-                    ready.fetch_add(1, Ordering::Relaxed);
+                    ready.store(true, Ordering::Relaxed);
                 }
                 let Some(sent) = sent_time(&pkt.payload) else {
                     continue;
@@ -922,11 +928,13 @@ fn clients_main(args: &Args) {
             Arc::clone(&sent),
         );
 
-        let ready = Arc::new(AtomicU64::new(0));
+        // Per subscriber: whether its first video packet has arrived.
+        let ready: Vec<Arc<AtomicBool>> = (0..args.subscribers).map(|_| Arc::default()).collect();
+        let receiving = || ready.iter().filter(|r| r.load(Ordering::Relaxed)).count();
         let join_start = Instant::now();
         let mut subs = Vec::with_capacity(args.subscribers);
         for i in 0..args.subscribers {
-            let (t, r) = (Arc::clone(&groups[i % args.nodes]), Arc::clone(&ready));
+            let (t, r) = (Arc::clone(&groups[i % args.nodes]), Arc::clone(&ready[i]));
             // Each subscriber reads its own socket, which keeps the kernel's receive times.
             let (settings, arrivals) = stamped_settings(args.ip).expect("subscriber socket");
             let api = testkit::client_api_with(settings).expect("client api");
@@ -944,13 +952,21 @@ fn clients_main(args: &Args) {
         // Wait for every subscriber's first video packet (or give up on stragglers after 60 s:
         // the figures then count only the subscribers that receive, and say how many that is).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while (ready.load(Ordering::Relaxed) as usize) < args.subscribers
-            && Instant::now() < deadline
-        {
+        while receiving() < args.subscribers && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let receiving = ready.load(Ordering::Relaxed);
+        let receiving = receiving() as u64;
         assert!(receiving > 0, "no subscriber receives video");
+        // Those that do not, by connection state: "failed" is ICE or DTLS giving up (a browser
+        // restarts ICE or rejoins), "connected" one that gets no video (a relay bug).
+        let mut not_receiving = BTreeMap::<String, u64>::new();
+        for (pc, r) in subs.iter().zip(&ready) {
+            if !r.load(Ordering::Relaxed) {
+                *not_receiving
+                    .entry(pc.connection_state().to_string())
+                    .or_default() += 1;
+            }
+        }
         let join_seconds = join_start.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await; // settle
         let (cpu0, t0) = (cpu_seconds(), Instant::now());
@@ -987,6 +1003,7 @@ fn clients_main(args: &Args) {
         };
         let figures = ClientFigures {
             receiving,
+            not_receiving,
             join_seconds,
             sent_per_subscriber: sent[0].load(Ordering::Relaxed) + sent[1].load(Ordering::Relaxed),
             received: sum(|g| &g.packets),
