@@ -186,7 +186,7 @@ impl Conn for BatchReceiver {
 }
 
 #[cfg(target_os = "linux")]
-mod sys {
+pub(crate) mod sys {
     use std::io::{self, IoSliceMut};
     use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
@@ -222,7 +222,8 @@ mod sys {
             .collect())
     }
 
-    fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    /// The IPv4 or IPv6 address a received datagram came from.
+    pub(crate) fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
         if let Some(v4) = a.as_sockaddr_in() {
             return Some(SocketAddrV4::from(*v4).into());
         }

@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::Duration;
 
-use chats3_media::testkit::{answer, complete_offer, receive_only};
+use chats3_media::testkit::{answer, complete_offer};
 use chats3_media::{Relay, RelayEvent, Signal, SpeakerPolicy};
 use tokio::sync::mpsc;
 use webrtc::api::media_engine::MIME_TYPE_VP8;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::rtp::header::Header;
@@ -78,14 +77,7 @@ async fn crossing() -> Crossing {
     let clients = Clients::default();
     let _speakers = drive(relay.clone(), driver_rx, clients.clone());
 
-    let pc = Arc::new(
-        api.new_peer_connection(RTCConfiguration::default())
-            .await
-            .unwrap(),
-    );
-    receive_only(&pc, &[RTPCodecType::Video, RTPCodecType::Audio])
-        .await
-        .unwrap();
+    let pc = receive_only_connection(&api).await;
     let video = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&video);
     pc.on_track(Box::new(move |track, _, _| {
@@ -131,8 +123,10 @@ async fn crossing() -> Crossing {
 
 impl Crossing {
     /// Sends "s"'s offer (crossing the relay's), applies the relay's answer,
-    /// then answers the relay's offer that follows.
-    async fn offer_across(&mut self) {
+    /// then, as a browser does, answers every offer the relay makes from then
+    /// on: the first of them carries what the rolled-back offer did (and any
+    /// track that arrived meanwhile may take one more).
+    async fn offer_across(mut self) -> Crossed {
         let offer = complete_offer(&self.pc).await.unwrap();
         self.relay
             .handle_signal(ROOM, "s", Signal::Offer(offer))
@@ -145,28 +139,63 @@ impl Crossing {
             .set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
             .await
             .unwrap();
-        let Signal::Offer(sdp) = next_sdp(&mut self.s_rx).await else {
-            panic!("the relay offers again after answering");
-        };
-        let sdp = answer(&self.pc, sdp).await.unwrap();
-        self.relay
-            .handle_signal(ROOM, "s", Signal::Answer(sdp))
-            .await
-            .unwrap();
+        let (relay, pc) = (self.relay.clone(), Arc::clone(&self.pc));
+        let mut s_rx = self.s_rx;
+        tokio::spawn(async move {
+            loop {
+                let Signal::Offer(sdp) = next_sdp(&mut s_rx).await else {
+                    panic!("the relay sends no answer without an offer");
+                };
+                let sdp = answer(&pc, sdp).await.unwrap();
+                relay
+                    .handle_signal(ROOM, "s", Signal::Answer(sdp))
+                    .await
+                    .unwrap();
+            }
+        });
+        Crossed {
+            relay: self.relay,
+            pc: self.pc,
+            video: self.video,
+            _publ: self._publ,
+            _serial: self._serial,
+        }
     }
+}
 
+/// [`Crossing`] after "s"'s crossing offer, its further signals answered.
+struct Crossed {
+    relay: Relay,
+    pc: Arc<RTCPeerConnection>,
+    video: Arc<AtomicUsize>,
+    _publ: Publisher,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Crossed {
+    /// Waits for 30 of the publisher's video packets at "s"; on timeout, says
+    /// how far "s"'s connection and negotiation got.
     async fn publishers_video_arrives(&self) {
-        wait_for("the publisher's video at s", || {
-            self.video.load(Ordering::Relaxed) >= 30
-        })
+        wait_until(
+            || self.video.load(Ordering::Relaxed) >= 30,
+            || {
+                format!(
+                    "timed out waiting for the publisher's video at s: {} video packets, \
+                     connection {}, signaling {}, relay {:?}",
+                    self.video.load(Ordering::Relaxed),
+                    self.pc.connection_state(),
+                    self.pc.signaling_state(),
+                    self.relay.stats().rooms,
+                )
+            },
+        )
         .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
-    let mut c = crossing().await;
-    c.offer_across().await;
+    let c = crossing().await.offer_across().await;
     c.publishers_video_arrives().await;
 }
 
@@ -176,7 +205,7 @@ async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
 /// as the participant's track, and the relay's tracks offered after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crossing_offer_that_adds_a_track_is_received_and_the_relays_tracks_follow() {
-    let mut c = crossing().await;
+    let c = crossing().await;
     let screen = Arc::new(TrackLocalStaticRTP::new(
         RTCRtpCodecCapability {
             mime_type: MIME_TYPE_VP8.into(),
@@ -195,7 +224,7 @@ async fn a_crossing_offer_that_adds_a_track_is_received_and_the_relays_tracks_fo
     )
     .await
     .unwrap();
-    c.offer_across().await;
+    let c = c.offer_across().await;
     let pc = Arc::downgrade(&c.pc);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));

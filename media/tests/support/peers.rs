@@ -242,8 +242,8 @@ impl Subscriber {
     }
 }
 
-/// Joins a receive-only participant (non-trickle offer).
-pub async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Subscriber {
+/// A connection with one receive-only video and one audio transceiver.
+pub async fn receive_only_connection(api: &API) -> Arc<RTCPeerConnection> {
     let pc = Arc::new(
         api.new_peer_connection(RTCConfiguration::default())
             .await
@@ -252,6 +252,12 @@ pub async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -
     receive_only(&pc, &[RTPCodecType::Video, RTPCodecType::Audio])
         .await
         .unwrap();
+    pc
+}
+
+/// Joins a receive-only participant (non-trickle offer).
+pub async fn subscriber(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Subscriber {
+    let pc = receive_only_connection(api).await;
     let rx = Arc::new(Mutex::new(Received::default()));
     let weak_rx: Weak<Mutex<Received>> = Arc::downgrade(&rx);
     pc.on_track(Box::new(move |track, receiver, _| {
