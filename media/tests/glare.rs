@@ -199,10 +199,12 @@ async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
     c.publishers_video_arrives().await;
 }
 
-/// The browser's screen share: a new m-line in the crossing offer. The relay
-/// gave its own new tracks media ids in the offer it rolls back; the
-/// participant's new m-line may carry one of them and must still be received
-/// as the participant's track, and the relay's tracks offered after it.
+/// A client that publishes a second video track (a screen beside its
+/// camera; the browser app replaces its camera track instead): a new m-line
+/// in the crossing offer. The relay gave its own new tracks media ids in the
+/// offer it rolls back; the participant's new m-line may carry one of them
+/// and must still be received as the participant's track, and the relay's
+/// tracks offered after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crossing_offer_that_adds_a_track_is_received_and_the_relays_tracks_follow() {
     let c = crossing().await;
