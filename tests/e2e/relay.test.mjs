@@ -1,6 +1,7 @@
 // Six users in one call: past MESH_MAX (4) the server switches the call to its media relay and
-// every page holds exactly one peer connection; when two leave, the call goes back to a mesh by
-// itself. Real Chromium with fake camera and microphone, the relay's default network settings.
+// every page holds exactly one peer connection; a page's offer that crosses the relay's is answered
+// (the relay rolls its own back); when two leave, the call goes back to a mesh by itself. Real
+// Chromium with fake camera and microphone, the relay's default network settings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -130,6 +131,46 @@ test('the only unmuted participant is named the active speaker by the relay and 
     what: 'a call-speaker event naming the unmuted participant',
   });
   for (const page of others) await page.getByRole('button', { name: 'Unmute' }).click();
+});
+
+test("an offer that crosses the relay's is answered, and the relay offers again (glare)", async () => {
+  const [ada, fay] = [pages[0], pages[5]];
+  // Ada holds back the relay's next offer, so that her own crosses it.
+  await ada.evaluate(() => {
+    const relay = window.chats3Debug.call().relay;
+    const deliver = relay.onSignal.bind(relay);
+    /** @type {any} */ (window).__glare = { deliver, held: null };
+    relay.onSignal = (signal) => {
+      const g = /** @type {any} */ (window).__glare;
+      if (signal.type !== 'offer' || g.held) return deliver(signal);
+      g.held = signal;
+      return Promise.resolve();
+    };
+  });
+  // Fay leaves: the relay offers everyone the end of her tracks.
+  await fay.getByRole('button', { name: 'Leave call' }).click();
+  await poll(ada, () => ({ ok: !!(/** @type {any} */ (window).__glare.held) }), null, { what: "the relay's offer" });
+  // Ada offers; the held offer then arrives as it would have, while hers is out, and is ignored.
+  await ada.evaluate(async () => {
+    const relay = window.chats3Debug.call().relay;
+    const g = /** @type {any} */ (window).__glare;
+    relay.onSignal = g.deliver;
+    const offering = relay.negotiate();
+    relay.onSignal(g.held);
+    await offering;
+  });
+  // The relay rolled its offer back, answered Ada's and offered again; Ada applied both.
+  await poll(ada, () => {
+    const relay = window.chats3Debug.call().relay;
+    const h = relay.history.join(' | ');
+    return { ok: relay.pc.signalingState === 'stable' && /offer in (?:stable \(making offer\)|have-local-offer).*answer in have-local-offer.*offer in stable/.test(h), state: relay.pc.signalingState, history: relay.history.slice(-12) };
+  }, null, { what: 'the relay answering the crossing offer, then offering again' });
+  await waitCall(ada, { mode: 'relay', pcs: 1, n: 4 });
+  // And negotiation goes on: Fay comes back, and Ada gets her video.
+  await fay.getByRole('button', { name: /Join call/ }).click();
+  await fay.locator('#video-grid .tile.local').waitFor();
+  await waitCall(ada, { mode: 'relay', pcs: 1, n: 5 });
+  await waitCall(fay, { mode: 'relay', pcs: 1, n: 5 });
 });
 
 test('when the sixth and fifth leave, the call returns to a mesh without anyone re-joining', async () => {
