@@ -15,17 +15,15 @@ use std::time::Duration;
 use chats3_media::testkit::{answer, complete_offer};
 use chats3_media::{Relay, RelayEvent, Signal, SpeakerPolicy};
 use tokio::sync::mpsc;
-use webrtc::api::media_engine::MIME_TYPE_VP8;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::track::track_local::TrackLocalWriter;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use support::*;
 
@@ -208,15 +206,7 @@ async fn a_participants_offer_rolls_back_the_relays_crossing_offer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crossing_offer_that_adds_a_track_is_received_and_the_relays_tracks_follow() {
     let c = crossing().await;
-    let screen = Arc::new(TrackLocalStaticRTP::new(
-        RTCRtpCodecCapability {
-            mime_type: MIME_TYPE_VP8.into(),
-            clock_rate: 90_000,
-            ..Default::default()
-        },
-        "screen".into(),
-        "s".into(),
-    ));
+    let screen = vp8_track("screen", "s");
     c.pc.add_transceiver_from_track(
         Arc::clone(&screen) as _,
         Some(RTCRtpTransceiverInit {

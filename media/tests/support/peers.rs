@@ -66,6 +66,19 @@ pub async fn join_without_trickle(relay: &Relay, pc: &RTCPeerConnection, id: &st
         .unwrap();
 }
 
+/// A VP8 track `id` of stream `stream` (a participant's id).
+pub fn vp8_track(id: &str, stream: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            ..Default::default()
+        },
+        id.into(),
+        stream.into(),
+    ))
+}
+
 /// Joins a publisher that trickles its candidates and sends VP8 (keyframe
 /// every 30 frames and on PLI) and Opus.
 pub async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) -> Publisher {
@@ -75,15 +88,7 @@ pub async fn publisher(api: &API, relay: &Relay, clients: &Clients, id: &str) ->
             .unwrap(),
     );
     let ready = clients.insert(id, &pc);
-    let video = Arc::new(TrackLocalStaticRTP::new(
-        RTCRtpCodecCapability {
-            mime_type: MIME_TYPE_VP8.into(),
-            clock_rate: 90_000,
-            ..Default::default()
-        },
-        "video".into(),
-        id.into(),
-    ));
+    let video = vp8_track("video", id);
     let audio = Arc::new(TrackLocalStaticRTP::new(
         RTCRtpCodecCapability {
             mime_type: MIME_TYPE_OPUS.into(),
